@@ -4,7 +4,8 @@
 //! # Layout
 //! - [`ids`], [`money`], [`clock`] — typed ids, money in minor units, time.
 //! - [`model`] — streams, lots, offers and their state machines.
-//! - [`store`] — their durable records (SQLite or PostgreSQL through sqlx).
+//! - [`db`] — opening SQLite or PostgreSQL and applying `migrations/`.
+//! - [`store`] — durable records of streams, lots, offers and sales.
 //! - [`inventory`] — the stock engines behind one trait: in-process and Redis.
 //! - [`events`] — what viewers of a stream are told, as it happens.
 //! - [`service`] — the operations the gateway exposes, tying the above together:
@@ -12,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod clock;
+pub mod db;
 pub mod events;
 pub mod ids;
 pub mod inventory;
@@ -19,3 +21,5 @@ pub mod model;
 pub mod money;
 pub mod service;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;

@@ -38,12 +38,14 @@ impl Streams {
             latest.insert(e.hold.offer_id.clone(), e.levels.left);
         }
         for (offer_id, units_left) in latest {
-            if let Some(m) = self.lock_meta().get(&offer_id).cloned() {
+            let cached = self.lock_meta().get(&offer_id).map(|m| m.stream_id.clone());
+            let stream = match cached {
+                Some(s) => Some(s),
+                None => self.store.offer(&offer_id).await.ok().flatten().map(|o| o.stream_id),
+            };
+            if let Some(stream) = stream {
                 self.events
-                    .publish(&m.stream_id, StreamEvent::OfferStock { offer_id, units_left });
-            } else if let Ok(Some(o)) = self.store.offer(&offer_id).await {
-                self.events
-                    .publish(&o.stream_id, StreamEvent::OfferStock { offer_id, units_left });
+                    .publish(&stream, StreamEvent::OfferStock { offer_id, units_left });
             }
         }
         Ok(expired)

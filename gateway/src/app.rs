@@ -1,0 +1,289 @@
+//! Building and running the whole application, so tests start exactly what
+//! `main` starts: `Application::build(config)` then `run_until_stopped`.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::HeaderValue;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use sqlx::AnyPool;
+use streams::clock::{Clock, SystemClock};
+use streams::ids::random_token;
+use streams::inventory::{Inventory, MemoryInventory, RedisInventory};
+use streams::service::{Settings, Streams};
+use streams::store::StreamStore;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_http::catch_panic::CatchPanicLayer;
+use tracing::Instrument;
+
+use crate::config::{Config, Secret};
+use streams::db::{self, DbKind};
+use crate::error::ApiError;
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::ratelimit::{Limiter, Limits};
+use crate::{demo, routes};
+
+/// Why `haul` could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("HAUL_DATABASE_URL: {0}")]
+    Db(#[from] db::DbError),
+    #[error("HAUL_REDIS_URL: could not connect to Redis")]
+    Redis(#[source] streams::inventory::EngineError),
+    #[error("HAUL_LISTEN: could not listen on {addr}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("HAUL_DATA_DIR: could not read or write the token secret at {path}")]
+    Secret {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("could not create the demo data")]
+    Demo(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Shared state of every request handler and worker.
+pub struct AppInner {
+    pub config: Config,
+    pub pool: AnyPool,
+    pub db_kind: DbKind,
+    pub streams: Arc<Streams>,
+    pub hub: Arc<Hub>,
+    pub metrics: Metrics,
+    pub limits: Limits,
+    pub token_secret: Secret<String>,
+}
+
+#[derive(Clone)]
+pub struct AppState(Arc<AppInner>);
+
+impl Deref for AppState {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+/// A built application, listening but not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    demo: Option<demo::Demo>,
+}
+
+/// Reads the viewer-token secret from the data directory, creating it once.
+fn load_or_create_secret(config: &Config) -> Result<Secret<String>, StartError> {
+    if let Some(s) = &config.token_secret {
+        return Ok(s.clone());
+    }
+    let path = config.data_dir.join("token_secret");
+    let wrap = |source| StartError::Secret {
+        path: path.display().to_string(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(s) if s.trim().len() >= 32 => return Ok(Secret::new(s.trim().to_owned())),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(wrap(e)),
+    }
+    std::fs::create_dir_all(&config.data_dir).map_err(wrap)?;
+    let secret = random_token(48);
+    write_private(&path, &secret).map_err(wrap)?;
+    Ok(Secret::new(secret))
+}
+
+#[cfg(unix)]
+fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(contents.as_bytes())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    std::fs::write(path, contents)
+}
+
+impl Application {
+    /// Opens the stores, applies migrations, creates the demo (when asked)
+    /// and binds the listener.
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, StartError> {
+        let (pool, db_kind) = db::connect(config.database_url.expose()).await?;
+        let inventory: Arc<dyn Inventory> = match &config.redis_url {
+            Some(url) => Arc::new(
+                RedisInventory::connect(url.expose(), &config.redis_prefix)
+                    .await
+                    .map_err(StartError::Redis)?,
+            ),
+            None => Arc::new(MemoryInventory::new()),
+        };
+        inventory.ping().await.map_err(StartError::Redis)?;
+        let token_secret = load_or_create_secret(&config)?;
+        let hub = Arc::new(Hub::new(clock.clone()));
+        let streams = Arc::new(Streams::new(
+            StreamStore::new(pool.clone()),
+            inventory,
+            clock,
+            hub.clone(),
+            Settings::default(),
+        ));
+        match streams.rebuild_all().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(offers = n, "loaded live offers into the stock engine"),
+            Err(e) => tracing::warn!(error = ?e, "could not rebuild live offers; they load on first reserve"),
+        }
+        let listener = TcpListener::bind(config.listen).await.map_err(|source| StartError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+        let limits = Limits {
+            per_buyer: Limiter::new(config.rate_buyer),
+            per_addr: Limiter::new(config.rate_addr),
+        };
+        let state = AppState(Arc::new(AppInner {
+            config,
+            pool,
+            db_kind,
+            streams,
+            hub,
+            metrics: Metrics::default(),
+            limits,
+            token_secret,
+        }));
+        let demo = if state.config.demo {
+            Some(demo::seed(&state).await.map_err(StartError::Demo)?)
+        } else {
+            None
+        };
+        Ok(Self { listener, state, demo })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// What the demo created, when it ran.
+    pub fn demo(&self) -> Option<&demo::Demo> {
+        self.demo.as_ref()
+    }
+
+    /// Serves until `stop` completes, then stops accepting, drains requests
+    /// in flight and stops the background workers.
+    pub async fn run_until_stopped(self, stop: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let state = self.state.clone();
+        let mut workers = Vec::new();
+
+        let (s, rx) = (state.clone(), shutdown_rx.clone());
+        workers.push(tokio::spawn(async move { s.streams.run_offer_timer(rx).await }));
+        let (s, rx) = (state.clone(), shutdown_rx.clone());
+        workers.push(tokio::spawn(async move {
+            let metrics_state = s.clone();
+            s.streams
+                .run_hold_sweeper(rx, move |_| metrics_state.metrics.holds_expired(1))
+                .await
+        }));
+        let (s, mut rx) = (state.clone(), shutdown_rx.clone());
+        workers.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(60)) => {
+                        s.limits.per_buyer.tidy();
+                        s.limits.per_addr.tidy();
+                    }
+                    _ = rx.changed() => return,
+                }
+            }
+        }));
+        if let Some(d) = self.demo.clone() {
+            let (s, rx) = (state.clone(), shutdown_rx.clone());
+            workers.push(tokio::spawn(async move { demo::run_cycle(s, d, rx).await }));
+        }
+
+        let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+        let tx = shutdown_tx.clone();
+        let served = axum::serve(self.listener, app)
+            .with_graceful_shutdown(async move {
+                stop.await;
+                tracing::info!("shutting down: draining requests");
+                let _ = tx.send(true);
+            })
+            .await;
+        let _ = shutdown_tx.send(true);
+        for w in workers {
+            let _ = tokio::time::timeout(Duration::from_secs(5), w).await;
+        }
+        tracing::info!("stopped");
+        served
+    }
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    let max_body = state.config.max_body_bytes;
+    routes::router()
+        .fallback(|| async { ApiError::NotFound("route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::bad_request("method_not_allowed", "this route does not take that method").into_response()
+        })
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::Internal("a request handler panicked".into()).into_response()
+        }))
+        .with_state(state)
+}
+
+/// Request ids, a span per request, and the HTTP metrics.
+async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().as_str().to_owned();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| random_token(16));
+    let span = tracing::info_span!("request", %method, %route, %request_id);
+    let mut resp = next.run(req).instrument(span.clone()).await;
+    let status = resp.status().as_u16();
+    span.in_scope(|| tracing::debug!(status, elapsed_ms = start.elapsed().as_millis() as u64, "answered"));
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    state.metrics.http_request(&route, &method, status, start.elapsed());
+    resp
+}

@@ -1,0 +1,321 @@
+//! Configuration from `HAUL_*` environment variables, validated at start.
+//!
+//! [`VARIABLES`] is the one list of what can be set: `haul --help` prints it
+//! and [`Config::from_vars`] reads exactly these. A bad value is one error
+//! naming the variable.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+
+/// A value that never shows in `Debug` output or logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret<T>(T);
+
+impl<T> Secret<T> {
+    pub fn new(v: T) -> Self {
+        Self(v)
+    }
+
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// One configurable variable: its name, default (as text) and meaning.
+pub struct Variable {
+    pub name: &'static str,
+    pub default: &'static str,
+    pub help: &'static str,
+}
+
+pub const VARIABLES: &[Variable] = &[
+    Variable { name: "HAUL_LISTEN", default: "127.0.0.1:8080", help: "address:port the HTTP server listens on" },
+    Variable { name: "HAUL_DATA_DIR", default: "./haul-data", help: "directory for the embedded database and generated secrets" },
+    Variable { name: "HAUL_DATABASE_URL", default: "sqlite file in HAUL_DATA_DIR", help: "sqlite://PATH or postgres://USER@HOST/DB; any other scheme is refused" },
+    Variable { name: "HAUL_REDIS_URL", default: "unset (in-process engines)", help: "redis://HOST:PORT[/DB]: stock holds shared by several nodes" },
+    Variable { name: "HAUL_REDIS_PREFIX", default: "haul", help: "prefix of every Redis key Haul writes" },
+    Variable { name: "HAUL_LOG_FORMAT", default: "text", help: "text or json" },
+    Variable { name: "HAUL_LOG", default: "info", help: "log filter, e.g. info,gateway=debug" },
+    Variable { name: "HAUL_TOKEN_SECRET", default: "generated into HAUL_DATA_DIR", help: "HS256 secret for viewer tokens (at least 32 bytes); set it on every node" },
+    Variable { name: "HAUL_DEMO_API_KEY", default: "random, printed once", help: "API key of the demo seller (embedded setup only)" },
+    Variable { name: "HAUL_RATE_BUYER", default: "10/s", help: "reserves per buyer: N/s, N/m or off" },
+    Variable { name: "HAUL_RATE_ADDR", default: "100/s", help: "buyer requests per client address: N/s, N/m or off" },
+    Variable { name: "HAUL_TRUST_FORWARDED_FOR", default: "false", help: "take the client address from X-Forwarded-For (behind a proxy you run)" },
+    Variable { name: "HAUL_MAX_BODY_BYTES", default: "65536", help: "largest request body accepted" },
+];
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A rate: `burst` requests at once, refilled at `burst` per `per_seconds`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub burst: NonZeroU32,
+    pub per_seconds: u32,
+}
+
+/// Everything `haul` needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// May carry a password, so it is secret.
+    pub database_url: Secret<String>,
+    pub redis_url: Option<Secret<String>>,
+    pub redis_prefix: String,
+    pub log_format: LogFormat,
+    pub log_filter: String,
+    pub token_secret: Option<Secret<String>>,
+    pub demo_api_key: Option<Secret<String>>,
+    pub rate_buyer: Option<Rate>,
+    pub rate_addr: Option<Rate>,
+    pub trust_forwarded_for: bool,
+    pub max_body_bytes: usize,
+    /// Create the demo seller and stream (embedded setup, unless `--no-demo`).
+    pub demo: bool,
+}
+
+/// A variable with a value Haul cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{var}: {message}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub message: String,
+}
+
+fn err(var: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var,
+        message: message.into(),
+    }
+}
+
+fn parse_rate(var: &'static str, s: &str) -> Result<Option<Rate>, ConfigError> {
+    if s == "off" {
+        return Ok(None);
+    }
+    let bad = || err(var, format!("expected N/s, N/m or off, got {s:?}"));
+    let (n, unit) = s.split_once('/').ok_or_else(bad)?;
+    let per_seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => return Err(bad()),
+    };
+    let burst: u32 = n.parse().map_err(|_| bad())?;
+    let burst = NonZeroU32::new(burst).ok_or_else(bad)?;
+    Ok(Some(Rate { burst, per_seconds }))
+}
+
+fn is_known_db_scheme(url: &str) -> bool {
+    url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(std::env::vars().filter(|(k, _)| k.starts_with("HAUL_")).collect())
+    }
+
+    /// Reads the configuration from `vars`. Unknown `HAUL_*` names are refused,
+    /// so a typo never silently falls back to a default.
+    pub fn from_vars(vars: HashMap<String, String>) -> Result<Self, ConfigError> {
+        for name in vars.keys() {
+            if name.starts_with("HAUL_TEST_") {
+                continue;
+            }
+            if !VARIABLES.iter().any(|v| v.name == name) {
+                return Err(ConfigError {
+                    var: "HAUL_*",
+                    message: format!("unknown variable {name}; `haul --help` lists them"),
+                });
+            }
+        }
+        let get = |name: &str| vars.get(name).map(|s| s.trim()).filter(|s| !s.is_empty());
+
+        let listen = get("HAUL_LISTEN").unwrap_or("127.0.0.1:8080");
+        let listen: SocketAddr = listen
+            .parse()
+            .map_err(|_| err("HAUL_LISTEN", format!("expected address:port, got {listen:?}")))?;
+
+        let data_dir = PathBuf::from(get("HAUL_DATA_DIR").unwrap_or("./haul-data"));
+
+        let (database_url, embedded) = match get("HAUL_DATABASE_URL") {
+            Some(url) if is_known_db_scheme(url) => (url.to_owned(), url.starts_with("sqlite:")),
+            Some(url) => {
+                let scheme = url.split(':').next().unwrap_or("");
+                return Err(err(
+                    "HAUL_DATABASE_URL",
+                    format!("unknown scheme {scheme:?}; use sqlite: or postgres://"),
+                ));
+            }
+            None => (format!("sqlite://{}/haul.db", data_dir.display()), true),
+        };
+
+        let redis_url = match get("HAUL_REDIS_URL") {
+            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                Some(Secret::new(url.to_owned()))
+            }
+            Some(url) => {
+                let scheme = url.split(':').next().unwrap_or("");
+                return Err(err("HAUL_REDIS_URL", format!("unknown scheme {scheme:?}; use redis://")));
+            }
+            None => None,
+        };
+
+        let redis_prefix = get("HAUL_REDIS_PREFIX").unwrap_or("haul").to_owned();
+        if redis_prefix.len() > 64
+            || !redis_prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b':')
+        {
+            return Err(err("HAUL_REDIS_PREFIX", "1 to 64 characters of A-Z, a-z, 0-9, '_', '-', ':'"));
+        }
+
+        let log_format = match get("HAUL_LOG_FORMAT").unwrap_or("text") {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => return Err(err("HAUL_LOG_FORMAT", format!("expected text or json, got {other:?}"))),
+        };
+        let log_filter = get("HAUL_LOG").unwrap_or("info").to_owned();
+
+        let token_secret = match get("HAUL_TOKEN_SECRET") {
+            Some(s) if s.len() >= 32 => Some(Secret::new(s.to_owned())),
+            Some(_) => return Err(err("HAUL_TOKEN_SECRET", "must be at least 32 bytes")),
+            None => None,
+        };
+
+        let demo_api_key = match get("HAUL_DEMO_API_KEY") {
+            Some(k) if crate::sellers::valid_key_format(k) => Some(Secret::new(k.to_owned())),
+            Some(_) => {
+                return Err(err(
+                    "HAUL_DEMO_API_KEY",
+                    "must be 'hk_' followed by 20 to 80 characters of A-Z, a-z, 0-9",
+                ))
+            }
+            None => None,
+        };
+
+        let rate_buyer = parse_rate("HAUL_RATE_BUYER", get("HAUL_RATE_BUYER").unwrap_or("10/s"))?;
+        let rate_addr = parse_rate("HAUL_RATE_ADDR", get("HAUL_RATE_ADDR").unwrap_or("100/s"))?;
+
+        let trust_forwarded_for = match get("HAUL_TRUST_FORWARDED_FOR").unwrap_or("false") {
+            "true" | "1" => true,
+            "false" | "0" => false,
+            other => {
+                return Err(err(
+                    "HAUL_TRUST_FORWARDED_FOR",
+                    format!("expected true or false, got {other:?}"),
+                ))
+            }
+        };
+
+        let max_body = get("HAUL_MAX_BODY_BYTES").unwrap_or("65536");
+        let max_body_bytes: usize = max_body
+            .parse()
+            .ok()
+            .filter(|n| (1024..=16 * 1024 * 1024).contains(n))
+            .ok_or_else(|| err("HAUL_MAX_BODY_BYTES", format!("expected 1024 to 16777216, got {max_body:?}")))?;
+
+        Ok(Config {
+            listen,
+            data_dir,
+            database_url: Secret::new(database_url),
+            redis_url,
+            redis_prefix,
+            log_format,
+            log_filter,
+            token_secret,
+            demo_api_key,
+            rate_buyer,
+            rate_addr,
+            trust_forwarded_for,
+            max_body_bytes,
+            demo: embedded,
+        })
+    }
+
+    /// Is the durable store the embedded SQLite file?
+    pub fn is_embedded_db(&self) -> bool {
+        self.database_url.expose().starts_with("sqlite:")
+    }
+
+    /// The `--help` text.
+    pub fn help() -> String {
+        let mut out = String::from(
+            "haul — live-stream shopping backend\n\n\
+             Usage:\n  haul [serve] [--no-demo]        run the server\n  \
+             haul seller create --name NAME  create a seller and print its API key (shown once)\n  \
+             haul --help | --version\n\nEnvironment:\n",
+        );
+        for v in VARIABLES {
+            out.push_str(&format!("  {:<26} {} (default: {})\n", v.name, v.help, v.default));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn no_configuration_means_embedded_defaults() {
+        let c = Config::from_vars(HashMap::new()).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
+        assert!(c.is_embedded_db());
+        assert!(c.demo);
+        assert!(c.redis_url.is_none());
+        assert_eq!(c.rate_buyer.unwrap().burst.get(), 10);
+    }
+
+    #[test]
+    fn each_bad_value_names_its_variable() {
+        for (name, value) in [
+            ("HAUL_LISTEN", "nope"),
+            ("HAUL_DATABASE_URL", "mysql://x"),
+            ("HAUL_REDIS_URL", "http://x"),
+            ("HAUL_LOG_FORMAT", "xml"),
+            ("HAUL_TOKEN_SECRET", "short"),
+            ("HAUL_DEMO_API_KEY", "abc"),
+            ("HAUL_RATE_BUYER", "10/d"),
+            ("HAUL_RATE_ADDR", "0/s"),
+            ("HAUL_MAX_BODY_BYTES", "10"),
+            ("HAUL_TRUST_FORWARDED_FOR", "maybe"),
+            ("HAUL_REDIS_PREFIX", "a b"),
+        ] {
+            let e = Config::from_vars(vars(&[(name, value)])).unwrap_err();
+            assert_eq!(e.var, name, "{name}={value} gave {e}");
+        }
+    }
+
+    #[test]
+    fn unknown_haul_variables_are_refused() {
+        let e = Config::from_vars(vars(&[("HAUL_LISTNE", "1")])).unwrap_err();
+        assert!(e.message.contains("HAUL_LISTNE"));
+    }
+
+    #[test]
+    fn postgres_turns_the_demo_off_and_secrets_do_not_print() {
+        let c = Config::from_vars(vars(&[("HAUL_DATABASE_URL", "postgres://u:pw@h/db")])).unwrap();
+        assert!(!c.demo);
+        assert!(!format!("{c:?}").contains("pw"));
+    }
+}

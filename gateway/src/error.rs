@@ -1,0 +1,160 @@
+//! The one catalogue of API errors, mapped once to HTTP: a stable JSON body
+//! `{ "error": { "code", "message", … } }` and the right status. Internal
+//! failures are logged with their source and answered with an opaque 500/503.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Map, Value};
+use streams::inventory::{HoldError, Refusal};
+use streams::service::Error as DomainError;
+
+type Source = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    #[error("{field}: {message}")]
+    InvalidField { field: &'static str, message: String },
+    #[error("{message}")]
+    Unauthorized { code: &'static str, message: String },
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    #[error(transparent)]
+    Refused(Refusal),
+    #[error("request body too large")]
+    PayloadTooLarge,
+    #[error("unsupported content type")]
+    UnsupportedMediaType,
+    #[error("too many requests")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("a backing store is unavailable")]
+    Unavailable(#[source] Source),
+    #[error("internal error")]
+    Internal(#[source] Source),
+}
+
+impl ApiError {
+    pub fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } | ApiError::InvalidField { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } | ApiError::Refused(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest { code, .. }
+            | ApiError::Unauthorized { code, .. }
+            | ApiError::Conflict { code, .. } => code,
+            ApiError::InvalidField { .. } => "invalid_field",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Refused(r) => r.code(),
+            ApiError::PayloadTooLarge => "body_too_large",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::Unauthorized {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn internal(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        ApiError::Internal(Box::new(e))
+    }
+
+    fn extra(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        match self {
+            ApiError::InvalidField { field, .. } => {
+                m.insert("field".into(), json!(field));
+            }
+            ApiError::Refused(Refusal::NotEnoughStock { left }) => {
+                m.insert("units_left".into(), json!(left));
+            }
+            ApiError::Refused(Refusal::OverLimit { remaining }) => {
+                m.insert("remaining".into(), json!(remaining));
+            }
+            ApiError::RateLimited { retry_after_secs } => {
+                m.insert("retry_after".into(), json!(retry_after_secs));
+            }
+            _ => {}
+        }
+        m
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        match e {
+            DomainError::NotFound(what) => ApiError::NotFound(what),
+            DomainError::Invalid { field, message } => ApiError::InvalidField { field, message },
+            DomainError::Conflict(t) => ApiError::Conflict {
+                code: t.code,
+                message: t.message,
+            },
+            // An engine that lost an offer is rebuilt by the domain; if the
+            // refusal still reaches here the engine is not answering properly.
+            DomainError::Refused(Refusal::NotLoaded) => ApiError::Unavailable("stock engine lost the offer".into()),
+            DomainError::Refused(r) => ApiError::Refused(r),
+            DomainError::Hold(h) => match h {
+                HoldError::NotFound | HoldError::NotOwner => ApiError::NotFound("hold"),
+                HoldError::NotActive(status) => ApiError::Conflict {
+                    code: "hold_not_active",
+                    message: format!("the hold is {}", serde_json::to_value(status).unwrap_or_default().as_str().unwrap_or("not active")),
+                },
+            },
+            DomainError::Store(e) => ApiError::Unavailable(Box::new(e)),
+            DomainError::Engine(e) => ApiError::Unavailable(Box::new(e)),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status_code();
+        match &self {
+            ApiError::Internal(source) | ApiError::Unavailable(source) => {
+                tracing::error!(error = %self, source = ?source, "request failed");
+            }
+            _ => tracing::debug!(code = self.code(), error = %self, "request refused"),
+        }
+        let message = match &self {
+            ApiError::Internal(_) => "internal error".to_owned(),
+            other => other.to_string(),
+        };
+        let mut body = Map::new();
+        body.insert("code".into(), json!(self.code()));
+        body.insert("message".into(), json!(message));
+        body.extend(self.extra());
+        let mut resp = (status, axum::Json(json!({ "error": body }))).into_response();
+        if let ApiError::RateLimited { retry_after_secs } = self {
+            if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        resp
+    }
+}

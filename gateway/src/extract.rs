@@ -1,0 +1,121 @@
+//! Extractors that answer in Haul's error format: JSON bodies, path ids,
+//! seller API keys, viewer tokens and the client address.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use serde::de::DeserializeOwned;
+use streams::ids::{BuyerId, SellerId};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::{jwt, sellers};
+
+/// A JSON body; malformed, mistyped or oversized bodies get a clear 4xx.
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Json(v)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(r: JsonRejection) -> ApiError {
+    match r.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,
+        _ => {
+            let code = match r {
+                JsonRejection::JsonDataError(_) => "invalid_body",
+                _ => "invalid_json",
+            };
+            ApiError::bad_request(code, r.body_text())
+        }
+    }
+}
+
+/// Parses a path id, answering 400 `invalid_id` for a malformed one.
+pub fn id<T, E: std::fmt::Display>(raw: &str, parse: impl Fn(&str) -> Result<T, E>) -> Result<T, ApiError> {
+    parse(raw).map_err(|e| ApiError::bad_request("invalid_id", format!("{raw:.80}: {e}")))
+}
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+}
+
+/// A seller authenticated by an API key (`Authorization: Bearer hk_…`).
+pub struct Seller(pub SellerId);
+
+impl FromRequestParts<AppState> for Seller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let key = bearer(parts).ok_or_else(|| {
+            ApiError::unauthorized("missing_api_key", "send the API key as Authorization: Bearer hk_…")
+        })?;
+        if !sellers::valid_key_format(key) {
+            return Err(ApiError::unauthorized("invalid_api_key", "the API key is not valid"));
+        }
+        match sellers::seller_for_key(&state.pool, key).await {
+            Ok(Some(seller)) => Ok(Seller(seller)),
+            Ok(None) => Err(ApiError::unauthorized("invalid_api_key", "the API key is not valid")),
+            Err(e) => Err(ApiError::Unavailable(Box::new(e))),
+        }
+    }
+}
+
+/// A viewer authenticated by a viewer token (`Authorization: Bearer <JWT>`).
+pub struct Viewer(pub BuyerId);
+
+impl FromRequestParts<AppState> for Viewer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = bearer(parts)
+            .ok_or_else(|| ApiError::unauthorized("missing_token", "send a viewer token as Authorization: Bearer"))?;
+        let now = state.streams.now() / 1000;
+        let claims = jwt::decode(token, state.token_secret.expose().as_bytes(), now)
+            .map_err(|e| ApiError::unauthorized(e.code(), e.to_string()))?;
+        let buyer = BuyerId::parse(&claims.sub)
+            .map_err(|e| ApiError::unauthorized("token_bad_claims", format!("sub: {e}")))?;
+        Ok(Viewer(buyer))
+    }
+}
+
+/// The client's address: the peer, or the first `X-Forwarded-For` entry when
+/// configured to trust a proxy in front.
+pub struct ClientAddr(pub IpAddr);
+
+impl FromRequestParts<AppState> for ClientAddr {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if state.config.trust_forwarded_for {
+            let forwarded = parts
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(',').next())
+                .and_then(|ip| ip.trim().parse().ok());
+            if let Some(ip) = forwarded {
+                return Ok(ClientAddr(ip));
+            }
+        }
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ci| ci.0.ip())
+            .ok_or_else(|| ApiError::Internal("no peer address on the request".into()))?;
+        Ok(ClientAddr(peer))
+    }
+}

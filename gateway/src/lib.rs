@@ -1,0 +1,25 @@
+//! `haul`, the gateway: HTTP API, configuration, authentication, rate limits,
+//! and the wiring of stores and engines into one running application.
+//!
+//! # Layout
+//! - [`config`] — `HAUL_*` variables, validated; the `--help` text.
+//! - [`app`] — `Application::build` + `run_until_stopped`; state; middleware.
+//! - [`routes`] — one module per resource, each with its `router()`.
+//! - [`error`] — the API error catalogue and its JSON form.
+//! - [`extract`] — JSON bodies, ids, seller keys, viewer tokens, client address.
+//! - [`sellers`], [`jwt`] — sellers' API keys; viewer tokens.
+//! - [`hub`], [`metrics`], [`ratelimit`], [`demo`], [`openapi`].
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod extract;
+pub mod hub;
+pub mod jwt;
+pub mod metrics;
+pub mod openapi;
+pub mod ratelimit;
+pub mod routes;
+pub mod sellers;

@@ -1,0 +1,141 @@
+//! The OpenAPI 3.1 document served at `/openapi.json`, built from one table
+//! of operations (a test checks every documented operation is routed).
+
+use serde_json::{json, Map, Value};
+
+#[derive(Clone, Copy)]
+pub enum Auth {
+    None,
+    Seller,
+    Viewer,
+}
+
+/// One documented operation.
+pub struct Op {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub summary: &'static str,
+    pub auth: Auth,
+    /// Name of a request body schema in `components.schemas`.
+    pub body: Option<&'static str>,
+    pub success: u16,
+}
+
+const fn op(method: &'static str, path: &'static str, summary: &'static str, auth: Auth, body: Option<&'static str>, success: u16) -> Op {
+    Op { method, path, summary, auth, body, success }
+}
+
+pub const OPERATIONS: &[Op] = &[
+    op("post", "/v1/streams", "Create a stream (scheduled)", Auth::Seller, Some("NewStream"), 201),
+    op("get", "/v1/streams", "List the seller's streams, newest first (?limit=&before=)", Auth::Seller, None, 200),
+    op("get", "/v1/streams/{id}", "Get a stream", Auth::Seller, None, 200),
+    op("post", "/v1/streams/{id}/live", "Go live (scheduled → live)", Auth::Seller, None, 200),
+    op("post", "/v1/streams/{id}/end", "End the stream and cancel its open offers", Auth::Seller, None, 200),
+    op("post", "/v1/streams/{id}/unpin", "Unpin the pinned lot", Auth::Seller, None, 200),
+    op("post", "/v1/streams/{id}/lots", "Add a lot to a stream", Auth::Seller, Some("NewLot"), 201),
+    op("get", "/v1/streams/{id}/lots", "List a stream's lots", Auth::Seller, None, 200),
+    op("get", "/v1/lots/{id}", "Get a lot", Auth::Seller, None, 200),
+    op("patch", "/v1/lots/{id}", "Update a lot", Auth::Seller, Some("LotPatch"), 200),
+    op("post", "/v1/lots/{id}/pin", "Pin a lot on its stream", Auth::Seller, None, 200),
+    op("post", "/v1/lots/{id}/offers", "Create an offer (draft) on a lot", Auth::Seller, Some("NewOffer"), 201),
+    op("get", "/v1/streams/{id}/offers", "List a stream's offers with stock levels", Auth::Seller, None, 200),
+    op("get", "/v1/offers/{id}", "Get an offer with stock levels", Auth::Seller, None, 200),
+    op("post", "/v1/offers/{id}/start", "Start an offer (draft → live)", Auth::Seller, None, 200),
+    op("post", "/v1/offers/{id}/cancel", "Cancel an offer", Auth::Seller, None, 200),
+    op("post", "/v1/offers/{id}/holds/{hold}/commit", "Turn a hold into a sale (idempotent)", Auth::Seller, None, 200),
+    op("post", "/v1/viewer-tokens", "Mint a viewer token for one of the seller's viewers", Auth::Seller, Some("MintToken"), 201),
+    op("post", "/v1/viewers/anonymous", "Get an anonymous viewer token", Auth::None, None, 201),
+    op("get", "/v1/public/offers/{id}", "An offer as viewers see it, with units left", Auth::None, None, 200),
+    op("post", "/v1/offers/{id}/reserve", "Hold units for the viewer (201 new, 200 replayed)", Auth::Viewer, Some("Reserve"), 201),
+    op("get", "/v1/offers/{id}/holds/{hold}", "The viewer's hold", Auth::Viewer, None, 200),
+    op("post", "/v1/offers/{id}/holds/{hold}/release", "Give the hold back", Auth::Viewer, None, 200),
+    op("get", "/healthz", "The process is up", Auth::None, None, 200),
+    op("get", "/readyz", "The database and the stock engine answer", Auth::None, None, 200),
+    op("get", "/metrics", "Prometheus metrics", Auth::None, None, 200),
+    op("get", "/openapi.json", "This document", Auth::None, None, 200),
+];
+
+fn schemas() -> Value {
+    json!({
+        "Error": {
+            "type": "object", "required": ["error"],
+            "properties": { "error": { "type": "object", "required": ["code", "message"], "properties": {
+                "code": { "type": "string", "description": "stable machine-readable code" },
+                "message": { "type": "string" },
+                "field": { "type": "string" }, "units_left": { "type": "integer" },
+                "remaining": { "type": "integer" }, "retry_after": { "type": "integer" } } } }
+        },
+        "NewStream": { "type": "object", "required": ["title"], "additionalProperties": false,
+            "properties": { "title": { "type": "string", "minLength": 1, "maxLength": 200 } } },
+        "NewLot": { "type": "object", "required": ["title"], "additionalProperties": false,
+            "properties": { "title": { "type": "string", "minLength": 1, "maxLength": 200 },
+                "description": { "type": "string", "maxLength": 5000 },
+                "image_url": { "type": ["string", "null"], "format": "uri" } } },
+        "LotPatch": { "type": "object", "additionalProperties": false,
+            "properties": { "title": { "type": "string" }, "description": { "type": "string" },
+                "image_url": { "type": ["string", "null"] } } },
+        "NewOffer": { "type": "object", "required": ["price_minor", "currency", "quantity"], "additionalProperties": false,
+            "description": "Give exactly one of duration_seconds and ends_at.",
+            "properties": {
+                "price_minor": { "type": "integer", "minimum": 1, "description": "unit price in minor units" },
+                "currency": { "type": "string", "pattern": "^[A-Z]{3}$", "description": "ISO 4217" },
+                "quantity": { "type": "integer", "minimum": 1, "maximum": 1000000 },
+                "per_buyer_limit": { "type": "integer", "minimum": 1, "description": "default: quantity" },
+                "duration_seconds": { "type": "integer", "minimum": 1, "maximum": 604800 },
+                "ends_at": { "type": "integer", "description": "Unix milliseconds" },
+                "hold_ttl_seconds": { "type": "integer", "minimum": 5, "maximum": 3600, "default": 600 } } },
+        "MintToken": { "type": "object", "required": ["viewer_id"], "additionalProperties": false,
+            "properties": { "viewer_id": { "type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$" },
+                "ttl_seconds": { "type": "integer", "minimum": 60, "maximum": 604800 } } },
+        "Reserve": { "type": "object", "required": ["quantity", "request_id"], "additionalProperties": false,
+            "properties": { "quantity": { "type": "integer", "minimum": 1, "maximum": 1000 },
+                "request_id": { "type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$" } } }
+    })
+}
+
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    for o in OPERATIONS {
+        let mut operation = json!({
+            "summary": o.summary,
+            "responses": {
+                o.success.to_string(): { "description": "success" },
+                "default": { "description": "error", "content": { "application/json": {
+                    "schema": { "$ref": "#/components/schemas/Error" } } } }
+            }
+        });
+        let params: Vec<Value> = ["id", "hold"]
+            .iter()
+            .filter(|p| o.path.contains(&format!("{{{p}}}")))
+            .map(|p| json!({ "name": p, "in": "path", "required": true, "schema": { "type": "string" } }))
+            .collect();
+        if !params.is_empty() {
+            operation["parameters"] = Value::Array(params);
+        }
+        match o.auth {
+            Auth::None => {}
+            Auth::Seller => operation["security"] = json!([{ "apiKey": [] }]),
+            Auth::Viewer => operation["security"] = json!([{ "viewerToken": [] }]),
+        }
+        if let Some(body) = o.body {
+            operation["requestBody"] = json!({ "required": true, "content": { "application/json": {
+                "schema": { "$ref": format!("#/components/schemas/{body}") } } } });
+        }
+        let entry = paths.entry(o.path).or_insert_with(|| json!({}));
+        entry[o.method] = operation;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": { "title": "Haul", "version": env!("CARGO_PKG_VERSION"),
+                  "description": "Live-stream shopping backend: streams, lots, offers, stock holds." },
+        "paths": paths,
+        "components": {
+            "schemas": schemas(),
+            "securitySchemes": {
+                "apiKey": { "type": "http", "scheme": "bearer", "description": "seller API key (hk_…)" },
+                "viewerToken": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                                 "description": "HS256 viewer token; sub is the viewer id" }
+            }
+        }
+    })
+}

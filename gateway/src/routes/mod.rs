@@ -1,0 +1,53 @@
+//! The HTTP API, one module per resource, each exporting its `router()`.
+
+mod buyers;
+mod offers;
+mod ops;
+mod catalog;
+
+use axum::Router;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .merge(catalog::router())
+        .merge(offers::router())
+        .merge(buyers::router())
+        .merge(ops::router())
+}
+
+/// `?limit=&before=` on listings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    pub limit: Option<i64>,
+    pub before: Option<i64>,
+}
+
+impl PageQuery {
+    pub fn page(&self) -> Result<::streams::store::Page, ApiError> {
+        let limit = self.limit.unwrap_or(50);
+        if !(1..=200).contains(&limit) {
+            return Err(ApiError::InvalidField {
+                field: "limit",
+                message: "must be from 1 to 200".into(),
+            });
+        }
+        Ok(::streams::store::Page {
+            limit,
+            before: self.before,
+        })
+    }
+}
+
+/// A listing: `{ "data": [...], "next_before": <created_at of the last item> }`.
+pub fn list<T: serde::Serialize>(items: &[T], created_at: impl Fn(&T) -> i64, limit: i64) -> Value {
+    let next = (items.len() as i64 == limit)
+        .then(|| items.last().map(&created_at))
+        .flatten();
+    json!({ "data": items, "next_before": next })
+}

@@ -1,0 +1,92 @@
+//! Opening the durable store and applying its migrations (`migrations/` at
+//! the workspace root, one set per database). The gateway opens one pool and
+//! hands it to every domain.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Executor};
+
+static SQLITE: Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES: Migrator = sqlx::migrate!("../migrations/postgres");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbKind {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("unknown database URL scheme; use sqlite: or postgres://")]
+    UnknownScheme,
+    #[error("could not create the data directory {path}")]
+    DataDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("could not connect to the database")]
+    Connect(#[source] sqlx::Error),
+    #[error("could not apply migrations")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+}
+
+/// Connects to `url`, creating an SQLite file (and its directory) if needed,
+/// and applies the migrations of that database.
+pub async fn connect(url: &str) -> Result<(AnyPool, DbKind), DbError> {
+    sqlx::any::install_default_drivers();
+    let kind = if url.starts_with("sqlite:") {
+        DbKind::Sqlite
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        DbKind::Postgres
+    } else {
+        return Err(DbError::UnknownScheme);
+    };
+    let url = match kind {
+        DbKind::Sqlite => {
+            let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+            let path = path.split('?').next().unwrap_or(path);
+            if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|source| DbError::DataDir {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+            }
+            if url.contains('?') {
+                url.to_owned()
+            } else {
+                format!("{url}?mode=rwc")
+            }
+        }
+        DbKind::Postgres => url.to_owned(),
+    };
+    let options = AnyConnectOptions::from_str(&url).map_err(DbError::Connect)?;
+    let pool_options = match kind {
+        // One writer at a time is SQLite's model; WAL lets reads run beside it.
+        DbKind::Sqlite => AnyPoolOptions::new().max_connections(4).after_connect(|conn, _| {
+            Box::pin(async move {
+                conn.execute("PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
+                    .await?;
+                Ok(())
+            })
+        }),
+        DbKind::Postgres => AnyPoolOptions::new().max_connections(16),
+    };
+    let pool = pool_options
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await
+        .map_err(DbError::Connect)?;
+    if kind == DbKind::Sqlite {
+        pool.execute("PRAGMA journal_mode = WAL").await.map_err(DbError::Connect)?;
+    }
+    let migrator = match kind {
+        DbKind::Sqlite => &SQLITE,
+        DbKind::Postgres => &POSTGRES,
+    };
+    migrator.run(&pool).await.map_err(DbError::Migrate)?;
+    Ok((pool, kind))
+}
