@@ -1,0 +1,245 @@
+//! Starts the whole application in-process, as `main` does, on 127.0.0.1:0.
+//!
+//! Two backends: `embedded` (a fresh SQLite file, in-process engines) and
+//! `shared` (a fresh PostgreSQL database and a random Redis key prefix on the
+//! real servers). Time is a manual clock the test moves.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gateway::app::{AppState, Application};
+use gateway::config::Config;
+use gateway::hub::Published;
+use gateway::sellers;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use streams::clock::{Clock, ManualClock, SystemClock};
+use streams::ids::SellerId;
+use streams::testing;
+use tokio::sync::{broadcast, oneshot};
+
+pub const TOKEN_SECRET: &str = "test-secret-test-secret-test-secret!";
+
+/// Where a test's nodes keep their data.
+#[derive(Clone)]
+pub struct Env {
+    pub db_url: String,
+    pub redis: Option<(String, String)>,
+    pub data_dir: String,
+}
+
+impl Env {
+    pub async fn embedded() -> Env {
+        let db_url = testing::fresh_sqlite();
+        let data_dir = db_url.trim_start_matches("sqlite://").trim_end_matches("/haul.db").to_owned();
+        Env {
+            db_url,
+            redis: None,
+            data_dir,
+        }
+    }
+
+    pub async fn shared() -> Env {
+        let dir = std::env::temp_dir().join(format!("haul-test-{}", streams::ids::random_token(12)));
+        Env {
+            db_url: testing::fresh_postgres().await,
+            redis: Some((testing::redis_url(), testing::redis_prefix())),
+            data_dir: dir.display().to_string(),
+        }
+    }
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub key: String,
+    pub seller: SellerId,
+    pub state: AppState,
+    pub clock: ManualClock,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+fn config(env: &Env, extra: &[(&str, &str)]) -> Config {
+    let mut vars: HashMap<String, String> = [
+        ("HAUL_LISTEN", "127.0.0.1:0"),
+        ("HAUL_DATABASE_URL", env.db_url.as_str()),
+        ("HAUL_DATA_DIR", env.data_dir.as_str()),
+        ("HAUL_TOKEN_SECRET", TOKEN_SECRET),
+        ("HAUL_RATE_BUYER", "off"),
+        ("HAUL_RATE_ADDR", "off"),
+        ("HAUL_LOG", "warn"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    if let Some((url, prefix)) = &env.redis {
+        vars.insert("HAUL_REDIS_URL".into(), url.clone());
+        vars.insert("HAUL_REDIS_PREFIX".into(), prefix.clone());
+    }
+    for (k, v) in extra {
+        vars.insert((*k).to_owned(), (*v).to_owned());
+    }
+    let mut c = Config::from_vars(vars).expect("test configuration is valid");
+    c.demo = false;
+    c
+}
+
+impl TestApp {
+    /// Starts a node on `env` with a new seller, on a manual clock.
+    pub async fn start(env: &Env, extra: &[(&str, &str)]) -> TestApp {
+        let clock = ManualClock::new(SystemClock.now_ms());
+        Self::start_with_clock(env, extra, clock).await
+    }
+
+    pub async fn start_with_clock(env: &Env, extra: &[(&str, &str)], clock: ManualClock) -> TestApp {
+        let app = Application::build_with_clock(config(env, extra), Arc::new(clock.clone()))
+            .await
+            .expect("the application starts");
+        let base = format!("http://{}", app.local_addr());
+        let state = app.state().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(app.run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+        let now = clock.now_ms();
+        let seller = sellers::create_seller(&state.pool, "Test shop", false, now).await.unwrap();
+        let key = sellers::generate_key();
+        sellers::add_key(&state.pool, &seller, &key, now).await.unwrap();
+        TestApp {
+            base,
+            http: reqwest::Client::new(),
+            key,
+            seller,
+            state,
+            clock,
+            stop: Some(stop),
+        }
+    }
+
+    /// Another seller on the same node.
+    pub async fn other_seller_key(&self) -> String {
+        let now = self.clock.now_ms();
+        let seller = sellers::create_seller(&self.state.pool, "Other shop", false, now).await.unwrap();
+        let key = sellers::generate_key();
+        sellers::add_key(&self.state.pool, &seller, &key, now).await.unwrap();
+        key
+    }
+
+    pub async fn call(&self, method: Method, path: &str, auth: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, format!("{}{}", self.base, path));
+        if let Some(a) = auth {
+            req = req.bearer_auth(a);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, value)
+    }
+
+    /// Seller call with this app's key.
+    pub async fn seller(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.call(method, path, Some(&self.key), body).await
+    }
+
+    pub async fn anonymous_viewer(&self) -> String {
+        let (status, v) = self.call(Method::POST, "/v1/viewers/anonymous", None, None).await;
+        assert_eq!(status, StatusCode::CREATED, "{v}");
+        v["token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn reserve(&self, token: &str, offer: &str, quantity: i64, request_id: &str) -> (StatusCode, Value) {
+        self.call(
+            Method::POST,
+            &format!("/v1/offers/{offer}/reserve"),
+            Some(token),
+            Some(json!({ "quantity": quantity, "request_id": request_id })),
+        )
+        .await
+    }
+
+    /// A live stream with one lot and a started offer. Returns (stream, lot, offer) ids.
+    pub async fn live_offer(&self, offer: Value) -> (String, String, String) {
+        let (st, s) = self.seller(Method::POST, "/v1/streams", Some(json!({ "title": "Sale" }))).await;
+        assert_eq!(st, StatusCode::CREATED, "{s}");
+        let sid = s["id"].as_str().unwrap().to_owned();
+        let (st, v) = self.seller(Method::POST, &format!("/v1/streams/{sid}/live"), None).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        let (st, l) = self
+            .seller(Method::POST, &format!("/v1/streams/{sid}/lots"), Some(json!({ "title": "Mug" })))
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{l}");
+        let lid = l["id"].as_str().unwrap().to_owned();
+        let (st, o) = self.seller(Method::POST, &format!("/v1/lots/{lid}/offers"), Some(offer)).await;
+        assert_eq!(st, StatusCode::CREATED, "{o}");
+        let oid = o["id"].as_str().unwrap().to_owned();
+        let (st, v) = self.seller(Method::POST, &format!("/v1/offers/{oid}/start"), None).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        (sid, lid, oid)
+    }
+
+    pub fn events(&self) -> broadcast::Receiver<Arc<Published>> {
+        self.state.hub.subscribe()
+    }
+}
+
+/// A typical offer body.
+pub fn offer_body(quantity: i64, limit: i64) -> Value {
+    json!({ "price_minor": 149000, "currency": "RUB", "quantity": quantity, "per_buyer_limit": limit,
+            "duration_seconds": 60, "hold_ttl_seconds": 30 })
+}
+
+/// Waits (at most 10 s) for an event whose JSON satisfies `pred`.
+pub async fn wait_for_event(
+    rx: &mut broadcast::Receiver<Arc<Published>>,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let next = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .expect("the expected event did not come within 10 s");
+        if let Ok(p) = next {
+            let v: Value = serde_json::from_str(&p.data).unwrap();
+            if pred(&v) {
+                return v;
+            }
+        }
+    }
+}
+
+/// Runs each listed test on both backends.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($test:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(crate::common::Env::embedded().await).await;
+                }
+            )*
+        }
+        mod shared {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(crate::common::Env::shared().await).await;
+                }
+            )*
+        }
+    };
+}

@@ -1,0 +1,187 @@
+//! Operations: health, readiness, metrics, the OpenAPI document, the command
+//! line, and the embedded demo.
+
+mod common;
+
+use std::process::Command;
+
+use common::{Env, TestApp};
+use gateway::openapi::OPERATIONS;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+#[tokio::test]
+async fn health_and_readiness_answer() {
+    let app = TestApp::start(&Env::embedded().await, &[]).await;
+    let (st, _) = app.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, v) = app.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!((st, v["database"].as_str(), v["stock_engine"].as_str()), (StatusCode::OK, Some("ok"), Some("ok")));
+}
+
+#[tokio::test]
+async fn readiness_fails_when_the_database_is_gone() {
+    let app = TestApp::start(&Env::embedded().await, &[]).await;
+    app.state.pool.close().await;
+    let (st, v) = app.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!((st, v["database"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("unavailable")));
+    let (st, v) = app.seller(Method::GET, "/v1/streams", None).await;
+    assert_eq!((st, v["error"]["code"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("unavailable")));
+}
+
+#[tokio::test]
+async fn metrics_are_in_prometheus_text_format() {
+    let app = TestApp::start(&Env::embedded().await, &[]).await;
+    app.call(Method::GET, "/healthz", None, None).await;
+    let resp = app.http.get(format!("{}/metrics", app.base)).send().await.unwrap();
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("haul_http_requests_total{route=\"/healthz\",method=\"GET\",status=\"200\"} 1"), "{text}");
+    assert!(text.contains("haul_holds_live 0"));
+    assert!(text.contains("# TYPE haul_reserve_duration_seconds histogram"));
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (_, value) = line.rsplit_once(' ').expect("name value");
+        value.parse::<f64>().unwrap_or_else(|_| panic!("bad sample line {line:?}"));
+    }
+}
+
+#[tokio::test]
+async fn every_documented_operation_is_routed() {
+    let app = TestApp::start(&Env::embedded().await, &[]).await;
+    let (st, doc) = app.call(Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.1.0");
+    for op in OPERATIONS {
+        assert!(doc["paths"][op.path][op.method].is_object(), "{} {} missing", op.method, op.path);
+        let path = op.path.replace("{id}", "x").replace("{hold}", "x");
+        let method = Method::from_bytes(op.method.to_uppercase().as_bytes()).unwrap();
+        let (_, v) = app.call(method, &path, None, None).await;
+        let code = v["error"]["code"].as_str().unwrap_or("");
+        let message = v["error"]["message"].as_str().unwrap_or("");
+        assert!(code != "method_not_allowed" && message != "route not found", "{} {} is not routed", op.method, op.path);
+    }
+}
+
+#[tokio::test]
+async fn request_ids_are_echoed_or_made() {
+    let app = TestApp::start(&Env::embedded().await, &[]).await;
+    let resp = app.http.get(format!("{}/healthz", app.base)).header("x-request-id", "abc-123").send().await.unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "abc-123");
+    let resp = app.http.get(format!("{}/healthz", app.base)).send().await.unwrap();
+    assert_eq!(resp.headers()["x-request-id"].len(), 16);
+}
+
+fn haul(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_haul"));
+    cmd.args(args);
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("HAUL_")) {
+        cmd.env_remove(k);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("haul runs")
+}
+
+#[test]
+fn help_lists_every_variable() {
+    let out = haul(&["--help"], &[]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for v in gateway::config::VARIABLES {
+        assert!(text.contains(v.name), "{} missing from --help", v.name);
+    }
+}
+
+#[test]
+fn a_bad_variable_is_one_clear_line_and_a_nonzero_exit() {
+    let out = haul(&[], &[("HAUL_LISTEN", "localhost")]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("HAUL_LISTEN"), "{err}");
+    let out = haul(&[], &[("HAUL_DATABASE_URL", "mysql://root@localhost/x")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8(out.stderr).unwrap().contains("HAUL_DATABASE_URL"));
+    let out = haul(&["frobnicate"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn seller_create_prints_a_key_that_works() {
+    let env = Env::embedded().await;
+    let out = haul(&["seller", "create", "--name", "Corner shop"], &[("HAUL_DATABASE_URL", &env.db_url)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let key = text.lines().find_map(|l| l.strip_prefix("api_key")).unwrap().trim().to_owned();
+    let app = TestApp::start(&env, &[]).await;
+    let (st, _) = app.call(Method::GET, "/v1/streams", Some(&key), None).await;
+    assert_eq!(st, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_embedded_demo_creates_a_live_sale_once() {
+    let env = Env::embedded().await;
+    let key = "hk_demokey0000000000000000000001";
+    let vars = [("HAUL_DEMO_API_KEY", key)];
+    let mut config = gateway::config::Config::from_vars(
+        [("HAUL_LISTEN", "127.0.0.1:0"), ("HAUL_DATABASE_URL", env.db_url.as_str()), ("HAUL_DATA_DIR", env.data_dir.as_str())]
+            .into_iter()
+            .chain(vars)
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+    )
+    .unwrap();
+    assert!(config.demo, "demo is on for the embedded setup");
+    let app = gateway::app::Application::build(config.clone()).await.unwrap();
+    let demo = app.demo().unwrap().clone();
+    let state = app.state().clone();
+    let base = format!("http://{}", app.local_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    let http = reqwest::Client::new();
+    let streams: Value = http.get(format!("{base}/v1/streams")).bearer_auth(key).send().await.unwrap().json().await.unwrap();
+    assert_eq!(streams["data"][0]["state"], "live");
+    assert_eq!(streams["data"][0]["id"].as_str(), Some(demo.stream.as_str()));
+    // The cycle starts an offer on the demo stream.
+    let mut live = false;
+    for _ in 0..50 {
+        let offers: Value = http
+            .get(format!("{base}/v1/streams/{}/offers", demo.stream))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if offers["data"].as_array().unwrap().iter().any(|o| o["state"] == "live") {
+            live = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(live, "the demo cycle started an offer");
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+    drop(state);
+    // A second start finds the same seller and stream instead of making new ones.
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    let again = gateway::app::Application::build(config).await.unwrap();
+    let d2 = again.demo().unwrap();
+    assert_eq!((&d2.seller, &d2.stream), (&demo.seller, &demo.stream));
+}
+
+#[tokio::test]
+async fn postgres_gets_no_demo() {
+    let env = Env::shared().await;
+    let app = TestApp::start(&env, &[]).await;
+    assert!(!app.state.config.demo);
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sellers WHERE is_demo = 1")
+        .fetch_one(&app.state.pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+}
