@@ -24,12 +24,12 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
 
 use crate::config::{Config, Secret};
-use streams::db::{self, DbKind};
 use crate::error::ApiError;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::ratelimit::{Limiter, Limits};
 use crate::{demo, routes};
+use streams::db::{self, DbKind};
 
 /// Why `haul` could not start.
 #[derive(Debug, thiserror::Error)]
@@ -155,10 +155,12 @@ impl Application {
             Ok(n) => tracing::info!(offers = n, "loaded live offers into the stock engine"),
             Err(e) => tracing::warn!(error = ?e, "could not rebuild live offers; they load on first reserve"),
         }
-        let listener = TcpListener::bind(config.listen).await.map_err(|source| StartError::Listen {
-            addr: config.listen,
-            source,
-        })?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: config.listen,
+                source,
+            })?;
         let limits = Limits {
             per_buyer: Limiter::new(config.rate_buyer),
             per_addr: Limiter::new(config.rate_addr),

@@ -38,19 +38,71 @@ pub struct Variable {
 }
 
 pub const VARIABLES: &[Variable] = &[
-    Variable { name: "HAUL_LISTEN", default: "127.0.0.1:8080", help: "address:port the HTTP server listens on" },
-    Variable { name: "HAUL_DATA_DIR", default: "./haul-data", help: "directory for the embedded database and generated secrets" },
-    Variable { name: "HAUL_DATABASE_URL", default: "sqlite file in HAUL_DATA_DIR", help: "sqlite://PATH or postgres://USER@HOST/DB; any other scheme is refused" },
-    Variable { name: "HAUL_REDIS_URL", default: "unset (in-process engines)", help: "redis://HOST:PORT[/DB]: stock holds shared by several nodes" },
-    Variable { name: "HAUL_REDIS_PREFIX", default: "haul", help: "prefix of every Redis key Haul writes" },
-    Variable { name: "HAUL_LOG_FORMAT", default: "text", help: "text or json" },
-    Variable { name: "HAUL_LOG", default: "info", help: "log filter, e.g. info,gateway=debug" },
-    Variable { name: "HAUL_TOKEN_SECRET", default: "generated into HAUL_DATA_DIR", help: "HS256 secret for viewer tokens (at least 32 bytes); set it on every node" },
-    Variable { name: "HAUL_DEMO_API_KEY", default: "random, printed once", help: "API key of the demo seller (embedded setup only)" },
-    Variable { name: "HAUL_RATE_BUYER", default: "10/s", help: "reserves per buyer: N/s, N/m or off" },
-    Variable { name: "HAUL_RATE_ADDR", default: "100/s", help: "buyer requests per client address: N/s, N/m or off" },
-    Variable { name: "HAUL_TRUST_FORWARDED_FOR", default: "false", help: "take the client address from X-Forwarded-For (behind a proxy you run)" },
-    Variable { name: "HAUL_MAX_BODY_BYTES", default: "65536", help: "largest request body accepted" },
+    Variable {
+        name: "HAUL_LISTEN",
+        default: "127.0.0.1:8080",
+        help: "address:port the HTTP server listens on",
+    },
+    Variable {
+        name: "HAUL_DATA_DIR",
+        default: "./haul-data",
+        help: "directory for the embedded database and generated secrets",
+    },
+    Variable {
+        name: "HAUL_DATABASE_URL",
+        default: "sqlite file in HAUL_DATA_DIR",
+        help: "sqlite://PATH or postgres://USER@HOST/DB; any other scheme is refused",
+    },
+    Variable {
+        name: "HAUL_REDIS_URL",
+        default: "unset (in-process engines)",
+        help: "redis://HOST:PORT[/DB]: stock holds shared by several nodes",
+    },
+    Variable {
+        name: "HAUL_REDIS_PREFIX",
+        default: "haul",
+        help: "prefix of every Redis key Haul writes",
+    },
+    Variable {
+        name: "HAUL_LOG_FORMAT",
+        default: "text",
+        help: "text or json",
+    },
+    Variable {
+        name: "HAUL_LOG",
+        default: "info",
+        help: "log filter, e.g. info,gateway=debug",
+    },
+    Variable {
+        name: "HAUL_TOKEN_SECRET",
+        default: "generated into HAUL_DATA_DIR",
+        help: "HS256 secret for viewer tokens (at least 32 bytes); set it on every node",
+    },
+    Variable {
+        name: "HAUL_DEMO_API_KEY",
+        default: "random, printed once",
+        help: "API key of the demo seller (embedded setup only)",
+    },
+    Variable {
+        name: "HAUL_RATE_BUYER",
+        default: "10/s",
+        help: "reserves per buyer: N/s, N/m or off",
+    },
+    Variable {
+        name: "HAUL_RATE_ADDR",
+        default: "100/s",
+        help: "buyer requests per client address: N/s, N/m or off",
+    },
+    Variable {
+        name: "HAUL_TRUST_FORWARDED_FOR",
+        default: "false",
+        help: "take the client address from X-Forwarded-For (behind a proxy you run)",
+    },
+    Variable {
+        name: "HAUL_MAX_BODY_BYTES",
+        default: "65536",
+        help: "largest request body accepted",
+    },
 ];
 
 /// Log output format.
@@ -171,7 +223,10 @@ impl Config {
             }
             Some(url) => {
                 let scheme = url.split(':').next().unwrap_or("");
-                return Err(err("HAUL_REDIS_URL", format!("unknown scheme {scheme:?}; use redis://")));
+                return Err(err(
+                    "HAUL_REDIS_URL",
+                    format!("unknown scheme {scheme:?}; use redis://"),
+                ));
             }
             None => None,
         };
@@ -182,7 +237,10 @@ impl Config {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b':')
         {
-            return Err(err("HAUL_REDIS_PREFIX", "1 to 64 characters of A-Z, a-z, 0-9, '_', '-', ':'"));
+            return Err(err(
+                "HAUL_REDIS_PREFIX",
+                "1 to 64 characters of A-Z, a-z, 0-9, '_', '-', ':'",
+            ));
         }
 
         let log_format = match get("HAUL_LOG_FORMAT").unwrap_or("text") {
@@ -228,7 +286,12 @@ impl Config {
             .parse()
             .ok()
             .filter(|n| (1024..=16 * 1024 * 1024).contains(n))
-            .ok_or_else(|| err("HAUL_MAX_BODY_BYTES", format!("expected 1024 to 16777216, got {max_body:?}")))?;
+            .ok_or_else(|| {
+                err(
+                    "HAUL_MAX_BODY_BYTES",
+                    format!("expected 1024 to 16777216, got {max_body:?}"),
+                )
+            })?;
 
         Ok(Config {
             listen,

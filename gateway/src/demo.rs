@@ -25,9 +25,21 @@ pub struct Demo {
 }
 
 const LOTS: &[(&str, &str, i64)] = &[
-    ("Hand-thrown ceramic mug", "Stoneware, 350 ml, glazed by hand. Each one is a little different.", 149_000),
-    ("Merino wool scarf", "Extra-fine merino, 180 × 30 cm, in forest green.", 259_000),
-    ("Cast-iron skillet, 26 cm", "Pre-seasoned, oven-safe, lasts a lifetime.", 329_000),
+    (
+        "Hand-thrown ceramic mug",
+        "Stoneware, 350 ml, glazed by hand. Each one is a little different.",
+        149_000,
+    ),
+    (
+        "Merino wool scarf",
+        "Extra-fine merino, 180 × 30 cm, in forest green.",
+        259_000,
+    ),
+    (
+        "Cast-iron skillet, 26 cm",
+        "Pre-seasoned, oven-safe, lasts a lifetime.",
+        329_000,
+    ),
 ];
 
 /// Finds or creates the demo seller, its key, its live stream and lots.
@@ -55,7 +67,13 @@ pub async fn seed(state: &AppState) -> Result<Demo, BoxError> {
     }
 
     let existing = streams
-        .list_streams(&seller, Page { limit: 20, before: None })
+        .list_streams(
+            &seller,
+            Page {
+                limit: 20,
+                before: None,
+            },
+        )
         .await?
         .into_iter()
         .find(|s| s.state != StreamState::Ended);
@@ -63,7 +81,12 @@ pub async fn seed(state: &AppState) -> Result<Demo, BoxError> {
         Some(s) => s,
         None => {
             let s = streams
-                .create_stream(&seller, NewStream { title: "Haul demo sale".into() })
+                .create_stream(
+                    &seller,
+                    NewStream {
+                        title: "Haul demo sale".into(),
+                    },
+                )
                 .await?;
             streams.go_live(&seller, &s.id).await?
         }
@@ -71,7 +94,12 @@ pub async fn seed(state: &AppState) -> Result<Demo, BoxError> {
     if stream.state == StreamState::Scheduled {
         streams.go_live(&seller, &stream.id).await?;
     }
-    let mut lots: Vec<LotId> = streams.lots(&seller, &stream.id).await?.into_iter().map(|l| l.id).collect();
+    let mut lots: Vec<LotId> = streams
+        .lots(&seller, &stream.id)
+        .await?
+        .into_iter()
+        .map(|l| l.id)
+        .collect();
     if lots.is_empty() {
         for (title, description, _) in LOTS {
             let lot = streams
@@ -88,7 +116,10 @@ pub async fn seed(state: &AppState) -> Result<Demo, BoxError> {
             lots.push(lot.id);
         }
     }
-    println!("Demo stream {} is live: http://{}/", stream.id, state.config.listen);
+    println!(
+        "Demo stream {} is live: http://{}/v1/public/streams/{}",
+        stream.id, state.config.listen, stream.id
+    );
     Ok(Demo {
         seller,
         stream: stream.id,

@@ -123,7 +123,13 @@ impl From<DomainError> for ApiError {
                 HoldError::NotFound | HoldError::NotOwner => ApiError::NotFound("hold"),
                 HoldError::NotActive(status) => ApiError::Conflict {
                     code: "hold_not_active",
-                    message: format!("the hold is {}", serde_json::to_value(status).unwrap_or_default().as_str().unwrap_or("not active")),
+                    message: format!(
+                        "the hold is {}",
+                        serde_json::to_value(status)
+                            .unwrap_or_default()
+                            .as_str()
+                            .unwrap_or("not active")
+                    ),
                 },
             },
             DomainError::Store(e) => ApiError::Unavailable(Box::new(e)),

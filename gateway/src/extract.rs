@@ -86,8 +86,8 @@ impl FromRequestParts<AppState> for Viewer {
         let now = state.streams.now() / 1000;
         let claims = jwt::decode(token, state.token_secret.expose().as_bytes(), now)
             .map_err(|e| ApiError::unauthorized(e.code(), e.to_string()))?;
-        let buyer = BuyerId::parse(&claims.sub)
-            .map_err(|e| ApiError::unauthorized("token_bad_claims", format!("sub: {e}")))?;
+        let buyer =
+            BuyerId::parse(&claims.sub).map_err(|e| ApiError::unauthorized("token_bad_claims", format!("sub: {e}")))?;
         Ok(Viewer(buyer))
     }
 }

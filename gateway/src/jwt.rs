@@ -142,7 +142,10 @@ mod tests {
     #[test]
     fn tampering_expiry_and_wrong_alg_are_each_refused_specifically() {
         let t = encode(&claims(2000), SECRET);
-        assert_eq!(decode(&t, b"another secret, 32 bytes long...", 1000), Err(TokenError::BadSignature));
+        assert_eq!(
+            decode(&t, b"another secret, 32 bytes long...", 1000),
+            Err(TokenError::BadSignature)
+        );
         assert_eq!(decode(&t, SECRET, 2000), Err(TokenError::Expired));
         let mut parts: Vec<&str> = t.split('.').collect();
         let forged_payload = URL_SAFE_NO_PAD.encode(br#"{"sub":"admin","exp":9999999999}"#);

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use gateway::app::Application;
 use gateway::config::{Config, LogFormat};
 use gateway::sellers;
-use streams::db;
 use streams::clock::{Clock, SystemClock};
+use streams::db;
 
 enum Command {
     Serve { demo: bool },

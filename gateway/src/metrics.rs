@@ -41,7 +41,11 @@ impl Histogram {
         let count = self.count.load(Ordering::Relaxed);
         let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
         let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
         let _ = writeln!(out, "{name}_sum{braces} {sum}");
         let _ = writeln!(out, "{name}_count{braces} {count}");
     }
@@ -94,7 +98,8 @@ impl Metrics {
         }
         out.push_str("# HELP haul_http_request_duration_seconds HTTP request latency.\n");
         out.push_str("# TYPE haul_http_request_duration_seconds histogram\n");
-        self.http_latency.render(&mut out, "haul_http_request_duration_seconds", "");
+        self.http_latency
+            .render(&mut out, "haul_http_request_duration_seconds", "");
         out.push_str("# HELP haul_reserves_total Reserve attempts by outcome.\n");
         out.push_str("# TYPE haul_reserves_total counter\n");
         for (outcome, n) in lock(&self.reserves).iter() {
@@ -102,7 +107,8 @@ impl Metrics {
         }
         out.push_str("# HELP haul_reserve_duration_seconds Reserve latency, all outcomes.\n");
         out.push_str("# TYPE haul_reserve_duration_seconds histogram\n");
-        self.reserve_latency.render(&mut out, "haul_reserve_duration_seconds", "");
+        self.reserve_latency
+            .render(&mut out, "haul_reserve_duration_seconds", "");
         out.push_str("# HELP haul_offers_ended_total Offers this node ended, by reason.\n");
         out.push_str("# TYPE haul_offers_ended_total counter\n");
         for (reason, n) in offers_ended {
@@ -110,7 +116,11 @@ impl Metrics {
         }
         out.push_str("# HELP haul_holds_expired_total Holds this node's sweeper released.\n");
         out.push_str("# TYPE haul_holds_expired_total counter\n");
-        let _ = writeln!(out, "haul_holds_expired_total {}", self.holds_expired.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "haul_holds_expired_total {}",
+            self.holds_expired.load(Ordering::Relaxed)
+        );
         if let Some(live) = holds_live {
             out.push_str("# HELP haul_holds_live Live holds in the stock engine.\n");
             out.push_str("# TYPE haul_holds_live gauge\n");

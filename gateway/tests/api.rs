@@ -25,9 +25,14 @@ async fn seller_api_refuses_missing_and_wrong_keys(env: Env) {
 
 async fn stream_lifecycle_only_moves_forward(env: Env) {
     let app = TestApp::start(&env, &[]).await;
-    let (st, s) = app.seller(Method::POST, "/v1/streams", Some(json!({ "title": "  Friday sale  " }))).await;
+    let (st, s) = app
+        .seller(Method::POST, "/v1/streams", Some(json!({ "title": "  Friday sale  " })))
+        .await;
     assert_eq!(st, StatusCode::CREATED);
-    assert_eq!((s["state"].as_str(), s["title"].as_str()), (Some("scheduled"), Some("Friday sale")));
+    assert_eq!(
+        (s["state"].as_str(), s["title"].as_str()),
+        (Some("scheduled"), Some("Friday sale"))
+    );
     let id = s["id"].as_str().unwrap();
     let (st, v) = app.seller(Method::POST, &format!("/v1/streams/{id}/live"), None).await;
     assert_eq!((st, v["state"].as_str()), (StatusCode::OK, Some("live")));
@@ -38,7 +43,11 @@ async fn stream_lifecycle_only_moves_forward(env: Env) {
     let (st, v) = app.seller(Method::POST, &format!("/v1/streams/{id}/end"), None).await;
     assert_eq!((st, code(&v)), (StatusCode::CONFLICT, "stream_ended"));
     let (st, v) = app
-        .seller(Method::POST, &format!("/v1/streams/{id}/lots"), Some(json!({ "title": "Late" })))
+        .seller(
+            Method::POST,
+            &format!("/v1/streams/{id}/lots"),
+            Some(json!({ "title": "Late" })),
+        )
         .await;
     assert_eq!((st, code(&v)), (StatusCode::CONFLICT, "stream_ended"));
     let (st, v) = app.seller(Method::GET, "/v1/streams?limit=1", None).await;
@@ -48,21 +57,37 @@ async fn stream_lifecycle_only_moves_forward(env: Env) {
 
 async fn lots_are_added_updated_and_pinned_one_at_a_time(env: Env) {
     let app = TestApp::start(&env, &[]).await;
-    let (_, s) = app.seller(Method::POST, "/v1/streams", Some(json!({ "title": "S" }))).await;
+    let (_, s) = app
+        .seller(Method::POST, "/v1/streams", Some(json!({ "title": "S" })))
+        .await;
     let sid = s["id"].as_str().unwrap();
     let mut lots = Vec::new();
     for t in ["Mug", "Scarf"] {
         let (st, l) = app
-            .seller(Method::POST, &format!("/v1/streams/{sid}/lots"), Some(json!({ "title": t, "description": "d" })))
+            .seller(
+                Method::POST,
+                &format!("/v1/streams/{sid}/lots"),
+                Some(json!({ "title": t, "description": "d" })),
+            )
             .await;
         assert_eq!(st, StatusCode::CREATED, "{l}");
         lots.push(l["id"].as_str().unwrap().to_owned());
     }
     let mut events = app.events();
-    let (st, v) = app.seller(Method::POST, &format!("/v1/lots/{}/pin", lots[0]), None).await;
-    assert_eq!((st, v["pinned_lot_id"].as_str()), (StatusCode::OK, Some(lots[0].as_str())));
-    common::wait_for_event(&mut events, |e| e["type"] == "lot.pinned" && e["lot"]["id"] == lots[0].as_str()).await;
-    let (_, v) = app.seller(Method::POST, &format!("/v1/lots/{}/pin", lots[1]), None).await;
+    let (st, v) = app
+        .seller(Method::POST, &format!("/v1/lots/{}/pin", lots[0]), None)
+        .await;
+    assert_eq!(
+        (st, v["pinned_lot_id"].as_str()),
+        (StatusCode::OK, Some(lots[0].as_str()))
+    );
+    common::wait_for_event(&mut events, |e| {
+        e["type"] == "lot.pinned" && e["lot"]["id"] == lots[0].as_str()
+    })
+    .await;
+    let (_, v) = app
+        .seller(Method::POST, &format!("/v1/lots/{}/pin", lots[1]), None)
+        .await;
     assert_eq!(v["pinned_lot_id"].as_str(), Some(lots[1].as_str()));
     let (st, v) = app
         .seller(
@@ -73,10 +98,16 @@ async fn lots_are_added_updated_and_pinned_one_at_a_time(env: Env) {
         .await;
     assert_eq!((st, v["title"].as_str()), (StatusCode::OK, Some("Wool scarf")));
     let (_, v) = app
-        .seller(Method::PATCH, &format!("/v1/lots/{}", lots[1]), Some(json!({ "image_url": null })))
+        .seller(
+            Method::PATCH,
+            &format!("/v1/lots/{}", lots[1]),
+            Some(json!({ "image_url": null })),
+        )
         .await;
     assert!(v["image_url"].is_null());
-    let (st, v) = app.seller(Method::POST, &format!("/v1/streams/{sid}/unpin"), None).await;
+    let (st, v) = app
+        .seller(Method::POST, &format!("/v1/streams/{sid}/unpin"), None)
+        .await;
     assert_eq!((st, v["pinned_lot_id"].is_null()), (StatusCode::OK, true));
     common::wait_for_event(&mut events, |e| e["type"] == "lot.unpinned").await;
     let (_, v) = app.seller(Method::GET, &format!("/v1/streams/{sid}/lots"), None).await;
@@ -85,19 +116,34 @@ async fn lots_are_added_updated_and_pinned_one_at_a_time(env: Env) {
 
 async fn offers_start_only_on_live_streams_and_one_per_lot(env: Env) {
     let app = TestApp::start(&env, &[]).await;
-    let (_, s) = app.seller(Method::POST, "/v1/streams", Some(json!({ "title": "S" }))).await;
+    let (_, s) = app
+        .seller(Method::POST, "/v1/streams", Some(json!({ "title": "S" })))
+        .await;
     let sid = s["id"].as_str().unwrap();
-    let (_, l) = app.seller(Method::POST, &format!("/v1/streams/{sid}/lots"), Some(json!({ "title": "L" }))).await;
+    let (_, l) = app
+        .seller(
+            Method::POST,
+            &format!("/v1/streams/{sid}/lots"),
+            Some(json!({ "title": "L" })),
+        )
+        .await;
     let lid = l["id"].as_str().unwrap();
-    let (_, o1) = app.seller(Method::POST, &format!("/v1/lots/{lid}/offers"), Some(offer_body(5, 1))).await;
-    let (_, o2) = app.seller(Method::POST, &format!("/v1/lots/{lid}/offers"), Some(offer_body(5, 1))).await;
+    let (_, o1) = app
+        .seller(Method::POST, &format!("/v1/lots/{lid}/offers"), Some(offer_body(5, 1)))
+        .await;
+    let (_, o2) = app
+        .seller(Method::POST, &format!("/v1/lots/{lid}/offers"), Some(offer_body(5, 1)))
+        .await;
     assert_eq!(o1["state"], "draft");
     let (o1, o2) = (o1["id"].as_str().unwrap(), o2["id"].as_str().unwrap());
     let (st, v) = app.seller(Method::POST, &format!("/v1/offers/{o1}/start"), None).await;
     assert_eq!((st, code(&v)), (StatusCode::CONFLICT, "stream_not_live"));
     app.seller(Method::POST, &format!("/v1/streams/{sid}/live"), None).await;
     let (st, v) = app.seller(Method::POST, &format!("/v1/offers/{o1}/start"), None).await;
-    assert_eq!((st, v["state"].as_str(), v["units_left"].as_i64()), (StatusCode::OK, Some("live"), Some(5)));
+    assert_eq!(
+        (st, v["state"].as_str(), v["units_left"].as_i64()),
+        (StatusCode::OK, Some("live"), Some(5))
+    );
     let (st, v) = app.seller(Method::POST, &format!("/v1/offers/{o1}/start"), None).await;
     assert_eq!((st, code(&v)), (StatusCode::CONFLICT, "offer_already_live"));
     let (st, v) = app.seller(Method::POST, &format!("/v1/offers/{o2}/start"), None).await;
@@ -111,7 +157,10 @@ async fn offers_start_only_on_live_streams_and_one_per_lot(env: Env) {
     // Ending the stream cancels its live offer.
     app.seller(Method::POST, &format!("/v1/streams/{sid}/end"), None).await;
     let (_, v) = app.seller(Method::GET, &format!("/v1/offers/{o2}"), None).await;
-    assert_eq!((v["state"].as_str(), v["end_reason"].as_str()), (Some("ended"), Some("cancelled")));
+    assert_eq!(
+        (v["state"].as_str(), v["end_reason"].as_str()),
+        (Some("ended"), Some("cancelled"))
+    );
 }
 
 async fn another_sellers_objects_are_not_found(env: Env) {
@@ -137,9 +186,17 @@ async fn another_sellers_objects_are_not_found(env: Env) {
 
 async fn invalid_offers_are_refused_with_the_field_named(env: Env) {
     let app = TestApp::start(&env, &[]).await;
-    let (_, s) = app.seller(Method::POST, "/v1/streams", Some(json!({ "title": "S" }))).await;
+    let (_, s) = app
+        .seller(Method::POST, "/v1/streams", Some(json!({ "title": "S" })))
+        .await;
     let sid = s["id"].as_str().unwrap();
-    let (_, l) = app.seller(Method::POST, &format!("/v1/streams/{sid}/lots"), Some(json!({ "title": "L" }))).await;
+    let (_, l) = app
+        .seller(
+            Method::POST,
+            &format!("/v1/streams/{sid}/lots"),
+            Some(json!({ "title": "L" })),
+        )
+        .await;
     let lid = l["id"].as_str().unwrap();
     let base = offer_body(5, 2);
     let with = |k: &str, v: Value| {
@@ -165,16 +222,29 @@ async fn invalid_offers_are_refused_with_the_field_named(env: Env) {
         (with("ends_at", json!(1)), "duration_seconds"),
     ];
     for (body, field) in cases {
-        let (st, v) = app.seller(Method::POST, &format!("/v1/lots/{lid}/offers"), Some(body.clone())).await;
+        let (st, v) = app
+            .seller(Method::POST, &format!("/v1/lots/{lid}/offers"), Some(body.clone()))
+            .await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "{body} → {v}");
-        assert_eq!((code(&v), v["error"]["field"].as_str()), ("invalid_field", Some(field)), "{body} → {v}");
+        assert_eq!(
+            (code(&v), v["error"]["field"].as_str()),
+            ("invalid_field", Some(field)),
+            "{body} → {v}"
+        );
     }
     let mut past = base.clone();
     past.as_object_mut().unwrap().remove("duration_seconds");
     past["ends_at"] = json!(1000);
-    let (st, v) = app.seller(Method::POST, &format!("/v1/lots/{lid}/offers"), Some(past)).await;
-    assert_eq!((st, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("ends_at")));
-    let (_, v) = app.seller(Method::GET, &format!("/v1/streams/{sid}/offers"), None).await;
+    let (st, v) = app
+        .seller(Method::POST, &format!("/v1/lots/{lid}/offers"), Some(past))
+        .await;
+    assert_eq!(
+        (st, v["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("ends_at"))
+    );
+    let (_, v) = app
+        .seller(Method::GET, &format!("/v1/streams/{sid}/offers"), None)
+        .await;
     assert!(v["data"].as_array().unwrap().is_empty(), "nothing was half-written");
 }
 
@@ -193,22 +263,66 @@ async fn malformed_requests_get_clear_errors(env: Env) {
         let v: Value = resp.json().await.unwrap();
         assert_eq!(code(&v), want, "{v}");
     };
-    check(send(b"{not json".to_vec(), Some("application/json")).await.unwrap(), StatusCode::BAD_REQUEST, "invalid_json").await;
-    check(send(br#"{"title": 5}"#.to_vec(), Some("application/json")).await.unwrap(), StatusCode::BAD_REQUEST, "invalid_body").await;
-    check(send(br#"{"title": "x", "extra": 1}"#.to_vec(), Some("application/json")).await.unwrap(), StatusCode::BAD_REQUEST, "invalid_body").await;
-    check(send(br#"{"title": "x"}"#.to_vec(), None).await.unwrap(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type").await;
+    check(
+        send(b"{not json".to_vec(), Some("application/json")).await.unwrap(),
+        StatusCode::BAD_REQUEST,
+        "invalid_json",
+    )
+    .await;
+    check(
+        send(br#"{"title": 5}"#.to_vec(), Some("application/json"))
+            .await
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+        "invalid_body",
+    )
+    .await;
+    check(
+        send(br#"{"title": "x", "extra": 1}"#.to_vec(), Some("application/json"))
+            .await
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+        "invalid_body",
+    )
+    .await;
+    check(
+        send(br#"{"title": "x"}"#.to_vec(), None).await.unwrap(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    )
+    .await;
     let huge = format!(r#"{{"title": "{}"}}"#, "x".repeat(200_000));
-    check(send(huge.into_bytes(), Some("application/json")).await.unwrap(), StatusCode::PAYLOAD_TOO_LARGE, "body_too_large").await;
-    let (st, v) = app.seller(Method::POST, "/v1/streams", Some(json!({ "title": "" }))).await;
-    assert_eq!((st, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("title")));
-    let (st, v) = app.seller(Method::POST, "/v1/streams", Some(json!({ "title": "a\u{0000}b" }))).await;
-    assert_eq!((st, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("title")));
+    check(
+        send(huge.into_bytes(), Some("application/json")).await.unwrap(),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+    )
+    .await;
+    let (st, v) = app
+        .seller(Method::POST, "/v1/streams", Some(json!({ "title": "" })))
+        .await;
+    assert_eq!(
+        (st, v["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("title"))
+    );
+    let (st, v) = app
+        .seller(Method::POST, "/v1/streams", Some(json!({ "title": "a\u{0000}b" })))
+        .await;
+    assert_eq!(
+        (st, v["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("title"))
+    );
     let (st, v) = app.seller(Method::GET, "/v1/streams/not-an-id", None).await;
     assert_eq!((st, code(&v)), (StatusCode::BAD_REQUEST, "invalid_id"));
-    let (st, v) = app.seller(Method::GET, "/v1/streams/str_unknown000000000000", None).await;
+    let (st, v) = app
+        .seller(Method::GET, "/v1/streams/str_unknown000000000000", None)
+        .await;
     assert_eq!((st, code(&v)), (StatusCode::NOT_FOUND, "not_found"));
     let (st, v) = app.seller(Method::GET, "/v1/streams?limit=100000", None).await;
-    assert_eq!((st, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("limit")));
+    assert_eq!(
+        (st, v["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("limit"))
+    );
     let (st, v) = app.seller(Method::GET, "/v1/streams?limit=abc", None).await;
     assert_eq!((st, code(&v)), (StatusCode::BAD_REQUEST, "invalid_query"));
     let (st, v) = app.seller(Method::GET, "/v1/nowhere", None).await;
@@ -216,7 +330,10 @@ async fn malformed_requests_get_clear_errors(env: Env) {
     let (st, v) = app.seller(Method::DELETE, "/v1/streams", None).await;
     assert_eq!((st, code(&v)), (StatusCode::BAD_REQUEST, "method_not_allowed"));
     let (_, v) = app.seller(Method::GET, "/v1/streams", None).await;
-    assert!(v["data"].as_array().unwrap().is_empty(), "no stream was created by bad requests");
+    assert!(
+        v["data"].as_array().unwrap().is_empty(),
+        "no stream was created by bad requests"
+    );
 }
 
 on_both_backends!(

@@ -25,24 +25,57 @@ async fn mint(app: &TestApp, viewer: &str) -> String {
 
 async fn hold_release_and_commit_over_http(env: Env) {
     let app = TestApp::start(&env, &[]).await;
-    let (_, _, oid) = app.live_offer(offer_body(5, 3)).await;
+    let (sid, _, oid) = app.live_offer(offer_body(5, 3)).await;
     let alice = mint(&app, "alice").await;
     let (st, v) = app.reserve(&alice, &oid, 2, "tap-1").await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
-    assert_eq!((v["units_left"].as_i64(), v["replayed"].as_bool()), (Some(3), Some(false)));
+    assert_eq!(
+        (v["units_left"].as_i64(), v["replayed"].as_bool()),
+        (Some(3), Some(false))
+    );
     let hold = v["hold"]["id"].as_str().unwrap().to_owned();
     // A retried tap gets the same hold and takes nothing more.
     let (st, v) = app.reserve(&alice, &oid, 2, "tap-1").await;
-    assert_eq!((st, v["hold"]["id"].as_str(), v["replayed"].as_bool()), (StatusCode::OK, Some(hold.as_str()), Some(true)));
+    assert_eq!(
+        (st, v["hold"]["id"].as_str(), v["replayed"].as_bool()),
+        (StatusCode::OK, Some(hold.as_str()), Some(true))
+    );
     let (st, v) = app.reserve(&alice, &oid, 2, "tap-2").await;
-    assert_eq!((st, code(&v), v["error"]["remaining"].as_i64()), (StatusCode::CONFLICT, "over_buyer_limit", Some(1)));
-    let (_, v) = app.call(Method::GET, &format!("/v1/public/offers/{oid}"), None, None).await;
+    assert_eq!(
+        (st, code(&v), v["error"]["remaining"].as_i64()),
+        (StatusCode::CONFLICT, "over_buyer_limit", Some(1))
+    );
+    let (_, v) = app
+        .call(Method::GET, &format!("/v1/public/offers/{oid}"), None, None)
+        .await;
     assert_eq!(v["units_left"].as_i64(), Some(3));
+    // The public stream snapshot shows the live offer with the same count.
+    let (st, v) = app
+        .call(Method::GET, &format!("/v1/public/streams/{sid}"), None, None)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["state"], "live");
+    assert_eq!(v["offers"][0]["id"].as_str(), Some(oid.as_str()));
+    assert_eq!(v["offers"][0]["units_left"].as_i64(), Some(3));
+    assert!(v["server_time"].as_i64().unwrap() > 0);
+    let (st, v) = app
+        .call(Method::GET, "/v1/public/streams/str_0000000000000000000000", None, None)
+        .await;
+    assert_eq!((st, code(&v)), (StatusCode::NOT_FOUND, "not_found"), "{v}");
     // Another viewer cannot see or release Alice's hold.
     let bob = mint(&app, "bob").await;
-    let (st, _) = app.call(Method::GET, &format!("/v1/offers/{oid}/holds/{hold}"), Some(&bob), None).await;
+    let (st, _) = app
+        .call(Method::GET, &format!("/v1/offers/{oid}/holds/{hold}"), Some(&bob), None)
+        .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
-    let (st, _) = app.call(Method::POST, &format!("/v1/offers/{oid}/holds/{hold}/release"), Some(&bob), None).await;
+    let (st, _) = app
+        .call(
+            Method::POST,
+            &format!("/v1/offers/{oid}/holds/{hold}/release"),
+            Some(&bob),
+            None,
+        )
+        .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     let (st, v) = app.reserve(&bob, &oid, 4, "b1").await;
     assert_eq!((st, code(&v)), (StatusCode::CONFLICT, "over_buyer_limit"));
@@ -53,17 +86,49 @@ async fn hold_release_and_commit_over_http(env: Env) {
     let (st, v) = app.reserve(&carol, &oid, 1, "c1").await;
     assert_eq!((st, code(&v)), (StatusCode::CONFLICT, "sold_out"));
     // Bob gives his back; the seller commits Alice's.
-    let (st, v) = app.call(Method::POST, &format!("/v1/offers/{oid}/holds/{bob_hold}/release"), Some(&bob), None).await;
+    let (st, v) = app
+        .call(
+            Method::POST,
+            &format!("/v1/offers/{oid}/holds/{bob_hold}/release"),
+            Some(&bob),
+            None,
+        )
+        .await;
     assert_eq!((st, v["hold"]["status"].as_str()), (StatusCode::OK, Some("released")));
     let mut events = app.events();
-    let (st, v) = app.seller(Method::POST, &format!("/v1/offers/{oid}/holds/{hold}/commit"), None).await;
-    assert_eq!((st, v["sold"].as_i64(), v["offer_sold_out"].as_bool()), (StatusCode::OK, Some(2), Some(false)), "{v}");
-    wait_for_event(&mut events, |e| e["type"] == "purchase" && e["quantity"] == 2 && e.get("buyer_id").is_none()).await;
-    let (st, v) = app.seller(Method::POST, &format!("/v1/offers/{oid}/holds/{hold}/commit"), None).await;
-    assert_eq!((st, v["sold"].as_i64()), (StatusCode::OK, Some(2)), "commit is idempotent");
+    let (st, v) = app
+        .seller(Method::POST, &format!("/v1/offers/{oid}/holds/{hold}/commit"), None)
+        .await;
+    assert_eq!(
+        (st, v["sold"].as_i64(), v["offer_sold_out"].as_bool()),
+        (StatusCode::OK, Some(2), Some(false)),
+        "{v}"
+    );
+    wait_for_event(&mut events, |e| {
+        e["type"] == "purchase" && e["quantity"] == 2 && e.get("buyer_id").is_none()
+    })
+    .await;
+    let (st, v) = app
+        .seller(Method::POST, &format!("/v1/offers/{oid}/holds/{hold}/commit"), None)
+        .await;
+    assert_eq!(
+        (st, v["sold"].as_i64()),
+        (StatusCode::OK, Some(2)),
+        "commit is idempotent"
+    );
     let (_, v) = app.seller(Method::GET, &format!("/v1/offers/{oid}"), None).await;
-    assert_eq!((v["held"].as_i64(), v["sold"].as_i64(), v["units_left"].as_i64()), (Some(0), Some(2), Some(3)));
-    let (st, v) = app.call(Method::GET, &format!("/v1/offers/{oid}/holds/{hold}"), Some(&alice), None).await;
+    assert_eq!(
+        (v["held"].as_i64(), v["sold"].as_i64(), v["units_left"].as_i64()),
+        (Some(0), Some(2), Some(3))
+    );
+    let (st, v) = app
+        .call(
+            Method::GET,
+            &format!("/v1/offers/{oid}/holds/{hold}"),
+            Some(&alice),
+            None,
+        )
+        .await;
     assert_eq!((st, v["hold"]["status"].as_str()), (StatusCode::OK, Some("committed")));
 }
 
@@ -78,13 +143,18 @@ async fn concurrent_http_reserves_never_oversell(env: Env) {
     let mut tasks = Vec::new();
     for i in 0..300 {
         let (app, token, oid) = (app.clone(), tokens[i % tokens.len()].clone(), oid.clone());
-        tasks.push(tokio::spawn(async move { app.reserve(&token, &oid, 1, &format!("r{i}")).await }));
+        tasks.push(tokio::spawn(async move {
+            app.reserve(&token, &oid, 1, &format!("r{i}")).await
+        }));
     }
     let mut buyers = HashSet::new();
     for t in tasks {
         let (st, v) = t.await.unwrap();
         match st {
-            StatusCode::CREATED => assert!(buyers.insert(v["hold"]["buyer_id"].as_str().unwrap().to_owned()), "a buyer got two units"),
+            StatusCode::CREATED => assert!(
+                buyers.insert(v["hold"]["buyer_id"].as_str().unwrap().to_owned()),
+                "a buyer got two units"
+            ),
             StatusCode::CONFLICT => assert!(["sold_out", "over_buyer_limit"].contains(&code(&v)), "{v}"),
             other => panic!("unexpected {other}: {v}"),
         }
@@ -106,10 +176,16 @@ async fn an_offer_ends_by_itself_at_its_end_time(env: Env) {
     let (st, v) = app.reserve(&viewer, &oid, 1, "after").await;
     assert_eq!((st, code(&v)), (StatusCode::CONFLICT, "offer_ended"));
     let e = wait_for_event(&mut events, |e| e["type"] == "offer.ended").await;
-    assert_eq!((e["offer_id"].as_str(), e["reason"].as_str()), (Some(oid.as_str()), Some("time")));
+    assert_eq!(
+        (e["offer_id"].as_str(), e["reason"].as_str()),
+        (Some(oid.as_str()), Some("time"))
+    );
     assert!(e["server_time"].as_i64().is_some());
     let (_, v) = app.seller(Method::GET, &format!("/v1/offers/{oid}"), None).await;
-    assert_eq!((v["state"].as_str(), v["end_reason"].as_str()), (Some("ended"), Some("time")));
+    assert_eq!(
+        (v["state"].as_str(), v["end_reason"].as_str()),
+        (Some("ended"), Some("time"))
+    );
     // Ending again finds nothing to do: it fired once.
     assert_eq!(app.state.streams.end_due_offers().await.unwrap(), 0);
     assert_eq!(app.state.hub.offers_ended()[0], ("time", 1));
@@ -125,12 +201,27 @@ async fn an_offer_ends_early_when_sold_out(env: Env) {
         assert_eq!(st, StatusCode::CREATED);
         holds.push(r["hold"]["id"].as_str().unwrap().to_owned());
     }
-    let (_, v) = app.seller(Method::POST, &format!("/v1/offers/{oid}/holds/{}/commit", holds[0]), None).await;
+    let (_, v) = app
+        .seller(
+            Method::POST,
+            &format!("/v1/offers/{oid}/holds/{}/commit", holds[0]),
+            None,
+        )
+        .await;
     assert_eq!(v["offer_sold_out"].as_bool(), Some(false));
-    let (_, v) = app.seller(Method::POST, &format!("/v1/offers/{oid}/holds/{}/commit", holds[1]), None).await;
+    let (_, v) = app
+        .seller(
+            Method::POST,
+            &format!("/v1/offers/{oid}/holds/{}/commit", holds[1]),
+            None,
+        )
+        .await;
     assert_eq!(v["offer_sold_out"].as_bool(), Some(true));
     let (_, v) = app.seller(Method::GET, &format!("/v1/offers/{oid}"), None).await;
-    assert_eq!((v["state"].as_str(), v["end_reason"].as_str(), v["sold"].as_i64()), (Some("ended"), Some("sold_out"), Some(2)));
+    assert_eq!(
+        (v["state"].as_str(), v["end_reason"].as_str(), v["sold"].as_i64()),
+        (Some("ended"), Some("sold_out"), Some(2))
+    );
     let t = mint(&app, "c").await;
     let (st, v) = app.reserve(&t, &oid, 1, "x").await;
     assert_eq!((st, code(&v)), (StatusCode::CONFLICT, "offer_ended"));
@@ -146,12 +237,24 @@ async fn unpaid_holds_come_back_when_they_expire(env: Env) {
     app.clock.advance(30_000);
     let e = wait_for_event(&mut events, |e| e["type"] == "offer.stock" && e["units_left"] == 5).await;
     assert_eq!(e["offer_id"].as_str(), Some(oid.as_str()));
-    let (_, v) = app.call(Method::GET, &format!("/v1/offers/{oid}/holds/{hold}"), Some(&viewer), None).await;
+    let (_, v) = app
+        .call(
+            Method::GET,
+            &format!("/v1/offers/{oid}/holds/{hold}"),
+            Some(&viewer),
+            None,
+        )
+        .await;
     assert_eq!(v["hold"]["status"].as_str(), Some("expired"));
-    let (st, v) = app.seller(Method::POST, &format!("/v1/offers/{oid}/holds/{hold}/commit"), None).await;
+    let (st, v) = app
+        .seller(Method::POST, &format!("/v1/offers/{oid}/holds/{hold}/commit"), None)
+        .await;
     assert_eq!((st, code(&v)), (StatusCode::CONFLICT, "hold_not_active"));
     let (_, v) = app.seller(Method::GET, &format!("/v1/offers/{oid}"), None).await;
-    assert_eq!((v["held"].as_i64(), v["sold"].as_i64(), v["units_left"].as_i64()), (Some(0), Some(0), Some(5)));
+    assert_eq!(
+        (v["held"].as_i64(), v["sold"].as_i64(), v["units_left"].as_i64()),
+        (Some(0), Some(0), Some(5))
+    );
 }
 
 async fn viewer_tokens_are_verified(env: Env) {
@@ -164,13 +267,23 @@ async fn viewer_tokens_are_verified(env: Env) {
     let (st, v) = app.call(Method::POST, &path, Some("garbage"), Some(body.clone())).await;
     assert_eq!((st, code(&v)), (StatusCode::UNAUTHORIZED, "token_malformed"));
     let forged = gateway::jwt::encode(
-        &gateway::jwt::Claims { sub: "alice".into(), exp: i64::MAX / 2, iat: None, nbf: None },
+        &gateway::jwt::Claims {
+            sub: "alice".into(),
+            exp: i64::MAX / 2,
+            iat: None,
+            nbf: None,
+        },
         b"some-other-secret-some-other-secret",
     );
     let (st, v) = app.call(Method::POST, &path, Some(&forged), Some(body.clone())).await;
     assert_eq!((st, code(&v)), (StatusCode::UNAUTHORIZED, "token_bad_signature"));
     let bad_sub = gateway::jwt::encode(
-        &gateway::jwt::Claims { sub: "a|b".into(), exp: i64::MAX / 2, iat: None, nbf: None },
+        &gateway::jwt::Claims {
+            sub: "a|b".into(),
+            exp: i64::MAX / 2,
+            iat: None,
+            nbf: None,
+        },
         common::TOKEN_SECRET.as_bytes(),
     );
     let (st, v) = app.call(Method::POST, &path, Some(&bad_sub), Some(body.clone())).await;
@@ -184,31 +297,62 @@ async fn viewer_tokens_are_verified(env: Env) {
     let (st, v) = app.call(Method::POST, &path, Some(&token), Some(body)).await;
     assert_eq!((st, code(&v)), (StatusCode::UNAUTHORIZED, "token_expired"));
     let (st, v) = app
-        .seller(Method::POST, "/v1/viewer-tokens", Some(json!({ "viewer_id": "bad|id" })))
+        .seller(
+            Method::POST,
+            "/v1/viewer-tokens",
+            Some(json!({ "viewer_id": "bad|id" })),
+        )
         .await;
-    assert_eq!((st, v["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("viewer_id")));
+    assert_eq!(
+        (st, v["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("viewer_id"))
+    );
 }
 
 async fn bad_reserve_requests_are_refused_and_take_nothing(env: Env) {
     let app = TestApp::start(&env, &[]).await;
     let (_, lid, oid) = app.live_offer(offer_body(5, 5)).await;
     let t = app.anonymous_viewer().await;
-    for (q, rid, want) in [(0, "a", "invalid_field"), (1001, "a", "invalid_field"), (1, "", "invalid_field"), (1, "a b", "invalid_field"), (6, "a", "over_buyer_limit")] {
+    for (q, rid, want) in [
+        (0, "a", "invalid_field"),
+        (1001, "a", "invalid_field"),
+        (1, "", "invalid_field"),
+        (1, "a b", "invalid_field"),
+        (6, "a", "over_buyer_limit"),
+    ] {
         let (st, v) = app.reserve(&t, &oid, q, rid).await;
         assert_eq!(code(&v), want, "{q} {rid:?}: {st} {v}");
     }
-    let (st, v) = app.call(Method::POST, &format!("/v1/offers/{oid}/reserve"), Some(&t), Some(json!({ "quantity": "1", "request_id": "x" }))).await;
+    let (st, v) = app
+        .call(
+            Method::POST,
+            &format!("/v1/offers/{oid}/reserve"),
+            Some(&t),
+            Some(json!({ "quantity": "1", "request_id": "x" })),
+        )
+        .await;
     assert_eq!((st, code(&v)), (StatusCode::BAD_REQUEST, "invalid_body"));
-    let (st, v) = app.call(Method::POST, &format!("/v1/offers/{oid}/reserve"), Some(&t), Some(json!({ "quantity": 1.5, "request_id": "x" }))).await;
+    let (st, v) = app
+        .call(
+            Method::POST,
+            &format!("/v1/offers/{oid}/reserve"),
+            Some(&t),
+            Some(json!({ "quantity": 1.5, "request_id": "x" })),
+        )
+        .await;
     assert_eq!((st, code(&v)), (StatusCode::BAD_REQUEST, "invalid_body"));
     let (st, v) = app.reserve(&t, "off_doesnotexist", 1, "a").await;
     assert_eq!((st, code(&v)), (StatusCode::NOT_FOUND, "not_found"));
     let (st, v) = app.reserve(&t, "lot_wrongkind", 1, "a").await;
     assert_eq!((st, code(&v)), (StatusCode::BAD_REQUEST, "invalid_id"));
-    let (_, draft) = app.seller(Method::POST, &format!("/v1/lots/{lid}/offers"), Some(offer_body(5, 5))).await;
+    let (_, draft) = app
+        .seller(Method::POST, &format!("/v1/lots/{lid}/offers"), Some(offer_body(5, 5)))
+        .await;
     let (st, v) = app.reserve(&t, draft["id"].as_str().unwrap(), 1, "a").await;
     assert_eq!((st, code(&v)), (StatusCode::CONFLICT, "offer_not_started"));
-    let (_, v) = app.call(Method::GET, &format!("/v1/public/offers/{oid}"), None, None).await;
+    let (_, v) = app
+        .call(Method::GET, &format!("/v1/public/offers/{oid}"), None, None)
+        .await;
     assert_eq!(v["units_left"].as_i64(), Some(5), "nothing was taken");
 }
 
@@ -237,11 +381,17 @@ async fn rate_limits_answer_429_with_retry_after(env: Env) {
         let (st, _) = app.call(Method::POST, "/v1/viewers/anonymous", None, None).await;
         statuses.push((i, st));
     }
-    assert!(statuses.iter().any(|(_, s)| *s == StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
+    assert!(
+        statuses.iter().any(|(_, s)| *s == StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
     let (_, metrics) = app.call(Method::GET, "/metrics", None, None).await;
     let metrics = metrics.as_str().unwrap().to_owned();
     assert!(metrics.contains("haul_reserves_total{outcome=\"held\"} 2"), "{metrics}");
-    assert!(metrics.contains("haul_reserves_total{outcome=\"rate_limited\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("haul_reserves_total{outcome=\"rate_limited\"} 1"),
+        "{metrics}"
+    );
 }
 
 on_both_backends!(
@@ -266,7 +416,12 @@ async fn two_nodes_end_an_offer_exactly_once() {
     a.clock.advance(60_000);
     // Race explicit ends on both nodes against both nodes' running timers.
     let (sa, sb) = (&a.state.streams, &b.state.streams);
-    let _ = tokio::join!(sa.end_due_offers(), sb.end_due_offers(), sa.end_due_offers(), sb.end_due_offers());
+    let _ = tokio::join!(
+        sa.end_due_offers(),
+        sb.end_due_offers(),
+        sa.end_due_offers(),
+        sb.end_due_offers()
+    );
     let (_, v) = a.seller(Method::GET, &format!("/v1/offers/{oid}"), None).await;
     assert_eq!(v["state"], "ended");
     let ended = a.state.hub.offers_ended()[0].1 + b.state.hub.offers_ended()[0].1;
@@ -285,7 +440,9 @@ async fn a_buy_storm_across_two_nodes_never_oversells() {
         let node = if i % 2 == 0 { a.clone() } else { b.clone() };
         let token = mint(&a, &format!("v{}", i % 50)).await;
         let oid = oid.clone();
-        tasks.push(tokio::spawn(async move { node.reserve(&token, &oid, 1, &format!("r{i}")).await }));
+        tasks.push(tokio::spawn(async move {
+            node.reserve(&token, &oid, 1, &format!("r{i}")).await
+        }));
     }
     let mut held = 0;
     for t in tasks {
@@ -298,7 +455,9 @@ async fn a_buy_storm_across_two_nodes_never_oversells() {
     }
     assert_eq!(held, 20);
     // Node B sees the same stock as node A (the seller's key works on any node).
-    let (_, v) = b.call(Method::GET, &format!("/v1/offers/{oid}"), Some(&a.key), None).await;
+    let (_, v) = b
+        .call(Method::GET, &format!("/v1/offers/{oid}"), Some(&a.key), None)
+        .await;
     assert_eq!((v["held"].as_i64(), v["units_left"].as_i64()), (Some(20), Some(0)));
 }
 
@@ -312,19 +471,35 @@ async fn stock_is_rebuilt_from_the_database_after_redis_loses_it() {
     let alice = mint(&app, "alice").await;
     let (_, v) = app.reserve(&alice, &oid, 2, "a").await;
     let hold = v["hold"]["id"].as_str().unwrap().to_owned();
-    app.seller(Method::POST, &format!("/v1/offers/{oid}/holds/{hold}/commit"), None).await;
+    app.seller(Method::POST, &format!("/v1/offers/{oid}/holds/{hold}/commit"), None)
+        .await;
 
     let (url, prefix) = env.redis.clone().unwrap();
-    let mut conn = redis::Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut conn).await.unwrap();
+    let mut conn = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     assert!(!keys.is_empty());
     let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.unwrap();
 
     let (st, v) = app.reserve(&alice, &oid, 1, "b").await;
-    assert_eq!((st, code(&v)), (StatusCode::CONFLICT, "over_buyer_limit"), "Alice's bought units still count");
+    assert_eq!(
+        (st, code(&v)),
+        (StatusCode::CONFLICT, "over_buyer_limit"),
+        "Alice's bought units still count"
+    );
     let bob = mint(&app, "bob").await;
     let (st, v) = app.reserve(&bob, &oid, 2, "b").await;
     assert_eq!((st, v["units_left"].as_i64()), (StatusCode::CREATED, Some(1)));
     let (_, v) = app.seller(Method::GET, &format!("/v1/offers/{oid}"), None).await;
-    assert_eq!((v["sold"].as_i64(), v["held"].as_i64(), v["units_left"].as_i64()), (Some(2), Some(2), Some(1)));
+    assert_eq!(
+        (v["sold"].as_i64(), v["held"].as_i64(), v["units_left"].as_i64()),
+        (Some(2), Some(2), Some(1))
+    );
 }

@@ -16,7 +16,10 @@ async fn health_and_readiness_answer() {
     let (st, _) = app.call(Method::GET, "/healthz", None, None).await;
     assert_eq!(st, StatusCode::OK);
     let (st, v) = app.call(Method::GET, "/readyz", None, None).await;
-    assert_eq!((st, v["database"].as_str(), v["stock_engine"].as_str()), (StatusCode::OK, Some("ok"), Some("ok")));
+    assert_eq!(
+        (st, v["database"].as_str(), v["stock_engine"].as_str()),
+        (StatusCode::OK, Some("ok"), Some("ok"))
+    );
 }
 
 #[tokio::test]
@@ -24,9 +27,15 @@ async fn readiness_fails_when_the_database_is_gone() {
     let app = TestApp::start(&Env::embedded().await, &[]).await;
     app.state.pool.close().await;
     let (st, v) = app.call(Method::GET, "/readyz", None, None).await;
-    assert_eq!((st, v["database"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("unavailable")));
+    assert_eq!(
+        (st, v["database"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("unavailable"))
+    );
     let (st, v) = app.seller(Method::GET, "/v1/streams", None).await;
-    assert_eq!((st, v["error"]["code"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("unavailable")));
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("unavailable"))
+    );
 }
 
 #[tokio::test]
@@ -34,14 +43,22 @@ async fn metrics_are_in_prometheus_text_format() {
     let app = TestApp::start(&Env::embedded().await, &[]).await;
     app.call(Method::GET, "/healthz", None, None).await;
     let resp = app.http.get(format!("{}/metrics", app.base)).send().await.unwrap();
-    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
     let text = resp.text().await.unwrap();
-    assert!(text.contains("haul_http_requests_total{route=\"/healthz\",method=\"GET\",status=\"200\"} 1"), "{text}");
+    assert!(
+        text.contains("haul_http_requests_total{route=\"/healthz\",method=\"GET\",status=\"200\"} 1"),
+        "{text}"
+    );
     assert!(text.contains("haul_holds_live 0"));
     assert!(text.contains("# TYPE haul_reserve_duration_seconds histogram"));
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let (_, value) = line.rsplit_once(' ').expect("name value");
-        value.parse::<f64>().unwrap_or_else(|_| panic!("bad sample line {line:?}"));
+        value
+            .parse::<f64>()
+            .unwrap_or_else(|_| panic!("bad sample line {line:?}"));
     }
 }
 
@@ -52,20 +69,36 @@ async fn every_documented_operation_is_routed() {
     assert_eq!(st, StatusCode::OK);
     assert_eq!(doc["openapi"], "3.1.0");
     for op in OPERATIONS {
-        assert!(doc["paths"][op.path][op.method].is_object(), "{} {} missing", op.method, op.path);
+        assert!(
+            doc["paths"][op.path][op.method].is_object(),
+            "{} {} missing",
+            op.method,
+            op.path
+        );
         let path = op.path.replace("{id}", "x").replace("{hold}", "x");
         let method = Method::from_bytes(op.method.to_uppercase().as_bytes()).unwrap();
         let (_, v) = app.call(method, &path, None, None).await;
         let code = v["error"]["code"].as_str().unwrap_or("");
         let message = v["error"]["message"].as_str().unwrap_or("");
-        assert!(code != "method_not_allowed" && message != "route not found", "{} {} is not routed", op.method, op.path);
+        assert!(
+            code != "method_not_allowed" && message != "route not found",
+            "{} {} is not routed",
+            op.method,
+            op.path
+        );
     }
 }
 
 #[tokio::test]
 async fn request_ids_are_echoed_or_made() {
     let app = TestApp::start(&Env::embedded().await, &[]).await;
-    let resp = app.http.get(format!("{}/healthz", app.base)).header("x-request-id", "abc-123").send().await.unwrap();
+    let resp = app
+        .http
+        .get(format!("{}/healthz", app.base))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.headers()["x-request-id"], "abc-123");
     let resp = app.http.get(format!("{}/healthz", app.base)).send().await.unwrap();
     assert_eq!(resp.headers()["x-request-id"].len(), 16);
@@ -110,10 +143,18 @@ fn a_bad_variable_is_one_clear_line_and_a_nonzero_exit() {
 #[tokio::test]
 async fn seller_create_prints_a_key_that_works() {
     let env = Env::embedded().await;
-    let out = haul(&["seller", "create", "--name", "Corner shop"], &[("HAUL_DATABASE_URL", &env.db_url)]);
+    let out = haul(
+        &["seller", "create", "--name", "Corner shop"],
+        &[("HAUL_DATABASE_URL", &env.db_url)],
+    );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
-    let key = text.lines().find_map(|l| l.strip_prefix("api_key")).unwrap().trim().to_owned();
+    let key = text
+        .lines()
+        .find_map(|l| l.strip_prefix("api_key"))
+        .unwrap()
+        .trim()
+        .to_owned();
     let app = TestApp::start(&env, &[]).await;
     let (st, _) = app.call(Method::GET, "/v1/streams", Some(&key), None).await;
     assert_eq!(st, StatusCode::OK);
@@ -125,11 +166,15 @@ async fn the_embedded_demo_creates_a_live_sale_once() {
     let key = "hk_demokey0000000000000000000001";
     let vars = [("HAUL_DEMO_API_KEY", key)];
     let mut config = gateway::config::Config::from_vars(
-        [("HAUL_LISTEN", "127.0.0.1:0"), ("HAUL_DATABASE_URL", env.db_url.as_str()), ("HAUL_DATA_DIR", env.data_dir.as_str())]
-            .into_iter()
-            .chain(vars)
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect(),
+        [
+            ("HAUL_LISTEN", "127.0.0.1:0"),
+            ("HAUL_DATABASE_URL", env.db_url.as_str()),
+            ("HAUL_DATA_DIR", env.data_dir.as_str()),
+        ]
+        .into_iter()
+        .chain(vars)
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
     )
     .unwrap();
     assert!(config.demo, "demo is on for the embedded setup");
@@ -142,7 +187,15 @@ async fn the_embedded_demo_creates_a_live_sale_once() {
         let _ = stopped.await;
     }));
     let http = reqwest::Client::new();
-    let streams: Value = http.get(format!("{base}/v1/streams")).bearer_auth(key).send().await.unwrap().json().await.unwrap();
+    let streams: Value = http
+        .get(format!("{base}/v1/streams"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(streams["data"][0]["state"], "live");
     assert_eq!(streams["data"][0]["id"].as_str(), Some(demo.stream.as_str()));
     // The cycle starts an offer on the demo stream.

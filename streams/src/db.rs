@@ -49,7 +49,10 @@ pub async fn connect(url: &str) -> Result<(AnyPool, DbKind), DbError> {
         DbKind::Sqlite => {
             let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
             let path = path.split('?').next().unwrap_or(path);
-            if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+            if let Some(dir) = std::path::Path::new(path)
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+            {
                 std::fs::create_dir_all(dir).map_err(|source| DbError::DataDir {
                     path: dir.display().to_string(),
                     source,
@@ -81,7 +84,9 @@ pub async fn connect(url: &str) -> Result<(AnyPool, DbKind), DbError> {
         .await
         .map_err(DbError::Connect)?;
     if kind == DbKind::Sqlite {
-        pool.execute("PRAGMA journal_mode = WAL").await.map_err(DbError::Connect)?;
+        pool.execute("PRAGMA journal_mode = WAL")
+            .await
+            .map_err(DbError::Connect)?;
     }
     let migrator = match kind {
         DbKind::Sqlite => &SQLITE,

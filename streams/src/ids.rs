@@ -135,8 +135,7 @@ impl BuyerId {
     pub fn parse(s: &str) -> Result<Self, BadBuyerId> {
         let ok = !s.is_empty()
             && s.len() <= 100
-            && s
-                .bytes()
+            && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
         if ok {
             Ok(Self(s.to_owned()))
@@ -182,13 +181,13 @@ mod tests {
 
     #[test]
     fn ids_with_wrong_prefix_or_body_are_refused() {
-        assert_eq!(
-            OfferId::parse("str_abc"),
-            Err(IdError::WrongPrefix { expected: "off" })
-        );
+        assert_eq!(OfferId::parse("str_abc"), Err(IdError::WrongPrefix { expected: "off" }));
         assert_eq!(OfferId::parse("off_"), Err(IdError::BadBody));
         assert_eq!(OfferId::parse("off_a|b"), Err(IdError::BadBody));
-        assert_eq!(OfferId::parse(&format!("off_{}", "a".repeat(41))), Err(IdError::BadBody));
+        assert_eq!(
+            OfferId::parse(&format!("off_{}", "a".repeat(41))),
+            Err(IdError::BadBody)
+        );
         assert_eq!(OfferId::parse("offabc"), Err(IdError::WrongPrefix { expected: "off" }));
     }
 

@@ -116,10 +116,7 @@ impl Money {
         if !(1..=MAX_AMOUNT_MINOR).contains(&amount_minor) {
             return Err(MoneyError::AmountOutOfRange);
         }
-        Ok(Self {
-            amount_minor,
-            currency,
-        })
+        Ok(Self { amount_minor, currency })
     }
 }
 

@@ -39,7 +39,11 @@ fn parse_id<T, E>(row: &AnyRow, column: &'static str, parse: impl Fn(&str) -> st
     parse(&s).map_err(|_| corrupt(column, s))
 }
 
-fn parse_opt_id<T, E>(row: &AnyRow, column: &'static str, parse: impl Fn(&str) -> std::result::Result<T, E>) -> Result<Option<T>> {
+fn parse_opt_id<T, E>(
+    row: &AnyRow,
+    column: &'static str,
+    parse: impl Fn(&str) -> std::result::Result<T, E>,
+) -> Result<Option<T>> {
     let s: Option<String> = row.try_get(column)?;
     s.map(|s| parse(&s).map_err(|_| corrupt(column, s))).transpose()
 }
@@ -351,9 +355,8 @@ impl StreamStore {
 
     /// Offers of a stream that are not ended (what ending the stream cancels).
     pub async fn open_offers_of_stream(&self, stream: &StreamId) -> Result<Vec<Offer>> {
-        let sql = format!(
-            "SELECT {OFFER_COLS} FROM offers WHERE stream_id = $1 AND state <> 'ended' ORDER BY created_at"
-        );
+        let sql =
+            format!("SELECT {OFFER_COLS} FROM offers WHERE stream_id = $1 AND state <> 'ended' ORDER BY created_at");
         let rows = sqlx::query(&sql).bind(stream.as_str()).fetch_all(&self.pool).await?;
         rows.iter().map(offer_from_row).collect()
     }

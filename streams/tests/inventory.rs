@@ -101,13 +101,25 @@ async fn reserve_refuses_when_per_buyer_limit_reached(engine: Arc<dyn Inventory>
 
 async fn reserve_is_idempotent_per_buyer_and_request_id(engine: Arc<dyn Inventory>) {
     let s = loaded(&*engine, 10, 10).await;
-    let first = engine.reserve(&req(&s, &buyer(1), 2, "same", T0)).await.unwrap().unwrap();
-    let again = engine.reserve(&req(&s, &buyer(1), 2, "same", T0 + 5)).await.unwrap().unwrap();
+    let first = engine
+        .reserve(&req(&s, &buyer(1), 2, "same", T0))
+        .await
+        .unwrap()
+        .unwrap();
+    let again = engine
+        .reserve(&req(&s, &buyer(1), 2, "same", T0 + 5))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(again.replayed);
     assert_eq!(again.hold, first.hold);
     assert_eq!(engine.levels(&s.offer).await.unwrap().unwrap().held, 2);
     // The same request id from another buyer is another request.
-    let other = engine.reserve(&req(&s, &buyer(2), 2, "same", T0)).await.unwrap().unwrap();
+    let other = engine
+        .reserve(&req(&s, &buyer(2), 2, "same", T0))
+        .await
+        .unwrap()
+        .unwrap();
     assert_ne!(other.hold.id, first.hold.id);
     // The same id for another quantity is refused, not silently answered.
     let r = engine.reserve(&req(&s, &buyer(1), 3, "same", T0)).await.unwrap();
@@ -127,7 +139,12 @@ async fn reserve_refuses_outside_the_offer_window_and_unknown_offers(engine: Arc
 
 async fn release_gives_units_back_once_and_only_to_the_owner(engine: Arc<dyn Inventory>) {
     let s = loaded(&*engine, 5, 5).await;
-    let h = engine.reserve(&req(&s, &buyer(1), 4, "a", T0)).await.unwrap().unwrap().hold;
+    let h = engine
+        .reserve(&req(&s, &buyer(1), 4, "a", T0))
+        .await
+        .unwrap()
+        .unwrap()
+        .hold;
     let r = engine.release(&s.offer, &h.id, Some(&buyer(2))).await.unwrap();
     assert_eq!(r, Err(HoldError::NotOwner));
     let (released, levels) = engine.release(&s.offer, &h.id, Some(&buyer(1))).await.unwrap().unwrap();
@@ -143,7 +160,12 @@ async fn release_gives_units_back_once_and_only_to_the_owner(engine: Arc<dyn Inv
 
 async fn commit_sells_a_live_hold_once(engine: Arc<dyn Inventory>) {
     let s = loaded(&*engine, 5, 5).await;
-    let h = engine.reserve(&req(&s, &buyer(1), 2, "a", T0)).await.unwrap().unwrap().hold;
+    let h = engine
+        .reserve(&req(&s, &buyer(1), 2, "a", T0))
+        .await
+        .unwrap()
+        .unwrap()
+        .hold;
     let (committed_hold, c) = engine.commit(&s.offer, &h.id, T0 + 1).await.unwrap().unwrap();
     assert!(c.newly);
     assert_eq!(committed_hold.status, HoldStatus::Committed);
@@ -157,16 +179,35 @@ async fn commit_sells_a_live_hold_once(engine: Arc<dyn Inventory>) {
     let r = engine.reserve(&req(&s, &buyer(1), 4, "b", T0)).await.unwrap();
     assert_eq!(r, Err(Refusal::OverLimit { remaining: 3 }));
     // An expired hold cannot be committed, even before the sweeper ran.
-    let late = engine.reserve(&req(&s, &buyer(2), 1, "a", T0)).await.unwrap().unwrap().hold;
+    let late = engine
+        .reserve(&req(&s, &buyer(2), 1, "a", T0))
+        .await
+        .unwrap()
+        .unwrap()
+        .hold;
     let r = engine.commit(&s.offer, &late.id, late.expires_at).await.unwrap();
     assert_eq!(r, Err(HoldError::NotActive(HoldStatus::Expired)));
 }
 
 async fn sweep_releases_expired_holds_once_and_respects_extensions(engine: Arc<dyn Inventory>) {
     let s = loaded(&*engine, 10, 10).await;
-    let a = engine.reserve(&req(&s, &buyer(1), 2, "a", T0)).await.unwrap().unwrap().hold;
-    let b = engine.reserve(&req(&s, &buyer(2), 3, "a", T0 + 100)).await.unwrap().unwrap().hold;
-    let extended = engine.extend(&s.offer, &b.id, 30_000, T0 + 5_000).await.unwrap().unwrap();
+    let a = engine
+        .reserve(&req(&s, &buyer(1), 2, "a", T0))
+        .await
+        .unwrap()
+        .unwrap()
+        .hold;
+    let b = engine
+        .reserve(&req(&s, &buyer(2), 3, "a", T0 + 100))
+        .await
+        .unwrap()
+        .unwrap()
+        .hold;
+    let extended = engine
+        .extend(&s.offer, &b.id, 30_000, T0 + 5_000)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(extended.expires_at, T0 + 35_000);
     assert!(engine.sweep(T0 + 9_999, 100).await.unwrap().is_empty());
     let swept = engine.sweep(T0 + 20_000, 100).await.unwrap();
@@ -174,7 +215,10 @@ async fn sweep_releases_expired_holds_once_and_respects_extensions(engine: Arc<d
     assert_eq!(swept[0].hold.id, a.id);
     assert_eq!(swept[0].hold.status, HoldStatus::Expired);
     assert_eq!(swept[0].levels.left, 7);
-    assert!(engine.sweep(T0 + 20_000, 100).await.unwrap().is_empty(), "expired twice");
+    assert!(
+        engine.sweep(T0 + 20_000, 100).await.unwrap().is_empty(),
+        "expired twice"
+    );
     let r = engine.extend(&s.offer, &a.id, 10_000, T0 + 20_000).await.unwrap();
     assert_eq!(r, Err(HoldError::NotActive(HoldStatus::Expired)));
     assert_eq!(engine.live_holds().await.unwrap(), 1);
@@ -185,12 +229,21 @@ async fn sweep_releases_expired_holds_once_and_respects_extensions(engine: Arc<d
 
 async fn close_stops_new_reserves_but_keeps_live_holds(engine: Arc<dyn Inventory>) {
     let s = loaded(&*engine, 10, 10).await;
-    let h = engine.reserve(&req(&s, &buyer(1), 2, "a", T0)).await.unwrap().unwrap().hold;
+    let h = engine
+        .reserve(&req(&s, &buyer(1), 2, "a", T0))
+        .await
+        .unwrap()
+        .unwrap()
+        .hold;
     engine.close(&s.offer, T0 + 10, 60_000).await.unwrap();
     let r = engine.reserve(&req(&s, &buyer(2), 1, "a", T0 + 20)).await.unwrap();
     assert_eq!(r, Err(Refusal::Ended));
     // A retry of an earlier reserve still gets its hold back.
-    let again = engine.reserve(&req(&s, &buyer(1), 2, "a", T0 + 20)).await.unwrap().unwrap();
+    let again = engine
+        .reserve(&req(&s, &buyer(1), 2, "a", T0 + 20))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(again.hold.id, h.id);
     let (_, c) = engine.commit(&s.offer, &h.id, T0 + 30).await.unwrap().unwrap();
     assert_eq!(c.levels.sold, 2);
@@ -199,8 +252,14 @@ async fn close_stops_new_reserves_but_keeps_live_holds(engine: Arc<dyn Inventory
 async fn load_rebuilds_sold_units_and_never_overwrites(engine: Arc<dyn Inventory>) {
     let mut s = stock(5, 2);
     s.sold = vec![
-        BuyerSold { buyer: buyer(1), units: 2 },
-        BuyerSold { buyer: buyer(2), units: 1 },
+        BuyerSold {
+            buyer: buyer(1),
+            units: 2,
+        },
+        BuyerSold {
+            buyer: buyer(2),
+            units: 1,
+        },
     ];
     assert!(engine.load(&s).await.unwrap());
     let levels = engine.levels(&s.offer).await.unwrap().unwrap();
@@ -224,7 +283,13 @@ async fn concurrent_reserves_never_oversell(engine: Arc<dyn Inventory>) {
     let mut tasks = Vec::new();
     for i in 0..4000usize {
         let engine = engine.clone();
-        let r = req(&s, &buyer(i % 400), 1 + (i % 3) as i64, &format!("r{i}"), T0 + (i % 50) as i64);
+        let r = req(
+            &s,
+            &buyer(i % 400),
+            1 + (i % 3) as i64,
+            &format!("r{i}"),
+            T0 + (i % 50) as i64,
+        );
         tasks.push(tokio::spawn(async move { engine.reserve(&r).await.unwrap() }));
     }
     let mut per_buyer: HashMap<BuyerId, i64> = HashMap::new();
@@ -235,7 +300,10 @@ async fn concurrent_reserves_never_oversell(engine: Arc<dyn Inventory>) {
             *per_buyer.entry(r.hold.buyer_id).or_default() += r.hold.quantity;
         }
     }
-    assert_eq!(held, quantity, "demand far exceeds stock, so every unit must be held, none twice");
+    assert_eq!(
+        held, quantity,
+        "demand far exceeds stock, so every unit must be held, none twice"
+    );
     assert!(per_buyer.values().all(|&u| u <= limit), "a buyer passed the limit");
     let levels = engine.levels(&s.offer).await.unwrap().unwrap();
     assert_eq!((levels.held, levels.left), (quantity, 0));
@@ -308,7 +376,12 @@ async fn two_redis_nodes_share_stock_without_overselling() {
     }
     assert_eq!(held, 30);
     let (sa, sb) = tokio::join!(a.sweep(T0 + 20_000, 1000), b.sweep(T0 + 20_000, 1000));
-    let released: i64 = sa.unwrap().iter().chain(sb.unwrap().iter()).map(|e| e.hold.quantity).sum();
+    let released: i64 = sa
+        .unwrap()
+        .iter()
+        .chain(sb.unwrap().iter())
+        .map(|e| e.hold.quantity)
+        .sum();
     assert_eq!(released, 30, "each hold released exactly once across nodes");
     assert_eq!(a.levels(&s.offer).await.unwrap().unwrap().left, 30);
 }

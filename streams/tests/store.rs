@@ -122,26 +122,63 @@ async fn listing_pages_newest_first_per_seller(url: String) {
     }
     store.insert_stream(&stream(&b, T0)).await.unwrap();
     let first = store.list_streams(&a, Page { limit: 3, before: None }).await.unwrap();
-    assert_eq!(first.iter().map(|s| s.created_at).collect::<Vec<_>>(), vec![T0 + 4, T0 + 3, T0 + 2]);
+    assert_eq!(
+        first.iter().map(|s| s.created_at).collect::<Vec<_>>(),
+        vec![T0 + 4, T0 + 3, T0 + 2]
+    );
     let rest = store
-        .list_streams(&a, Page { limit: 3, before: Some(T0 + 2) })
+        .list_streams(
+            &a,
+            Page {
+                limit: 3,
+                before: Some(T0 + 2),
+            },
+        )
         .await
         .unwrap();
     assert_eq!(rest.iter().map(|s| s.created_at).collect::<Vec<_>>(), vec![T0 + 1, T0]);
-    assert_eq!(store.list_streams(&b, Page { limit: 10, before: None }).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .list_streams(
+                &b,
+                Page {
+                    limit: 10,
+                    before: None
+                }
+            )
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 async fn state_changes_are_compare_and_set(url: String) {
     let (store, pool) = open(&url).await;
     let (s, l, _) = fixture(&store, &pool).await;
-    assert!(store.set_stream_state(&s.id, StreamState::Scheduled, StreamState::Live, T0 + 1).await.unwrap());
-    assert!(!store.set_stream_state(&s.id, StreamState::Scheduled, StreamState::Live, T0 + 2).await.unwrap());
+    assert!(store
+        .set_stream_state(&s.id, StreamState::Scheduled, StreamState::Live, T0 + 1)
+        .await
+        .unwrap());
+    assert!(!store
+        .set_stream_state(&s.id, StreamState::Scheduled, StreamState::Live, T0 + 2)
+        .await
+        .unwrap());
     let got = store.stream(&s.id).await.unwrap().unwrap();
     assert_eq!((got.state, got.live_at), (StreamState::Live, Some(T0 + 1)));
     assert!(store.set_pinned_lot(&s.id, Some(&l.id)).await.unwrap());
-    assert_eq!(store.stream(&s.id).await.unwrap().unwrap().pinned_lot_id, Some(l.id.clone()));
-    assert!(store.set_stream_state(&s.id, StreamState::Live, StreamState::Ended, T0 + 3).await.unwrap());
-    assert!(!store.set_pinned_lot(&s.id, None).await.unwrap(), "an ended stream keeps its pin");
+    assert_eq!(
+        store.stream(&s.id).await.unwrap().unwrap().pinned_lot_id,
+        Some(l.id.clone())
+    );
+    assert!(store
+        .set_stream_state(&s.id, StreamState::Live, StreamState::Ended, T0 + 3)
+        .await
+        .unwrap());
+    assert!(
+        !store.set_pinned_lot(&s.id, None).await.unwrap(),
+        "an ended stream keeps its pin"
+    );
 }
 
 async fn a_lot_has_at_most_one_live_offer(url: String) {
@@ -151,8 +188,14 @@ async fn a_lot_has_at_most_one_live_offer(url: String) {
     store.insert_offer(&second).await.unwrap();
     assert!(store.start_offer(&o.id, T0, T0 + 60_000).await.unwrap());
     let err = store.start_offer(&second.id, T0, T0 + 60_000).await.unwrap_err();
-    assert!(matches!(err, streams::store::StoreError::Db(sqlx::Error::Database(ref e)) if e.is_unique_violation()), "{err:?}");
-    assert!(!store.start_offer(&o.id, T0, T0 + 60_000).await.unwrap(), "a live offer cannot start again");
+    assert!(
+        matches!(err, streams::store::StoreError::Db(sqlx::Error::Database(ref e)) if e.is_unique_violation()),
+        "{err:?}"
+    );
+    assert!(
+        !store.start_offer(&o.id, T0, T0 + 60_000).await.unwrap(),
+        "a live offer cannot start again"
+    );
 }
 
 async fn an_offer_ends_exactly_once_under_racing_nodes(url: String) {
@@ -163,9 +206,15 @@ async fn an_offer_ends_exactly_once_under_racing_nodes(url: String) {
     for _ in 0..5 {
         let o2 = offer(&l);
         // Other lots' offers due at the same time, to end in the same sweep.
-        let l2 = Lot { id: LotId::generate(), ..l.clone() };
+        let l2 = Lot {
+            id: LotId::generate(),
+            ..l.clone()
+        };
         store.insert_lot(&l2).await.unwrap();
-        let o2 = Offer { lot_id: l2.id.clone(), ..o2 };
+        let o2 = Offer {
+            lot_id: l2.id.clone(),
+            ..o2
+        };
         store.insert_offer(&o2).await.unwrap();
         store.start_offer(&o2.id, T0, T0 + 1_000).await.unwrap();
         others.push(o2.id);
@@ -191,8 +240,14 @@ async fn an_offer_ends_exactly_once_under_racing_nodes(url: String) {
     expected.sort();
     assert_eq!(ended, expected, "every due offer ended once, by exactly one node");
     let got = store.offer(&o.id).await.unwrap().unwrap();
-    assert_eq!((got.state, got.end_reason, got.ended_at), (OfferState::Ended, Some(EndReason::Time), Some(T0 + 1_000)));
-    assert!(!store.end_offer(&o.id, OfferState::Live, EndReason::Cancelled, T0 + 2_000).await.unwrap());
+    assert_eq!(
+        (got.state, got.end_reason, got.ended_at),
+        (OfferState::Ended, Some(EndReason::Time), Some(T0 + 1_000))
+    );
+    assert!(!store
+        .end_offer(&o.id, OfferState::Live, EndReason::Cancelled, T0 + 2_000)
+        .await
+        .unwrap());
     assert_eq!(store.next_offer_end().await.unwrap(), None);
 }
 
@@ -203,11 +258,23 @@ async fn sales_are_recorded_once_per_hold(url: String) {
     let bob = BuyerId::parse("bob").unwrap();
     let h1 = HoldId::generate();
     assert!(store.insert_sale(&h1, &o.id, &alice, 2, T0).await.unwrap());
-    assert!(!store.insert_sale(&h1, &o.id, &alice, 2, T0).await.unwrap(), "same hold twice");
-    store.insert_sale(&HoldId::generate(), &o.id, &bob, 1, T0).await.unwrap();
-    store.insert_sale(&HoldId::generate(), &o.id, &alice, 1, T0).await.unwrap();
+    assert!(
+        !store.insert_sale(&h1, &o.id, &alice, 2, T0).await.unwrap(),
+        "same hold twice"
+    );
+    store
+        .insert_sale(&HoldId::generate(), &o.id, &bob, 1, T0)
+        .await
+        .unwrap();
+    store
+        .insert_sale(&HoldId::generate(), &o.id, &alice, 1, T0)
+        .await
+        .unwrap();
     let sold = store.sold_by_buyer(&o.id).await.unwrap();
-    assert_eq!(sold.iter().map(|s| (s.buyer.as_str(), s.units)).collect::<Vec<_>>(), vec![("alice", 3), ("bob", 1)]);
+    assert_eq!(
+        sold.iter().map(|s| (s.buyer.as_str(), s.units)).collect::<Vec<_>>(),
+        vec![("alice", 3), ("bob", 1)]
+    );
     store.delete_sale(&h1).await.unwrap();
     assert_eq!(store.sold_by_buyer(&o.id).await.unwrap()[0].units, 1);
 }

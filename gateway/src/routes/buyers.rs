@@ -20,6 +20,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/viewer-tokens", post(mint_token))
         .route("/v1/viewers/anonymous", post(anonymous))
+        .route("/v1/public/streams/{id}", get(public_stream))
         .route("/v1/public/offers/{id}", get(public_offer))
         .route("/v1/offers/{id}/reserve", post(reserve))
         .route("/v1/offers/{id}/holds/{hold}", get(get_hold))
@@ -80,13 +81,28 @@ async fn mint_token(State(s): State<AppState>, Seller(seller): Seller, Json(b): 
 async fn anonymous(State(s): State<AppState>, ClientAddr(addr): ClientAddr) -> Answer {
     s.limits.per_addr.check(&addr)?;
     let viewer = BuyerId::parse(&format!("anon.{}", random_token(20))).map_err(ApiError::internal)?;
-    Ok((StatusCode::CREATED, axum::Json(issue(&s, &viewer, DEFAULT_TOKEN_TTL_SECS))))
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(issue(&s, &viewer, DEFAULT_TOKEN_TTL_SECS)),
+    ))
+}
+
+async fn public_stream(State(s): State<AppState>, Path(raw): Path<String>) -> Answer {
+    let sid = id(&raw, streams::ids::StreamId::parse)?;
+    let stream = s.streams.stream_public(&sid).await?;
+    Ok((
+        StatusCode::OK,
+        axum::Json(serde_json::to_value(stream).map_err(ApiError::internal)?),
+    ))
 }
 
 async fn public_offer(State(s): State<AppState>, Path(raw): Path<String>) -> Answer {
     let oid = id(&raw, OfferId::parse)?;
     let offer = s.streams.offer_public(&oid).await?;
-    Ok((StatusCode::OK, axum::Json(serde_json::to_value(offer).map_err(ApiError::internal)?)))
+    Ok((
+        StatusCode::OK,
+        axum::Json(serde_json::to_value(offer).map_err(ApiError::internal)?),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -126,7 +142,11 @@ async fn reserve(
     };
     s.metrics.reserve(outcome, start.elapsed());
     let r = result?;
-    let status = if r.replayed { StatusCode::OK } else { StatusCode::CREATED };
+    let status = if r.replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
     Ok((
         status,
         axum::Json(json!({ "hold": r.hold, "units_left": r.units_left, "replayed": r.replayed })),

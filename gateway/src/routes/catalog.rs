@@ -35,7 +35,11 @@ async fn create(State(s): State<AppState>, Seller(seller): Seller, Json(body): J
     ok(StatusCode::CREATED, &s.streams.create_stream(&seller, body).await?)
 }
 
-async fn list_streams(State(s): State<AppState>, Seller(seller): Seller, q: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>) -> Answer {
+async fn list_streams(
+    State(s): State<AppState>,
+    Seller(seller): Seller,
+    q: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Answer {
     let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let page = q.page()?;
     let items = s.streams.list_streams(&seller, page).await?;

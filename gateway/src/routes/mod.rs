@@ -1,9 +1,9 @@
 //! The HTTP API, one module per resource, each exporting its `router()`.
 
 mod buyers;
+mod catalog;
 mod offers;
 mod ops;
-mod catalog;
 
 use axum::Router;
 use serde::Deserialize;

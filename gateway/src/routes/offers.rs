@@ -51,7 +51,12 @@ fn field(field: &'static str, message: &str) -> ApiError {
 
 /// An offer with its live stock levels, as the seller sees it.
 async fn offer_view(s: &AppState, offer: &Offer) -> Result<Value, ApiError> {
-    let levels = s.streams.inventory().levels(&offer.id).await.map_err(|e| ApiError::Unavailable(Box::new(e)))?;
+    let levels = s
+        .streams
+        .inventory()
+        .levels(&offer.id)
+        .await
+        .map_err(|e| ApiError::Unavailable(Box::new(e)))?;
     let units_left = s.streams.units_left(offer).await?;
     let mut v = serde_json::to_value(offer).map_err(ApiError::internal)?;
     v["units_left"] = json!(units_left);
@@ -73,11 +78,19 @@ async fn create(
                 .ok_or_else(|| field("duration_seconds", "is too large"))?,
         ),
         (None, Some(at)) => OfferEnd::At(at),
-        _ => return Err(field("duration_seconds", "give exactly one of duration_seconds and ends_at")),
+        _ => {
+            return Err(field(
+                "duration_seconds",
+                "give exactly one of duration_seconds and ends_at",
+            ))
+        }
     };
     let hold_ttl_ms = b
         .hold_ttl_seconds
-        .map(|t| t.checked_mul(1000).ok_or_else(|| field("hold_ttl_seconds", "is too large")))
+        .map(|t| {
+            t.checked_mul(1000)
+                .ok_or_else(|| field("hold_ttl_seconds", "is too large"))
+        })
         .transpose()?;
     let offer = s
         .streams

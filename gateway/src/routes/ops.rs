@@ -11,19 +11,32 @@ use crate::app::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/healthz", get(|| async { (StatusCode::OK, axum::Json(json!({ "status": "ok" }))) }))
+        .route(
+            "/healthz",
+            get(|| async { (StatusCode::OK, axum::Json(json!({ "status": "ok" }))) }),
+        )
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/openapi.json", get(|| async { axum::Json(crate::openapi::document()) }))
+        .route(
+            "/openapi.json",
+            get(|| async { axum::Json(crate::openapi::document()) }),
+        )
 }
 
 /// Ready when the durable store and the stock engine both answer.
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     let db = s.streams.store().ping().await.is_ok();
     let engine = s.streams.inventory().ping().await.is_ok();
-    let status = if db && engine { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if db && engine {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let word = |ok: bool| if ok { "ok" } else { "unavailable" };
-    (status, axum::Json(json!({ "database": word(db), "stock_engine": word(engine) })))
+    (
+        status,
+        axum::Json(json!({ "database": word(db), "stock_engine": word(engine) })),
+    )
 }
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {

@@ -33,7 +33,10 @@ pub struct Env {
 impl Env {
     pub async fn embedded() -> Env {
         let db_url = testing::fresh_sqlite();
-        let data_dir = db_url.trim_start_matches("sqlite://").trim_end_matches("/haul.db").to_owned();
+        let data_dir = db_url
+            .trim_start_matches("sqlite://")
+            .trim_end_matches("/haul.db")
+            .to_owned();
         Env {
             db_url,
             redis: None,
@@ -112,7 +115,9 @@ impl TestApp {
             let _ = stopped.await;
         }));
         let now = clock.now_ms();
-        let seller = sellers::create_seller(&state.pool, "Test shop", false, now).await.unwrap();
+        let seller = sellers::create_seller(&state.pool, "Test shop", false, now)
+            .await
+            .unwrap();
         let key = sellers::generate_key();
         sellers::add_key(&state.pool, &seller, &key, now).await.unwrap();
         TestApp {
@@ -129,13 +134,21 @@ impl TestApp {
     /// Another seller on the same node.
     pub async fn other_seller_key(&self) -> String {
         let now = self.clock.now_ms();
-        let seller = sellers::create_seller(&self.state.pool, "Other shop", false, now).await.unwrap();
+        let seller = sellers::create_seller(&self.state.pool, "Other shop", false, now)
+            .await
+            .unwrap();
         let key = sellers::generate_key();
         sellers::add_key(&self.state.pool, &seller, &key, now).await.unwrap();
         key
     }
 
-    pub async fn call(&self, method: Method, path: &str, auth: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        auth: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut req = self.http.request(method, format!("{}{}", self.base, path));
         if let Some(a) = auth {
             req = req.bearer_auth(a);
@@ -173,20 +186,32 @@ impl TestApp {
 
     /// A live stream with one lot and a started offer. Returns (stream, lot, offer) ids.
     pub async fn live_offer(&self, offer: Value) -> (String, String, String) {
-        let (st, s) = self.seller(Method::POST, "/v1/streams", Some(json!({ "title": "Sale" }))).await;
+        let (st, s) = self
+            .seller(Method::POST, "/v1/streams", Some(json!({ "title": "Sale" })))
+            .await;
         assert_eq!(st, StatusCode::CREATED, "{s}");
         let sid = s["id"].as_str().unwrap().to_owned();
-        let (st, v) = self.seller(Method::POST, &format!("/v1/streams/{sid}/live"), None).await;
+        let (st, v) = self
+            .seller(Method::POST, &format!("/v1/streams/{sid}/live"), None)
+            .await;
         assert_eq!(st, StatusCode::OK, "{v}");
         let (st, l) = self
-            .seller(Method::POST, &format!("/v1/streams/{sid}/lots"), Some(json!({ "title": "Mug" })))
+            .seller(
+                Method::POST,
+                &format!("/v1/streams/{sid}/lots"),
+                Some(json!({ "title": "Mug" })),
+            )
             .await;
         assert_eq!(st, StatusCode::CREATED, "{l}");
         let lid = l["id"].as_str().unwrap().to_owned();
-        let (st, o) = self.seller(Method::POST, &format!("/v1/lots/{lid}/offers"), Some(offer)).await;
+        let (st, o) = self
+            .seller(Method::POST, &format!("/v1/lots/{lid}/offers"), Some(offer))
+            .await;
         assert_eq!(st, StatusCode::CREATED, "{o}");
         let oid = o["id"].as_str().unwrap().to_owned();
-        let (st, v) = self.seller(Method::POST, &format!("/v1/offers/{oid}/start"), None).await;
+        let (st, v) = self
+            .seller(Method::POST, &format!("/v1/offers/{oid}/start"), None)
+            .await;
         assert_eq!(st, StatusCode::OK, "{v}");
         (sid, lid, oid)
     }
@@ -203,10 +228,7 @@ pub fn offer_body(quantity: i64, limit: i64) -> Value {
 }
 
 /// Waits (at most 10 s) for an event whose JSON satisfies `pred`.
-pub async fn wait_for_event(
-    rx: &mut broadcast::Receiver<Arc<Published>>,
-    pred: impl Fn(&Value) -> bool,
-) -> Value {
+pub async fn wait_for_event(rx: &mut broadcast::Receiver<Arc<Published>>, pred: impl Fn(&Value) -> bool) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let next = tokio::time::timeout_at(deadline, rx.recv())
@@ -229,7 +251,7 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
-                    super::$test(crate::common::Env::embedded().await).await;
+                    super::$test($crate::common::Env::embedded().await).await;
                 }
             )*
         }
@@ -237,7 +259,7 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
-                    super::$test(crate::common::Env::shared().await).await;
+                    super::$test($crate::common::Env::shared().await).await;
                 }
             )*
         }

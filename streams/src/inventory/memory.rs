@@ -276,7 +276,9 @@ impl Inventory for MemoryInventory {
         let mut inner = self.lock();
         let mut out = Vec::new();
         while out.len() < max {
-            let Some(first) = inner.by_expiry.first().cloned() else { break };
+            let Some(first) = inner.by_expiry.first().cloned() else {
+                break;
+            };
             if first.0 > now {
                 break;
             }

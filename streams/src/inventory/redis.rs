@@ -125,7 +125,7 @@ impl RedisInventory {
     fn keys(&self, offer: &OfferId) -> [String; 5] {
         let base = format!("{}:o:{{{}}}", self.prefix, offer);
         [
-            format!("{base}"),
+            base.to_string(),
             format!("{base}:b"),
             format!("{base}:h"),
             format!("{base}:r"),

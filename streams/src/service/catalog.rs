@@ -88,7 +88,10 @@ fn image_url(value: Option<&str>) -> Result<Option<String>> {
         && url.len() > "https://".len()
         && !url.chars().any(|c| c.is_whitespace() || c.is_control());
     if !ok {
-        return Err(invalid("image_url", "must be an http(s) URL of at most 2048 characters"));
+        return Err(invalid(
+            "image_url",
+            "must be an http(s) URL of at most 2048 characters",
+        ));
     }
     Ok(Some(url.to_owned()))
 }
@@ -222,8 +225,12 @@ impl Streams {
         lot.updated_at = self.now();
         self.store.update_lot(&lot).await?;
         if stream.pinned_lot_id.as_ref() == Some(&lot.id) {
-            self.events
-                .publish(&lot.stream_id, StreamEvent::LotPinned { lot: LotView::from(&lot) });
+            self.events.publish(
+                &lot.stream_id,
+                StreamEvent::LotPinned {
+                    lot: LotView::from(&lot),
+                },
+            );
         }
         Ok(lot)
     }
@@ -237,8 +244,12 @@ impl Streams {
             // The stream ended between the read and the write.
             StreamState::Ended.allows_editing()?;
         }
-        self.events
-            .publish(&stream.id, StreamEvent::LotPinned { lot: LotView::from(&lot) });
+        self.events.publish(
+            &stream.id,
+            StreamEvent::LotPinned {
+                lot: LotView::from(&lot),
+            },
+        );
         self.owned_stream(seller, &stream.id).await
     }
 

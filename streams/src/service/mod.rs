@@ -10,7 +10,7 @@ mod stock;
 mod workers;
 
 pub use self::catalog::{LotPatch, NewLot, NewOffer, NewStream, OfferEnd};
-pub use self::stock::{CommitOutcome, OfferPublic};
+pub use self::stock::{CommitOutcome, LotPublic, OfferPublic, StreamPublic};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

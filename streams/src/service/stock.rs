@@ -10,13 +10,34 @@ use crate::ids::{BuyerId, HoldId, LotId, OfferId, SellerId, StreamId};
 use crate::inventory::{
     valid_request_id, Hold, HoldError, HoldStatus, OfferStock, Refusal, ReserveRequest, Reserved, StockLevels,
 };
-use crate::model::{EndReason, Offer, OfferState};
+use crate::model::{EndReason, Offer, OfferState, StreamState};
 use crate::money::Currency;
 
 /// Units one reserve may take at most (the per-buyer limit usually binds first).
 pub const MAX_UNITS_PER_RESERVE: i64 = 1000;
 /// Cap on cached offer facts; the cache is cleared when it grows past this.
 const META_CACHE_MAX: usize = 100_000;
+
+/// What anyone may see of a lot.
+#[derive(Debug, Clone, Serialize)]
+pub struct LotPublic {
+    pub id: LotId,
+    pub title: String,
+    pub description: String,
+    pub image_url: Option<String>,
+}
+
+/// What anyone may see of a stream right now.
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamPublic {
+    pub id: StreamId,
+    pub title: String,
+    pub state: StreamState,
+    pub pinned_lot: Option<LotPublic>,
+    /// Live offers, oldest first.
+    pub offers: Vec<OfferPublic>,
+    pub server_time: Millis,
+}
 
 /// What anyone may see of an offer.
 #[derive(Debug, Clone, Serialize)]
@@ -113,10 +134,16 @@ impl Streams {
     /// Holds `quantity` units of an offer for a buyer, or says why not.
     pub async fn reserve(&self, buyer: &BuyerId, offer: &OfferId, quantity: i64, request_id: &str) -> Result<Reserved> {
         if !(1..=MAX_UNITS_PER_RESERVE).contains(&quantity) {
-            return Err(invalid("quantity", format!("must be from 1 to {MAX_UNITS_PER_RESERVE}")));
+            return Err(invalid(
+                "quantity",
+                format!("must be from 1 to {MAX_UNITS_PER_RESERVE}"),
+            ));
         }
         if !valid_request_id(request_id) {
-            return Err(invalid("request_id", "must be 1 to 64 characters of A-Z, a-z, 0-9, '_', '-'"));
+            return Err(invalid(
+                "request_id",
+                "must be 1 to 64 characters of A-Z, a-z, 0-9, '_', '-'",
+            ));
         }
         let meta = self.offer_meta(offer).await?;
         let mut req = ReserveRequest {
@@ -248,6 +275,35 @@ impl Streams {
             end_reason: offer.end_reason,
             ends_at: offer.ends_at,
             units_left,
+        })
+    }
+
+    /// A stream as its viewers see it: title and state, the pinned lot, the
+    /// live offers with units left, and the server's clock.
+    pub async fn stream_public(&self, id: &StreamId) -> Result<StreamPublic> {
+        let stream = self.store.stream(id).await?.ok_or(Error::NotFound("stream"))?;
+        let pinned_lot = match &stream.pinned_lot_id {
+            Some(lot) => self.store.lot(lot).await?.map(|l| LotPublic {
+                id: l.id,
+                title: l.title,
+                description: l.description,
+                image_url: l.image_url,
+            }),
+            None => None,
+        };
+        let mut offers = Vec::new();
+        for offer in self.store.open_offers_of_stream(id).await? {
+            if offer.state == OfferState::Live {
+                offers.push(self.offer_public(&offer.id).await?);
+            }
+        }
+        Ok(StreamPublic {
+            id: stream.id,
+            title: stream.title,
+            state: stream.state,
+            pinned_lot,
+            offers,
+            server_time: self.now(),
         })
     }
 
