@@ -7,6 +7,8 @@
 //! atomic on both databases without long transactions, and it is what makes an
 //! offer's end fire exactly once when several nodes race for it.
 
+use std::collections::HashMap;
+
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
@@ -401,6 +403,26 @@ impl StreamStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    /// When each of these holds was recorded as sold, for those that were.
+    pub async fn sale_times(&self, holds: &[HoldId]) -> Result<HashMap<HoldId, Millis>> {
+        let mut out = HashMap::new();
+        for chunk in holds.chunks(500) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT hold_id, committed_at FROM sales WHERE hold_id IN ({})",
+                marks.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for h in chunk {
+                q = q.bind(h.as_str());
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                out.insert(parse_id(&r, "hold_id", HoldId::parse)?, r.try_get("committed_at")?);
+            }
+        }
+        Ok(out)
     }
 
     /// Units sold in an offer, per buyer.

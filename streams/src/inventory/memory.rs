@@ -272,31 +272,39 @@ impl Inventory for MemoryInventory {
         Ok(inner.offers.get(offer).and_then(|e| e.holds.get(hold)).cloned())
     }
 
-    async fn sweep(&self, now: Millis, max: usize) -> Result<Vec<Expired>, EngineError> {
+    async fn due(&self, now: Millis, max: usize) -> Result<Vec<(OfferId, HoldId)>, EngineError> {
         let mut inner = self.lock();
-        let mut out = Vec::new();
-        while out.len() < max {
-            let Some(first) = inner.by_expiry.first().cloned() else {
-                break;
-            };
-            if first.0 > now {
-                break;
-            }
-            inner.by_expiry.pop_first();
-            let (_, offer, hold) = first;
-            if let Some(entry) = inner.offers.get_mut(&offer) {
-                if let Some(h) = entry.give_back(&hold, HoldStatus::Expired) {
-                    out.push(Expired {
-                        hold: h,
-                        levels: entry.levels(),
-                    });
-                }
-            }
-        }
         inner
             .offers
             .retain(|_, e| !matches!(e.closed, Some((forget_at, _)) if forget_at <= now));
-        Ok(out)
+        Ok(inner
+            .by_expiry
+            .iter()
+            .take_while(|(at, _, _)| *at <= now)
+            .take(max)
+            .map(|(_, offer, hold)| (offer.clone(), hold.clone()))
+            .collect())
+    }
+
+    async fn expire(&self, offer: &OfferId, hold: &HoldId, now: Millis) -> Result<Option<Expired>, EngineError> {
+        let mut inner = self.lock();
+        let Some(entry) = inner.offers.get_mut(offer) else {
+            inner.by_expiry.retain(|(_, o, h)| !(o == offer && h == hold));
+            return Ok(None);
+        };
+        let expires_at = match entry.holds.get(hold) {
+            Some(h) if h.status == HoldStatus::Held => h.expires_at,
+            _ => return Ok(None),
+        };
+        if expires_at > now {
+            return Ok(None);
+        }
+        let Some(h) = entry.give_back(hold, HoldStatus::Expired) else {
+            return Ok(None);
+        };
+        let levels = entry.levels();
+        inner.by_expiry.remove(&(expires_at, offer.clone(), hold.clone()));
+        Ok(Some(Expired { hold: h, levels }))
     }
 
     async fn close(&self, offer: &OfferId, _now: Millis, retain_ms: i64) -> Result<(), EngineError> {

@@ -221,8 +221,24 @@ pub trait Inventory: Send + Sync + 'static {
     /// A hold as the engine knows it.
     async fn hold(&self, offer: &OfferId, hold: &HoldId) -> Result<Option<Hold>, EngineError>;
 
+    /// Up to `max` holds whose expiry is at or before `now`, oldest first,
+    /// without releasing them (the caller may commit some first).
+    async fn due(&self, now: Millis, max: usize) -> Result<Vec<(OfferId, HoldId)>, EngineError>;
+
+    /// Releases one hold if it is still held and due at `now`; `None` when it
+    /// was extended, committed or released meanwhile.
+    async fn expire(&self, offer: &OfferId, hold: &HoldId, now: Millis) -> Result<Option<Expired>, EngineError>;
+
     /// Releases up to `max` holds whose expiry is at or before `now`, oldest first.
-    async fn sweep(&self, now: Millis, max: usize) -> Result<Vec<Expired>, EngineError>;
+    async fn sweep(&self, now: Millis, max: usize) -> Result<Vec<Expired>, EngineError> {
+        let mut out = Vec::new();
+        for (offer, hold) in self.due(now, max).await? {
+            if let Some(e) = self.expire(&offer, &hold, now).await? {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
 
     /// Marks the offer closed: no new reserves; live holds stay until they
     /// expire or are committed. The offer's data is forgotten `retain_ms` after

@@ -275,32 +275,37 @@ impl Inventory for RedisInventory {
         rec.map(|r| parse_hold(offer, hold.as_str(), &r)).transpose()
     }
 
-    async fn sweep(&self, now: Millis, max: usize) -> Result<Vec<Expired>, EngineError> {
+    async fn due(&self, now: Millis, max: usize) -> Result<Vec<(OfferId, HoldId)>, EngineError> {
         let mut conn = self.conn.clone();
-        let due: Vec<String> = conn
+        let members: Vec<String> = conn
             .zrangebyscore_limit(self.expiry_key(), "-inf", now, 0, max as isize)
             .await?;
-        let mut out = Vec::new();
-        for member in due {
-            let Some((offer, hold)) = member.split_once('|') else {
+        let mut out = Vec::with_capacity(members.len());
+        for member in members {
+            let parsed = member
+                .split_once('|')
+                .and_then(|(o, h)| Some((OfferId::parse(o).ok()?, HoldId::parse(h).ok()?)));
+            match parsed {
+                Some(ids) => out.push(ids),
                 // Not a member Haul writes; drop it so it cannot block the queue.
-                let _: () = conn.zrem(self.expiry_key(), &member).await?;
-                continue;
-            };
-            let (Ok(offer), Ok(hold)) = (OfferId::parse(offer), HoldId::parse(hold)) else {
-                let _: () = conn.zrem(self.expiry_key(), &member).await?;
-                continue;
-            };
-            let args = [hold.to_string(), now.to_string(), offer.to_string()];
-            let v = self.run(&self.scripts.expire, &offer, &args).await?;
-            if v.first().map(String::as_str) == Some("expired") {
-                out.push(Expired {
-                    hold: hold_at(&offer, &v, 1)?,
-                    levels: levels_at(&v, 3)?,
-                });
+                None => {
+                    let _: () = conn.zrem(self.expiry_key(), &member).await?;
+                }
             }
         }
         Ok(out)
+    }
+
+    async fn expire(&self, offer: &OfferId, hold: &HoldId, now: Millis) -> Result<Option<Expired>, EngineError> {
+        let args = [hold.to_string(), now.to_string(), offer.to_string()];
+        let v = self.run(&self.scripts.expire, offer, &args).await?;
+        if v.first().map(String::as_str) != Some("expired") {
+            return Ok(None);
+        }
+        Ok(Some(Expired {
+            hold: hold_at(offer, &v, 1)?,
+            levels: levels_at(&v, 3)?,
+        }))
     }
 
     async fn close(&self, offer: &OfferId, now: Millis, retain_ms: i64) -> Result<(), EngineError> {

@@ -6,7 +6,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::{Result, Streams};
+use crate::clock::Millis;
 use crate::events::StreamEvent;
+use crate::ids::{HoldId, OfferId};
 use crate::inventory::Expired;
 
 /// How many expired holds one sweep releases at most.
@@ -31,7 +33,20 @@ impl Streams {
     /// Releases expired holds and tells viewers of the units that came back.
     pub async fn sweep_expired_holds(&self) -> Result<Vec<Expired>> {
         self.retry_pending_closes().await;
-        let expired = self.inventory.sweep(self.now(), SWEEP_BATCH).await?;
+        let now = self.now();
+        let due = self.inventory.due(now, SWEEP_BATCH).await?;
+        // A node that recorded a sale and stopped before committing the hold in
+        // the engine leaves a due hold with a sale: it is sold, not expired.
+        let holds: Vec<HoldId> = due.iter().map(|(_, h)| h.clone()).collect();
+        let sold = self.store.sale_times(&holds).await?;
+        let mut expired = Vec::with_capacity(due.len());
+        for (offer, hold) in due {
+            if let Some(&sold_at) = sold.get(&hold) {
+                expired.extend(self.finish_interrupted_commit(&offer, &hold, sold_at).await?);
+            } else if let Some(e) = self.inventory.expire(&offer, &hold, now).await? {
+                expired.push(e);
+            }
+        }
         // One stock event per offer: the last level is the current one.
         let mut latest = HashMap::new();
         for e in &expired {
@@ -49,6 +64,40 @@ impl Streams {
             }
         }
         Ok(expired)
+    }
+
+    /// Commits, as of the time the sale was recorded, a hold whose sale is in
+    /// the store but whose commit never reached the engine. A sale recorded
+    /// after the hold had expired sold nothing; its record is removed and the
+    /// hold expires (returned).
+    async fn finish_interrupted_commit(
+        &self,
+        offer: &OfferId,
+        hold: &HoldId,
+        sold_at: Millis,
+    ) -> Result<Option<Expired>> {
+        match self.inventory.commit(offer, hold, sold_at).await? {
+            Ok((h, committed)) => {
+                if committed.newly {
+                    tracing::warn!(%offer, %hold, units = h.quantity, "finished a commit interrupted after its sale was recorded");
+                    if let Some(stream) = self.store.offer(offer).await?.map(|o| o.stream_id) {
+                        self.events.publish(
+                            &stream,
+                            StreamEvent::OfferStock {
+                                offer_id: offer.clone(),
+                                units_left: committed.levels.left,
+                            },
+                        );
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(%offer, %hold, error = %e, "removing a sale whose hold was never committed");
+                self.store.delete_sale(hold).await?;
+                return Ok(self.inventory.expire(offer, hold, self.now()).await?);
+            }
+        }
+        Ok(None)
     }
 
     async fn retry_pending_closes(&self) {
