@@ -64,6 +64,7 @@ pub struct AppInner {
     pub metrics: Metrics,
     pub limits: Limits,
     pub token_secret: Secret<String>,
+    pub realtime: crate::realtime::Realtime,
 }
 
 #[derive(Clone)]
@@ -142,7 +143,11 @@ impl Application {
         };
         inventory.ping().await.map_err(StartError::Redis)?;
         let token_secret = load_or_create_secret(&config)?;
-        let hub = Arc::new(Hub::new(clock.clone()));
+        let history = crate::realtime::channels::HistoryLimits {
+            size: config.history_size,
+            ttl_ms: config.history_ttl_ms,
+        };
+        let hub = Arc::new(Hub::new(clock.clone(), history));
         let streams = Arc::new(Streams::new(
             StreamStore::new(pool.clone()),
             inventory,
@@ -174,6 +179,7 @@ impl Application {
             metrics: Metrics::default(),
             limits,
             token_secret,
+            realtime: crate::realtime::Realtime::default(),
         }));
         let demo = if state.config.demo {
             Some(demo::seed(&state).await.map_err(StartError::Demo)?)
@@ -231,11 +237,13 @@ impl Application {
 
         let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
         let tx = shutdown_tx.clone();
+        let shutdown_state = self.state.clone();
         let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(async move {
                 stop.await;
-                tracing::info!("shutting down: draining requests");
+                tracing::info!("shutting down: draining requests, viewers told to reconnect");
                 let _ = tx.send(true);
+                let _ = shutdown_state.realtime.shutdown.send(true);
             })
             .await;
         let _ = shutdown_tx.send(true);

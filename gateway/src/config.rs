@@ -99,6 +99,16 @@ pub const VARIABLES: &[Variable] = &[
         help: "take the client address from X-Forwarded-For (behind a proxy you run)",
     },
     Variable {
+        name: "HAUL_HISTORY_SIZE",
+        default: "200",
+        help: "publications kept per channel for recovery after a reconnect (10 to 100000)",
+    },
+    Variable {
+        name: "HAUL_HISTORY_TTL",
+        default: "300",
+        help: "seconds a publication stays recoverable (1 to 86400)",
+    },
+    Variable {
         name: "HAUL_MAX_BODY_BYTES",
         default: "65536",
         help: "largest request body accepted",
@@ -136,6 +146,10 @@ pub struct Config {
     pub rate_addr: Option<Rate>,
     pub trust_forwarded_for: bool,
     pub max_body_bytes: usize,
+    /// Publications kept per channel for recovery.
+    pub history_size: usize,
+    /// How long a publication stays recoverable, in ms.
+    pub history_ttl_ms: i64,
     /// Create the demo seller and stream (embedded setup, unless `--no-demo`).
     pub demo: bool,
 }
@@ -293,6 +307,16 @@ impl Config {
                 )
             })?;
 
+        let number = |var: &'static str, default: &'static str, lo: u64, hi: u64| -> Result<u64, ConfigError> {
+            let raw = get(var).unwrap_or(default);
+            raw.parse::<u64>()
+                .ok()
+                .filter(|n| (lo..=hi).contains(n))
+                .ok_or_else(|| err(var, format!("expected {lo} to {hi}, got {raw:?}")))
+        };
+        let history_size = number("HAUL_HISTORY_SIZE", "200", 10, 100_000)? as usize;
+        let history_ttl_ms = number("HAUL_HISTORY_TTL", "300", 1, 86_400)? as i64 * 1000;
+
         Ok(Config {
             listen,
             data_dir,
@@ -307,6 +331,8 @@ impl Config {
             rate_addr,
             trust_forwarded_for,
             max_body_bytes,
+            history_size,
+            history_ttl_ms,
             demo: embedded,
         })
     }

@@ -11,6 +11,8 @@ use streams::ids::StreamId;
 use streams::model::EndReason;
 use tokio::sync::broadcast;
 
+use crate::realtime::channels::{Channels, HistoryLimits};
+
 /// One published event, ready to write.
 #[derive(Debug, Clone)]
 pub struct Published {
@@ -22,6 +24,7 @@ pub struct Published {
 /// The node's event hub.
 pub struct Hub {
     tx: broadcast::Sender<Arc<Published>>,
+    channels: Channels,
     clock: Arc<dyn Clock>,
     /// Offers this node ended, by reason (time, sold_out, cancelled): each
     /// offer's end is published by exactly the one node that ended it.
@@ -29,10 +32,11 @@ pub struct Hub {
 }
 
 impl Hub {
-    pub fn new(clock: Arc<dyn Clock>) -> Self {
+    pub fn new(clock: Arc<dyn Clock>, history: HistoryLimits) -> Self {
         let (tx, _) = broadcast::channel(4096);
         Self {
             tx,
+            channels: Channels::new(history, clock.clone()),
             clock,
             ended: Default::default(),
         }
@@ -42,6 +46,11 @@ impl Hub {
     pub fn offers_ended(&self) -> [(&'static str, u64); 3] {
         let n = |i: usize| self.ended[i].load(Ordering::Relaxed);
         [("time", n(0)), ("sold_out", n(1)), ("cancelled", n(2))]
+    }
+
+    /// The viewer channels of this node.
+    pub fn channels(&self) -> &Channels {
+        &self.channels
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
@@ -69,9 +78,11 @@ impl EventSink for Hub {
         if let Value::Object(m) = &mut value {
             m.insert("server_time".into(), Value::from(self.clock.now_ms()));
         }
+        let data: Arc<str> = value.to_string().into();
+        self.channels.publish(&format!("stream:{stream}"), data.clone());
         let published = Published {
             stream: stream.clone(),
-            data: value.to_string().into(),
+            data,
         };
         // No subscriber is not an error: nobody is watching yet.
         let _ = self.tx.send(Arc::new(published));

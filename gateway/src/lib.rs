@@ -21,5 +21,6 @@ pub mod jwt;
 pub mod metrics;
 pub mod openapi;
 pub mod ratelimit;
+pub mod realtime;
 pub mod routes;
 pub mod sellers;

@@ -18,6 +18,7 @@ pub fn router() -> Router<AppState> {
         .merge(offers::router())
         .merge(buyers::router())
         .merge(ops::router())
+        .merge(crate::realtime::router())
 }
 
 /// `?limit=&before=` on listings.

@@ -1,0 +1,374 @@
+//! One viewer connection at `/connection/websocket`: the first command must be
+//! `connect`; then subscribe/unsubscribe, ping and the `reserve` RPC, while
+//! the channels' pushes are written from the connection's bounded queue and
+//! the server pings every [`PING_SECS`].
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use streams::ids::{random_token, BuyerId, OfferId, StreamId};
+use streams::service::Error as DomainError;
+
+use super::channels::ConnHandle;
+use super::protocol::{self, Disconnect, ErrorCode, Frame, Request};
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::extract::ClientAddr;
+use crate::jwt;
+
+/// The server pings this often; the client answers within [`PONG_GRACE_SECS`].
+pub const PING_SECS: u64 = 25;
+const PONG_GRACE_SECS: u64 = 10;
+/// Time a new connection has to send `connect`.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Frames queued for one connection before it counts as too slow.
+const QUEUE: usize = 256;
+/// Largest frame a client may send.
+const MAX_MESSAGE: usize = 64 * 1024;
+/// Channels one connection may hold.
+const MAX_SUBSCRIPTIONS: usize = 32;
+/// The prefix of a viewer's own channel: `holds#<viewer id>`.
+pub const PERSONAL_PREFIX: &str = "holds#";
+pub const STREAM_PREFIX: &str = "stream:";
+
+static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+
+pub async fn upgrade(State(s): State<AppState>, ClientAddr(addr): ClientAddr, ws: WebSocketUpgrade) -> Response {
+    // A connection flood from one address is refused before the upgrade.
+    if let Err(e) = s.limits.per_addr.check(&addr) {
+        return e.into_response();
+    }
+    // Small buffers: an idle viewer should cost kilobytes, not tungstenite's
+    // default 128 KiB.
+    ws.read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(256 * 1024)
+        .max_message_size(MAX_MESSAGE)
+        .max_frame_size(MAX_MESSAGE)
+        .on_upgrade(move |socket| async move { Connection::new(s, addr).run(socket).await })
+}
+
+struct Connection {
+    s: AppState,
+    addr: IpAddr,
+    handle: Arc<ConnHandle>,
+    queue: tokio::sync::mpsc::Receiver<Arc<str>>,
+    viewer: Option<BuyerId>,
+    subscriptions: HashSet<String>,
+}
+
+/// What to do after a command.
+enum Next {
+    Reply(String),
+    Close(Disconnect),
+}
+
+impl Connection {
+    fn new(s: AppState, addr: IpAddr) -> Self {
+        let (handle, queue) = ConnHandle::new(NEXT_CONN.fetch_add(1, Ordering::Relaxed), QUEUE);
+        Self {
+            s,
+            addr,
+            handle,
+            queue,
+            viewer: None,
+            subscriptions: HashSet::new(),
+        }
+    }
+
+    async fn run(mut self, mut socket: WebSocket) {
+        self.s.realtime.connections.fetch_add(1, Ordering::Relaxed);
+        let why = self.serve(&mut socket).await;
+        for channel in self.subscriptions.drain() {
+            self.s.hub.channels().unsubscribe(&channel, self.handle.id);
+        }
+        self.s.realtime.connections.fetch_sub(1, Ordering::Relaxed);
+        if let Some(why) = why {
+            let frame = CloseFrame {
+                code: why.code(),
+                reason: Utf8Bytes::from_static(why.reason()),
+            };
+            let _ = socket.send(Message::Close(Some(frame))).await;
+        }
+    }
+
+    /// Serves until the connection ends; returns why the server ends it.
+    async fn serve(&mut self, socket: &mut WebSocket) -> Option<Disconnect> {
+        let mut shutdown = self.s.realtime.shutdown.subscribe();
+        if *shutdown.borrow() {
+            return Some(Disconnect::Shutdown);
+        }
+        let started = Instant::now();
+        let mut ping = tokio::time::interval_at(
+            tokio::time::Instant::now() + Duration::from_secs(PING_SECS),
+            Duration::from_secs(PING_SECS),
+        );
+        let mut last_pong = Instant::now();
+        loop {
+            let deadline = if self.viewer.is_none() {
+                started + CONNECT_TIMEOUT
+            } else {
+                last_pong + Duration::from_secs(PING_SECS + PONG_GRACE_SECS)
+            };
+            let handle = self.handle.clone();
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => return Some(Disconnect::Shutdown),
+                why = handle.closed() => return Some(why),
+                _ = tokio::time::sleep_until(deadline.into()) => {
+                    return Some(if self.viewer.is_none() { Disconnect::BadRequest } else { Disconnect::NoPong });
+                }
+                frame = self.queue.recv() => {
+                    let frame = frame?;
+                    if socket.send(Message::Text(Utf8Bytes::from(&*frame))).await.is_err() {
+                        return None;
+                    }
+                }
+                _ = ping.tick(), if self.viewer.is_some() => {
+                    if socket.send(Message::Text(Utf8Bytes::from_static("{}"))).await.is_err() {
+                        return None;
+                    }
+                }
+                msg = socket.recv() => {
+                    let text = match msg {
+                        None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return None,
+                        Some(Ok(Message::Text(t))) => t,
+                        Some(Ok(Message::Binary(_))) => return Some(Disconnect::BadRequest),
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    };
+                    let frames = match protocol::parse_frame(text.as_str()) {
+                        Ok(f) => f,
+                        Err(e) => {
+                            tracing::debug!(addr = %self.addr, error = %e, "bad frame");
+                            return Some(Disconnect::BadRequest);
+                        }
+                    };
+                    let mut replies = Vec::new();
+                    for frame in frames {
+                        match frame {
+                            Frame::Pong => last_pong = Instant::now(),
+                            Frame::Command { id, request } => match self.command(id, request).await {
+                                Next::Reply(r) => replies.push(r),
+                                Next::Close(why) => {
+                                    for r in replies {
+                                        let _ = socket.send(Message::Text(r.into())).await;
+                                    }
+                                    return Some(why);
+                                }
+                            },
+                        }
+                    }
+                    if !replies.is_empty() && socket.send(Message::Text(replies.join("\n").into())).await.is_err() {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn command(&mut self, id: u32, request: Request) -> Next {
+        let Some(viewer) = self.viewer.clone() else {
+            return match request {
+                Request::Connect(c) => self.connect(id, c),
+                _ => Next::Close(Disconnect::BadRequest),
+            };
+        };
+        match request {
+            Request::Connect(_) => Next::Close(Disconnect::BadRequest),
+            Request::Ping => Next::Reply(protocol::reply(id, "ping", json!({}))),
+            Request::Subscribe(sub) => self.subscribe(id, &viewer, sub).await,
+            Request::Unsubscribe(u) => {
+                if self.subscriptions.remove(&u.channel) {
+                    self.s.hub.channels().unsubscribe(&u.channel, self.handle.id);
+                }
+                Next::Reply(protocol::reply(id, "unsubscribe", json!({})))
+            }
+            Request::Rpc(rpc) => Next::Reply(self.rpc(id, &viewer, rpc).await),
+            Request::Unsupported(what) => Next::Reply(protocol::error_reply(
+                id,
+                ErrorCode::NotAvailable as u32,
+                &format!("{what} is not available"),
+            )),
+        }
+    }
+
+    fn connect(&mut self, id: u32, c: protocol::ConnectRequest) -> Next {
+        let viewer = if c.token.is_empty() {
+            match BuyerId::parse(&format!("anon.{}", random_token(20))) {
+                Ok(v) => v,
+                Err(_) => return Next::Close(Disconnect::BadRequest),
+            }
+        } else {
+            let now = self.s.streams.now() / 1000;
+            match jwt::decode(&c.token, self.s.token_secret.expose().as_bytes(), now) {
+                Ok(claims) => match BuyerId::parse(&claims.sub) {
+                    Ok(v) => v,
+                    Err(_) => return Next::Close(Disconnect::InvalidToken),
+                },
+                Err(jwt::TokenError::Expired) => {
+                    return Next::Reply(protocol::error_reply(
+                        id,
+                        ErrorCode::TokenExpired as u32,
+                        "token expired",
+                    ))
+                }
+                Err(e) => {
+                    tracing::debug!(addr = %self.addr, error = %e, "connection token refused");
+                    return Next::Close(Disconnect::InvalidToken);
+                }
+            }
+        };
+        let result = json!({
+            "client": random_token(16),
+            "version": concat!("haul ", env!("CARGO_PKG_VERSION")),
+            "ping": PING_SECS,
+            "pong": true,
+            "data": { "viewer_id": viewer, "personal_channel": format!("{PERSONAL_PREFIX}{viewer}") },
+        });
+        self.viewer = Some(viewer);
+        Next::Reply(protocol::reply(id, "connect", result))
+    }
+
+    async fn subscribe(&mut self, id: u32, viewer: &BuyerId, sub: protocol::SubscribeRequest) -> Next {
+        let err = |code: ErrorCode, msg: &str| Next::Reply(protocol::error_reply(id, code as u32, msg));
+        if self.subscriptions.contains(&sub.channel) {
+            return err(ErrorCode::AlreadySubscribed, "already subscribed");
+        }
+        if self.subscriptions.len() >= MAX_SUBSCRIPTIONS {
+            return err(ErrorCode::LimitExceeded, "too many subscriptions");
+        }
+        let stream = if let Some(raw) = sub.channel.strip_prefix(STREAM_PREFIX) {
+            match StreamId::parse(raw) {
+                Ok(sid) => Some(sid),
+                Err(_) => return err(ErrorCode::UnknownChannel, "unknown channel"),
+            }
+        } else if let Some(owner) = sub.channel.strip_prefix(PERSONAL_PREFIX) {
+            if owner != viewer.as_str() {
+                return err(ErrorCode::PermissionDenied, "permission denied");
+            }
+            None
+        } else {
+            return err(ErrorCode::UnknownChannel, "unknown channel");
+        };
+        // Check the stream exists before taking a place in its channel.
+        if let Some(sid) = &stream {
+            match self.s.streams.stream_public(sid).await {
+                Ok(_) => {}
+                Err(DomainError::NotFound(_)) => return err(ErrorCode::UnknownChannel, "unknown channel"),
+                Err(e) => {
+                    tracing::warn!(error = ?e, "subscribe: could not read the stream");
+                    return err(ErrorCode::Internal, "internal server error");
+                }
+            }
+        }
+        let since = sub.recover.then_some((sub.epoch.as_str(), sub.offset));
+        let position = self.s.hub.channels().subscribe(&sub.channel, &self.handle, since);
+        self.subscriptions.insert(sub.channel.clone());
+        // The state is read after joining the channel, so nothing published
+        // in between is lost: it is both in the state and queued after it.
+        let data = match &stream {
+            Some(sid) => match self.s.streams.stream_public(sid).await {
+                Ok(state) => serde_json::to_value(state).unwrap_or(Value::Null),
+                Err(e) => {
+                    tracing::warn!(error = ?e, "subscribe: could not read the stream state");
+                    self.subscriptions.remove(&sub.channel);
+                    self.s.hub.channels().unsubscribe(&sub.channel, self.handle.id);
+                    return err(ErrorCode::Internal, "internal server error");
+                }
+            },
+            None => json!({}),
+        };
+        let publications: Vec<Value> = position
+            .publications
+            .iter()
+            .map(|(offset, data)| {
+                let data: Value = serde_json::from_str(data).unwrap_or(Value::Null);
+                json!({ "data": data, "offset": offset })
+            })
+            .collect();
+        let mut result = json!({
+            "recoverable": true,
+            "positioned": true,
+            "epoch": position.epoch,
+            "offset": position.offset,
+            "data": data,
+        });
+        if sub.recover {
+            result["was_recovering"] = json!(true);
+            result["recovered"] = json!(position.recovered);
+            result["publications"] = json!(publications);
+        }
+        Next::Reply(protocol::reply(id, "subscribe", result))
+    }
+
+    async fn rpc(&mut self, id: u32, viewer: &BuyerId, rpc: protocol::RpcRequest) -> String {
+        if rpc.method != "reserve" {
+            return protocol::error_reply(id, ErrorCode::MethodNotFound as u32, "method not found");
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Reserve {
+            offer_id: String,
+            quantity: i64,
+            request_id: String,
+        }
+        let args: Reserve = match rpc.data.as_deref().map(|d| serde_json::from_str(d.get())) {
+            Some(Ok(a)) => a,
+            Some(Err(e)) => return protocol::error_reply(id, ErrorCode::BadRequest as u32, &format!("reserve: {e}")),
+            None => return protocol::error_reply(id, ErrorCode::BadRequest as u32, "reserve needs data"),
+        };
+        let started = Instant::now();
+        let limited = self
+            .s
+            .limits
+            .per_addr
+            .check(&self.addr)
+            .and_then(|_| self.s.limits.per_buyer.check(&viewer.to_string()));
+        if limited.is_err() {
+            self.s.metrics.reserve("rate_limited", started.elapsed());
+            return protocol::error_reply(id, ErrorCode::TooManyRequests as u32, "too many requests");
+        }
+        let Ok(offer) = OfferId::parse(&args.offer_id) else {
+            return protocol::error_reply(id, protocol::APP_NOT_FOUND, "not_found");
+        };
+        let result = self
+            .s
+            .streams
+            .reserve(viewer, &offer, args.quantity, &args.request_id)
+            .await;
+        let outcome = match &result {
+            Ok(r) if r.replayed => "replayed",
+            Ok(_) => "held",
+            Err(DomainError::Refused(r)) => r.code(),
+            Err(DomainError::Invalid { .. }) => "invalid",
+            Err(DomainError::NotFound(_)) => "not_found",
+            Err(_) => "error",
+        };
+        self.s.metrics.reserve(outcome, started.elapsed());
+        match result {
+            Ok(r) => protocol::reply(
+                id,
+                "rpc",
+                json!({ "data": { "hold": r.hold, "units_left": r.units_left, "replayed": r.replayed } }),
+            ),
+            Err(DomainError::Refused(r)) => protocol::error_reply(id, protocol::APP_REFUSED, r.code()),
+            Err(DomainError::NotFound(_)) => protocol::error_reply(id, protocol::APP_NOT_FOUND, "not_found"),
+            Err(DomainError::Invalid { field, message }) => {
+                protocol::error_reply(id, protocol::APP_INVALID, &format!("{field}: {message}"))
+            }
+            Err(e) => {
+                let api: ApiError = e.into();
+                tracing::warn!(error = %api, "reserve over the socket failed");
+                protocol::error_reply(id, ErrorCode::Internal as u32, "internal server error")
+            }
+        }
+    }
+}

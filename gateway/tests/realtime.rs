@@ -1,0 +1,256 @@
+//! The viewer gateway over WebSocket: the official Centrifugo JS SDK as the
+//! client, and raw frames for recovery and bad input.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{offer_body, Env, TestApp};
+use futures_util::{SinkExt, StreamExt};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio_tungstenite::tungstenite::Message;
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn mint(app: &TestApp, viewer: &str) -> String {
+    let (st, v) = app
+        .seller(Method::POST, "/v1/viewer-tokens", Some(json!({ "viewer_id": viewer })))
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    v["token"].as_str().unwrap().to_owned()
+}
+
+fn ws_url(app: &TestApp) -> String {
+    format!("{}/connection/websocket", app.base.replace("http://", "ws://"))
+}
+
+async fn open(app: &TestApp) -> Socket {
+    tokio_tungstenite::connect_async(ws_url(app)).await.expect("upgrade").0
+}
+
+async fn send(ws: &mut Socket, v: Value) {
+    ws.send(Message::Text(v.to_string().into())).await.unwrap();
+}
+
+/// The next reply or push (pings skipped); panics after 10 s.
+async fn next(ws: &mut Socket) -> Value {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a frame within 10 s")
+            .expect("the socket is open")
+            .expect("a valid frame");
+        match msg {
+            Message::Text(t) if t.as_str() != "{}" => return serde_json::from_str(t.as_str()).unwrap(),
+            Message::Close(f) => return json!({ "close": f.map(|f| u16::from(f.code)) }),
+            _ => {}
+        }
+    }
+}
+
+async fn connect(app: &TestApp, token: &str) -> Socket {
+    let mut ws = open(app).await;
+    send(&mut ws, json!({ "id": 1, "connect": { "token": token } })).await;
+    let r = next(&mut ws).await;
+    assert!(r["connect"]["client"].is_string(), "{r}");
+    ws
+}
+
+async fn sdk_viewer_connects_subscribes_gets_state_and_reserves(env: Env) {
+    let app = TestApp::start(&env, &[]).await;
+    let (sid, _, oid) = app.live_offer(offer_body(5, 2)).await;
+    let token = mint(&app, "sdk").await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/js/viewer.mjs");
+    let modules = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/js/node_modules/centrifuge");
+    assert!(
+        std::path::Path::new(modules).exists(),
+        "the centrifuge npm package is missing: ./scripts/test installs it (npm ci in gateway/tests/js)"
+    );
+    let mut node = tokio::process::Command::new("node")
+        .arg(script)
+        .args([&ws_url(&app), &token, &sid, &oid])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs");
+    let mut lines = BufReader::new(node.stdout.take().unwrap()).lines();
+    let mut seen: Vec<Value> = Vec::new();
+    let mut read_until = async |pred: &dyn Fn(&Value) -> bool| -> Value {
+        loop {
+            let line = tokio::time::timeout(Duration::from_secs(15), lines.next_line())
+                .await
+                .unwrap_or_else(|_| panic!("the SDK viewer went quiet; saw {seen:?}"))
+                .unwrap()
+                .unwrap_or_else(|| panic!("the SDK viewer exited; saw {seen:?}"));
+            let v: Value = serde_json::from_str(&line).unwrap();
+            seen.push(v.clone());
+            if pred(&v) {
+                return v;
+            }
+        }
+    };
+
+    let connected = read_until(&|v| v["kind"] == "connected").await;
+    assert!(connected["value"]["data"]["viewer_id"]
+        .as_str()
+        .unwrap()
+        .ends_with(".sdk"));
+    // The subscribe reply carries the stream as it is now.
+    let subscribed = read_until(&|v| v["kind"] == "subscribed").await;
+    let state = &subscribed["value"]["data"];
+    assert_eq!(state["id"].as_str(), Some(sid.as_str()), "{subscribed}");
+    assert_eq!(state["offers"][0]["id"].as_str(), Some(oid.as_str()));
+    assert_eq!(state["offers"][0]["units_left"], 5);
+    assert!(state["server_time"].as_i64().unwrap() > 0);
+    assert_eq!(subscribed["value"]["recoverable"], true);
+    // The reserve RPC holds a unit; the refusals carry Haul's codes.
+    let rpc = read_until(&|v| v["kind"] == "rpc").await;
+    assert_eq!(rpc["value"]["units_left"], 4, "{rpc}");
+    assert_eq!(rpc["value"]["hold"]["quantity"], 1);
+    let refused = read_until(&|v| v["kind"] == "rpc_error").await;
+    assert_eq!(refused["value"]["code"], 1409);
+    assert_eq!(refused["value"]["message"], "over_buyer_limit");
+    let unknown = read_until(&|v| v["kind"] == "rpc_error").await;
+    assert_eq!(unknown["value"]["code"], 104);
+    // Another viewer's personal channel: permission denied.
+    let denied = read_until(&|v| v["kind"] == "sub_error" || v["kind"] == "unsubscribed").await;
+    assert_eq!(denied["value"]["code"], 103, "{denied}");
+    // A buy over HTTP by someone else reaches the SDK as a publication.
+    let other = mint(&app, "other").await;
+    let (st, v) = app.reserve(&other, &oid, 2, "o1").await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let stock = read_until(&|v| v["kind"] == "publication" && v["value"]["data"]["units_left"] == 2).await;
+    assert_eq!(stock["value"]["data"]["type"], "offer.stock");
+    assert!(stock["value"]["offset"].as_u64().unwrap() >= 1);
+    drop(node.stdin.take());
+    let _ = tokio::time::timeout(Duration::from_secs(5), node.wait()).await;
+}
+
+async fn a_resubscriber_recovers_exactly_what_it_missed(env: Env) {
+    let app = TestApp::start(&env, &[]).await;
+    let (sid, _, oid) = app.live_offer(offer_body(10, 5)).await;
+    let channel = format!("stream:{sid}");
+    let mut ws = connect(&app, &mint(&app, "watcher").await).await;
+    send(&mut ws, json!({ "id": 2, "subscribe": { "channel": channel } })).await;
+    let sub = next(&mut ws).await;
+    let epoch = sub["subscribe"]["epoch"].as_str().unwrap().to_owned();
+    let offset = sub["subscribe"]["offset"].as_u64().unwrap();
+    ws.close(None).await.unwrap();
+
+    // Three buys while the viewer is away.
+    let buyer = mint(&app, "buyer").await;
+    for n in 0..3 {
+        let (st, _) = app.reserve(&buyer, &oid, 1, &format!("r{n}")).await;
+        assert_eq!(st, StatusCode::CREATED);
+    }
+    let mut ws = connect(&app, &mint(&app, "watcher").await).await;
+    send(
+        &mut ws,
+        json!({ "id": 2, "subscribe": { "channel": channel, "recover": true, "epoch": epoch, "offset": offset } }),
+    )
+    .await;
+    let back = next(&mut ws).await;
+    let r = &back["subscribe"];
+    assert_eq!(
+        (r["recovered"].as_bool(), r["was_recovering"].as_bool()),
+        (Some(true), Some(true)),
+        "{back}"
+    );
+    let pubs = r["publications"].as_array().unwrap();
+    let lefts: Vec<i64> = pubs.iter().map(|p| p["data"]["units_left"].as_i64().unwrap()).collect();
+    assert_eq!(lefts, vec![9, 8, 7]);
+    let offsets: Vec<u64> = pubs.iter().map(|p| p["offset"].as_u64().unwrap()).collect();
+    assert_eq!(offsets, vec![offset + 1, offset + 2, offset + 3]);
+    assert_eq!(r["offset"].as_u64(), Some(offset + 3));
+    // A stale epoch gets recovered: false and the current state instead.
+    send(&mut ws, json!({ "id": 3, "unsubscribe": { "channel": channel } })).await;
+    assert!(next(&mut ws).await["unsubscribe"].is_object());
+    send(
+        &mut ws,
+        json!({ "id": 4, "subscribe": { "channel": channel, "recover": true, "epoch": "gone", "offset": 1 } }),
+    )
+    .await;
+    let stale = next(&mut ws).await;
+    assert_eq!(stale["subscribe"]["recovered"], false, "{stale}");
+    assert_eq!(stale["subscribe"]["data"]["offers"][0]["units_left"], 7);
+}
+
+async fn bad_input_gets_protocol_errors_and_disconnects(env: Env) {
+    let app = TestApp::start(&env, &[]).await;
+    let (sid, _, _) = app.live_offer(offer_body(3, 1)).await;
+    // Not JSON: bad request (3501, no reconnect).
+    let mut ws = open(&app).await;
+    ws.send(Message::Text("nonsense".into())).await.unwrap();
+    assert_eq!(next(&mut ws).await["close"], 3501);
+    // A command before connect.
+    let mut ws = open(&app).await;
+    send(
+        &mut ws,
+        json!({ "id": 1, "subscribe": { "channel": format!("stream:{sid}") } }),
+    )
+    .await;
+    assert_eq!(next(&mut ws).await["close"], 3501);
+    // A forged token: invalid token (3500).
+    let mut ws = open(&app).await;
+    send(&mut ws, json!({ "id": 1, "connect": { "token": "a.b.c" } })).await;
+    assert_eq!(next(&mut ws).await["close"], 3500);
+    // Binary frames are not JSON protocol.
+    let mut ws = connect(&app, "").await;
+    ws.send(Message::Binary(vec![1, 2, 3].into())).await.unwrap();
+    assert_eq!(next(&mut ws).await["close"], 3501);
+
+    let mut ws = connect(&app, &mint(&app, "me").await).await;
+    let errors = [
+        (
+            json!({ "subscribe": { "channel": "stream:str_0000000000000000000000" } }),
+            102,
+        ),
+        (json!({ "subscribe": { "channel": "stream:nonsense" } }), 102),
+        (json!({ "subscribe": { "channel": "elsewhere" } }), 102),
+        (json!({ "subscribe": { "channel": "holds#someone.else" } }), 103),
+        (json!({ "publish": { "channel": "x", "data": {} } }), 108),
+        (
+            json!({ "rpc": { "method": "reserve", "data": { "offer_id": 5 } } }),
+            107,
+        ),
+        (json!({ "rpc": { "method": "reserve" } }), 107),
+        (
+            json!({ "rpc": { "method": "reserve", "data": { "offer_id": "off_0000000000000000000000", "quantity": 1, "request_id": "x" } } }),
+            1404,
+        ),
+    ];
+    for (n, (mut cmd, code)) in errors.into_iter().enumerate() {
+        cmd["id"] = json!(n + 10);
+        send(&mut ws, cmd.clone()).await;
+        let r = next(&mut ws).await;
+        assert_eq!(
+            (r["id"].as_u64(), r["error"]["code"].as_u64()),
+            (Some(n as u64 + 10), Some(code)),
+            "{cmd} -> {r}"
+        );
+    }
+    // Its own personal channel is allowed; the node still serves this viewer.
+    let me = next_viewer_id(&app, "me");
+    send(
+        &mut ws,
+        json!({ "id": 30, "subscribe": { "channel": format!("holds#{me}") } }),
+    )
+    .await;
+    assert!(next(&mut ws).await["subscribe"].is_object());
+    send(&mut ws, json!({ "id": 31, "ping": {} })).await;
+    assert_eq!(next(&mut ws).await, json!({ "id": 31, "ping": {} }));
+}
+
+fn next_viewer_id(app: &TestApp, viewer: &str) -> String {
+    format!("{}.{viewer}", app.seller)
+}
+
+on_both_backends!(
+    sdk_viewer_connects_subscribes_gets_state_and_reserves,
+    a_resubscriber_recovers_exactly_what_it_missed,
+    bad_input_gets_protocol_errors_and_disconnects,
+);
