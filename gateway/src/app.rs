@@ -225,6 +225,7 @@ impl Application {
                     _ = tokio::time::sleep(Duration::from_secs(60)) => {
                         s.limits.per_buyer.tidy();
                         s.limits.per_addr.tidy();
+                        s.hub.channels().tidy();
                     }
                     _ = rx.changed() => return,
                 }
