@@ -23,6 +23,7 @@ use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::ClientAddr;
 use crate::jwt;
+use crate::routes::buyers::{limit_reserve, reserve_counted};
 
 /// The server pings this often; the client answers within [`PONG_GRACE_SECS`].
 pub const PING_SECS: u64 = 25;
@@ -258,34 +259,25 @@ impl Connection {
         } else {
             return err(ErrorCode::UnknownChannel, "unknown channel");
         };
-        // Check the stream exists before taking a place in its channel.
-        if let Some(sid) = &stream {
-            match self.s.streams.stream_public(sid).await {
-                Ok(_) => {}
-                Err(DomainError::NotFound(_)) => return err(ErrorCode::UnknownChannel, "unknown channel"),
-                Err(e) => {
-                    tracing::warn!(error = ?e, "subscribe: could not read the stream");
-                    return err(ErrorCode::Internal, "internal server error");
-                }
-            }
-        }
         let since = sub.recover.then_some((sub.epoch.as_str(), sub.offset));
         let position = self.s.hub.channels().subscribe(&sub.channel, &self.handle, since);
-        self.subscriptions.insert(sub.channel.clone());
         // The state is read after joining the channel, so nothing published
         // in between is lost: it is both in the state and queued after it.
         let data = match &stream {
             Some(sid) => match self.s.streams.stream_public(sid).await {
                 Ok(state) => serde_json::to_value(state).unwrap_or(Value::Null),
                 Err(e) => {
-                    tracing::warn!(error = ?e, "subscribe: could not read the stream state");
-                    self.subscriptions.remove(&sub.channel);
                     self.s.hub.channels().unsubscribe(&sub.channel, self.handle.id);
+                    if let DomainError::NotFound(_) = e {
+                        return err(ErrorCode::UnknownChannel, "unknown channel");
+                    }
+                    tracing::warn!(error = ?e, "subscribe: could not read the stream state");
                     return err(ErrorCode::Internal, "internal server error");
                 }
             },
             None => json!({}),
         };
+        self.subscriptions.insert(sub.channel.clone());
         let publications: Vec<Value> = position
             .publications
             .iter()
@@ -326,33 +318,13 @@ impl Connection {
             None => return protocol::error_reply(id, ErrorCode::BadRequest as u32, "reserve needs data"),
         };
         let started = Instant::now();
-        let limited = self
-            .s
-            .limits
-            .per_addr
-            .check(&self.addr)
-            .and_then(|_| self.s.limits.per_buyer.check(&viewer.to_string()));
-        if limited.is_err() {
-            self.s.metrics.reserve("rate_limited", started.elapsed());
+        if limit_reserve(&self.s, &self.addr, viewer, started).is_err() {
             return protocol::error_reply(id, ErrorCode::TooManyRequests as u32, "too many requests");
         }
         let Ok(offer) = OfferId::parse(&args.offer_id) else {
             return protocol::error_reply(id, protocol::APP_NOT_FOUND, "not_found");
         };
-        let result = self
-            .s
-            .streams
-            .reserve(viewer, &offer, args.quantity, &args.request_id)
-            .await;
-        let outcome = match &result {
-            Ok(r) if r.replayed => "replayed",
-            Ok(_) => "held",
-            Err(DomainError::Refused(r)) => r.code(),
-            Err(DomainError::Invalid { .. }) => "invalid",
-            Err(DomainError::NotFound(_)) => "not_found",
-            Err(_) => "error",
-        };
-        self.s.metrics.reserve(outcome, started.elapsed());
+        let result = reserve_counted(&self.s, viewer, &offer, args.quantity, &args.request_id, started).await;
         match result {
             Ok(r) => protocol::reply(
                 id,

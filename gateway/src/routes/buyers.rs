@@ -1,5 +1,6 @@
 //! Viewer identities and the buyer side: public offer state, reserve, release.
 
+use std::net::IpAddr;
 use std::time::Instant;
 
 use axum::extract::{Path, State};
@@ -9,6 +10,7 @@ use axum::Router;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use streams::ids::{random_token, BuyerId, HoldId, OfferId};
+use streams::inventory::Reserved;
 use streams::service::Error as DomainError;
 
 use crate::app::AppState;
@@ -113,25 +115,30 @@ struct Reserve {
     request_id: String,
 }
 
-async fn reserve(
-    State(s): State<AppState>,
-    ClientAddr(addr): ClientAddr,
-    Viewer(buyer): Viewer,
-    Path(raw): Path<String>,
-    Json(b): Json<Reserve>,
-) -> Answer {
-    let start = Instant::now();
+/// The buyer's and the address's rate limits for one reserve; over either,
+/// the attempt is counted as `rate_limited`. Shared by HTTP and the socket RPC.
+pub(crate) fn limit_reserve(s: &AppState, addr: &IpAddr, buyer: &BuyerId, started: Instant) -> Result<(), ApiError> {
     let limited = s
         .limits
         .per_addr
-        .check(&addr)
+        .check(addr)
         .and_then(|_| s.limits.per_buyer.check(&buyer.to_string()));
-    if let Err(e) = limited {
-        s.metrics.reserve("rate_limited", start.elapsed());
-        return Err(e);
+    if limited.is_err() {
+        s.metrics.reserve("rate_limited", started.elapsed());
     }
-    let oid = id(&raw, OfferId::parse)?;
-    let result = s.streams.reserve(&buyer, &oid, b.quantity, &b.request_id).await;
+    limited
+}
+
+/// Reserves, and counts the outcome and latency. Shared by HTTP and the socket RPC.
+pub(crate) async fn reserve_counted(
+    s: &AppState,
+    buyer: &BuyerId,
+    offer: &OfferId,
+    quantity: i64,
+    request_id: &str,
+    started: Instant,
+) -> Result<Reserved, DomainError> {
+    let result = s.streams.reserve(buyer, offer, quantity, request_id).await;
     let outcome = match &result {
         Ok(r) if r.replayed => "replayed",
         Ok(_) => "held",
@@ -140,8 +147,21 @@ async fn reserve(
         Err(DomainError::NotFound(_)) => "not_found",
         Err(_) => "error",
     };
-    s.metrics.reserve(outcome, start.elapsed());
-    let r = result?;
+    s.metrics.reserve(outcome, started.elapsed());
+    result
+}
+
+async fn reserve(
+    State(s): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    Viewer(buyer): Viewer,
+    Path(raw): Path<String>,
+    Json(b): Json<Reserve>,
+) -> Answer {
+    let start = Instant::now();
+    limit_reserve(&s, &addr, &buyer, start)?;
+    let oid = id(&raw, OfferId::parse)?;
+    let r = reserve_counted(&s, &buyer, &oid, b.quantity, &b.request_id, start).await?;
     let status = if r.replayed {
         StatusCode::OK
     } else {

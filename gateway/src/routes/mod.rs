@@ -1,6 +1,6 @@
 //! The HTTP API, one module per resource, each exporting its `router()`.
 
-mod buyers;
+pub(crate) mod buyers;
 mod catalog;
 mod offers;
 mod ops;
