@@ -25,7 +25,7 @@ use tracing::Instrument;
 
 use crate::config::{Config, Secret};
 use crate::error::ApiError;
-use crate::hub::Hub;
+use crate::hub::{Hub, HubBus};
 use crate::metrics::Metrics;
 use crate::ratelimit::{Limiter, Limits};
 use crate::{demo, routes};
@@ -38,6 +38,8 @@ pub enum StartError {
     Db(#[from] db::DbError),
     #[error("HAUL_REDIS_URL: could not connect to Redis")]
     Redis(#[source] streams::inventory::EngineError),
+    #[error("HAUL_REDIS_URL: could not start the realtime bus")]
+    Bus(#[source] crate::realtime::bus::BusError),
     #[error("HAUL_LISTEN: could not listen on {addr}")]
     Listen {
         addr: SocketAddr,
@@ -147,7 +149,18 @@ impl Application {
             size: config.history_size,
             ttl_ms: config.history_ttl_ms,
         };
-        let hub = Arc::new(Hub::new(clock.clone(), history));
+        let bus = match &config.redis_url {
+            Some(url) => HubBus::Redis {
+                url: url.expose().clone(),
+                prefix: config.redis_prefix.clone(),
+            },
+            None => HubBus::Own,
+        };
+        let hub = Arc::new(
+            Hub::new(clock.clone(), history, inventory.clone(), bus)
+                .await
+                .map_err(StartError::Bus)?,
+        );
         let streams = Arc::new(Streams::new(
             StreamStore::new(pool.clone()),
             inventory,
@@ -170,6 +183,7 @@ impl Application {
             per_buyer: Limiter::new(config.rate_buyer),
             per_addr: Limiter::new(config.rate_addr),
         };
+        let config_viewers_per_addr = config.viewers_per_addr;
         let state = AppState(Arc::new(AppInner {
             config,
             pool,
@@ -179,7 +193,7 @@ impl Application {
             metrics: Metrics::default(),
             limits,
             token_secret,
-            realtime: crate::realtime::Realtime::default(),
+            realtime: crate::realtime::Realtime::new(config_viewers_per_addr),
         }));
         let demo = if state.config.demo {
             Some(demo::seed(&state).await.map_err(StartError::Demo)?)
@@ -218,6 +232,8 @@ impl Application {
                 .run_hold_sweeper(rx, move |_| metrics_state.metrics.holds_expired(1))
                 .await
         }));
+        let (s, rx) = (state.clone(), shutdown_rx.clone());
+        workers.push(tokio::spawn(async move { s.hub.run(rx).await }));
         let (s, mut rx) = (state.clone(), shutdown_rx.clone());
         workers.push(tokio::spawn(async move {
             loop {
@@ -250,6 +266,11 @@ impl Application {
         let _ = shutdown_tx.send(true);
         for w in workers {
             let _ = tokio::time::timeout(Duration::from_secs(5), w).await;
+        }
+        if let Some(bus) = self.state.hub.bus() {
+            if !bus.drain(Duration::from_secs(5)).await {
+                tracing::warn!("stopped with publications not yet in Redis");
+            }
         }
         tracing::info!("stopped");
         served

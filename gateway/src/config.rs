@@ -109,6 +109,11 @@ pub const VARIABLES: &[Variable] = &[
         help: "seconds a publication stays recoverable (1 to 86400)",
     },
     Variable {
+        name: "HAUL_VIEWERS_PER_ADDR",
+        default: "1000",
+        help: "open viewer connections allowed from one client address (1 to 1000000)",
+    },
+    Variable {
         name: "HAUL_MAX_BODY_BYTES",
         default: "65536",
         help: "largest request body accepted",
@@ -150,6 +155,8 @@ pub struct Config {
     pub history_size: usize,
     /// How long a publication stays recoverable, in ms.
     pub history_ttl_ms: i64,
+    /// Open viewer connections allowed from one address.
+    pub viewers_per_addr: u32,
     /// Create the demo seller and stream (embedded setup, unless `--no-demo`).
     pub demo: bool,
 }
@@ -316,6 +323,7 @@ impl Config {
         };
         let history_size = number("HAUL_HISTORY_SIZE", "200", 10, 100_000)? as usize;
         let history_ttl_ms = number("HAUL_HISTORY_TTL", "300", 1, 86_400)? as i64 * 1000;
+        let viewers_per_addr = number("HAUL_VIEWERS_PER_ADDR", "1000", 1, 1_000_000)? as u32;
 
         Ok(Config {
             listen,
@@ -333,6 +341,7 @@ impl Config {
             max_body_bytes,
             history_size,
             history_ttl_ms,
+            viewers_per_addr,
             demo: embedded,
         })
     }
@@ -389,6 +398,8 @@ mod tests {
             ("HAUL_MAX_BODY_BYTES", "10"),
             ("HAUL_TRUST_FORWARDED_FOR", "maybe"),
             ("HAUL_REDIS_PREFIX", "a b"),
+            ("HAUL_VIEWERS_PER_ADDR", "0"),
+            ("HAUL_HISTORY_SIZE", "5"),
         ] {
             let e = Config::from_vars(vars(&[(name, value)])).unwrap_err();
             assert_eq!(e.var, name, "{name}={value} gave {e}");

@@ -1,17 +1,36 @@
-//! In-process delivery of stream events. Each event is serialized once, with
-//! `server_time`, and the same bytes go to every local subscriber.
+//! Delivery of stream events to viewers. Each event is serialized once, with
+//! `server_time`, and published on the stream's channel: straight into this
+//! node's channels, or through Redis to every node.
+//!
+//! `offer.stock` is coalesced per offer: the first change after a quiet
+//! [`STOCK_INTERVAL`] goes out at once, later ones at most once per interval
+//! with the level read from the stock engine when it goes out, so the last
+//! value viewers see is the current one whichever node sold last; nothing is
+//! sent for an offer after it ended. `viewers` is counted every
+//! [`VIEWERS_INTERVAL`] and announced when it changed.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use serde_json::Value;
 use streams::clock::Clock;
 use streams::events::{EventSink, StreamEvent};
-use streams::ids::StreamId;
+use streams::ids::{OfferId, StreamId};
+use streams::inventory::Inventory;
 use streams::model::EndReason;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
+use tokio::time::Instant;
 
-use crate::realtime::channels::{Channels, HistoryLimits};
+use crate::realtime::bus::RedisBus;
+use crate::realtime::channels::{Channels, HistoryLimits, Mode, Position};
+use crate::realtime::connection::STREAM_PREFIX;
+
+/// At most one `offer.stock` per offer per this interval (from each node).
+pub const STOCK_INTERVAL: Duration = Duration::from_millis(250);
+/// How often viewer counts are taken.
+pub const VIEWERS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// One published event, ready to write.
 #[derive(Debug, Clone)]
@@ -21,25 +40,63 @@ pub struct Published {
     pub data: Arc<str>,
 }
 
+struct StockEntry {
+    stream: StreamId,
+    /// The latest level this node saw, when one is waiting to go out.
+    pending: Option<i64>,
+    sent_at: Instant,
+}
+
 /// The node's event hub.
 pub struct Hub {
     tx: broadcast::Sender<Arc<Published>>,
-    channels: Channels,
+    channels: Arc<Channels>,
+    bus: Option<Arc<RedisBus>>,
     clock: Arc<dyn Clock>,
+    inventory: Arc<dyn Inventory>,
+    stock: Mutex<HashMap<OfferId, StockEntry>>,
+    /// Streams this node counted viewers of last time, with the local count
+    /// (one node: also the last count announced).
+    viewers: Mutex<HashMap<StreamId, usize>>,
     /// Offers this node ended, by reason (time, sold_out, cancelled): each
     /// offer's end is published by exactly the one node that ended it.
     ended: [AtomicU64; 3],
 }
 
+/// Where viewers' pushes come from on a node.
+pub enum HubBus {
+    /// One node keeps offsets and history in memory.
+    Own,
+    /// Redis at this URL, keys under this prefix.
+    Redis { url: String, prefix: String },
+}
+
 impl Hub {
-    pub fn new(clock: Arc<dyn Clock>, history: HistoryLimits) -> Self {
+    pub async fn new(
+        clock: Arc<dyn Clock>,
+        history: HistoryLimits,
+        inventory: Arc<dyn Inventory>,
+        bus: HubBus,
+    ) -> Result<Self, crate::realtime::bus::BusError> {
         let (tx, _) = broadcast::channel(4096);
-        Self {
+        let (channels, bus) = match bus {
+            HubBus::Own => (Arc::new(Channels::new(history, clock.clone(), Mode::Own)), None),
+            HubBus::Redis { url, prefix } => {
+                let channels = Arc::new(Channels::new(history, clock.clone(), Mode::Shared));
+                let bus = RedisBus::start(&url, &prefix, history, &channels).await?;
+                (channels, Some(bus))
+            }
+        };
+        Ok(Self {
             tx,
-            channels: Channels::new(history, clock.clone()),
+            channels,
+            bus,
             clock,
+            inventory,
+            stock: Mutex::new(HashMap::new()),
+            viewers: Mutex::new(HashMap::new()),
             ended: Default::default(),
-        }
+        })
     }
 
     /// Offers this node ended: (time, sold_out, cancelled).
@@ -49,26 +106,39 @@ impl Hub {
     }
 
     /// The viewer channels of this node.
-    pub fn channels(&self) -> &Channels {
+    pub fn channels(&self) -> &Arc<Channels> {
         &self.channels
     }
 
+    /// The Redis bus, when the node shares its channels with others.
+    pub fn bus(&self) -> Option<&Arc<RedisBus>> {
+        self.bus.as_ref()
+    }
+
+    /// Every event this node publishes (for tests and tools).
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
         self.tx.subscribe()
     }
-}
 
-impl EventSink for Hub {
-    fn publish(&self, stream: &StreamId, event: StreamEvent) {
-        if let StreamEvent::OfferEnded { reason, .. } = &event {
-            let i = match reason {
-                EndReason::Time => 0,
-                EndReason::SoldOut => 1,
-                EndReason::Cancelled => 2,
-            };
-            self.ended[i].fetch_add(1, Ordering::Relaxed);
+    /// Where a new subscriber of `channel` starts, and (with `since`) what it missed.
+    pub async fn position(
+        &self,
+        channel: &str,
+        since: Option<(&str, u64)>,
+    ) -> Result<Position, crate::realtime::bus::BusError> {
+        match &self.bus {
+            None => Ok(self.channels.position(channel, since)),
+            Some(bus) => bus.position(channel, since).await,
         }
-        let mut value = match serde_json::to_value(&event) {
+    }
+
+    fn lock_stock(&self) -> MutexGuard<'_, HashMap<OfferId, StockEntry>> {
+        self.stock.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Serializes an event with the server's time and publishes it.
+    fn emit(&self, stream: &StreamId, event: &StreamEvent) {
+        let mut value = match serde_json::to_value(event) {
             Ok(v) => v,
             Err(e) => {
                 tracing::error!(error = %e, "could not serialize a stream event");
@@ -79,12 +149,174 @@ impl EventSink for Hub {
             m.insert("server_time".into(), Value::from(self.clock.now_ms()));
         }
         let data: Arc<str> = value.to_string().into();
-        self.channels.publish(&format!("stream:{stream}"), data.clone());
-        let published = Published {
+        let channel: Arc<str> = format!("{STREAM_PREFIX}{stream}").into();
+        match &self.bus {
+            None => {
+                self.channels.publish(&channel, data.clone());
+            }
+            Some(bus) => bus.publish(channel, data.clone()),
+        }
+        // No receiver is not an error: nobody is watching yet.
+        let _ = self.tx.send(Arc::new(Published {
             stream: stream.clone(),
             data,
+        }));
+    }
+
+    /// Sends stock levels whose interval has passed (all waiting ones when
+    /// `all`), read fresh from the engine.
+    pub async fn flush_stock(&self, all: bool) {
+        let due: Vec<(OfferId, StreamId, i64)> = {
+            let mut stock = self.lock_stock();
+            let now = Instant::now();
+            stock.retain(|_, e| e.pending.is_some() || now.duration_since(e.sent_at) < Duration::from_secs(60));
+            stock
+                .iter_mut()
+                .filter(|(_, e)| e.pending.is_some() && (all || now.duration_since(e.sent_at) >= STOCK_INTERVAL))
+                .map(|(o, e)| (o.clone(), e.stream.clone(), e.pending.unwrap_or(0)))
+                .collect()
         };
-        // No subscriber is not an error: nobody is watching yet.
-        let _ = self.tx.send(Arc::new(published));
+        for (offer, stream, seen) in due {
+            let units_left = match self.inventory.levels(&offer).await {
+                Ok(Some(l)) => l.left.max(0),
+                _ => seen,
+            };
+            // Taken out only now: a change that came in meanwhile is covered
+            // by the fresh read, and the entry's clock restarts.
+            let send = {
+                let mut stock = self.lock_stock();
+                match stock.get_mut(&offer) {
+                    Some(e) if e.pending.is_some() => {
+                        e.pending = None;
+                        e.sent_at = Instant::now();
+                        true
+                    }
+                    _ => false,
+                }
+            };
+            if send {
+                self.emit(
+                    &stream,
+                    &StreamEvent::OfferStock {
+                        offer_id: offer,
+                        units_left,
+                    },
+                );
+            }
+        }
+    }
+
+    fn stock_changed(&self, stream: &StreamId, offer: &OfferId, units_left: i64) {
+        let now = Instant::now();
+        let send_now = {
+            let mut stock = self.lock_stock();
+            let e = stock.entry(offer.clone()).or_insert_with(|| StockEntry {
+                stream: stream.clone(),
+                pending: None,
+                sent_at: now - STOCK_INTERVAL,
+            });
+            if e.pending.is_none() && now.duration_since(e.sent_at) >= STOCK_INTERVAL {
+                e.sent_at = now;
+                true
+            } else {
+                e.pending = Some(units_left);
+                false
+            }
+        };
+        if send_now {
+            self.emit(
+                stream,
+                &StreamEvent::OfferStock {
+                    offer_id: offer.clone(),
+                    units_left,
+                },
+            );
+        }
+    }
+
+    /// Counts this node's viewers of each stream and announces the counts
+    /// that changed (over all nodes, with Redis).
+    pub async fn count_viewers(&self) {
+        let mut now: HashMap<StreamId, usize> = HashMap::new();
+        for (channel, n) in self.channels.counts(STREAM_PREFIX) {
+            if let Some(sid) = channel
+                .strip_prefix(STREAM_PREFIX)
+                .and_then(|s| StreamId::parse(s).ok())
+            {
+                now.insert(sid, n);
+            }
+        }
+        let before = std::mem::take(&mut *self.viewers.lock().unwrap_or_else(|e| e.into_inner()));
+        // Streams watched before but no longer: report zero once.
+        for sid in before.keys() {
+            now.entry(sid.clone()).or_insert(0);
+        }
+        let mut keep = HashMap::new();
+        for (sid, count) in now {
+            let announce = match &self.bus {
+                None => (before.get(&sid) != Some(&count)).then_some(count as u64),
+                Some(bus) => match bus.viewers(sid.as_str(), count).await {
+                    Ok(changed) => changed,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not count viewers in Redis");
+                        None
+                    }
+                },
+            };
+            if let Some(count) = announce {
+                self.publish(
+                    &sid,
+                    StreamEvent::Viewers {
+                        stream_id: sid.clone(),
+                        count,
+                    },
+                );
+            }
+            if count > 0 {
+                keep.insert(sid, count);
+            }
+        }
+        *self.viewers.lock().unwrap_or_else(|e| e.into_inner()) = keep;
+    }
+
+    /// Flushes coalesced stock and counts viewers until the node stops.
+    pub async fn run(&self, mut stop: watch::Receiver<bool>) {
+        let mut stock = tokio::time::interval(Duration::from_millis(50));
+        let mut viewers = tokio::time::interval(VIEWERS_INTERVAL);
+        stock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        viewers.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stock.tick() => self.flush_stock(false).await,
+                _ = viewers.tick() => self.count_viewers().await,
+                _ = stop.changed() => {
+                    self.flush_stock(true).await;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl EventSink for Hub {
+    fn publish(&self, stream: &StreamId, event: StreamEvent) {
+        match &event {
+            StreamEvent::OfferStock { offer_id, units_left } => {
+                self.stock_changed(stream, offer_id, *units_left);
+                return;
+            }
+            StreamEvent::OfferEnded { offer_id, reason } => {
+                let i = match reason {
+                    EndReason::Time => 0,
+                    EndReason::SoldOut => 1,
+                    EndReason::Cancelled => 2,
+                };
+                self.ended[i].fetch_add(1, Ordering::Relaxed);
+                // Levels of an ended offer no longer matter to viewers.
+                self.lock_stock().remove(offer_id);
+            }
+            _ => {}
+        }
+        self.emit(stream, &event);
     }
 }

@@ -83,6 +83,14 @@ pub const OPERATIONS: &[Op] = &[
     ),
     op(
         "post",
+        "/v1/streams/{id}/messages",
+        "Send a note to everyone watching (a `message` event)",
+        Auth::Seller,
+        Some("StreamMessage"),
+        202,
+    ),
+    op(
+        "post",
         "/v1/streams/{id}/lots",
         "Add a lot to a stream",
         Auth::Seller,
@@ -243,6 +251,8 @@ fn schemas() -> Value {
         },
         "NewStream": { "type": "object", "required": ["title"], "additionalProperties": false,
             "properties": { "title": { "type": "string", "minLength": 1, "maxLength": 200 } } },
+        "StreamMessage": { "type": "object", "required": ["text"], "additionalProperties": false,
+            "properties": { "text": { "type": "string", "minLength": 1, "maxLength": 500 } } },
         "NewLot": { "type": "object", "required": ["title"], "additionalProperties": false,
             "properties": { "title": { "type": "string", "minLength": 1, "maxLength": 200 },
                 "description": { "type": "string", "maxLength": 5000 },

@@ -141,11 +141,9 @@ async fn a_resubscriber_recovers_exactly_what_it_missed(env: Env) {
     let offset = sub["subscribe"]["offset"].as_u64().unwrap();
     ws.close(None).await.unwrap();
 
-    // Three buys while the viewer is away.
-    let buyer = mint(&app, "buyer").await;
+    // Three notes from the streamer while the viewer is away.
     for n in 0..3 {
-        let (st, _) = app.reserve(&buyer, &oid, 1, &format!("r{n}")).await;
-        assert_eq!(st, StatusCode::CREATED);
+        app.message(&sid, &format!("note {n}")).await;
     }
     let mut ws = connect(&app, &mint(&app, "watcher").await).await;
     send(
@@ -160,12 +158,30 @@ async fn a_resubscriber_recovers_exactly_what_it_missed(env: Env) {
         (Some(true), Some(true)),
         "{back}"
     );
-    let pubs = r["publications"].as_array().unwrap();
-    let lefts: Vec<i64> = pubs.iter().map(|p| p["data"]["units_left"].as_i64().unwrap()).collect();
-    assert_eq!(lefts, vec![9, 8, 7]);
-    let offsets: Vec<u64> = pubs.iter().map(|p| p["offset"].as_u64().unwrap()).collect();
-    assert_eq!(offsets, vec![offset + 1, offset + 2, offset + 3]);
-    assert_eq!(r["offset"].as_u64(), Some(offset + 3));
+    // What the reply recovered, then what is pushed after it: exactly the
+    // three notes, in order, each once (with Redis, a note may still be on
+    // its way when the viewer comes back and arrive as a push instead).
+    let mut got: Vec<(u64, Value)> = r["publications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["offset"].as_u64().unwrap(), p["data"].clone()))
+        .collect();
+    while got.iter().filter(|(_, d)| d["type"] == "message").count() < 3 {
+        let push = next(&mut ws).await;
+        let p = &push["push"]["pub"];
+        got.push((p["offset"].as_u64().unwrap(), p["data"].clone()));
+    }
+    let notes: Vec<(u64, &str)> = got
+        .iter()
+        .filter(|(_, d)| d["type"] == "message")
+        .map(|(o, d)| (*o, d["text"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        notes,
+        vec![(offset + 1, "note 0"), (offset + 2, "note 1"), (offset + 3, "note 2")],
+        "{got:?}"
+    );
     // A stale epoch gets recovered: false and the current state instead.
     send(&mut ws, json!({ "id": 3, "unsubscribe": { "channel": channel } })).await;
     assert!(next(&mut ws).await["unsubscribe"].is_object());
@@ -176,7 +192,11 @@ async fn a_resubscriber_recovers_exactly_what_it_missed(env: Env) {
     .await;
     let stale = next(&mut ws).await;
     assert_eq!(stale["subscribe"]["recovered"], false, "{stale}");
-    assert_eq!(stale["subscribe"]["data"]["offers"][0]["units_left"], 7);
+    assert_eq!(stale["subscribe"]["data"]["offers"][0]["units_left"], 10);
+    assert_eq!(
+        stale["subscribe"]["data"]["offers"][0]["id"].as_str(),
+        Some(oid.as_str())
+    );
 }
 
 async fn bad_input_gets_protocol_errors_and_disconnects(env: Env) {
@@ -198,6 +218,21 @@ async fn bad_input_gets_protocol_errors_and_disconnects(env: Env) {
     let mut ws = open(&app).await;
     send(&mut ws, json!({ "id": 1, "connect": { "token": "a.b.c" } })).await;
     assert_eq!(next(&mut ws).await["close"], 3500);
+    // Oversized frames: WebSocket's "message too big".
+    let mut ws = connect(&app, "").await;
+    ws.send(Message::Text("x".repeat(70 * 1024).into())).await.unwrap();
+    assert_eq!(next(&mut ws).await["close"], 1009);
+    // An expired token: error 109 in the reply, so the SDK refreshes it.
+    let claims = gateway::jwt::Claims {
+        sub: format!("{}.late", app.seller),
+        exp: 1,
+        iat: None,
+        nbf: None,
+    };
+    let expired = gateway::jwt::encode(&claims, common::TOKEN_SECRET.as_bytes());
+    let mut ws = open(&app).await;
+    send(&mut ws, json!({ "id": 1, "connect": { "token": expired } })).await;
+    assert_eq!(next(&mut ws).await["error"]["code"], 109);
     // Binary frames are not JSON protocol.
     let mut ws = connect(&app, "").await;
     ws.send(Message::Binary(vec![1, 2, 3].into())).await.unwrap();
@@ -245,6 +280,102 @@ async fn bad_input_gets_protocol_errors_and_disconnects(env: Env) {
     assert_eq!(next(&mut ws).await, json!({ "id": 31, "ping": {} }));
 }
 
+/// Pushes of a channel's publications (data), until `stop` says enough or
+/// `quiet` passes without one.
+async fn collect_pubs(ws: &mut Socket, quiet: Duration, stop: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let mut out = Vec::new();
+    while !stop(&out) {
+        match tokio::time::timeout(quiet, next(ws)).await {
+            Ok(v) if v["push"]["pub"].is_object() => out.push(v["push"]["pub"]["data"].clone()),
+            Ok(v) => panic!("unexpected frame {v}"),
+            Err(_) => break,
+        }
+    }
+    out
+}
+
+async fn stock_is_coalesced_and_the_last_level_always_arrives(env: Env) {
+    let app = TestApp::start(&env, &[]).await;
+    let (sid, _, oid) = app.live_offer(offer_body(100, 1)).await;
+    let mut ws = connect(&app, "").await;
+    send(
+        &mut ws,
+        json!({ "id": 2, "subscribe": { "channel": format!("stream:{sid}") } }),
+    )
+    .await;
+    assert!(next(&mut ws).await["subscribe"].is_object());
+    // Forty buys as fast as they go, ten at a time.
+    let mut tokens = Vec::new();
+    for n in 0..40 {
+        tokens.push(mint(&app, &format!("b{n}")).await);
+    }
+    for chunk in tokens.chunks(10) {
+        let buys = chunk.iter().map(|t| app.reserve(t, &oid, 1, "r"));
+        for (st, v) in futures_util::future::join_all(buys).await {
+            assert_eq!(st, StatusCode::CREATED, "{v}");
+        }
+    }
+    let stock: Vec<i64> = collect_pubs(&mut ws, Duration::from_millis(1500), |_| false)
+        .await
+        .iter()
+        .filter(|d| d["type"] == "offer.stock")
+        .map(|d| d["units_left"].as_i64().unwrap())
+        .collect();
+    // Far fewer than one per buy, never rising, and the last is the level now.
+    assert!(!stock.is_empty() && stock.len() < 20, "{stock:?}");
+    assert!(stock.windows(2).all(|w| w[0] >= w[1]), "{stock:?}");
+    assert_eq!(stock.last(), Some(&60), "{stock:?}");
+}
+
+async fn viewer_counts_are_announced(env: Env) {
+    let app = TestApp::start(&env, &[]).await;
+    let (sid, _, _) = app.live_offer(offer_body(5, 1)).await;
+    let channel = format!("stream:{sid}");
+    let mut a = connect(&app, "").await;
+    send(&mut a, json!({ "id": 2, "subscribe": { "channel": channel } })).await;
+    assert!(next(&mut a).await["subscribe"].is_object());
+    let mut b = connect(&app, "").await;
+    send(&mut b, json!({ "id": 2, "subscribe": { "channel": channel } })).await;
+    assert!(next(&mut b).await["subscribe"].is_object());
+    let counts = |pubs: &[Value]| -> Vec<u64> {
+        pubs.iter()
+            .filter(|d| d["type"] == "viewers")
+            .map(|d| d["count"].as_u64().unwrap())
+            .collect()
+    };
+    let seen = collect_pubs(&mut a, Duration::from_secs(5), |p| counts(p).last() == Some(&2)).await;
+    assert_eq!(counts(&seen).last(), Some(&2), "{seen:?}");
+    assert_eq!(seen.last().unwrap()["stream_id"].as_str(), Some(sid.as_str()));
+    drop(b);
+    let seen = collect_pubs(&mut a, Duration::from_secs(5), |p| counts(p).last() == Some(&1)).await;
+    assert_eq!(counts(&seen).last(), Some(&1), "{seen:?}");
+}
+
+async fn one_address_cannot_hold_more_than_its_share(env: Env) {
+    let app = TestApp::start(&env, &[("HAUL_VIEWERS_PER_ADDR", "2")]).await;
+    let first = connect(&app, "").await;
+    let mut second = connect(&app, "").await;
+    let mut third = open(&app).await;
+    assert_eq!(next(&mut third).await["close"], 3508);
+    // The ones already in are still served; a place frees up when one leaves.
+    send(&mut second, json!({ "id": 5, "ping": {} })).await;
+    assert_eq!(next(&mut second).await["id"], 5);
+    drop(first);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut ws = open(&app).await;
+        send(&mut ws, json!({ "id": 1, "connect": {} })).await;
+        if next(&mut ws).await["connect"].is_object() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the freed place never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn next_viewer_id(app: &TestApp, viewer: &str) -> String {
     format!("{}.{viewer}", app.seller)
 }
@@ -253,4 +384,7 @@ on_both_backends!(
     sdk_viewer_connects_subscribes_gets_state_and_reserves,
     a_resubscriber_recovers_exactly_what_it_missed,
     bad_input_gets_protocol_errors_and_disconnects,
+    stock_is_coalesced_and_the_last_level_always_arrives,
+    viewer_counts_are_announced,
+    one_address_cannot_hold_more_than_its_share,
 );

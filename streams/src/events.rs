@@ -40,6 +40,12 @@ pub enum StreamEvent {
         lot_id: LotId,
         quantity: i64,
     },
+    /// How many are watching (all nodes; coalesced).
+    #[serde(rename = "viewers")]
+    Viewers { stream_id: StreamId, count: u64 },
+    /// A note from the streamer to everyone watching.
+    #[serde(rename = "message")]
+    Message { stream_id: StreamId, text: String },
 }
 
 /// The public face of a lot.

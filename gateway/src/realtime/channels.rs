@@ -1,14 +1,20 @@
-//! Channels of this node: their subscribers, offsets and recovery history.
+//! Channels of this node: their subscribers and, when the node keeps history
+//! itself (one node, no Redis), their offsets and recovery history.
 //!
-//! Every publication gets the next offset of its channel within the channel's
-//! epoch (a random string fixed when the channel is created here). The push is
-//! serialized once and the same bytes are queued to every subscriber. A
-//! subscriber whose bounded queue is full is told to go (slow: reconnect and
-//! recover) instead of growing memory.
+//! Each channel has its own lock, so publications to one stream never wait on
+//! another stream's fan-out. A publication is serialized once into a [`Push`]
+//! and the same bytes are queued to every subscriber. A subscriber whose
+//! bounded queue is full is told to go (slow: reconnect and recover) instead of
+//! growing memory.
+//!
+//! With Redis, offsets and history live in Redis and publications arrive
+//! through [`Channels::deliver`] in offset order; a gap in the offsets (a lost
+//! bus message) disconnects the channel's subscribers with "insufficient
+//! state", so their clients reconnect and recover from Redis.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use streams::clock::{Clock, Millis};
 use streams::ids::random_token;
@@ -16,17 +22,26 @@ use tokio::sync::{mpsc, Notify};
 
 use super::protocol::{self, Disconnect};
 
-/// A connection as the channels see it: where its frames go, and how to make
+/// One publication as it goes out: the bytes, and what a connection needs to
+/// skip pushes its subscribe reply already covered.
+#[derive(Debug)]
+pub struct Push {
+    pub channel: Arc<str>,
+    pub offset: u64,
+    pub frame: Arc<str>,
+}
+
+/// A connection as the channels see it: where its pushes go, and how to make
 /// it leave.
 pub struct ConnHandle {
     pub id: u64,
-    tx: mpsc::Sender<Arc<str>>,
+    tx: mpsc::Sender<Arc<Push>>,
     close: Mutex<Option<Disconnect>>,
     close_notify: Notify,
 }
 
 impl ConnHandle {
-    pub fn new(id: u64, queue: usize) -> (Arc<Self>, mpsc::Receiver<Arc<str>>) {
+    pub fn new(id: u64, queue: usize) -> (Arc<Self>, mpsc::Receiver<Arc<Push>>) {
         let (tx, rx) = mpsc::channel(queue);
         let handle = Arc::new(Self {
             id,
@@ -37,9 +52,9 @@ impl ConnHandle {
         (handle, rx)
     }
 
-    /// Queues a frame; false (and the connection told to go) when the queue is full.
-    pub fn send(&self, frame: Arc<str>) -> bool {
-        match self.tx.try_send(frame) {
+    /// Queues a push; false (and the connection told to go) when the queue is full.
+    pub fn send(&self, push: Arc<Push>) -> bool {
+        match self.tx.try_send(push) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.disconnect(Disconnect::Slow);
@@ -58,10 +73,15 @@ impl ConnHandle {
         self.close_notify.notify_one();
     }
 
+    /// Why the connection was asked to close, if it was.
+    pub fn close_reason(&self) -> Option<Disconnect> {
+        *self.close.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Waits until someone asks the connection to close.
     pub async fn closed(&self) -> Disconnect {
         loop {
-            if let Some(why) = *self.close.lock().unwrap_or_else(|e| e.into_inner()) {
+            if let Some(why) = self.close_reason() {
                 return why;
             }
             self.close_notify.notified().await;
@@ -76,11 +96,27 @@ struct Entry {
     data: Arc<str>,
 }
 
-struct Channel {
+#[derive(Default)]
+struct State {
+    /// Set when the channel left the map: whoever holds it must look again.
+    dead: bool,
+    /// Kept here only when the node keeps its own history.
     epoch: String,
-    top: u64,
+    /// The last offset published (own history) or delivered (from Redis).
+    top: Option<u64>,
     history: VecDeque<Entry>,
     subscribers: HashMap<u64, Arc<ConnHandle>>,
+}
+
+struct Channel {
+    name: Arc<str>,
+    state: Mutex<State>,
+}
+
+impl Channel {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// Where a subscriber starts: the channel's position, and what it missed.
@@ -100,122 +136,302 @@ pub struct HistoryLimits {
     pub ttl_ms: i64,
 }
 
+/// Who keeps offsets and history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// This node: offsets assigned by [`Channels::publish`].
+    Own,
+    /// Redis: offsets arrive with each publication through [`Channels::deliver`].
+    Shared,
+}
+
 pub struct Channels {
-    inner: Mutex<HashMap<String, Channel>>,
+    map: RwLock<HashMap<Arc<str>, Arc<Channel>>>,
     limits: HistoryLimits,
     clock: Arc<dyn Clock>,
+    mode: Mode,
     published: AtomicU64,
+    slow: AtomicU64,
+}
+
+/// Recovery from a history, all or nothing: what the client missed after
+/// `since`, given the channel's top offset and the oldest offset still kept.
+pub fn recover<'a>(
+    since: u64,
+    top: u64,
+    oldest_kept: Option<u64>,
+    entries: impl Iterator<Item = (u64, &'a Arc<str>)>,
+) -> Option<Vec<(u64, Arc<str>)>> {
+    if since > top {
+        return None;
+    }
+    let covered = since == top || oldest_kept.is_some_and(|o| o <= since + 1);
+    covered.then(|| {
+        entries
+            .filter(|(o, _)| *o > since)
+            .map(|(o, d)| (o, d.clone()))
+            .collect()
+    })
 }
 
 impl Channels {
-    pub fn new(limits: HistoryLimits, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(limits: HistoryLimits, clock: Arc<dyn Clock>, mode: Mode) -> Self {
         Self {
-            inner: Mutex::new(HashMap::new()),
+            map: RwLock::new(HashMap::new()),
             limits,
             clock,
+            mode,
             published: AtomicU64::new(0),
+            slow: AtomicU64::new(0),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Channel>> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    pub fn mode(&self) -> Mode {
+        self.mode
     }
 
-    fn trim(&self, ch: &mut Channel, now: Millis) {
-        while ch.history.len() > self.limits.size
-            || ch.history.front().is_some_and(|e| e.at + self.limits.ttl_ms <= now)
+    fn get(&self, name: &str) -> Option<Arc<Channel>> {
+        self.map.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
+    }
+
+    fn get_or_create(&self, name: &str) -> Arc<Channel> {
+        if let Some(ch) = self.get(name) {
+            return ch;
+        }
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        map.entry(name.into())
+            .or_insert_with(|| {
+                Arc::new(Channel {
+                    name: name.into(),
+                    state: Mutex::new(State {
+                        epoch: random_token(8),
+                        ..State::default()
+                    }),
+                })
+            })
+            .clone()
+    }
+
+    /// Runs `f` on the live state of a channel, creating it when needed.
+    fn with_live<T>(&self, name: &str, mut f: impl FnMut(&Channel, &mut State) -> T) -> T {
+        loop {
+            let ch = self.get_or_create(name);
+            let mut st = ch.lock();
+            if !st.dead {
+                return f(&ch, &mut st);
+            }
+        }
+    }
+
+    fn trim(&self, st: &mut State, now: Millis) {
+        while st.history.len() > self.limits.size
+            || st.history.front().is_some_and(|e| e.at + self.limits.ttl_ms <= now)
         {
-            ch.history.pop_front();
+            st.history.pop_front();
         }
     }
 
-    /// Publishes `data` (JSON) to a channel; returns its offset.
+    fn fan_out(&self, ch: &Channel, st: &mut State, offset: u64, data: &str) {
+        let push = Arc::new(Push {
+            channel: ch.name.clone(),
+            offset,
+            frame: protocol::publication_push(&ch.name, data, offset).into(),
+        });
+        let before = st.subscribers.len();
+        st.subscribers.retain(|_, sub| sub.send(push.clone()));
+        let dropped = before - st.subscribers.len();
+        if dropped > 0 {
+            self.slow.fetch_add(dropped as u64, Ordering::Relaxed);
+        }
+        self.published.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Publishes `data` (JSON) on a channel whose history this node keeps;
+    /// returns its offset.
     pub fn publish(&self, channel: &str, data: Arc<str>) -> u64 {
         let now = self.clock.now_ms();
-        let mut map = self.lock();
-        let ch = map.entry(channel.to_owned()).or_insert_with(new_channel);
-        ch.top += 1;
-        let offset = ch.top;
-        let push: Arc<str> = protocol::publication_push(channel, &data, offset).into();
-        ch.history.push_back(Entry { offset, at: now, data });
-        self.trim(ch, now);
-        ch.subscribers.retain(|_, sub| sub.send(push.clone()));
-        self.published.fetch_add(1, Ordering::Relaxed);
-        offset
+        self.with_live(channel, |ch, st| {
+            let offset = st.top.unwrap_or(0) + 1;
+            st.top = Some(offset);
+            st.history.push_back(Entry {
+                offset,
+                at: now,
+                data: data.clone(),
+            });
+            self.trim(st, now);
+            self.fan_out(ch, st, offset, &data);
+            offset
+        })
     }
 
-    /// Adds a subscriber and tells it where it starts. With `since` (epoch,
-    /// offset) it also gets what it missed, all or nothing: `recovered` is
-    /// false when the epoch changed or the history no longer reaches back.
-    pub fn subscribe(&self, channel: &str, conn: &Arc<ConnHandle>, since: Option<(&str, u64)>) -> Position {
-        let now = self.clock.now_ms();
-        let mut map = self.lock();
-        let ch = map.entry(channel.to_owned()).or_insert_with(new_channel);
-        self.trim(ch, now);
-        let mut publications = Vec::new();
-        let mut recovered = false;
-        if let Some((epoch, offset)) = since {
-            if epoch == ch.epoch && offset <= ch.top {
-                let oldest_needed = offset + 1;
-                let covered = oldest_needed > ch.top || ch.history.front().is_some_and(|e| e.offset <= oldest_needed);
-                if covered {
-                    publications = ch
-                        .history
-                        .iter()
-                        .filter(|e| e.offset > offset)
-                        .map(|e| (e.offset, e.data.clone()))
-                        .collect();
-                    recovered = true;
+    /// Delivers a publication from the shared bus to this node's subscribers.
+    /// Publications arrive in offset order; an old one is ignored, and a gap
+    /// sends the subscribers away to recover what was lost.
+    pub fn deliver(&self, channel: &str, offset: u64, data: &str) {
+        let Some(ch) = self.get(channel) else {
+            return; // nobody here watches it
+        };
+        let mut st = ch.lock();
+        if st.dead {
+            return;
+        }
+        match st.top {
+            Some(top) if offset <= top => return,
+            Some(top) if offset > top + 1 => {
+                tracing::warn!(
+                    channel,
+                    expected = top + 1,
+                    got = offset,
+                    "publications lost on the bus"
+                );
+                for (_, sub) in st.subscribers.drain() {
+                    sub.disconnect(Disconnect::InsufficientState);
                 }
             }
+            _ => {}
         }
-        ch.subscribers.insert(conn.id, conn.clone());
-        Position {
-            epoch: ch.epoch.clone(),
-            offset: ch.top,
-            publications,
-            recovered,
+        st.top = Some(offset);
+        self.fan_out(&ch, &mut st, offset, data);
+    }
+
+    /// Sends every subscriber away to recover (the bus was interrupted and
+    /// publications may have been lost).
+    pub fn reset_all(&self) {
+        let channels: Vec<Arc<Channel>> = self
+            .map
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for ch in channels {
+            let mut st = ch.lock();
+            st.top = None;
+            for (_, sub) in st.subscribers.drain() {
+                sub.disconnect(Disconnect::InsufficientState);
+            }
         }
     }
 
-    pub fn unsubscribe(&self, channel: &str, conn: u64) {
+    /// Adds a subscriber. Its position is read afterwards (see [`Self::position`]
+    /// or the shared history), so nothing published in between is lost.
+    pub fn join(&self, channel: &str, conn: &Arc<ConnHandle>) {
+        self.with_live(channel, |_, st| {
+            st.subscribers.insert(conn.id, conn.clone());
+        })
+    }
+
+    /// The position of a channel whose history this node keeps. With `since`
+    /// (epoch, offset) also what the client missed, all or nothing:
+    /// `recovered` is false when the epoch changed or the history no longer
+    /// reaches back.
+    pub fn position(&self, channel: &str, since: Option<(&str, u64)>) -> Position {
         let now = self.clock.now_ms();
-        let mut map = self.lock();
-        if let Some(ch) = map.get_mut(channel) {
-            ch.subscribers.remove(&conn);
-            self.trim(ch, now);
-            if ch.subscribers.is_empty() && ch.history.is_empty() {
-                map.remove(channel);
+        self.with_live(channel, |_, st| {
+            self.trim(st, now);
+            let top = st.top.unwrap_or(0);
+            let missed = match since {
+                Some((epoch, offset)) if epoch == st.epoch => recover(
+                    offset,
+                    top,
+                    st.history.front().map(|e| e.offset),
+                    st.history.iter().map(|e| (e.offset, &e.data)),
+                ),
+                _ => None,
+            };
+            Position {
+                epoch: st.epoch.clone(),
+                offset: top,
+                recovered: missed.is_some(),
+                publications: missed.unwrap_or_default(),
             }
+        })
+    }
+
+    /// Removes a subscriber; drops the channel when nothing is left in it.
+    pub fn leave(&self, channel: &str, conn: u64) {
+        let Some(ch) = self.get(channel) else {
+            return;
+        };
+        let empty = {
+            let mut st = ch.lock();
+            st.subscribers.remove(&conn);
+            self.trim(&mut st, self.clock.now_ms());
+            st.subscribers.is_empty() && st.history.is_empty()
+        };
+        if empty {
+            self.drop_if_empty(channel);
+        }
+    }
+
+    /// Removes a channel with neither subscribers nor history. The map's lock
+    /// is taken before the channel's, never the other way round.
+    fn drop_if_empty(&self, name: &str) {
+        let now = self.clock.now_ms();
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        let remove = match map.get(name) {
+            Some(ch) => {
+                let mut st = ch.lock();
+                self.trim(&mut st, now);
+                let empty = st.subscribers.is_empty() && st.history.is_empty();
+                if empty {
+                    st.dead = true;
+                }
+                empty
+            }
+            None => false,
+        };
+        if remove {
+            map.remove(name);
         }
     }
 
     /// Drops channels with neither subscribers nor recoverable history.
     pub fn tidy(&self) {
-        let now = self.clock.now_ms();
-        let mut map = self.lock();
-        map.retain(|_, ch| {
-            self.trim(ch, now);
-            !(ch.subscribers.is_empty() && ch.history.is_empty())
-        });
+        let names: Vec<Arc<str>> = self
+            .map
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        for name in names {
+            self.drop_if_empty(&name);
+        }
+    }
+
+    /// Subscribers of every channel whose name starts with `prefix`.
+    pub fn counts(&self, prefix: &str) -> Vec<(Arc<str>, usize)> {
+        let channels: Vec<Arc<Channel>> = self
+            .map
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|c| c.name.starts_with(prefix))
+            .cloned()
+            .collect();
+        channels
+            .into_iter()
+            .map(|c| {
+                let n = c.lock().subscribers.len();
+                (c.name.clone(), n)
+            })
+            .collect()
     }
 
     /// Subscriptions across all channels.
     pub fn subscriptions(&self) -> usize {
-        self.lock().values().map(|c| c.subscribers.len()).sum()
+        self.counts("").iter().map(|(_, n)| n).sum()
     }
 
+    /// Publications fanned out by this node.
     pub fn published(&self) -> u64 {
         self.published.load(Ordering::Relaxed)
     }
-}
 
-fn new_channel() -> Channel {
-    Channel {
-        epoch: random_token(8),
-        top: 0,
-        history: VecDeque::new(),
-        subscribers: HashMap::new(),
+    /// Subscribers sent away because their queue was full.
+    pub fn slow_disconnects(&self) -> u64 {
+        self.slow.load(Ordering::Relaxed)
     }
 }
 
@@ -224,29 +440,41 @@ mod tests {
     use super::*;
     use streams::clock::ManualClock;
 
-    fn channels(clock: &ManualClock) -> Channels {
+    fn channels(clock: &ManualClock, mode: Mode) -> Channels {
         Channels::new(
             HistoryLimits {
                 size: 3,
                 ttl_ms: 10_000,
             },
             Arc::new(clock.clone()),
+            mode,
         )
+    }
+
+    fn offsets(rx: &mut mpsc::Receiver<Arc<Push>>) -> Vec<u64> {
+        let mut out = Vec::new();
+        while let Ok(p) = rx.try_recv() {
+            out.push(p.offset);
+        }
+        out
     }
 
     #[test]
     fn a_resubscriber_gets_exactly_what_it_missed() {
         let clock = ManualClock::new(0);
-        let ch = channels(&clock);
+        let ch = channels(&clock, Mode::Own);
         let (a, mut rx) = ConnHandle::new(1, 16);
-        let start = ch.subscribe("c", &a, None);
+        ch.join("c", &a);
+        let start = ch.position("c", None);
         assert_eq!((start.offset, start.recovered), (0, false));
         ch.publish("c", "{\"n\":1}".into());
-        assert!(rx.try_recv().unwrap().contains("\"offset\":1"));
-        ch.unsubscribe("c", 1);
+        assert!(rx.try_recv().unwrap().frame.contains("\"offset\":1"));
+        ch.leave("c", 1);
         ch.publish("c", "{\"n\":2}".into());
         ch.publish("c", "{\"n\":3}".into());
-        let back = ch.subscribe("c", &a, Some((&start.epoch, 1)));
+        assert!(offsets(&mut rx).is_empty());
+        ch.join("c", &a);
+        let back = ch.position("c", Some((&start.epoch, 1)));
         assert!(back.recovered);
         assert_eq!(back.offset, 3);
         let got: Vec<u64> = back.publications.iter().map(|p| p.0).collect();
@@ -256,44 +484,116 @@ mod tests {
     #[test]
     fn recovery_fails_whole_when_history_no_longer_reaches_back() {
         let clock = ManualClock::new(0);
-        let ch = channels(&clock);
-        let (a, _rx) = ConnHandle::new(1, 16);
-        let start = ch.subscribe("c", &a, None);
+        let ch = channels(&clock, Mode::Own);
+        let start = ch.position("c", None);
         for n in 0..5 {
             ch.publish("c", format!("{{\"n\":{n}}}").into());
         }
         // Size 3 keeps offsets 3..=5: from 1 the gap is not covered.
-        let from_one = ch.subscribe("c", &a, Some((&start.epoch, 1)));
+        let from_one = ch.position("c", Some((&start.epoch, 1)));
         assert!(!from_one.recovered && from_one.publications.is_empty());
-        let from_two = ch.subscribe("c", &a, Some((&start.epoch, 2)));
+        let from_two = ch.position("c", Some((&start.epoch, 2)));
         assert!(from_two.recovered);
         assert_eq!(from_two.publications.len(), 3);
         // Another epoch never recovers; nor does an offset from the future.
-        assert!(!ch.subscribe("c", &a, Some(("other", 5))).recovered);
-        assert!(!ch.subscribe("c", &a, Some((&start.epoch, 9))).recovered);
+        assert!(!ch.position("c", Some(("other", 5))).recovered);
+        assert!(!ch.position("c", Some((&start.epoch, 9))).recovered);
         // Up to date: recovered with nothing to add.
-        let current = ch.subscribe("c", &a, Some((&start.epoch, 5)));
+        let current = ch.position("c", Some((&start.epoch, 5)));
         assert!(current.recovered && current.publications.is_empty());
         // Age bounds history too.
         clock.advance(10_000);
-        assert!(!ch.subscribe("c", &a, Some((&start.epoch, 4))).recovered);
+        assert!(!ch.position("c", Some((&start.epoch, 4))).recovered);
     }
 
     #[test]
     fn a_subscriber_with_a_full_queue_is_told_to_go_and_dropped() {
         let clock = ManualClock::new(0);
-        let ch = channels(&clock);
+        let ch = channels(&clock, Mode::Own);
         let (slow, _rx) = ConnHandle::new(1, 2);
         let (fast, mut fast_rx) = ConnHandle::new(2, 16);
-        ch.subscribe("c", &slow, None);
-        ch.subscribe("c", &fast, None);
+        ch.join("c", &slow);
+        ch.join("c", &fast);
         for n in 0..3 {
             ch.publish("c", format!("{{\"n\":{n}}}").into());
         }
-        assert_eq!(*slow.close.lock().unwrap(), Some(Disconnect::Slow));
+        assert_eq!(slow.close_reason(), Some(Disconnect::Slow));
         assert_eq!(ch.subscriptions(), 1);
-        for _ in 0..3 {
-            assert!(fast_rx.try_recv().is_ok());
+        assert_eq!(ch.slow_disconnects(), 1);
+        assert_eq!(offsets(&mut fast_rx), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn every_subscriber_gets_the_same_bytes() {
+        let clock = ManualClock::new(0);
+        let ch = channels(&clock, Mode::Own);
+        let (a, mut ra) = ConnHandle::new(1, 4);
+        let (b, mut rb) = ConnHandle::new(2, 4);
+        ch.join("c", &a);
+        ch.join("c", &b);
+        ch.publish("c", "{\"n\":1}".into());
+        let (pa, pb) = (ra.try_recv().unwrap(), rb.try_recv().unwrap());
+        assert!(Arc::ptr_eq(&pa, &pb));
+    }
+
+    #[test]
+    fn shared_delivery_skips_old_offsets_and_sends_subscribers_away_on_a_gap() {
+        let clock = ManualClock::new(0);
+        let ch = channels(&clock, Mode::Shared);
+        let (a, mut rx) = ConnHandle::new(1, 16);
+        // Nobody watches: nothing is kept.
+        ch.deliver("c", 1, "{}");
+        assert!(ch.counts("").is_empty());
+        ch.join("c", &a);
+        ch.deliver("c", 5, "{}");
+        ch.deliver("c", 6, "{}");
+        ch.deliver("c", 6, "{}");
+        ch.deliver("c", 4, "{}");
+        assert_eq!(offsets(&mut rx), vec![5, 6]);
+        ch.deliver("c", 8, "{}");
+        assert_eq!(a.close_reason(), Some(Disconnect::InsufficientState));
+        assert_eq!(ch.subscriptions(), 0);
+        // Channels with nobody and no history go.
+        ch.tidy();
+        assert!(ch.counts("").is_empty());
+    }
+
+    #[test]
+    fn a_reset_sends_everyone_away() {
+        let clock = ManualClock::new(0);
+        let ch = channels(&clock, Mode::Shared);
+        let (a, _ra) = ConnHandle::new(1, 4);
+        let (b, _rb) = ConnHandle::new(2, 4);
+        ch.join("x", &a);
+        ch.join("y", &b);
+        ch.reset_all();
+        assert_eq!(a.close_reason(), Some(Disconnect::InsufficientState));
+        assert_eq!(b.close_reason(), Some(Disconnect::InsufficientState));
+        assert_eq!(ch.subscriptions(), 0);
+    }
+
+    #[test]
+    fn joins_racing_with_leaves_are_never_lost() {
+        let clock = ManualClock::new(0);
+        let ch = Arc::new(channels(&clock, Mode::Shared));
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let ch = ch.clone();
+                std::thread::spawn(move || {
+                    for i in 0..2000u64 {
+                        let id = t * 1_000_000 + i;
+                        let (h, _rx) = ConnHandle::new(id, 1);
+                        ch.join("c", &h);
+                        if i % 2 == 0 {
+                            ch.leave("c", id);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
         }
+        assert_eq!(ch.subscriptions(), 4 * 1000);
     }
 }

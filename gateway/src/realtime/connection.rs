@@ -3,7 +3,7 @@
 //! the channels' pushes are written from the connection's bounded queue and
 //! the server pings every [`PING_SECS`].
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -17,8 +17,9 @@ use serde_json::{json, Value};
 use streams::ids::{random_token, BuyerId, OfferId, StreamId};
 use streams::service::Error as DomainError;
 
-use super::channels::ConnHandle;
+use super::channels::{ConnHandle, Push};
 use super::protocol::{self, Disconnect, ErrorCode, Frame, Request};
+use super::AddrSlot;
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::ClientAddr;
@@ -47,6 +48,8 @@ pub async fn upgrade(State(s): State<AppState>, ClientAddr(addr): ClientAddr, ws
     if let Err(e) = s.limits.per_addr.check(&addr) {
         return e.into_response();
     }
+    // Too many open from one address: the connection is told why and closed.
+    let slot = s.realtime.admit(addr);
     // Small buffers: an idle viewer should cost kilobytes, not tungstenite's
     // default 128 KiB.
     ws.read_buffer_size(4 * 1024)
@@ -54,16 +57,41 @@ pub async fn upgrade(State(s): State<AppState>, ClientAddr(addr): ClientAddr, ws
         .max_write_buffer_size(256 * 1024)
         .max_message_size(MAX_MESSAGE)
         .max_frame_size(MAX_MESSAGE)
-        .on_upgrade(move |socket| async move { Connection::new(s, addr).run(socket).await })
+        .on_upgrade(move |mut socket| async move {
+            match slot {
+                Some(slot) => Connection::new(s, addr).run(socket, slot).await,
+                None => close(&mut socket, Disconnect::ConnectionLimit).await,
+            }
+        })
+}
+
+async fn close(socket: &mut WebSocket, why: Disconnect) {
+    let frame = CloseFrame {
+        code: why.code(),
+        reason: Utf8Bytes::from_static(why.reason()),
+    };
+    let _ = socket.send(Message::Close(Some(frame))).await;
+}
+
+/// A frame over the size limit is told so; any other read error means the
+/// connection is gone.
+fn read_error(e: axum::Error) -> Option<Disconnect> {
+    let inner = e.into_inner();
+    match inner.downcast_ref::<tungstenite::Error>() {
+        Some(tungstenite::Error::Capacity(_)) => Some(Disconnect::MessageTooBig),
+        _ => None,
+    }
 }
 
 struct Connection {
     s: AppState,
     addr: IpAddr,
     handle: Arc<ConnHandle>,
-    queue: tokio::sync::mpsc::Receiver<Arc<str>>,
+    queue: tokio::sync::mpsc::Receiver<Arc<Push>>,
     viewer: Option<BuyerId>,
-    subscriptions: HashSet<String>,
+    /// Subscribed channels, each with the offset its subscribe reply covered:
+    /// pushes up to it are already known to the client.
+    subscriptions: HashMap<String, u64>,
 }
 
 /// What to do after a command.
@@ -81,24 +109,21 @@ impl Connection {
             handle,
             queue,
             viewer: None,
-            subscriptions: HashSet::new(),
+            subscriptions: HashMap::new(),
         }
     }
 
-    async fn run(mut self, mut socket: WebSocket) {
+    async fn run(mut self, mut socket: WebSocket, slot: AddrSlot) {
         self.s.realtime.connections.fetch_add(1, Ordering::Relaxed);
         let why = self.serve(&mut socket).await;
-        for channel in self.subscriptions.drain() {
-            self.s.hub.channels().unsubscribe(&channel, self.handle.id);
+        for (channel, _) in self.subscriptions.drain() {
+            self.s.hub.channels().leave(&channel, self.handle.id);
         }
         self.s.realtime.connections.fetch_sub(1, Ordering::Relaxed);
         if let Some(why) = why {
-            let frame = CloseFrame {
-                code: why.code(),
-                reason: Utf8Bytes::from_static(why.reason()),
-            };
-            let _ = socket.send(Message::Close(Some(frame))).await;
+            close(&mut socket, why).await;
         }
+        drop(slot);
     }
 
     /// Serves until the connection ends; returns why the server ends it.
@@ -127,9 +152,14 @@ impl Connection {
                 _ = tokio::time::sleep_until(deadline.into()) => {
                     return Some(if self.viewer.is_none() { Disconnect::BadRequest } else { Disconnect::NoPong });
                 }
-                frame = self.queue.recv() => {
-                    let frame = frame?;
-                    if socket.send(Message::Text(Utf8Bytes::from(&*frame))).await.is_err() {
+                push = self.queue.recv() => {
+                    let push = push?;
+                    // Skip what the subscribe reply covered, and channels left since.
+                    match self.subscriptions.get(&*push.channel) {
+                        Some(&covered) if push.offset > covered => {}
+                        _ => continue,
+                    }
+                    if socket.send(Message::Text(Utf8Bytes::from(&*push.frame))).await.is_err() {
                         return None;
                     }
                 }
@@ -140,7 +170,8 @@ impl Connection {
                 }
                 msg = socket.recv() => {
                     let text = match msg {
-                        None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return None,
+                        None | Some(Ok(Message::Close(_))) => return None,
+                        Some(Err(e)) => return read_error(e),
                         Some(Ok(Message::Text(t))) => t,
                         Some(Ok(Message::Binary(_))) => return Some(Disconnect::BadRequest),
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
@@ -187,8 +218,8 @@ impl Connection {
             Request::Ping => Next::Reply(protocol::reply(id, "ping", json!({}))),
             Request::Subscribe(sub) => self.subscribe(id, &viewer, sub).await,
             Request::Unsubscribe(u) => {
-                if self.subscriptions.remove(&u.channel) {
-                    self.s.hub.channels().unsubscribe(&u.channel, self.handle.id);
+                if self.subscriptions.remove(&u.channel).is_some() {
+                    self.s.hub.channels().leave(&u.channel, self.handle.id);
                 }
                 Next::Reply(protocol::reply(id, "unsubscribe", json!({})))
             }
@@ -240,7 +271,7 @@ impl Connection {
 
     async fn subscribe(&mut self, id: u32, viewer: &BuyerId, sub: protocol::SubscribeRequest) -> Next {
         let err = |code: ErrorCode, msg: &str| Next::Reply(protocol::error_reply(id, code as u32, msg));
-        if self.subscriptions.contains(&sub.channel) {
+        if self.subscriptions.contains_key(&sub.channel) {
             return err(ErrorCode::AlreadySubscribed, "already subscribed");
         }
         if self.subscriptions.len() >= MAX_SUBSCRIPTIONS {
@@ -260,14 +291,23 @@ impl Connection {
             return err(ErrorCode::UnknownChannel, "unknown channel");
         };
         let since = sub.recover.then_some((sub.epoch.as_str(), sub.offset));
-        let position = self.s.hub.channels().subscribe(&sub.channel, &self.handle, since);
-        // The state is read after joining the channel, so nothing published
-        // in between is lost: it is both in the state and queued after it.
+        // Joined first, position and state read after: nothing published in
+        // between is lost. What the reply covers is skipped from the queue.
+        let channels = self.s.hub.channels().clone();
+        channels.join(&sub.channel, &self.handle);
+        let position = match self.s.hub.position(&sub.channel, since).await {
+            Ok(p) => p,
+            Err(e) => {
+                channels.leave(&sub.channel, self.handle.id);
+                tracing::warn!(error = %e, "subscribe: could not read the channel position");
+                return err(ErrorCode::Internal, "internal server error");
+            }
+        };
         let data = match &stream {
             Some(sid) => match self.s.streams.stream_public(sid).await {
                 Ok(state) => serde_json::to_value(state).unwrap_or(Value::Null),
                 Err(e) => {
-                    self.s.hub.channels().unsubscribe(&sub.channel, self.handle.id);
+                    channels.leave(&sub.channel, self.handle.id);
                     if let DomainError::NotFound(_) = e {
                         return err(ErrorCode::UnknownChannel, "unknown channel");
                     }
@@ -277,7 +317,7 @@ impl Connection {
             },
             None => json!({}),
         };
-        self.subscriptions.insert(sub.channel.clone());
+        self.subscriptions.insert(sub.channel.clone(), position.offset);
         let publications: Vec<Value> = position
             .publications
             .iter()

@@ -10,11 +10,15 @@
 //! reply's `data` is the stream's current state) and `holds#<viewer id>`,
 //! which only that viewer may subscribe to.
 
+pub mod bus;
 pub mod channels;
 pub mod connection;
 pub mod protocol;
 
-use std::sync::atomic::AtomicU64;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use axum::routing::get;
 use axum::Router;
@@ -26,16 +30,62 @@ use crate::app::AppState;
 pub struct Realtime {
     /// Open viewer connections.
     pub connections: AtomicU64,
+    /// Connections opened since the start.
+    pub accepted: AtomicU64,
+    /// Connections refused because their address had too many open.
+    pub refused: AtomicU64,
     /// Turns true when the node stops: every connection is told to reconnect.
     pub shutdown: watch::Sender<bool>,
+    per_addr: Arc<Mutex<HashMap<IpAddr, u32>>>,
+    max_per_addr: u32,
 }
 
-impl Default for Realtime {
-    fn default() -> Self {
+/// One open connection counted against its address; uncounted when dropped.
+pub struct AddrSlot {
+    addr: IpAddr,
+    table: Arc<Mutex<HashMap<IpAddr, u32>>>,
+}
+
+impl Drop for AddrSlot {
+    fn drop(&mut self) {
+        let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = t.get_mut(&self.addr) {
+            *n -= 1;
+            if *n == 0 {
+                t.remove(&self.addr);
+            }
+        }
+    }
+}
+
+impl Realtime {
+    pub fn new(max_per_addr: u32) -> Self {
         Self {
             connections: AtomicU64::new(0),
+            accepted: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
             shutdown: watch::channel(false).0,
+            per_addr: Arc::default(),
+            max_per_addr,
         }
+    }
+
+    /// Counts a new connection from `addr`, or refuses it when the address
+    /// already has as many open as allowed.
+    pub fn admit(&self, addr: IpAddr) -> Option<AddrSlot> {
+        let mut t = self.per_addr.lock().unwrap_or_else(|e| e.into_inner());
+        let n = t.entry(addr).or_insert(0);
+        if *n >= self.max_per_addr {
+            drop(t);
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        *n += 1;
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+        Some(AddrSlot {
+            addr,
+            table: self.per_addr.clone(),
+        })
     }
 }
 

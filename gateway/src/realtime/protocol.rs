@@ -42,6 +42,9 @@ pub enum Disconnect {
     Slow,
     /// The client did not answer pings.
     NoPong,
+    /// Publications may have been lost on the way to this node; reconnect and
+    /// recover them from the shared history.
+    InsufficientState,
     /// A malformed or unexpected command.
     BadRequest,
     /// The connection token is invalid.
@@ -50,6 +53,8 @@ pub enum Disconnect {
     Expired,
     /// Too many connections or commands from one address.
     ConnectionLimit,
+    /// A frame larger than the server reads (WebSocket's own 1009).
+    MessageTooBig,
 }
 
 impl Disconnect {
@@ -58,10 +63,12 @@ impl Disconnect {
             Disconnect::Shutdown => 3001,
             Disconnect::Slow => 3008,
             Disconnect::NoPong => 3012,
+            Disconnect::InsufficientState => 3010,
             Disconnect::InvalidToken => 3500,
             Disconnect::BadRequest => 3501,
             Disconnect::Expired => 3505,
             Disconnect::ConnectionLimit => 3508,
+            Disconnect::MessageTooBig => 1009,
         }
     }
 
@@ -70,10 +77,12 @@ impl Disconnect {
             Disconnect::Shutdown => "shutdown",
             Disconnect::Slow => "slow",
             Disconnect::NoPong => "no pong",
+            Disconnect::InsufficientState => "insufficient state",
             Disconnect::InvalidToken => "invalid token",
             Disconnect::BadRequest => "bad request",
             Disconnect::Expired => "expired",
             Disconnect::ConnectionLimit => "connection limit",
+            Disconnect::MessageTooBig => "message too big",
         }
     }
 }

@@ -20,6 +20,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/streams/{id}/live", post(go_live))
         .route("/v1/streams/{id}/end", post(end))
         .route("/v1/streams/{id}/unpin", post(unpin))
+        .route("/v1/streams/{id}/messages", post(message))
         .route("/v1/streams/{id}/lots", post(add_lot).get(list_lots))
         .route("/v1/lots/{id}", get(get_lot).patch(update_lot))
         .route("/v1/lots/{id}/pin", post(pin))
@@ -64,6 +65,23 @@ async fn end(State(s): State<AppState>, Seller(seller): Seller, Path(raw): Path<
 async fn unpin(State(s): State<AppState>, Seller(seller): Seller, Path(raw): Path<String>) -> Answer {
     let sid = id(&raw, StreamId::parse)?;
     ok(StatusCode::OK, &s.streams.unpin_lot(&seller, &sid).await?)
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Message {
+    text: String,
+}
+
+async fn message(
+    State(s): State<AppState>,
+    Seller(seller): Seller,
+    Path(raw): Path<String>,
+    Json(body): Json<Message>,
+) -> Answer {
+    let sid = id(&raw, StreamId::parse)?;
+    s.streams.post_message(&seller, &sid, &body.text).await?;
+    ok(StatusCode::ACCEPTED, &serde_json::json!({ "sent": true }))
 }
 
 async fn add_lot(

@@ -216,6 +216,18 @@ impl TestApp {
         (sid, lid, oid)
     }
 
+    /// The streamer sends a note to everyone watching.
+    pub async fn message(&self, sid: &str, text: &str) {
+        let (st, v) = self
+            .seller(
+                Method::POST,
+                &format!("/v1/streams/{sid}/messages"),
+                Some(json!({ "text": text })),
+            )
+            .await;
+        assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    }
+
     pub fn events(&self) -> broadcast::Receiver<Arc<Published>> {
         self.state.hub.subscribe()
     }

@@ -180,6 +180,28 @@ impl Streams {
         Ok(stream)
     }
 
+    /// Tells everyone watching a stream something (`message` event): the
+    /// streamer's note, e.g. "next drop in five minutes".
+    pub async fn post_message(&self, seller: &SellerId, id: &StreamId, message: &str) -> Result<()> {
+        let text = text("text", message, 1, 500)?;
+        let stream = self.owned_stream(seller, id).await?;
+        if stream.state == StreamState::Ended {
+            return Err(IllegalTransition {
+                code: "stream_ended",
+                message: "the stream has ended".into(),
+            }
+            .into());
+        }
+        self.events.publish(
+            id,
+            StreamEvent::Message {
+                stream_id: id.clone(),
+                text,
+            },
+        );
+        Ok(())
+    }
+
     // ----- lots ----------------------------------------------------------
 
     pub async fn add_lot(&self, seller: &SellerId, stream_id: &StreamId, new: NewLot) -> Result<Lot> {
