@@ -130,6 +130,95 @@ async fn sdk_viewer_connects_subscribes_gets_state_and_reserves(env: Env) {
     let _ = tokio::time::timeout(Duration::from_secs(5), node.wait()).await;
 }
 
+/// A child process printing one JSON line per event, read with a deadline.
+struct Lines {
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    seen: Vec<Value>,
+}
+
+impl Lines {
+    async fn until(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            let seen = &self.seen;
+            let line = tokio::time::timeout(Duration::from_secs(15), self.lines.next_line())
+                .await
+                .unwrap_or_else(|_| panic!("the SDK viewer went quiet; saw {seen:?}"))
+                .unwrap()
+                .unwrap_or_else(|| panic!("the SDK viewer exited; saw {seen:?}"));
+            let v: Value = serde_json::from_str(&line).unwrap();
+            self.seen.push(v.clone());
+            if pred(&v) {
+                return v;
+            }
+        }
+    }
+}
+
+fn python() -> String {
+    std::env::var("HAUL_TEST_PYTHON")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/test-venv/bin/python").to_owned())
+}
+
+async fn python_sdk_viewer_reserves_and_recovers_after_a_reconnect(env: Env) {
+    let app = TestApp::start(&env, &[]).await;
+    let (sid, _, oid) = app.live_offer(offer_body(10, 3)).await;
+    let token = mint(&app, "py").await;
+    let py = python();
+    assert!(
+        std::path::Path::new(&py).exists(),
+        "{py} is missing: ./scripts/test creates it with centrifuge-python (gateway/tests/py/requirements.txt)"
+    );
+    let mut child = tokio::process::Command::new(&py)
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/viewer.py"))
+        .args([&ws_url(&app), &token, &sid, &oid])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python runs");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut out = Lines {
+        lines: BufReader::new(child.stdout.take().unwrap()).lines(),
+        seen: Vec::new(),
+    };
+    use tokio::io::AsyncWriteExt;
+    let connected = out.until(|v| v["kind"] == "connected").await;
+    assert!(connected["value"]["data"]["viewer_id"]
+        .as_str()
+        .unwrap()
+        .ends_with(".py"));
+    let first = out.until(|v| v["kind"] == "subscribed").await;
+    assert_eq!(first["value"]["data"]["offers"][0]["units_left"], 10, "{first}");
+    assert_eq!(first["value"]["recoverable"], true);
+    stdin.write_all(b"reserve\n").await.unwrap();
+    let rpc = out.until(|v| v["kind"] == "rpc").await;
+    assert_eq!(rpc["value"]["units_left"], 9, "{rpc}");
+    // Away for a moment: what happens meanwhile comes back on resubscribe.
+    stdin.write_all(b"pause\n").await.unwrap();
+    out.until(|v| v["kind"] == "paused").await;
+    app.message(&sid, "while away 1").await;
+    app.message(&sid, "while away 2").await;
+    stdin.write_all(b"resume\n").await.unwrap();
+    let again = out.until(|v| v["kind"] == "subscribed").await;
+    assert_eq!(
+        (
+            again["value"]["was_recovering"].as_bool(),
+            again["value"]["recovered"].as_bool()
+        ),
+        (Some(true), Some(true)),
+        "{again}"
+    );
+    let note = |n: &'static str| move |v: &Value| v["kind"] == "publication" && v["value"]["data"]["text"] == n;
+    let one = out.until(note("while away 1")).await;
+    let two = out.until(note("while away 2")).await;
+    assert_eq!(
+        two["value"]["offset"].as_u64().unwrap(),
+        one["value"]["offset"].as_u64().unwrap() + 1
+    );
+    drop(stdin);
+    let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+}
+
 async fn a_resubscriber_recovers_exactly_what_it_missed(env: Env) {
     let app = TestApp::start(&env, &[]).await;
     let (sid, _, oid) = app.live_offer(offer_body(10, 5)).await;
@@ -382,6 +471,7 @@ fn next_viewer_id(app: &TestApp, viewer: &str) -> String {
 
 on_both_backends!(
     sdk_viewer_connects_subscribes_gets_state_and_reserves,
+    python_sdk_viewer_reserves_and_recovers_after_a_reconnect,
     a_resubscriber_recovers_exactly_what_it_missed,
     bad_input_gets_protocol_errors_and_disconnects,
     stock_is_coalesced_and_the_last_level_always_arrives,
