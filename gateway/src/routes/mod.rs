@@ -4,6 +4,7 @@ pub(crate) mod buyers;
 mod catalog;
 mod offers;
 mod ops;
+mod pages;
 
 use axum::Router;
 use serde::Deserialize;
@@ -18,6 +19,7 @@ pub fn router() -> Router<AppState> {
         .merge(offers::router())
         .merge(buyers::router())
         .merge(ops::router())
+        .merge(pages::router())
         .merge(crate::realtime::router())
 }
 

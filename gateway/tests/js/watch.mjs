@@ -1,0 +1,93 @@
+// Drives haul's viewer page in real headless Chromium (Debian's chromium,
+// through playwright-core), for gateway/tests/pages.rs. Prints one JSON line
+// per step; exits non-zero with {"error": ...} when a check fails.
+//
+//   node watch.mjs BASE_URL STREAM_ID OFFER_ID SELLER_KEY QUANTITY
+//
+// After the last step it waits for stdin to end; the test stops the node in
+// between and expects the page to say it is reconnecting.
+import { chromium } from 'playwright-core';
+
+const [base, streamId, offerId, key, quantityArg] = process.argv.slice(2);
+const quantity = Number(quantityArg);
+const out = (step, value = null) => console.log(JSON.stringify({ step, value }));
+const fail = (msg) => { throw new Error(msg); };
+
+const browser = await chromium.launch({
+  executablePath: process.env.HAUL_TEST_CHROMIUM || '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+const timer = setTimeout(() => { out('error', 'timed out'); process.exit(2); }, 60000);
+let pages = [];
+try {
+  // Two viewers in separate profiles: two anonymous buyers.
+  for (let i = 0; i < 2; i++) {
+    const ctx = await browser.newContext();
+    const page = await ctx.newPage();
+    page.on('pageerror', (e) => out('page_error', String(e)));
+    await page.goto(`${base}/watch/${streamId}`);
+    pages.push(page);
+  }
+  const [a, b] = pages;
+  for (const p of pages) {
+    await p.locator('[data-test=status][data-state=live]').waitFor({ timeout: 10000 });
+  }
+  out('loaded', { title: await a.locator('[data-test=title]').textContent(),
+    lot: await a.locator('[data-test=lot-title]').textContent(),
+    no_offer: await a.locator('[data-test=no-offer]').isVisible() });
+
+  // The streamer starts the offer: both pages receive it.
+  const r = await fetch(`${base}/v1/offers/${offerId}/start`, { method: 'POST', headers: { authorization: `Bearer ${key}` } });
+  if (!r.ok) fail(`start: ${r.status} ${await r.text()}`);
+  for (const p of pages) {
+    await p.locator('[data-test=offer]').waitFor({ timeout: 10000 });
+  }
+  const left = async (p) => Number(await p.locator('[data-test=units-left]').textContent());
+  out('offer', { units_left: [await left(a), await left(b)], price: await a.locator('[data-test=price]').textContent() });
+
+  // The countdown runs.
+  const secs = async () => {
+    const t = await a.locator('[data-test=countdown]').textContent();
+    const [m, s] = t.split(':').map(Number);
+    return m * 60 + s;
+  };
+  const t1 = await secs();
+  await a.waitForTimeout(2200);
+  const t2 = await secs();
+  out('countdown', { first: t1, later: t2 });
+
+  // Buy on A; B sees the units left drop.
+  await a.locator('[data-test=buy]').click();
+  await a.locator('[data-test=result][data-kind=ok]').waitFor({ timeout: 10000 });
+  out('bought', await a.locator('[data-test=result]').textContent());
+  await b.waitForFunction((q) => Number(document.querySelector('[data-test=units-left]').textContent) === q - 1,
+    quantity, { timeout: 10000 });
+  out('seen_by_other', await left(b));
+  // A second buy by A goes over its limit of one: a clear refusal.
+  await a.locator('[data-test=buy]').click();
+  await a.locator('[data-test=result][data-kind=error]').waitFor({ timeout: 10000 });
+  out('refused', await a.locator('[data-test=result]').textContent());
+
+  // The streamer's note reaches the ticker.
+  const m = await fetch(`${base}/v1/streams/${streamId}/messages`, {
+    method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ text: 'Only today!' }) });
+  if (!m.ok) fail(`message: ${m.status}`);
+  await b.locator('[data-test=ticker] li', { hasText: 'Only today!' }).waitFor({ timeout: 10000 });
+  out('ticker', await b.locator('[data-test=ticker] li').first().textContent());
+
+  // The node goes away: the page says so.
+  out('stop_the_node');
+  await b.locator('[data-test=status][data-state=reconnecting]').waitFor({ timeout: 15000 });
+  out('reconnecting', await b.locator('[data-test=status]').textContent());
+} catch (e) {
+  if (pages[0]) await pages[0].screenshot({ path: process.env.HAUL_TEST_SCREENSHOT || 'watch-failure.png' }).catch(() => {});
+  out('error', String(e && e.message || e));
+  clearTimeout(timer);
+  await browser.close();
+  process.exit(1);
+}
+clearTimeout(timer);
+await browser.close();
+process.exit(0);

@@ -1,0 +1,360 @@
+// Haul's reference viewer page: /watch/<stream id>[?token=<viewer token>].
+//
+// Speaks the Centrifugo client protocol (JSON) to /connection/websocket on its
+// own: connect, subscribe to stream:<id> with recovery, ping/pong, the
+// reserve RPC, and reconnects with backoff, recovering what it missed.
+// Without ?token the page gets an anonymous viewer token and keeps it.
+'use strict';
+
+(() => {
+  const $ = (sel, root = document) => root.querySelector(sel);
+  const streamId = decodeURIComponent(location.pathname.split('/').filter(Boolean).pop() || '');
+  const channel = `stream:${streamId}`;
+  const wsUrl = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/connection/websocket`;
+
+  // ----- clock skew ------------------------------------------------------
+  // server_time - local time, from every event. Network delay only makes a
+  // sample smaller, so the largest recent sample is the best estimate.
+  let skew = 0;
+  let skewSamples = [];
+  function sampleClock(serverTime) {
+    if (typeof serverTime !== 'number') return;
+    const now = Date.now();
+    skewSamples.push([now, serverTime - now]);
+    skewSamples = skewSamples.filter(([at]) => now - at < 60000).slice(-50);
+    skew = Math.max(...skewSamples.map(([, s]) => s));
+  }
+  const serverNow = () => Date.now() + skew;
+
+  // ----- state -----------------------------------------------------------
+  const state = { title: '', streamState: '', lot: null, offers: new Map(), viewers: 0 };
+
+  function applySnapshot(s) {
+    sampleClock(s.server_time);
+    state.title = s.title;
+    state.streamState = s.state;
+    state.lot = s.pinned_lot;
+    state.offers = new Map();
+    for (const o of s.offers || []) {
+      state.offers.set(o.id, {
+        id: o.id, price: o.price_minor, currency: o.currency, quantity: o.quantity,
+        limit: o.per_buyer_limit, endsAt: o.ends_at, left: o.units_left ?? o.quantity, ended: null,
+      });
+    }
+    render();
+  }
+
+  function applyEvent(e) {
+    sampleClock(e.server_time);
+    switch (e.type) {
+      case 'stream.status':
+        state.streamState = e.state;
+        break;
+      case 'lot.pinned':
+        state.lot = e.lot;
+        break;
+      case 'lot.unpinned':
+        if (state.lot && state.lot.id === e.lot_id) state.lot = null;
+        break;
+      case 'offer.started':
+        state.offers.set(e.offer_id, {
+          id: e.offer_id, price: e.price_minor, currency: e.currency, quantity: e.quantity,
+          limit: e.per_buyer_limit, endsAt: e.ends_at, left: e.units_left, ended: null,
+        });
+        break;
+      case 'offer.stock': {
+        const o = state.offers.get(e.offer_id);
+        if (o && !o.ended) o.left = e.units_left;
+        break;
+      }
+      case 'offer.ended': {
+        const o = state.offers.get(e.offer_id);
+        if (o) {
+          o.ended = e.reason;
+          if (e.reason === 'sold_out') o.left = 0;
+          // An ended offer stays visible for a moment, then goes.
+          setTimeout(() => { state.offers.delete(e.offer_id); render(); }, 5000);
+        }
+        break;
+      }
+      case 'purchase':
+        tick('purchase', `Someone just bought ${e.quantity} × ${lotTitle(e.lot_id)}`);
+        break;
+      case 'viewers':
+        state.viewers = e.count;
+        break;
+      case 'message':
+        tick('message', e.text);
+        break;
+      default:
+        return; // newer servers may send more
+    }
+    render();
+  }
+
+  const lotTitle = (id) => (state.lot && state.lot.id === id ? state.lot.title : 'this item');
+
+  function tick(kind, text) {
+    const li = document.createElement('li');
+    li.dataset.kind = kind;
+    li.textContent = text;
+    const list = $('[data-test=ticker]');
+    list.prepend(li);
+    while (list.children.length > 30) list.lastChild.remove();
+  }
+
+  // ----- rendering -------------------------------------------------------
+  const formats = new Map();
+  function money(minor, currency) {
+    if (!formats.has(currency)) {
+      try {
+        formats.set(currency, new Intl.NumberFormat(undefined, { style: 'currency', currency }));
+      } catch {
+        formats.set(currency, null);
+      }
+    }
+    const f = formats.get(currency);
+    if (!f) return `${minor} ${currency}`;
+    const digits = f.resolvedOptions().maximumFractionDigits;
+    return f.format(minor / 10 ** digits);
+  }
+
+  function clock(ms) {
+    const s = Math.max(0, Math.ceil(ms / 1000));
+    const m = Math.floor(s / 60);
+    return `${m}:${String(s % 60).padStart(2, '0')}`;
+  }
+
+  function render() {
+    document.title = state.title ? `${state.title} — live` : 'Live — Haul';
+    $('[data-test=title]').textContent = state.title;
+    const badge = $('[data-test=stream-state]');
+    badge.textContent = state.streamState === 'live' ? 'LIVE' : state.streamState === 'ended' ? 'ENDED' : 'SOON';
+    badge.dataset.state = state.streamState;
+    $('[data-test=viewers]').textContent = String(state.viewers);
+
+    const lot = $('[data-test=lot]');
+    lot.hidden = !state.lot;
+    if (state.lot) {
+      $('[data-test=lot-title]').textContent = state.lot.title;
+      $('[data-test=lot-description]').textContent = state.lot.description || '';
+      const img = $('[data-test=lot-image]');
+      img.hidden = !state.lot.image_url;
+      if (state.lot.image_url && img.getAttribute('src') !== state.lot.image_url) img.src = state.lot.image_url;
+    }
+
+    const box = $('[data-test=offers]');
+    const cards = new Map([...box.children].map((c) => [c.dataset.offer, c]));
+    for (const [id, o] of state.offers) {
+      let card = cards.get(id);
+      if (!card) {
+        card = $('#offer-card').content.firstElementChild.cloneNode(true);
+        card.dataset.offer = id;
+        $('[data-test=buy]', card).addEventListener('click', () => buy(id));
+        box.append(card);
+      }
+      cards.delete(id);
+      $('[data-test=price]', card).textContent = money(o.price, o.currency);
+      $('[data-test=units-left]', card).textContent = String(o.left);
+      $('[data-test=stock-bar]', card).style.width = `${o.quantity ? (100 * o.left) / o.quantity : 0}%`;
+      const button = $('[data-test=buy]', card);
+      if (o.ended) {
+        card.dataset.ended = o.ended;
+        button.textContent = o.ended === 'sold_out' ? 'Sold out' : 'Ended';
+      } else if (o.left <= 0) {
+        button.textContent = 'Sold out';
+      }
+      button.disabled = Boolean(o.ended) || o.left <= 0 || buying.has(id);
+    }
+    for (const stale of cards.values()) stale.remove();
+    $('[data-test=no-offer]').hidden = state.offers.size > 0;
+    updateCountdowns();
+  }
+
+  function updateCountdowns() {
+    for (const card of $('[data-test=offers]').children) {
+      const o = state.offers.get(card.dataset.offer);
+      if (!o) continue;
+      $('[data-test=countdown]', card).textContent = o.ended ? '' : clock(o.endsAt - serverNow());
+    }
+  }
+  setInterval(updateCountdowns, 250);
+
+  function showResult(kind, text) {
+    const el = $('[data-test=result]');
+    el.hidden = false;
+    el.dataset.kind = kind;
+    el.textContent = text;
+  }
+
+  const REFUSALS = {
+    sold_out: 'Sold out — someone was faster.',
+    over_buyer_limit: 'You already hold as many as one buyer may.',
+    ended: 'This offer has ended.',
+    not_started: 'This offer has not started yet.',
+    too_many_requests: 'Easy — try again in a moment.',
+  };
+
+  // ----- buying ----------------------------------------------------------
+  const buying = new Set();
+  async function buy(offerId) {
+    if (buying.has(offerId)) return;
+    buying.add(offerId);
+    render();
+    const requestId = `w${Date.now().toString(36)}${Math.random().toString(36).slice(2, 10)}`;
+    try {
+      const r = await live.rpc('reserve', { offer_id: offerId, quantity: 1, request_id: requestId });
+      const minutes = Math.max(1, Math.round((r.hold.expires_at - serverNow()) / 60000));
+      showResult('ok', `It's yours for ${minutes} min — complete checkout to keep it.`);
+      const o = state.offers.get(offerId);
+      if (o && typeof r.units_left === 'number') o.left = Math.min(o.left, r.units_left);
+    } catch (e) {
+      const code = e.code === 111 ? 'too_many_requests' : e.message;
+      showResult('error', REFUSALS[code] || `Could not reserve: ${e.message || 'connection lost'}`);
+    } finally {
+      buying.delete(offerId);
+      render();
+    }
+  }
+
+  // ----- the connection ----------------------------------------------------
+  class Live {
+    constructor() {
+      this.nextId = 1;
+      this.pending = new Map();
+      this.position = null; // { epoch, offset }
+      this.attempt = 0;
+      this.ws = null;
+    }
+
+    status(s, text) {
+      const el = $('[data-test=status]');
+      el.dataset.state = s;
+      el.textContent = text;
+    }
+
+    send(cmd) {
+      const id = this.nextId++;
+      this.ws.send(JSON.stringify({ id, ...cmd }));
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => { this.pending.delete(id); reject(new Error('timeout')); }, 10000);
+        this.pending.set(id, { resolve, reject, timer });
+      });
+    }
+
+    rpc(method, data) {
+      if (!this.ws || this.ws.readyState !== WebSocket.OPEN || !this.connected) {
+        return Promise.reject(new Error('not connected'));
+      }
+      return this.send({ rpc: { method, data } }).then((r) => r.rpc.data);
+    }
+
+    async token() {
+      const given = new URLSearchParams(location.search).get('token');
+      if (given) return given;
+      try {
+        const saved = JSON.parse(localStorage.getItem('haul.viewer') || 'null');
+        if (saved && saved.expires_at > Date.now() + 60000) return saved.token;
+      } catch { /* storage may be off */ }
+      const r = await fetch('/v1/viewers/anonymous', { method: 'POST' });
+      if (!r.ok) throw new Error(`anonymous token: ${r.status}`);
+      const t = await r.json();
+      try { localStorage.setItem('haul.viewer', JSON.stringify(t)); } catch { /* fine */ }
+      return t.token;
+    }
+
+    async start() {
+      let token;
+      try {
+        token = await this.token();
+      } catch {
+        this.retry();
+        return;
+      }
+      this.connected = false;
+      const ws = new WebSocket(wsUrl);
+      this.ws = ws;
+      ws.onopen = async () => {
+        try {
+          await this.send({ connect: { token, name: 'haul-watch' } });
+          this.connected = true;
+          const sub = { channel };
+          if (this.position) Object.assign(sub, { recover: true, ...this.position });
+          const r = (await this.send({ subscribe: sub })).subscribe;
+          if (r.was_recovering && r.recovered) {
+            for (const p of r.publications || []) this.publication(p);
+          } else if (r.data) {
+            applySnapshot(r.data);
+          }
+          this.position = { epoch: r.epoch, offset: r.offset };
+          this.attempt = 0;
+          this.status('live', 'Live');
+        } catch (e) {
+          if (e.code === 109) localStorage.removeItem('haul.viewer');
+          ws.close();
+        }
+      };
+      ws.onmessage = (m) => {
+        for (const line of String(m.data).split('\n')) {
+          if (!line.trim()) continue;
+          let f;
+          try { f = JSON.parse(line); } catch { continue; }
+          this.frame(f);
+        }
+      };
+      ws.onclose = (ev) => {
+        this.connected = false;
+        for (const { reject, timer } of this.pending.values()) { clearTimeout(timer); reject(new Error('connection lost')); }
+        this.pending.clear();
+        // 3500-3999 and 4500-4999: the server says not to come back.
+        if ((ev.code >= 3500 && ev.code < 4000) || (ev.code >= 4500 && ev.code < 5000)) {
+          if (ev.code === 3500) localStorage.removeItem('haul.viewer');
+          if (ev.code !== 3500) { this.status('failed', `Disconnected: ${ev.reason || ev.code}`); return; }
+        }
+        this.retry();
+      };
+    }
+
+    retry() {
+      this.attempt += 1;
+      const base = Math.min(10000, 300 * 2 ** Math.min(this.attempt, 6));
+      const wait = base / 2 + Math.random() * base / 2;
+      this.status('reconnecting', 'Reconnecting…');
+      setTimeout(() => this.start(), wait);
+    }
+
+    frame(f) {
+      if (f.id) {
+        const p = this.pending.get(f.id);
+        if (!p) return;
+        this.pending.delete(f.id);
+        clearTimeout(p.timer);
+        if (f.error) {
+          const err = new Error(f.error.message);
+          err.code = f.error.code;
+          p.reject(err);
+        } else {
+          p.resolve(f);
+        }
+        return;
+      }
+      if (f.push) {
+        if (f.push.channel === channel && f.push.pub) this.publication(f.push.pub);
+        return;
+      }
+      if (Object.keys(f).length === 0 && this.ws.readyState === WebSocket.OPEN) this.ws.send('{}'); // pong
+    }
+
+    publication(p) {
+      if (this.position && typeof p.offset === 'number') {
+        if (p.offset <= this.position.offset) return; // already seen
+        this.position.offset = p.offset;
+      }
+      applyEvent(p.data || {});
+    }
+  }
+
+  const live = new Live();
+  render();
+  live.start();
+})();
