@@ -11,6 +11,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use axum::serve::ListenerExt;
 use axum::Router;
 use sqlx::AnyPool;
 use streams::clock::{Clock, SystemClock};
@@ -255,7 +256,11 @@ impl Application {
         let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
         let tx = shutdown_tx.clone();
         let shutdown_state = self.state.clone();
-        let served = axum::serve(self.listener, app)
+        // Realtime pushes are small: send each at once (no Nagle).
+        let listener = self.listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 stop.await;
                 tracing::info!("shutting down: draining requests, viewers told to reconnect");

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+mod viewers;
+
 const USAGE: &str = "\
 usage: loadtest buy-storm --api-key KEY [options]
 
@@ -465,8 +467,29 @@ async fn buy_storm(o: Options) -> Result<bool, Failure> {
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().is_some_and(|a| a == "--help" || a == "-h") {
-        println!("{USAGE}");
+        println!("{USAGE}\n\n{}", viewers::USAGE);
         return ExitCode::SUCCESS;
+    }
+    let outcome = match args.first().map(String::as_str) {
+        Some("viewers") => match viewers::parse(&args[1..]) {
+            Ok(o) => Some(viewers::run(o).await),
+            Err(e) => {
+                eprintln!("loadtest: {e}\n\n{}", viewers::USAGE);
+                return ExitCode::from(2);
+            }
+        },
+        Some("viewers-worker") => Some(viewers::worker(&args[1..]).await),
+        _ => None,
+    };
+    if let Some(outcome) = outcome {
+        return match outcome {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("loadtest: {}", e.0);
+                ExitCode::FAILURE
+            }
+        };
     }
     let o = match parse(&args) {
         Ok(o) => o,

@@ -16,6 +16,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
+use axum::extract::ws::Utf8Bytes;
 use streams::clock::{Clock, Millis};
 use streams::ids::random_token;
 use tokio::sync::{mpsc, Notify};
@@ -28,7 +29,8 @@ use super::protocol::{self, Disconnect};
 pub struct Push {
     pub channel: Arc<str>,
     pub offset: u64,
-    pub frame: Arc<str>,
+    /// Reference-counted: every subscriber writes these same bytes.
+    pub frame: Utf8Bytes,
 }
 
 /// A connection as the channels see it: where its pushes go, and how to make
@@ -235,7 +237,7 @@ impl Channels {
         let push = Arc::new(Push {
             channel: ch.name.clone(),
             offset,
-            frame: protocol::publication_push(&ch.name, data, offset).into(),
+            frame: Utf8Bytes::from(protocol::publication_push(&ch.name, data, offset)),
         });
         let before = st.subscribers.len();
         st.subscribers.retain(|_, sub| sub.send(push.clone()));
@@ -468,7 +470,7 @@ mod tests {
         let start = ch.position("c", None);
         assert_eq!((start.offset, start.recovered), (0, false));
         ch.publish("c", "{\"n\":1}".into());
-        assert!(rx.try_recv().unwrap().frame.contains("\"offset\":1"));
+        assert!(rx.try_recv().unwrap().frame.as_str().contains("\"offset\":1"));
         ch.leave("c", 1);
         ch.publish("c", "{\"n\":2}".into());
         ch.publish("c", "{\"n\":3}".into());
@@ -534,6 +536,7 @@ mod tests {
         ch.publish("c", "{\"n\":1}".into());
         let (pa, pb) = (ra.try_recv().unwrap(), rb.try_recv().unwrap());
         assert!(Arc::ptr_eq(&pa, &pb));
+        assert_eq!(pa.frame.as_str().as_ptr(), pb.frame.as_str().as_ptr());
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use futures_util::SinkExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use streams::ids::{random_token, BuyerId, OfferId, StreamId};
@@ -138,28 +139,44 @@ impl Connection {
             Duration::from_secs(PING_SECS),
         );
         let mut last_pong = Instant::now();
+        let handle = self.handle.clone();
+        let closed = handle.closed();
+        tokio::pin!(closed);
+        let mut deadline = started + CONNECT_TIMEOUT;
+        let timeout = tokio::time::sleep_until(deadline.into());
+        tokio::pin!(timeout);
         loop {
-            let deadline = if self.viewer.is_none() {
+            let due = if self.viewer.is_none() {
                 started + CONNECT_TIMEOUT
             } else {
                 last_pong + Duration::from_secs(PING_SECS + PONG_GRACE_SECS)
             };
-            let handle = self.handle.clone();
+            if due != deadline {
+                deadline = due;
+                timeout.as_mut().reset(deadline.into());
+            }
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => return Some(Disconnect::Shutdown),
-                why = handle.closed() => return Some(why),
-                _ = tokio::time::sleep_until(deadline.into()) => {
+                why = &mut closed => return Some(why),
+                _ = &mut timeout => {
                     return Some(if self.viewer.is_none() { Disconnect::BadRequest } else { Disconnect::NoPong });
                 }
                 push = self.queue.recv() => {
-                    let push = push?;
-                    // Skip what the subscribe reply covered, and channels left since.
-                    match self.subscriptions.get(&*push.channel) {
-                        Some(&covered) if push.offset > covered => {}
-                        _ => continue,
+                    // This push and whatever else is waiting, in one write.
+                    let mut next = Some(push?);
+                    let mut fed = 0;
+                    while let Some(push) = next {
+                        // Skip what a subscribe reply covered, and channels left since.
+                        if matches!(self.subscriptions.get(&*push.channel), Some(&covered) if push.offset > covered) {
+                            if socket.feed(Message::Text(push.frame.clone())).await.is_err() {
+                                return None;
+                            }
+                            fed += 1;
+                        }
+                        next = if fed < 64 { self.queue.try_recv().ok() } else { None };
                     }
-                    if socket.send(Message::Text(Utf8Bytes::from(&*push.frame))).await.is_err() {
+                    if fed > 0 && socket.flush().await.is_err() {
                         return None;
                     }
                 }
