@@ -5,7 +5,8 @@
 #
 #   loadtest/viewers.sh VIEWERS [NODES] [loadtest options…]
 #   e.g. loadtest/viewers.sh 10000 1 --rate 10 --duration 10
-#        loadtest/viewers.sh 50000 3 --rate 10 --duration 10
+#        loadtest/viewers.sh 50000 3 --rate 2 --duration 10
+#        SHARED=1 loadtest/viewers.sh 10000 1   (one node on PostgreSQL + Redis)
 #
 # A process here may keep at most `ulimit -Hn` files open (20000 on the
 # machine the README's figures come from), so one node holds fewer viewers
@@ -27,7 +28,7 @@ pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    if (( nodes > 1 )); then
+    if (( nodes > 1 )) || [[ -n "${SHARED:-}" ]]; then
         psql "$admin" -qc "drop database if exists $db with (force)" >/dev/null || true
         redis-cli -u "${HAUL_BENCH_REDIS_URL:-redis://127.0.0.1:6379}" --scan --pattern "haulbenchv$$:*" \
             | xargs -r -n 500 redis-cli -u "${HAUL_BENCH_REDIS_URL:-redis://127.0.0.1:6379}" del >/dev/null || true
@@ -35,7 +36,7 @@ cleanup() {
     rm -rf "$data"
 }
 trap cleanup EXIT
-if (( nodes > 1 )); then
+if (( nodes > 1 )) || [[ -n "${SHARED:-}" ]]; then
     psql "$admin" -qc "create database $db" >/dev/null
     env_vars+=(HAUL_DATABASE_URL="${admin%/*}/$db"
                HAUL_REDIS_URL="${HAUL_BENCH_REDIS_URL:-redis://127.0.0.1:6379}"

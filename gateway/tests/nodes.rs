@@ -19,6 +19,7 @@ type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStre
 const SECRET: &str = "two-nodes-secret-two-nodes-secret-42";
 
 struct Cluster {
+    redis: String,
     db: String,
     prefix: String,
     key: String,
@@ -44,7 +45,7 @@ fn haul(c: &Cluster, dir: &str) -> Command {
         cmd.env_remove(k);
     }
     cmd.env("HAUL_DATABASE_URL", &c.db)
-        .env("HAUL_REDIS_URL", testing::redis_url())
+        .env("HAUL_REDIS_URL", &c.redis)
         .env("HAUL_REDIS_PREFIX", &c.prefix)
         .env("HAUL_TOKEN_SECRET", SECRET)
         .env("HAUL_DATA_DIR", dir)
@@ -57,7 +58,12 @@ fn haul(c: &Cluster, dir: &str) -> Command {
 
 impl Cluster {
     async fn new() -> Cluster {
+        Self::with_redis(testing::redis_url()).await
+    }
+
+    async fn with_redis(redis: String) -> Cluster {
         let mut c = Cluster {
+            redis,
             db: testing::fresh_postgres().await,
             prefix: testing::redis_prefix(),
             key: String::new(),
@@ -265,6 +271,8 @@ async fn two_processes_behave_as_one() {
     // A viewer disconnected from A recovers on B exactly what it missed.
     let token = c.token(&a, "wanderer").await;
     let (ws, reply) = watch(&a, &token, &channel, None).await;
+    // Viewers are counted over both nodes: one on B, one on A.
+    until(&mut on_b, |d| d["type"] == "viewers" && d["count"] == 2).await;
     let epoch = reply["epoch"].as_str().unwrap().to_owned();
     let offset = reply["offset"].as_u64().unwrap();
     drop(ws);
@@ -383,4 +391,84 @@ async fn two_processes_behave_as_one() {
     let offsets: Vec<u64> = got.iter().map(|(o, _)| *o).collect();
     let expected: Vec<u64> = (offset + 1..=offset + offsets.len() as u64).collect();
     assert_eq!(offsets, expected, "every publication once, in order: {got:?}");
+}
+
+/// A Redis server of this test's own, so that stopping it disturbs nobody else.
+async fn own_redis(port: u16) -> Child {
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("redis-server runs");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "redis-server did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewers_recover_after_redis_restarts() {
+    let port = free_port();
+    let mut redis = own_redis(port).await;
+    let c = Cluster::with_redis(format!("redis://127.0.0.1:{port}")).await;
+    let a = c.node().await;
+    let s = c
+        .seller(&a, Method::POST, "/v1/streams", Some(json!({ "title": "Fault" })))
+        .await;
+    let sid = s["id"].as_str().unwrap().to_owned();
+    let channel = format!("stream:{sid}");
+    c.seller(&a, Method::POST, &format!("/v1/streams/{sid}/live"), None)
+        .await;
+    let token = c.token(&a, "steady").await;
+    let (mut ws, reply) = watch(&a, &token, &channel, None).await;
+    let epoch = reply["epoch"].as_str().unwrap().to_owned();
+    let note = |t: &str| json!({ "text": t });
+    c.seller(
+        &a,
+        Method::POST,
+        &format!("/v1/streams/{sid}/messages"),
+        Some(note("before")),
+    )
+    .await;
+    let seen = until(&mut ws, |d| d["text"] == "before").await;
+    let last = seen.last().unwrap().0;
+
+    // Redis goes away and comes back empty.
+    redis.kill().await.unwrap();
+    let _ = redis.wait().await;
+    let _redis = own_redis(port).await;
+    // The node hears the bus again and sends its viewer to recover (3010).
+    loop {
+        let v = next(&mut ws).await;
+        if v["close"].is_number() {
+            assert_eq!(v["close"], 3010, "insufficient state: reconnect and recover");
+            break;
+        }
+    }
+    // The history went with Redis: a new epoch, recovered false and the state.
+    let (mut back, reply) = watch(&a, &token, &channel, Some((&epoch, last))).await;
+    assert_eq!(reply["recovered"], false, "{reply}");
+    assert_ne!(reply["epoch"].as_str(), Some(epoch.as_str()));
+    assert_eq!(reply["data"]["id"].as_str(), Some(sid.as_str()));
+    // And events flow again.
+    c.seller(
+        &a,
+        Method::POST,
+        &format!("/v1/streams/{sid}/messages"),
+        Some(note("after")),
+    )
+    .await;
+    until(&mut back, |d| d["text"] == "after").await;
 }

@@ -31,6 +31,8 @@ const QUEUE: usize = 65_536;
 const META_TTL_MS: i64 = 24 * 3600 * 1000;
 /// A node's viewer count older than this no longer counts.
 pub const VIEWERS_STALE_MS: i64 = 5_000;
+/// At most one viewer count per stream per this long, across all nodes.
+pub const VIEWERS_EVERY_MS: i64 = 900;
 
 struct Scripts {
     publish: Script,
@@ -155,19 +157,31 @@ impl RedisBus {
     /// A channel's position and, with `since`, what the client missed.
     pub async fn position(&self, channel: &str, since: Option<(&str, u64)>) -> Result<Position, BusError> {
         let (epoch, offset) = since.unwrap_or(("", 0));
-        let out: Vec<String> = self
-            .scripts
-            .position
-            .key(format!("{}:ch:{channel}:m", self.prefix))
-            .key(format!("{}:ch:{channel}:h", self.prefix))
-            .arg(random_token(8))
-            .arg(META_TTL_MS)
-            .arg(self.limits.ttl_ms)
-            .arg(epoch)
-            .arg(offset)
-            .invoke_async(&mut self.conn.clone())
-            .await?;
-        parse_position(out)
+        let mut attempt = 0;
+        loop {
+            let out: Result<Vec<String>, _> = self
+                .scripts
+                .position
+                .key(format!("{}:ch:{channel}:m", self.prefix))
+                .key(format!("{}:ch:{channel}:h", self.prefix))
+                .arg(random_token(8))
+                .arg(META_TTL_MS)
+                .arg(self.limits.ttl_ms)
+                .arg(epoch)
+                .arg(offset)
+                .invoke_async(&mut self.conn.clone())
+                .await;
+            match out {
+                Ok(out) => return parse_position(out),
+                // A connection broken since the last call is re-made by the
+                // manager: try again shortly, a few times.
+                Err(e) if attempt < 3 && (e.is_io_error() || e.is_connection_dropped()) => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// Reports this node's viewer count of a stream; returns the count over
@@ -180,6 +194,7 @@ impl RedisBus {
             .arg(&self.node)
             .arg(count)
             .arg(VIEWERS_STALE_MS)
+            .arg(VIEWERS_EVERY_MS)
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok((changed == 1).then_some(sum))

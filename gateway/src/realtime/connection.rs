@@ -53,7 +53,7 @@ pub async fn upgrade(State(s): State<AppState>, ClientAddr(addr): ClientAddr, ws
     let slot = s.realtime.admit(addr);
     // Small buffers: an idle viewer should cost kilobytes, not tungstenite's
     // default 128 KiB.
-    ws.read_buffer_size(4 * 1024)
+    ws.read_buffer_size(1024)
         .write_buffer_size(0)
         .max_write_buffer_size(256 * 1024)
         .max_message_size(MAX_MESSAGE)
