@@ -120,6 +120,10 @@ pub async fn seed(state: &AppState) -> Result<Demo, BoxError> {
         "Demo stream {} is live: http://{}/v1/public/streams/{}",
         stream.id, state.config.listen, stream.id
     );
+    println!(
+        "Watch it in a browser: http://{}/watch/{}",
+        state.config.listen, stream.id
+    );
     Ok(Demo {
         seller,
         stream: stream.id,

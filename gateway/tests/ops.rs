@@ -53,6 +53,8 @@ async fn metrics_are_in_prometheus_text_format() {
         "{text}"
     );
     assert!(text.contains("haul_holds_live 0"));
+    assert!(text.contains("haul_viewer_connections 0"), "{text}");
+    assert!(text.contains("haul_viewer_subscriptions 0"), "{text}");
     assert!(text.contains("# TYPE haul_reserve_duration_seconds histogram"));
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let (_, value) = line.rsplit_once(' ').expect("name value");

@@ -446,6 +446,17 @@ async fn one_address_cannot_hold_more_than_its_share(env: Env) {
     let mut second = connect(&app, "").await;
     let mut third = open(&app).await;
     assert_eq!(next(&mut third).await["close"], 3508);
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("haul_viewer_connections_refused_total 1"), "{metrics}");
+    assert!(metrics.contains("haul_viewer_connections 2"), "{metrics}");
     // The ones already in are still served; a place frees up when one leaves.
     send(&mut second, json!({ "id": 5, "ping": {} })).await;
     assert_eq!(next(&mut second).await["id"], 5);

@@ -204,8 +204,9 @@
     const requestId = `w${Date.now().toString(36)}${Math.random().toString(36).slice(2, 10)}`;
     try {
       const r = await live.rpc('reserve', { offer_id: offerId, quantity: 1, request_id: requestId });
-      const minutes = Math.max(1, Math.round((r.hold.expires_at - serverNow()) / 60000));
-      showResult('ok', `It's yours for ${minutes} min — complete checkout to keep it.`);
+      const secs = Math.max(1, Math.round((r.hold.expires_at - serverNow()) / 1000));
+      const span = secs < 120 ? `${secs} s` : `${Math.round(secs / 60)} min`;
+      showResult('ok', `It's yours for ${span} — complete checkout to keep it.`);
       const o = state.offers.get(offerId);
       if (o && typeof r.units_left === 'number') o.left = Math.min(o.left, r.units_left);
     } catch (e) {

@@ -89,6 +89,67 @@ impl Realtime {
     }
 }
 
+/// The realtime series of `/metrics` (Prometheus text).
+pub fn render_metrics(rt: &Realtime, hub: &crate::hub::Hub) -> String {
+    use std::fmt::Write;
+    let ch = hub.channels();
+    let mut out = String::new();
+    let mut series = |name: &str, kind: &str, help: &str, value: u64| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+    };
+    series(
+        "haul_viewer_connections",
+        "gauge",
+        "Open viewer connections on this node.",
+        rt.connections.load(Ordering::Relaxed),
+    );
+    series(
+        "haul_viewer_connections_accepted_total",
+        "counter",
+        "Viewer connections accepted.",
+        rt.accepted.load(Ordering::Relaxed),
+    );
+    series(
+        "haul_viewer_connections_refused_total",
+        "counter",
+        "Viewer connections refused: too many open from one address.",
+        rt.refused.load(Ordering::Relaxed),
+    );
+    series(
+        "haul_viewer_subscriptions",
+        "gauge",
+        "Channel subscriptions on this node.",
+        ch.subscriptions() as u64,
+    );
+    series(
+        "haul_publications_total",
+        "counter",
+        "Publications fanned out to this node's viewers.",
+        ch.published(),
+    );
+    series(
+        "haul_viewer_slow_disconnects_total",
+        "counter",
+        "Viewers disconnected for not reading fast enough (they reconnect and recover).",
+        ch.slow_disconnects(),
+    );
+    if let Some(bus) = hub.bus() {
+        series(
+            "haul_bus_listening",
+            "gauge",
+            "1 while this node hears the Redis realtime bus.",
+            bus.listening() as u64,
+        );
+        series(
+            "haul_bus_dropped_total",
+            "counter",
+            "Publications dropped because Redis could not take them in time.",
+            bus.dropped(),
+        );
+    }
+    out
+}
+
 pub fn router() -> Router<AppState> {
     Router::new().route("/connection/websocket", get(connection::upgrade))
 }

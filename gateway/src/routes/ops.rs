@@ -43,6 +43,6 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     let live = s.streams.inventory().live_holds().await.ok();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        s.metrics.render(live, &s.hub.offers_ended()),
+        s.metrics.render(live, &s.hub.offers_ended()) + &crate::realtime::render_metrics(&s.realtime, &s.hub),
     )
 }
