@@ -307,6 +307,10 @@ async fn bad_input_gets_protocol_errors_and_disconnects(env: Env) {
     let mut ws = open(&app).await;
     send(&mut ws, json!({ "id": 1, "connect": { "token": "a.b.c" } })).await;
     assert_eq!(next(&mut ws).await["close"], 3500);
+    // A command Centrifugo does not have.
+    let mut ws = connect(&app, "").await;
+    send(&mut ws, json!({ "id": 2, "frobnicate": {} })).await;
+    assert_eq!(next(&mut ws).await["close"], 3501);
     // Oversized frames: WebSocket's "message too big".
     let mut ws = connect(&app, "").await;
     ws.send(Message::Text("x".repeat(70 * 1024).into())).await.unwrap();

@@ -307,6 +307,9 @@ pub async fn worker(args: &[String]) -> Result<bool, Failure> {
             .parse()
             .map_err(|_| Failure(format!("--url must be http://IP:PORT, got {url}")))?;
         let source = IpAddr::from([127, 0, 0, 1 + (n % sources as usize) as u8]);
+        // Each viewer its own local port below the ephemeral range: binding
+        // tens of thousands of sockets to port 0 makes the kernel search.
+        let port = u16::try_from(10_240 + n / sources as usize).unwrap_or(0);
         let (tally, ready, stop, gate, sid) = (
             tally.clone(),
             ready_tx.clone(),
@@ -316,7 +319,7 @@ pub async fn worker(args: &[String]) -> Result<bool, Failure> {
         );
         tokio::spawn(async move {
             let permit = gate.acquire_owned().await;
-            let ws = open(addr, source, &sid).await;
+            let ws = open(addr, SocketAddr::new(source, port), &sid).await;
             drop(permit);
             match ws {
                 Ok(ws) => {
@@ -378,9 +381,14 @@ fn number_after(line: &str, key: &str) -> Option<u64> {
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
-async fn open(addr: SocketAddr, source: IpAddr, sid: &str) -> Result<Ws, Failure> {
+async fn open(addr: SocketAddr, local: SocketAddr, sid: &str) -> Result<Ws, Failure> {
     let socket = TcpSocket::new_v4()?;
-    socket.bind(SocketAddr::new(source, 0))?;
+    // A port left in TIME_WAIT by an earlier run may be taken again.
+    socket.set_reuseaddr(true)?;
+    if socket.bind(local).is_err() {
+        // Taken (a listener, say): any free port of that address.
+        socket.bind(SocketAddr::new(local.ip(), 0))?;
+    }
     let tcp = tokio::time::timeout(Duration::from_secs(30), socket.connect(addr))
         .await
         .map_err(|_| Failure("connect timed out".into()))??;
