@@ -166,7 +166,7 @@ async fn python_sdk_viewer_reserves_and_recovers_after_a_reconnect(env: Env) {
     let py = python();
     assert!(
         std::path::Path::new(&py).exists(),
-        "{py} is missing: ./scripts/test creates it with centrifuge-python (gateway/tests/py/requirements.txt)"
+        "{py} is missing: ./scripts/test creates it with centrifuge-python (scripts/python-requirements.txt)"
     );
     let mut child = tokio::process::Command::new(&py)
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/viewer.py"))
