@@ -2,8 +2,13 @@
 //! verification, seller webhooks. No HTTP here; the gateway wires it.
 //!
 //! # Layout
+//! - [`ids`]: `ord_…` and `pat_…` ids;
 //! - [`state`]: the order and attempt lifecycles (forward-only tables);
+//! - [`store`]: orders, attempts, transitions and the callback inbox (SQLite
+//!   and PostgreSQL); callbacks applied exactly once;
 //! - [`webhook`]: Standard Webhooks signing and verification for seller webhooks.
 
+pub mod ids;
 pub mod state;
+pub mod store;
 pub mod webhook;

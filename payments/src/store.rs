@@ -1,0 +1,521 @@
+//! Durable orders, attempts, their transitions and the callback inbox, through
+//! sqlx's `Any` driver (one set of SQL for SQLite and PostgreSQL).
+//!
+//! An acquirer's callback is applied in one transaction that first writes its
+//! inbox row (so a duplicate finds the row and changes nothing), then moves
+//! the attempt and the order with compare-and-set updates along the
+//! forward-only tables of [`crate::state`], recording each transition. A
+//! callback whose amount, currency or attempt do not match is refused and
+//! rolled back whole: nothing changes, not even the inbox.
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, AnyPool, Row, Transaction};
+
+use crate::ids::{AttemptId, OrderId};
+use crate::state::{AttemptState, OrderState};
+
+/// A failure of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error")]
+    Db(#[from] sqlx::Error),
+    #[error("corrupt stored value in {column}: {value:?}")]
+    Corrupt { column: &'static str, value: String },
+    /// Compare-and-set kept losing to concurrent writers.
+    #[error("too much contention on {0}")]
+    Contention(&'static str),
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// An order as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Order {
+    pub id: OrderId,
+    pub seller_id: String,
+    pub state: OrderState,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub hold_id: Option<String>,
+    pub reference: Option<String>,
+    pub refunded_minor: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// An attempt as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub id: AttemptId,
+    pub order_id: OrderId,
+    pub acquirer: String,
+    pub state: AttemptState,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub acquirer_ref: Option<String>,
+}
+
+/// What a new order is for.
+#[derive(Debug, Clone)]
+pub struct NewOrder {
+    pub seller_id: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub hold_id: Option<String>,
+    pub reference: Option<String>,
+}
+
+/// One recorded state change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    pub subject: &'static str,
+    pub attempt_id: Option<AttemptId>,
+    pub from: Option<String>,
+    pub to: String,
+    pub cause: String,
+    pub at: i64,
+}
+
+/// A verified callback from an acquirer, in Haul's terms.
+#[derive(Debug, Clone)]
+pub struct Callback {
+    pub acquirer: String,
+    /// The acquirer's id of this notification (or a digest of it), unique per acquirer.
+    pub callback_id: String,
+    pub attempt_id: AttemptId,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub state: AttemptState,
+    pub at: i64,
+}
+
+/// What a callback did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallbackOutcome {
+    /// The attempt (and maybe the order) moved.
+    Applied {
+        attempt: AttemptState,
+        order: OrderState,
+        /// The order had been cancelled or had expired before the money came:
+        /// the caller re-takes stock or refunds.
+        late_success: bool,
+    },
+    /// Taken before: nothing changed.
+    Duplicate,
+    /// Taken, but the attempt had already moved past that state.
+    Ignored { attempt: AttemptState },
+}
+
+/// Why a callback was refused (nothing recorded).
+#[derive(Debug, thiserror::Error)]
+pub enum CallbackError {
+    #[error("no such payment attempt")]
+    UnknownAttempt,
+    #[error("the callback was for another acquirer")]
+    WrongAcquirer,
+    #[error("amount or currency differ from the attempt's")]
+    Mismatch,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for CallbackError {
+    fn from(e: sqlx::Error) -> Self {
+        CallbackError::Store(StoreError::Db(e))
+    }
+}
+
+fn corrupt(column: &'static str, value: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        column,
+        value: value.into(),
+    }
+}
+
+fn order_from_row(row: &AnyRow) -> Result<Order> {
+    let id: String = row.try_get("id")?;
+    let state: String = row.try_get("state")?;
+    Ok(Order {
+        id: OrderId::parse(&id).map_err(|_| corrupt("orders.id", id))?,
+        seller_id: row.try_get("seller_id")?,
+        state: OrderState::parse(&state).ok_or_else(|| corrupt("orders.state", state))?,
+        amount_minor: row.try_get("amount_minor")?,
+        currency: row.try_get("currency")?,
+        hold_id: row.try_get("hold_id")?,
+        reference: row.try_get("reference")?,
+        refunded_minor: row.try_get("refunded_minor")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn attempt_from_row(row: &AnyRow) -> Result<Attempt> {
+    let id: String = row.try_get("id")?;
+    let order: String = row.try_get("order_id")?;
+    let state: String = row.try_get("state")?;
+    Ok(Attempt {
+        id: AttemptId::parse(&id).map_err(|_| corrupt("payment_attempts.id", id))?,
+        order_id: OrderId::parse(&order).map_err(|_| corrupt("payment_attempts.order_id", order))?,
+        acquirer: row.try_get("acquirer")?,
+        state: AttemptState::parse(&state).ok_or_else(|| corrupt("payment_attempts.state", state))?,
+        amount_minor: row.try_get("amount_minor")?,
+        currency: row.try_get("currency")?,
+        acquirer_ref: row.try_get("acquirer_ref")?,
+    })
+}
+
+/// The order state an attempt's new state implies, if any.
+fn order_follows(order: OrderState, attempt: AttemptState, other_live_attempts: bool) -> Option<OrderState> {
+    let to = match attempt {
+        AttemptState::Created | AttemptState::Cancelled => return None,
+        AttemptState::Pending => OrderState::Pending,
+        AttemptState::RequiresAction => OrderState::RequiresAction,
+        AttemptState::Succeeded => OrderState::Succeeded,
+        // Another attempt may still pay the order.
+        AttemptState::Failed if other_live_attempts => return None,
+        AttemptState::Failed => OrderState::Failed,
+    };
+    (order != to && order.allows(to)).then_some(to)
+}
+
+/// How many times a compare-and-set is retried before giving up.
+const CAS_TRIES: usize = 8;
+
+/// The payments store.
+#[derive(Clone)]
+pub struct PaymentStore {
+    pool: AnyPool,
+}
+
+impl PaymentStore {
+    pub fn new(pool: AnyPool) -> Self {
+        Self { pool }
+    }
+
+    async fn record(
+        tx: &mut Transaction<'_, Any>,
+        order: &OrderId,
+        attempt: Option<&AttemptId>,
+        from: Option<&str>,
+        to: &str,
+        cause: &str,
+        at: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO payment_transitions (order_id, attempt_id, subject, from_state, to_state, cause, at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(order.as_str())
+        .bind(attempt.map(|a| a.as_str().to_owned()))
+        .bind(if attempt.is_some() { "attempt" } else { "order" })
+        .bind(from.map(str::to_owned))
+        .bind(to)
+        .bind(cause)
+        .bind(at)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Creates an order in `created`. A second order for the same hold is
+    /// not created: the existing one is returned (`false`).
+    pub async fn create_order(&self, new: &NewOrder, now: i64) -> Result<(Order, bool)> {
+        let id = OrderId::generate();
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO orders (id, seller_id, state, amount_minor, currency, hold_id, reference, created_at, updated_at) \
+             VALUES ($1, $2, 'created', $3, $4, $5, $6, $7, $7) ON CONFLICT (hold_id) DO NOTHING",
+        )
+        .bind(id.as_str())
+        .bind(&new.seller_id)
+        .bind(new.amount_minor)
+        .bind(&new.currency)
+        .bind(new.hold_id.clone())
+        .bind(new.reference.clone())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if inserted {
+            Self::record(&mut tx, &id, None, None, "created", "order created", now).await?;
+            tx.commit().await?;
+            let order = self
+                .order(&id)
+                .await?
+                .ok_or_else(|| corrupt("orders.id", id.as_str()))?;
+            return Ok((order, true));
+        }
+        tx.rollback().await?;
+        let hold = new.hold_id.as_deref().unwrap_or_default();
+        let row = sqlx::query("SELECT * FROM orders WHERE hold_id = $1")
+            .bind(hold)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((order_from_row(&row)?, false))
+    }
+
+    pub async fn order(&self, id: &OrderId) -> Result<Option<Order>> {
+        let row = sqlx::query("SELECT * FROM orders WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(order_from_row).transpose()
+    }
+
+    pub async fn attempt(&self, id: &AttemptId) -> Result<Option<Attempt>> {
+        let row = sqlx::query("SELECT * FROM payment_attempts WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(attempt_from_row).transpose()
+    }
+
+    /// Every transition of an order and its attempts, oldest first.
+    pub async fn transitions(&self, order: &OrderId) -> Result<Vec<Transition>> {
+        let rows = sqlx::query("SELECT * FROM payment_transitions WHERE order_id = $1 ORDER BY seq")
+            .bind(order.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let subject: String = r.try_get("subject")?;
+                let attempt: Option<String> = r.try_get("attempt_id")?;
+                Ok(Transition {
+                    subject: if subject == "attempt" { "attempt" } else { "order" },
+                    attempt_id: attempt
+                        .map(|a| AttemptId::parse(&a).map_err(|_| corrupt("payment_transitions.attempt_id", a)))
+                        .transpose()?,
+                    from: r.try_get("from_state")?,
+                    to: r.try_get("to_state")?,
+                    cause: r.try_get("cause")?,
+                    at: r.try_get("at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Starts an attempt at `acquirer` for the order's whole amount.
+    pub async fn create_attempt(&self, order: &Order, acquirer: &str, now: i64) -> Result<Attempt> {
+        let id = AttemptId::generate();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO payment_attempts (id, order_id, acquirer, state, amount_minor, currency, created_at, updated_at) \
+             VALUES ($1, $2, $3, 'created', $4, $5, $6, $6)",
+        )
+        .bind(id.as_str())
+        .bind(order.id.as_str())
+        .bind(acquirer)
+        .bind(order.amount_minor)
+        .bind(&order.currency)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        Self::record(
+            &mut tx,
+            &order.id,
+            Some(&id),
+            None,
+            "created",
+            &format!("attempt at {acquirer}"),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        self.attempt(&id)
+            .await?
+            .ok_or_else(|| corrupt("payment_attempts.id", id.as_str()))
+    }
+
+    /// Moves an order by compare-and-set (cancel, expire, refund bookkeeping).
+    /// Returns the state it ended in; refuses moves the lifecycle forbids.
+    pub async fn move_order(
+        &self,
+        id: &OrderId,
+        to: OrderState,
+        cause: &str,
+        now: i64,
+    ) -> Result<std::result::Result<OrderState, crate::state::IllegalMove>> {
+        for _ in 0..CAS_TRIES {
+            let Some(order) = self.order(id).await? else {
+                return Err(corrupt("orders.id", id.as_str()));
+            };
+            if let Err(e) = order.state.step(to) {
+                return Ok(Err(e));
+            }
+            let mut tx = self.pool.begin().await?;
+            let moved = sqlx::query("UPDATE orders SET state = $1, updated_at = $2 WHERE id = $3 AND state = $4")
+                .bind(to.as_str())
+                .bind(now)
+                .bind(id.as_str())
+                .bind(order.state.as_str())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                == 1;
+            if moved {
+                Self::record(&mut tx, id, None, Some(order.state.as_str()), to.as_str(), cause, now).await?;
+                tx.commit().await?;
+                return Ok(Ok(to));
+            }
+        }
+        Err(StoreError::Contention("orders"))
+    }
+
+    /// Applies a verified callback exactly once (see the module docs).
+    pub async fn apply_callback(&self, cb: &Callback) -> std::result::Result<CallbackOutcome, CallbackError> {
+        for _ in 0..CAS_TRIES {
+            if let Some(outcome) = self.try_apply(cb).await? {
+                return Ok(outcome);
+            }
+        }
+        Err(StoreError::Contention("payment_attempts").into())
+    }
+
+    /// One go at a callback; `None` when a concurrent change won the race
+    /// (everything rolled back, try again).
+    async fn try_apply(&self, cb: &Callback) -> std::result::Result<Option<CallbackOutcome>, CallbackError> {
+        let mut tx = self.pool.begin().await?;
+        // Written first: it dedupes, and on SQLite it takes the write lock
+        // at once, so concurrent callbacks queue instead of deadlocking.
+        let fresh = sqlx::query(
+            "INSERT INTO callback_inbox (acquirer, callback_id, attempt_id, reported, outcome, received_at) \
+             SELECT $1, $2, id, $3, 'applied', $4 FROM payment_attempts WHERE id = $5 \
+             ON CONFLICT (acquirer, callback_id) DO NOTHING",
+        )
+        .bind(&cb.acquirer)
+        .bind(&cb.callback_id)
+        .bind(cb.state.as_str())
+        .bind(cb.at)
+        .bind(cb.attempt_id.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        let row = sqlx::query("SELECT * FROM payment_attempts WHERE id = $1")
+            .bind(cb.attempt_id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else {
+            tx.rollback().await?;
+            return Err(CallbackError::UnknownAttempt);
+        };
+        let attempt = attempt_from_row(&row)?;
+        if attempt.acquirer != cb.acquirer {
+            tx.rollback().await?;
+            return Err(CallbackError::WrongAcquirer);
+        }
+        if attempt.amount_minor != cb.amount_minor || attempt.currency != cb.currency {
+            tx.rollback().await?;
+            return Err(CallbackError::Mismatch);
+        }
+        if !fresh {
+            tx.rollback().await?;
+            return Ok(Some(CallbackOutcome::Duplicate));
+        }
+        let cause = format!("callback {}:{}", cb.acquirer, cb.callback_id);
+        if !attempt.state.allows(cb.state) {
+            sqlx::query("UPDATE callback_inbox SET outcome = 'ignored' WHERE acquirer = $1 AND callback_id = $2")
+                .bind(&cb.acquirer)
+                .bind(&cb.callback_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            return Ok(Some(CallbackOutcome::Ignored { attempt: attempt.state }));
+        }
+        let moved = sqlx::query("UPDATE payment_attempts SET state = $1, updated_at = $2 WHERE id = $3 AND state = $4")
+            .bind(cb.state.as_str())
+            .bind(cb.at)
+            .bind(attempt.id.as_str())
+            .bind(attempt.state.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            == 1;
+        if !moved {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        Self::record(
+            &mut tx,
+            &attempt.order_id,
+            Some(&attempt.id),
+            Some(attempt.state.as_str()),
+            cb.state.as_str(),
+            &cause,
+            cb.at,
+        )
+        .await?;
+        let row = sqlx::query("SELECT * FROM orders WHERE id = $1")
+            .bind(attempt.order_id.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+        let order = order_from_row(&row)?;
+        let others: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM payment_attempts WHERE order_id = $1 AND id <> $2 \
+             AND state IN ('created', 'pending', 'requires_action')",
+        )
+        .bind(order.id.as_str())
+        .bind(attempt.id.as_str())
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("n")?;
+        let mut order_state = order.state;
+        let mut late_success = false;
+        if let Some(to) = order_follows(order.state, cb.state, others > 0) {
+            let moved = sqlx::query("UPDATE orders SET state = $1, updated_at = $2 WHERE id = $3 AND state = $4")
+                .bind(to.as_str())
+                .bind(cb.at)
+                .bind(order.id.as_str())
+                .bind(order.state.as_str())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                == 1;
+            if !moved {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+            late_success =
+                to == OrderState::Succeeded && matches!(order.state, OrderState::Cancelled | OrderState::Expired);
+            Self::record(
+                &mut tx,
+                &order.id,
+                None,
+                Some(order.state.as_str()),
+                to.as_str(),
+                &cause,
+                cb.at,
+            )
+            .await?;
+            order_state = to;
+        }
+        tx.commit().await?;
+        Ok(Some(CallbackOutcome::Applied {
+            attempt: cb.state,
+            order: order_state,
+            late_success,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn orders_follow_their_attempts_forward_only() {
+        use AttemptState as A;
+        use OrderState as O;
+        assert_eq!(order_follows(O::Created, A::Pending, false), Some(O::Pending));
+        assert_eq!(order_follows(O::Pending, A::Succeeded, false), Some(O::Succeeded));
+        assert_eq!(order_follows(O::Expired, A::Succeeded, false), Some(O::Succeeded));
+        // A failure while another attempt is still live leaves the order be.
+        assert_eq!(order_follows(O::Pending, A::Failed, true), None);
+        assert_eq!(order_follows(O::Pending, A::Failed, false), Some(O::Failed));
+        // Nothing moves a paid order back.
+        assert_eq!(order_follows(O::Succeeded, A::Pending, false), None);
+        assert_eq!(order_follows(O::Refunded, A::Succeeded, false), None);
+        assert_eq!(order_follows(O::Pending, A::Cancelled, false), None);
+    }
+}

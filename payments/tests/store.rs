@@ -1,0 +1,289 @@
+//! The payments store on real SQLite and PostgreSQL: every acquirer callback
+//! takes effect exactly once, states only move forward, mismatched callbacks
+//! change nothing, and every change is recorded with its time and cause.
+
+use std::sync::Arc;
+
+use payments::ids::AttemptId;
+use payments::state::{AttemptState, OrderState};
+use payments::store::{Attempt, Callback, CallbackError, CallbackOutcome, NewOrder, Order, PaymentStore};
+use streams::{db, testing};
+
+async fn store(url: String) -> PaymentStore {
+    let (pool, _) = db::connect(&url).await.expect("the database opens and migrates");
+    sqlx::query("INSERT INTO sellers (id, name, is_demo, created_at) VALUES ('sel_payments', 'Shop', 0, 0)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    PaymentStore::new(pool)
+}
+
+async fn order_with_attempt(s: &PaymentStore, hold: Option<&str>) -> (Order, Attempt) {
+    let (order, created) = s
+        .create_order(
+            &NewOrder {
+                seller_id: "sel_payments".into(),
+                amount_minor: 149_000,
+                currency: "RUB".into(),
+                hold_id: hold.map(str::to_owned),
+                reference: None,
+            },
+            1_000,
+        )
+        .await
+        .unwrap();
+    assert!(created);
+    let attempt = s.create_attempt(&order, "sandbox", 1_001).await.unwrap();
+    (order, attempt)
+}
+
+fn callback(attempt: &AttemptId, id: &str, state: AttemptState, at: i64) -> Callback {
+    Callback {
+        acquirer: "sandbox".into(),
+        callback_id: id.into(),
+        attempt_id: attempt.clone(),
+        amount_minor: 149_000,
+        currency: "RUB".into(),
+        state,
+        at,
+    }
+}
+
+async fn a_callback_takes_effect_once_however_often_it_arrives(s: PaymentStore) {
+    let (order, attempt) = order_with_attempt(&s, None).await;
+    let s = Arc::new(s);
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let (s, cb) = (
+                s.clone(),
+                callback(&attempt.id, "cb-paid", AttemptState::Succeeded, 2_000),
+            );
+            tokio::spawn(async move { s.apply_callback(&cb).await.unwrap() })
+        })
+        .collect();
+    let mut applied = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            CallbackOutcome::Applied { order, .. } => {
+                assert_eq!(order, OrderState::Succeeded);
+                applied += 1;
+            }
+            CallbackOutcome::Duplicate => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(applied, 1);
+    let t = s.transitions(&order.id).await.unwrap();
+    let paid: Vec<_> = t.iter().filter(|t| t.to == "succeeded").collect();
+    assert_eq!(paid.len(), 2, "one attempt move and one order move: {t:?}");
+    assert!(paid
+        .iter()
+        .all(|t| t.cause == "callback sandbox:cb-paid" && t.at == 2_000));
+}
+
+async fn states_only_move_forward_whatever_order_callbacks_arrive_in(s: PaymentStore) {
+    let (order, attempt) = order_with_attempt(&s, None).await;
+    // Success first, then the earlier "pending" and a contradicting "failed".
+    let paid = s
+        .apply_callback(&callback(&attempt.id, "3", AttemptState::Succeeded, 3_000))
+        .await
+        .unwrap();
+    assert!(matches!(paid, CallbackOutcome::Applied { .. }));
+    for (id, late) in [("1", AttemptState::Pending), ("2", AttemptState::Failed)] {
+        let r = s.apply_callback(&callback(&attempt.id, id, late, 3_100)).await.unwrap();
+        assert_eq!(
+            r,
+            CallbackOutcome::Ignored {
+                attempt: AttemptState::Succeeded
+            }
+        );
+        // A replay of an ignored callback is a duplicate.
+        let again = s.apply_callback(&callback(&attempt.id, id, late, 3_200)).await.unwrap();
+        assert_eq!(again, CallbackOutcome::Duplicate);
+    }
+    assert_eq!(s.order(&order.id).await.unwrap().unwrap().state, OrderState::Succeeded);
+    assert_eq!(
+        s.attempt(&attempt.id).await.unwrap().unwrap().state,
+        AttemptState::Succeeded
+    );
+    // In order they would have walked forward: pending, then action, then paid.
+    let (order, attempt) = order_with_attempt(&s, None).await;
+    for (i, st) in [
+        AttemptState::Pending,
+        AttemptState::RequiresAction,
+        AttemptState::Succeeded,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let r = s
+            .apply_callback(&callback(&attempt.id, &format!("w{i}"), st, 4_000 + i as i64))
+            .await
+            .unwrap();
+        assert!(
+            matches!(r, CallbackOutcome::Applied { attempt, .. } if attempt == st),
+            "{r:?}"
+        );
+    }
+    let moves: Vec<String> = s
+        .transitions(&order.id)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|t| t.subject == "order")
+        .map(|t| t.to.clone())
+        .collect();
+    assert_eq!(moves, ["created", "pending", "requires_action", "succeeded"]);
+}
+
+async fn mismatched_or_unknown_callbacks_change_nothing(s: PaymentStore) {
+    let (order, attempt) = order_with_attempt(&s, None).await;
+    let mut wrong_amount = callback(&attempt.id, "x", AttemptState::Succeeded, 5_000);
+    wrong_amount.amount_minor = 1;
+    assert!(matches!(
+        s.apply_callback(&wrong_amount).await,
+        Err(CallbackError::Mismatch)
+    ));
+    let mut wrong_currency = callback(&attempt.id, "x", AttemptState::Succeeded, 5_000);
+    wrong_currency.currency = "USD".into();
+    assert!(matches!(
+        s.apply_callback(&wrong_currency).await,
+        Err(CallbackError::Mismatch)
+    ));
+    let mut other_acquirer = callback(&attempt.id, "x", AttemptState::Succeeded, 5_000);
+    other_acquirer.acquirer = "stripe".into();
+    assert!(matches!(
+        s.apply_callback(&other_acquirer).await,
+        Err(CallbackError::UnknownAttempt | CallbackError::WrongAcquirer)
+    ));
+    let unknown = callback(&AttemptId::generate(), "x", AttemptState::Succeeded, 5_000);
+    assert!(matches!(
+        s.apply_callback(&unknown).await,
+        Err(CallbackError::UnknownAttempt)
+    ));
+    assert_eq!(s.order(&order.id).await.unwrap().unwrap().state, OrderState::Created);
+    assert_eq!(s.transitions(&order.id).await.unwrap().len(), 2, "only the creations");
+    // Nothing was taken in: the genuine callback with that id still applies.
+    let genuine = s
+        .apply_callback(&callback(&attempt.id, "x", AttemptState::Succeeded, 5_100))
+        .await
+        .unwrap();
+    assert!(matches!(genuine, CallbackOutcome::Applied { .. }));
+}
+
+async fn a_success_after_expiry_is_recorded_as_late(s: PaymentStore) {
+    let (order, attempt) = order_with_attempt(&s, Some("hld_late")).await;
+    assert_eq!(
+        s.move_order(&order.id, OrderState::Expired, "hold expired", 6_000)
+            .await
+            .unwrap(),
+        Ok(OrderState::Expired)
+    );
+    let r = s
+        .apply_callback(&callback(&attempt.id, "late", AttemptState::Succeeded, 6_500))
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        CallbackOutcome::Applied {
+            attempt: AttemptState::Succeeded,
+            order: OrderState::Succeeded,
+            late_success: true
+        }
+    );
+    // A refunded order never comes back.
+    s.move_order(
+        &order.id,
+        OrderState::Refunded,
+        "refunded: paid after its hold expired",
+        7_000,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(s
+        .move_order(&order.id, OrderState::Succeeded, "?", 7_100)
+        .await
+        .unwrap()
+        .is_err());
+}
+
+async fn one_order_per_hold(s: PaymentStore) {
+    let new = NewOrder {
+        seller_id: "sel_payments".into(),
+        amount_minor: 500,
+        currency: "RUB".into(),
+        hold_id: Some("hld_once".into()),
+        reference: None,
+    };
+    let (first, created) = s.create_order(&new, 1).await.unwrap();
+    assert!(created);
+    let (again, created) = s.create_order(&new, 2).await.unwrap();
+    assert!(!created);
+    assert_eq!(again.id, first.id);
+}
+
+async fn conflicting_callbacks_racing_leave_one_consistent_answer(s: PaymentStore) {
+    let s = Arc::new(s);
+    for round in 0..5 {
+        let (order, attempt) = order_with_attempt(&s, None).await;
+        let a = {
+            let (s, cb) = (
+                s.clone(),
+                callback(&attempt.id, &format!("ok{round}"), AttemptState::Succeeded, 8_000),
+            );
+            tokio::spawn(async move { s.apply_callback(&cb).await.unwrap() })
+        };
+        let b = {
+            let (s, cb) = (
+                s.clone(),
+                callback(&attempt.id, &format!("no{round}"), AttemptState::Failed, 8_000),
+            );
+            tokio::spawn(async move { s.apply_callback(&cb).await.unwrap() })
+        };
+        let outcomes = [a.await.unwrap(), b.await.unwrap()];
+        let applied = outcomes
+            .iter()
+            .filter(|o| matches!(o, CallbackOutcome::Applied { .. }))
+            .count();
+        assert_eq!(applied, 1, "{outcomes:?}");
+        let attempt = s.attempt(&attempt.id).await.unwrap().unwrap();
+        let order = s.order(&order.id).await.unwrap().unwrap();
+        let expected = match attempt.state {
+            AttemptState::Succeeded => OrderState::Succeeded,
+            AttemptState::Failed => OrderState::Failed,
+            other => panic!("attempt ended {other}"),
+        };
+        assert_eq!(order.state, expected);
+    }
+}
+
+macro_rules! on_both_databases {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(super::store(streams::testing::fresh_sqlite()).await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(super::store(super::testing::fresh_postgres().await).await).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_databases!(
+    a_callback_takes_effect_once_however_often_it_arrives,
+    states_only_move_forward_whatever_order_callbacks_arrive_in,
+    mismatched_or_unknown_callbacks_change_nothing,
+    a_success_after_expiry_is_recorded_as_late,
+    one_order_per_hold,
+    conflicting_callbacks_racing_leave_one_consistent_answer,
+);
