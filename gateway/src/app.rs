@@ -243,6 +243,11 @@ impl Application {
                         s.limits.per_buyer.tidy();
                         s.limits.per_addr.tidy();
                         s.hub.channels().tidy();
+                        match payments::idempotency::purge(&s.pool, s.streams.now()).await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::debug!(keys = n, "expired idempotency keys removed"),
+                            Err(e) => tracing::warn!(error = %e, "could not remove expired idempotency keys"),
+                        }
                     }
                     _ = rx.changed() => return,
                 }
@@ -290,6 +295,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async {
             ApiError::bad_request("method_not_allowed", "this route does not take that method").into_response()
         })
+        .layer(middleware::from_fn_with_state(state.clone(), crate::idempotency::layer))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(CatchPanicLayer::custom(|_| {

@@ -47,7 +47,7 @@ pub fn id<T, E: std::fmt::Display>(raw: &str, parse: impl Fn(&str) -> Result<T, 
     parse(raw).map_err(|e| ApiError::bad_request("invalid_id", format!("{raw:.80}: {e}")))
 }
 
-fn bearer(parts: &Parts) -> Option<&str> {
+pub(crate) fn bearer(parts: &Parts) -> Option<&str> {
     let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())

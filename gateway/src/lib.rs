@@ -17,6 +17,7 @@ pub mod demo;
 pub mod error;
 pub mod extract;
 pub mod hub;
+pub mod idempotency;
 pub mod jwt;
 pub mod metrics;
 pub mod openapi;

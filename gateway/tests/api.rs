@@ -336,7 +336,86 @@ async fn malformed_requests_get_clear_errors(env: Env) {
     );
 }
 
+/// A POST with an Idempotency-Key: status, body and whether it was replayed.
+async fn post_with_key(app: &TestApp, api_key: &str, path: &str, key: &str, body: Value) -> (StatusCode, Value, bool) {
+    let resp = app
+        .http
+        .post(format!("{}{path}", app.base))
+        .bearer_auth(api_key)
+        .header("idempotency-key", key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let replayed = resp.headers().get("idempotent-replayed").is_some();
+    (status, resp.json().await.unwrap(), replayed)
+}
+
+async fn idempotency_keys_replay_the_first_answer_and_refuse_other_requests(env: Env) {
+    let app = TestApp::start(&env, &[]).await;
+    let key = app.key.clone();
+    let body = json!({ "title": "Friday drop" });
+    let (st, first, replayed) = post_with_key(&app, &key, "/v1/streams", "k-1", body.clone()).await;
+    assert_eq!((st, replayed), (StatusCode::CREATED, false), "{first}");
+    let (st, again, replayed) = post_with_key(&app, &key, "/v1/streams", "k-1", body.clone()).await;
+    assert_eq!((st, replayed), (StatusCode::CREATED, true));
+    assert_eq!(again, first, "the stored answer, byte for byte the same stream");
+    // The same key with another body, or on another path: refused.
+    let (st, v, _) = post_with_key(&app, &key, "/v1/streams", "k-1", json!({ "title": "Other" })).await;
+    assert_eq!((st, code(&v)), (StatusCode::BAD_REQUEST, "idempotency_key_reused"));
+    let sid = first["id"].as_str().unwrap();
+    let (st, v, _) = post_with_key(&app, &key, &format!("/v1/streams/{sid}/live"), "k-1", json!({})).await;
+    assert_eq!((st, code(&v)), (StatusCode::BAD_REQUEST, "idempotency_key_reused"));
+    // Validation errors are answers too: replayed, not re-run.
+    let (st, v, _) = post_with_key(&app, &key, "/v1/streams", "k-bad", json!({ "title": "" })).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    let (_, _, replayed) = post_with_key(&app, &key, "/v1/streams", "k-bad", json!({ "title": "" })).await;
+    assert!(replayed);
+    // Keys are per seller.
+    let other = app.other_seller_key().await;
+    let (st, theirs, replayed) = post_with_key(&app, &other, "/v1/streams", "k-1", body.clone()).await;
+    assert_eq!((st, replayed), (StatusCode::CREATED, false));
+    assert_ne!(theirs["id"], first["id"]);
+    // A malformed key is refused before anything runs.
+    let (st, v, _) = post_with_key(&app, &key, "/v1/streams", "has space", body.clone()).await;
+    assert_eq!((st, code(&v)), (StatusCode::BAD_REQUEST, "invalid_idempotency_key"));
+    let (_, list) = app.seller(Method::GET, "/v1/streams", None).await;
+    assert_eq!(
+        list["data"].as_array().unwrap().len(),
+        1,
+        "one stream for all those calls"
+    );
+    // After 24 hours the key is free again.
+    app.clock.advance(24 * 3600 * 1000 + 1);
+    let (st, later, replayed) = post_with_key(&app, &key, "/v1/streams", "k-1", body).await;
+    assert_eq!((st, replayed), (StatusCode::CREATED, false));
+    assert_ne!(later["id"], first["id"]);
+}
+
+async fn concurrent_requests_with_one_key_create_one_object(env: Env) {
+    let app = TestApp::start(&env, &[]).await;
+    let key = app.key.clone();
+    let calls = (0..12).map(|_| post_with_key(&app, &key, "/v1/streams", "race", json!({ "title": "Race" })));
+    let answers = futures_util::future::join_all(calls).await;
+    let mut ids = std::collections::HashSet::new();
+    for (st, v, _) in &answers {
+        match *st {
+            StatusCode::CREATED => {
+                ids.insert(v["id"].as_str().unwrap().to_owned());
+            }
+            StatusCode::CONFLICT => assert_eq!(code(v), "idempotency_key_in_use"),
+            other => panic!("unexpected {other}: {v}"),
+        }
+    }
+    assert_eq!(ids.len(), 1, "{answers:?}");
+    let (_, list) = app.seller(Method::GET, "/v1/streams", None).await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+}
+
 on_both_backends!(
+    idempotency_keys_replay_the_first_answer_and_refuse_other_requests,
+    concurrent_requests_with_one_key_create_one_object,
     seller_api_refuses_missing_and_wrong_keys,
     stream_lifecycle_only_moves_forward,
     lots_are_added_updated_and_pinned_one_at_a_time,

@@ -2,12 +2,14 @@
 //! verification, seller webhooks. No HTTP here; the gateway wires it.
 //!
 //! # Layout
+//! - [`idempotency`]: Idempotency-Key storage (Stripe's semantics);
 //! - [`ids`]: `ord_…` and `pat_…` ids;
 //! - [`state`]: the order and attempt lifecycles (forward-only tables);
 //! - [`store`]: orders, attempts, transitions and the callback inbox (SQLite
 //!   and PostgreSQL); callbacks applied exactly once;
 //! - [`webhook`]: Standard Webhooks signing and verification for seller webhooks.
 
+pub mod idempotency;
 pub mod ids;
 pub mod state;
 pub mod store;

@@ -1,0 +1,113 @@
+//! `Idempotency-Key` on the seller API's creating calls (POST), with Stripe's
+//! semantics, stored through [`payments::idempotency`]: the same key and the
+//! same request (method, path, body) answer the stored response with
+//! `Idempotent-Replayed: true`; the same key with another request is 400
+//! `idempotency_key_reused`; while the first still runs, 409
+//! `idempotency_key_in_use` with `Retry-After`. Keys are per seller and kept
+//! 24 hours; an answer of a server failure (5xx) is not kept.
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use payments::idempotency::{self, Begin};
+use sha2::{Digest, Sha256};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::extract::bearer;
+use crate::sellers;
+
+/// Largest response kept for a replay.
+const MAX_RESPONSE: usize = 1024 * 1024;
+
+pub async fn layer(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    if req.method() != Method::POST {
+        return next.run(req).await;
+    }
+    let Some(raw) = req.headers().get("idempotency-key") else {
+        return next.run(req).await;
+    };
+    let key = match raw.to_str() {
+        Ok(k) if idempotency::valid_key(k) => k.to_owned(),
+        _ => {
+            return ApiError::bad_request(
+                "invalid_idempotency_key",
+                "Idempotency-Key must be 1 to 255 visible ASCII characters",
+            )
+            .into_response()
+        }
+    };
+    let (parts, body) = req.into_parts();
+    // Keys belong to sellers; other callers (and bad keys) go on to the
+    // handler, which answers them as it would without the header.
+    let seller = match bearer(&parts).filter(|k| sellers::valid_key_format(k)) {
+        Some(api_key) => match sellers::seller_for_key(&s.pool, api_key).await {
+            Ok(Some(seller)) => seller,
+            Ok(None) => return next.run(Request::from_parts(parts, body)).await,
+            Err(e) => return ApiError::Unavailable(Box::new(e)).into_response(),
+        },
+        None => return next.run(Request::from_parts(parts, body)).await,
+    };
+    let bytes = match to_bytes(body, s.config.max_body_bytes).await {
+        Ok(b) => b,
+        Err(_) => return ApiError::PayloadTooLarge.into_response(),
+    };
+    let mut hash = Sha256::new();
+    hash.update(parts.method.as_str());
+    hash.update(b"\n");
+    hash.update(parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or(""));
+    hash.update(b"\n");
+    hash.update(&bytes);
+    let fingerprint: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let scope = seller.as_str().to_owned();
+    let now = s.streams.now();
+    match idempotency::begin(&s.pool, &scope, &key, &fingerprint, now).await {
+        Err(e) => ApiError::Unavailable(Box::new(e)).into_response(),
+        Ok(Begin::Reused) => ApiError::bad_request(
+            "idempotency_key_reused",
+            "this Idempotency-Key was used with a different request",
+        )
+        .into_response(),
+        Ok(Begin::InFlight) => {
+            let mut r = ApiError::Conflict {
+                code: "idempotency_key_in_use",
+                message: "a request with this Idempotency-Key is still running; retry shortly".into(),
+            }
+            .into_response();
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r
+        }
+        Ok(Begin::Replay { status, body }) => {
+            let mut r = Response::new(Body::from(body));
+            *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            let h = r.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            h.insert("idempotent-replayed", HeaderValue::from_static("true"));
+            r
+        }
+        Ok(Begin::Run) => {
+            let resp = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+            let (rparts, rbody) = resp.into_parts();
+            let out = match to_bytes(rbody, MAX_RESPONSE).await {
+                Ok(b) => b,
+                Err(e) => {
+                    let _ = idempotency::abandon(&s.pool, &scope, &key).await;
+                    return ApiError::Internal(Box::new(e)).into_response();
+                }
+            };
+            let kept = if rparts.status.is_server_error() {
+                idempotency::abandon(&s.pool, &scope, &key).await
+            } else {
+                let text = String::from_utf8_lossy(&out);
+                idempotency::finish(&s.pool, &scope, &key, rparts.status.as_u16(), &text, s.streams.now()).await
+            };
+            if let Err(e) = kept {
+                tracing::warn!(error = %e, "could not store an idempotent response");
+            }
+            Response::from_parts(rparts, Body::from(out))
+        }
+    }
+}
