@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`idempotency`]: Idempotency-Key storage (Stripe's semantics);
 //! - [`ids`]: `ord_…` and `pat_…` ids;
+//! - [`sandbox`]: the built-in test acquirer's cards and signed callbacks;
 //! - [`state`]: the order and attempt lifecycles (forward-only tables);
 //! - [`store`]: orders, attempts, transitions and the callback inbox (SQLite
 //!   and PostgreSQL); callbacks applied exactly once;
@@ -11,6 +12,7 @@
 
 pub mod idempotency;
 pub mod ids;
+pub mod sandbox;
 pub mod state;
 pub mod store;
 pub mod webhook;
