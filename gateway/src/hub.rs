@@ -166,6 +166,9 @@ impl Hub {
     /// Sends stock levels whose interval has passed (all waiting ones when
     /// `all`), read fresh from the engine.
     pub async fn flush_stock(&self, all: bool) {
+        // Taken out before the level is read: a change after the read sets
+        // the entry pending again and goes out next time, so the last level
+        // always reaches viewers.
         let due: Vec<(OfferId, StreamId, i64)> = {
             let mut stock = self.lock_stock();
             let now = Instant::now();
@@ -173,7 +176,10 @@ impl Hub {
             stock
                 .iter_mut()
                 .filter(|(_, e)| e.pending.is_some() && (all || now.duration_since(e.sent_at) >= STOCK_INTERVAL))
-                .map(|(o, e)| (o.clone(), e.stream.clone(), e.pending.unwrap_or(0)))
+                .map(|(o, e)| {
+                    e.sent_at = now;
+                    (o.clone(), e.stream.clone(), e.pending.take().unwrap_or(0))
+                })
                 .collect()
         };
         for (offer, stream, seen) in due {
@@ -181,28 +187,13 @@ impl Hub {
                 Ok(Some(l)) => l.left.max(0),
                 _ => seen,
             };
-            // Taken out only now: a change that came in meanwhile is covered
-            // by the fresh read, and the entry's clock restarts.
-            let send = {
-                let mut stock = self.lock_stock();
-                match stock.get_mut(&offer) {
-                    Some(e) if e.pending.is_some() => {
-                        e.pending = None;
-                        e.sent_at = Instant::now();
-                        true
-                    }
-                    _ => false,
-                }
-            };
-            if send {
-                self.emit(
-                    &stream,
-                    &StreamEvent::OfferStock {
-                        offer_id: offer,
-                        units_left,
-                    },
-                );
-            }
+            self.emit(
+                &stream,
+                &StreamEvent::OfferStock {
+                    offer_id: offer,
+                    units_left,
+                },
+            );
         }
     }
 

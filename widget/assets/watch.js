@@ -291,7 +291,7 @@
           this.attempt = 0;
           this.status('live', 'Live');
         } catch (e) {
-          if (e.code === 109) localStorage.removeItem('haul.viewer');
+          if (e.code === 109) { try { localStorage.removeItem('haul.viewer'); } catch { /* fine */ } }
           ws.close();
         }
       };
@@ -308,9 +308,11 @@
         for (const { reject, timer } of this.pending.values()) { clearTimeout(timer); reject(new Error('connection lost')); }
         this.pending.clear();
         // 3500-3999 and 4500-4999: the server says not to come back.
+        // An anonymous token the server refuses (3500) is replaced; a given one is not.
         if ((ev.code >= 3500 && ev.code < 4000) || (ev.code >= 4500 && ev.code < 5000)) {
-          if (ev.code === 3500) localStorage.removeItem('haul.viewer');
-          if (ev.code !== 3500) { this.status('failed', `Disconnected: ${ev.reason || ev.code}`); return; }
+          const given = new URLSearchParams(location.search).has('token');
+          if (ev.code !== 3500 || given) { this.status('failed', `Disconnected: ${ev.reason || ev.code}`); return; }
+          try { localStorage.removeItem('haul.viewer'); } catch { /* fine */ }
         }
         this.retry();
       };

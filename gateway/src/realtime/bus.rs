@@ -49,7 +49,7 @@ pub struct RedisBus {
     queue: mpsc::Sender<(Arc<str>, Arc<str>)>,
     /// This node's name in the viewer counts.
     node: String,
-    dropped: AtomicU64,
+    dropped: Arc<AtomicU64>,
     /// Publications queued or on their way to Redis.
     pending: Arc<AtomicU64>,
     listening: Arc<AtomicBool>,
@@ -95,6 +95,7 @@ impl RedisBus {
             listening.clone(),
         ));
         let pending = Arc::new(AtomicU64::new(0));
+        let dropped = Arc::new(AtomicU64::new(0));
         let bus = Arc::new(Self {
             conn: conn.clone(),
             prefix: prefix.to_owned(),
@@ -102,7 +103,7 @@ impl RedisBus {
             scripts: scripts.clone(),
             queue: tx,
             node: random_token(12),
-            dropped: AtomicU64::new(0),
+            dropped: dropped.clone(),
             pending: pending.clone(),
             listening,
         });
@@ -115,6 +116,7 @@ impl RedisBus {
                 bus_channel,
                 limits,
                 pending,
+                dropped,
             },
         ));
         Ok(bus)
@@ -229,10 +231,13 @@ struct PublishArgs {
     bus_channel: String,
     limits: HistoryLimits,
     pending: Arc<AtomicU64>,
+    dropped: Arc<AtomicU64>,
 }
 
-/// Sends queued publications to Redis one at a time, in order, retrying each
-/// until Redis takes it.
+/// Sends queued publications to Redis one at a time, in order. While Redis
+/// is unreachable each is retried until it gets through; one that Redis
+/// itself keeps refusing (a script or key error) is dropped after a few
+/// tries, counted and logged, so it cannot hold up everything behind it.
 async fn publisher(
     mut conn: ConnectionManager,
     scripts: Arc<Scripts>,
@@ -241,6 +246,7 @@ async fn publisher(
 ) {
     while let Some((channel, data)) = rx.recv().await {
         let mut backoff = Duration::from_millis(50);
+        let mut refusals = 0;
         loop {
             let sent: Result<u64, _> = scripts
                 .publish
@@ -261,6 +267,16 @@ async fn publisher(
                     break;
                 }
                 Err(e) => {
+                    let unreachable = e.is_io_error() || e.is_connection_dropped() || e.is_timeout();
+                    if !unreachable {
+                        refusals += 1;
+                        if refusals >= 5 {
+                            tracing::error!(error = %e, %channel, "Redis refused a publication; dropped");
+                            args.dropped.fetch_add(1, Ordering::Relaxed);
+                            args.pending.fetch_sub(1, Ordering::SeqCst);
+                            break;
+                        }
+                    }
                     tracing::warn!(error = %e, %channel, "could not publish to Redis; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(2));
