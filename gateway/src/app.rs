@@ -47,7 +47,7 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
-    #[error("HAUL_DATA_DIR: could not read or write the token secret at {path}")]
+    #[error("HAUL_DATA_DIR: could not read or write a generated secret at {path}")]
     Secret {
         path: String,
         #[source]
@@ -67,6 +67,9 @@ pub struct AppInner {
     pub metrics: Metrics,
     pub limits: Limits,
     pub token_secret: Secret<String>,
+    /// Signs and verifies the sandbox acquirer's callbacks.
+    pub sandbox_secret: Secret<String>,
+    pub payments: payments::store::PaymentStore,
     pub realtime: crate::realtime::Realtime,
 }
 
@@ -87,12 +90,17 @@ pub struct Application {
     demo: Option<demo::Demo>,
 }
 
-/// Reads the viewer-token secret from the data directory, creating it once.
-fn load_or_create_secret(config: &Config) -> Result<Secret<String>, StartError> {
-    if let Some(s) = &config.token_secret {
+/// A secret from configuration, or else read from the data directory,
+/// created there once.
+fn load_or_create_secret(
+    config: &Config,
+    given: Option<&Secret<String>>,
+    file: &str,
+) -> Result<Secret<String>, StartError> {
+    if let Some(s) = given {
         return Ok(s.clone());
     }
-    let path = config.data_dir.join("token_secret");
+    let path = config.data_dir.join(file);
     let wrap = |source| StartError::Secret {
         path: path.display().to_string(),
         source,
@@ -145,7 +153,8 @@ impl Application {
             None => Arc::new(MemoryInventory::new()),
         };
         inventory.ping().await.map_err(StartError::Redis)?;
-        let token_secret = load_or_create_secret(&config)?;
+        let token_secret = load_or_create_secret(&config, config.token_secret.as_ref(), "token_secret")?;
+        let sandbox_secret = load_or_create_secret(&config, config.sandbox_secret.as_ref(), "sandbox_secret")?;
         let history = crate::realtime::channels::HistoryLimits {
             size: config.history_size,
             ttl_ms: config.history_ttl_ms,
@@ -185,6 +194,7 @@ impl Application {
             per_addr: Limiter::new(config.rate_addr),
         };
         let config_viewers_per_addr = config.viewers_per_addr;
+        let pool_for_payments = pool.clone();
         let state = AppState(Arc::new(AppInner {
             config,
             pool,
@@ -194,6 +204,8 @@ impl Application {
             metrics: Metrics::default(),
             limits,
             token_secret,
+            sandbox_secret,
+            payments: payments::store::PaymentStore::new(pool_for_payments),
             realtime: crate::realtime::Realtime::new(config_viewers_per_addr),
         }));
         let demo = if state.config.demo {

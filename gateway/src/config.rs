@@ -79,6 +79,11 @@ pub const VARIABLES: &[Variable] = &[
         help: "HS256 secret for viewer tokens (at least 32 bytes); set it on every node",
     },
     Variable {
+        name: "HAUL_SANDBOX_SECRET",
+        default: "generated into HAUL_DATA_DIR",
+        help: "HMAC secret of the sandbox acquirer's callbacks (at least 32 bytes); set it on every node",
+    },
+    Variable {
         name: "HAUL_DEMO_API_KEY",
         default: "random, printed once",
         help: "API key of the demo seller (embedded setup only)",
@@ -146,6 +151,7 @@ pub struct Config {
     pub log_format: LogFormat,
     pub log_filter: String,
     pub token_secret: Option<Secret<String>>,
+    pub sandbox_secret: Option<Secret<String>>,
     pub demo_api_key: Option<Secret<String>>,
     pub rate_buyer: Option<Rate>,
     pub rate_addr: Option<Rate>,
@@ -277,6 +283,12 @@ impl Config {
             None => None,
         };
 
+        let sandbox_secret = match get("HAUL_SANDBOX_SECRET") {
+            Some(s) if s.len() >= 32 => Some(Secret::new(s.to_owned())),
+            Some(_) => return Err(err("HAUL_SANDBOX_SECRET", "must be at least 32 bytes")),
+            None => None,
+        };
+
         let demo_api_key = match get("HAUL_DEMO_API_KEY") {
             Some(k) if crate::sellers::valid_key_format(k) => Some(Secret::new(k.to_owned())),
             Some(_) => {
@@ -334,6 +346,7 @@ impl Config {
             log_format,
             log_filter,
             token_secret,
+            sandbox_secret,
             demo_api_key,
             rate_buyer,
             rate_addr,
@@ -392,6 +405,7 @@ mod tests {
             ("HAUL_REDIS_URL", "http://x"),
             ("HAUL_LOG_FORMAT", "xml"),
             ("HAUL_TOKEN_SECRET", "short"),
+            ("HAUL_SANDBOX_SECRET", "short"),
             ("HAUL_DEMO_API_KEY", "abc"),
             ("HAUL_RATE_BUYER", "10/d"),
             ("HAUL_RATE_ADDR", "0/s"),

@@ -61,6 +61,8 @@ pub struct Metrics {
     reserves: Mutex<BTreeMap<&'static str, u64>>,
     reserve_latency: Histogram,
     holds_expired: AtomicU64,
+    /// Acquirer callbacks by outcome (`applied`, `duplicate`, `ignored`, `refused`, `error`).
+    callbacks: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -78,6 +80,10 @@ impl Metrics {
     pub fn reserve(&self, outcome: &'static str, elapsed: Duration) {
         *lock(&self.reserves).entry(outcome).or_insert(0) += 1;
         self.reserve_latency.observe(elapsed);
+    }
+
+    pub fn callback(&self, outcome: &'static str) {
+        *lock(&self.callbacks).entry(outcome).or_insert(0) += 1;
     }
 
     pub fn holds_expired(&self, n: u64) {
@@ -121,6 +127,11 @@ impl Metrics {
             "haul_holds_expired_total {}",
             self.holds_expired.load(Ordering::Relaxed)
         );
+        out.push_str("# HELP haul_callbacks_total Acquirer callbacks by outcome.\n");
+        out.push_str("# TYPE haul_callbacks_total counter\n");
+        for (outcome, n) in lock(&self.callbacks).iter() {
+            let _ = writeln!(out, "haul_callbacks_total{{outcome=\"{outcome}\"}} {n}");
+        }
         if let Some(live) = holds_live {
             out.push_str("# HELP haul_holds_live Live holds in the stock engine.\n");
             out.push_str("# TYPE haul_holds_live gauge\n");

@@ -180,6 +180,14 @@ pub const OPERATIONS: &[Op] = &[
     ),
     op(
         "post",
+        "/v1/callbacks/sandbox",
+        "The sandbox acquirer's signed callback (Haul-Sandbox-Signature); applied exactly once",
+        Auth::None,
+        None,
+        200,
+    ),
+    op(
+        "post",
         "/v1/viewers/anonymous",
         "Get an anonymous viewer token",
         Auth::None,

@@ -1,6 +1,7 @@
 //! The HTTP API, one module per resource, each exporting its `router()`.
 
 pub(crate) mod buyers;
+mod callbacks;
 mod catalog;
 mod offers;
 mod ops;
@@ -18,6 +19,7 @@ pub fn router() -> Router<AppState> {
         .merge(catalog::router())
         .merge(offers::router())
         .merge(buyers::router())
+        .merge(callbacks::router())
         .merge(ops::router())
         .merge(pages::router())
         .merge(crate::realtime::router())

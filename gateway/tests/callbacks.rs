@@ -1,0 +1,162 @@
+//! Sandbox callbacks over HTTP: verified on the raw body, applied exactly
+//! once however often and in whatever order they arrive; forged, stale,
+//! truncated and mismatched ones are refused and change nothing.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{Env, TestApp};
+use payments::sandbox;
+use payments::state::{AttemptState, OrderState};
+use payments::store::{Attempt, NewOrder, Order};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use streams::clock::Clock;
+
+const SECRET: &str = "sandbox-test-secret-sandbox-test-secret";
+
+async fn app(env: &Env) -> TestApp {
+    TestApp::start(env, &[("HAUL_SANDBOX_SECRET", SECRET)]).await
+}
+
+async fn order(app: &TestApp) -> (Order, Attempt) {
+    let store = &app.state.payments;
+    let (order, _) = store
+        .create_order(
+            &NewOrder {
+                seller_id: app.seller.to_string(),
+                amount_minor: 259_000,
+                currency: "RUB".into(),
+                hold_id: None,
+                reference: Some("A-1001".into()),
+            },
+            1,
+        )
+        .await
+        .unwrap();
+    let attempt = store.create_attempt(&order, "sandbox", 2).await.unwrap();
+    (order, attempt)
+}
+
+fn body(attempt: &Attempt, event: &str, status: &str, amount: i64) -> String {
+    json!({ "event_id": event, "payment_id": attempt.id.as_str(), "status": status,
+            "amount_minor": amount, "currency": "RUB", "decline_code": null, "created_at": 1 })
+    .to_string()
+}
+
+/// Posts a callback with a signature made at `t` (Unix seconds) under `secret`.
+async fn post(app: &TestApp, body: &str, secret: &str, t: i64) -> (StatusCode, Value) {
+    let sig = sandbox::sign(secret.as_bytes(), t, body.as_bytes());
+    post_raw(app, body, Some(&sig)).await
+}
+
+async fn post_raw(app: &TestApp, body: &str, sig: Option<&str>) -> (StatusCode, Value) {
+    let mut req = app
+        .http
+        .post(format!("{}/v1/callbacks/sandbox", app.base))
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    if let Some(sig) = sig {
+        req = req.header(sandbox::SIGNATURE_HEADER, sig);
+    }
+    let resp = req.send().await.unwrap();
+    (resp.status(), resp.json().await.unwrap_or(Value::Null))
+}
+
+fn now(app: &TestApp) -> i64 {
+    app.clock.now_ms() / 1000
+}
+
+async fn a_callback_takes_effect_once_over_http(env: Env) {
+    let app = Arc::new(app(&env).await);
+    let (order, attempt) = order(&app).await;
+    let paid = body(&attempt, "evt_paid", "succeeded", 259_000);
+    let calls = (0..12).map(|_| {
+        let (app, paid) = (app.clone(), paid.clone());
+        async move { post(&app, &paid, SECRET, now(&app)).await }
+    });
+    let answers = futures_util::future::join_all(calls).await;
+    let outcomes: Vec<&str> = answers
+        .iter()
+        .map(|(st, v)| {
+            assert_eq!(*st, StatusCode::OK, "{v}");
+            v["outcome"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(outcomes.iter().filter(|o| **o == "applied").count(), 1, "{outcomes:?}");
+    assert!(outcomes.iter().all(|o| *o == "applied" || *o == "duplicate"));
+    // The earlier "pending", arriving late, is received but changes nothing.
+    let (st, v) = post(
+        &app,
+        &body(&attempt, "evt_pending", "pending", 259_000),
+        SECRET,
+        now(&app),
+    )
+    .await;
+    assert_eq!((st, v["outcome"].as_str()), (StatusCode::OK, Some("ignored")));
+    let o = app.state.payments.order(&order.id).await.unwrap().unwrap();
+    assert_eq!(o.state, OrderState::Succeeded);
+    let a = app.state.payments.attempt(&attempt.id).await.unwrap().unwrap();
+    assert_eq!(a.state, AttemptState::Succeeded);
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("haul_callbacks_total{outcome=\"applied\"} 1"),
+        "{metrics}"
+    );
+}
+
+async fn forged_stale_truncated_and_mismatched_callbacks_change_nothing(env: Env) {
+    let app = app(&env).await;
+    let (order, attempt) = order(&app).await;
+    let good = body(&attempt, "evt_1", "succeeded", 259_000);
+    let t = now(&app);
+    let refusals = [
+        post(&app, &good, "not-the-sandbox-secret-not-the-secret", t).await,
+        post(&app, &good, SECRET, t - 3600).await,
+        post_raw(
+            &app,
+            &good[..good.len() - 2],
+            Some(&sandbox::sign(SECRET.as_bytes(), t, good.as_bytes())),
+        )
+        .await,
+        post_raw(&app, &good, None).await,
+        post_raw(&app, &good, Some("t=1,v1=nothex")).await,
+        post(&app, &body(&attempt, "evt_1", "succeeded", 1), SECRET, t).await,
+        post(
+            &app,
+            &good.replace(attempt.id.as_str(), "pat_unknown0000000000000000"),
+            SECRET,
+            t,
+        )
+        .await,
+        post(&app, "{\"not\":\"a callback\"}", SECRET, t).await,
+        post(&app, &body(&attempt, "evt_1", "paid", 259_000), SECRET, t).await,
+    ];
+    for (i, (st, v)) in refusals.iter().enumerate() {
+        assert_eq!(
+            (*st, v["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("callback_refused")),
+            "case {i}: {v}"
+        );
+    }
+    let o = app.state.payments.order(&order.id).await.unwrap().unwrap();
+    assert_eq!(o.state, OrderState::Created);
+    assert_eq!(app.state.payments.transitions(&order.id).await.unwrap().len(), 2);
+    // None of them used up the event id: the genuine callback still applies.
+    let (st, v) = post(&app, &good, SECRET, t).await;
+    assert_eq!((st, v["outcome"].as_str()), (StatusCode::OK, Some("applied")));
+}
+
+on_both_backends!(
+    a_callback_takes_effect_once_over_http,
+    forged_stale_truncated_and_mismatched_callbacks_change_nothing,
+);
