@@ -29,6 +29,8 @@ async fn order(app: &TestApp) -> (Order, Attempt) {
                 amount_minor: 259_000,
                 currency: "RUB".into(),
                 hold_id: None,
+                offer_id: None,
+                buyer_id: None,
                 reference: Some("A-1001".into()),
             },
             1,
@@ -156,7 +158,110 @@ async fn forged_stale_truncated_and_mismatched_callbacks_change_nothing(env: Env
     assert_eq!((st, v["outcome"].as_str()), (StatusCode::OK, Some("applied")));
 }
 
+async fn a_paid_stream_order_commits_its_hold_once(env: Env) {
+    let app = app(&env).await;
+    let (sid, _, oid) = app.live_offer(common::offer_body(3, 1)).await;
+    let _ = sid;
+    let mut events = app.events();
+    let token = app
+        .seller(
+            reqwest::Method::POST,
+            "/v1/viewer-tokens",
+            Some(json!({ "viewer_id": "alice" })),
+        )
+        .await
+        .1["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (st, r) = app.reserve(&token, &oid, 1, "buy-1").await;
+    assert_eq!(st, StatusCode::CREATED, "{r}");
+    let hold = r["hold"]["id"].as_str().unwrap().to_owned();
+    let order_path = format!("/v1/offers/{oid}/holds/{hold}/order");
+    let (st, order) = app.call(reqwest::Method::POST, &order_path, Some(&token), None).await;
+    assert_eq!(st, StatusCode::CREATED, "{order}");
+    assert_eq!(
+        (order["amount_minor"].as_i64(), order["state"].as_str()),
+        (Some(149_000), Some("created"))
+    );
+    // One order per hold; nobody else's.
+    let (st, again) = app.call(reqwest::Method::POST, &order_path, Some(&token), None).await;
+    assert_eq!((st, &again["id"]), (StatusCode::OK, &order["id"]));
+    let other = app.anonymous_viewer().await;
+    let (st, _) = app.call(reqwest::Method::POST, &order_path, Some(&other), None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let order_id = order["id"].as_str().unwrap().to_owned();
+    let (st, _) = app
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/orders/{order_id}"),
+            Some(&other),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    // Paying starts an attempt and keeps the hold for the payment window.
+    let attempts = format!("/v1/orders/{order_id}/attempts");
+    let (st, bad) = app
+        .call(
+            reqwest::Method::POST,
+            &attempts,
+            Some(&token),
+            Some(json!({ "acquirer": "nowhere" })),
+        )
+        .await;
+    assert_eq!(
+        (st, bad["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_field"))
+    );
+    let (st, attempt) = app
+        .call(
+            reqwest::Method::POST,
+            &attempts,
+            Some(&token),
+            Some(json!({ "acquirer": "sandbox" })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{attempt}");
+    let window = attempt["hold_expires_at"].as_i64().unwrap() - app.clock.now_ms();
+    assert_eq!(window, 15 * 60 * 1000);
+    let stored = app
+        .state
+        .payments
+        .attempt(&payments::ids::AttemptId::parse(attempt["id"].as_str().unwrap()).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    // The acquirer reports success, twice: the hold is sold once.
+    let paid = body(&stored, "evt_sale", "succeeded", 149_000);
+    for expected in ["applied", "duplicate"] {
+        let (st, v) = post(&app, &paid, SECRET, now(&app)).await;
+        assert_eq!((st, v["outcome"].as_str()), (StatusCode::OK, Some(expected)), "{v}");
+    }
+    let purchase = common::wait_for_event(&mut events, |e| e["type"] == "purchase").await;
+    assert_eq!(purchase["offer_id"].as_str(), Some(oid.as_str()));
+    let (_, offer) = app
+        .seller(reqwest::Method::GET, &format!("/v1/offers/{oid}"), None)
+        .await;
+    assert_eq!(
+        (offer["sold"].as_i64(), offer["held"].as_i64()),
+        (Some(1), Some(0)),
+        "{offer}"
+    );
+    let (_, order) = app
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/orders/{order_id}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(order["state"], "succeeded");
+    assert_eq!(order["attempts"][0]["state"], "succeeded");
+}
+
 on_both_backends!(
+    a_paid_stream_order_commits_its_hold_once,
     a_callback_takes_effect_once_over_http,
     forged_stale_truncated_and_mismatched_callbacks_change_nothing,
 );

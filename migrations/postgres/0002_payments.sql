@@ -8,8 +8,11 @@ CREATE TABLE orders (
                         'failed', 'cancelled', 'expired', 'partially_refunded', 'refunded')),
     amount_minor    BIGINT NOT NULL CHECK (amount_minor > 0),
     currency        TEXT NOT NULL,
-    -- A stream purchase: the hold it pays for. One order per hold.
+    -- A stream purchase: the hold it pays for (one order per hold), its
+    -- offer, and the buyer who holds it.
     hold_id         TEXT UNIQUE,
+    offer_id        TEXT,
+    buyer_id        TEXT,
     -- The seller's own reference (checkout on the seller's site).
     reference       TEXT,
     refunded_minor  BIGINT NOT NULL DEFAULT 0 CHECK (refunded_minor >= 0),

@@ -37,6 +37,8 @@ pub struct Order {
     pub amount_minor: i64,
     pub currency: String,
     pub hold_id: Option<String>,
+    pub offer_id: Option<String>,
+    pub buyer_id: Option<String>,
     pub reference: Option<String>,
     pub refunded_minor: i64,
     pub created_at: i64,
@@ -62,6 +64,8 @@ pub struct NewOrder {
     pub amount_minor: i64,
     pub currency: String,
     pub hold_id: Option<String>,
+    pub offer_id: Option<String>,
+    pub buyer_id: Option<String>,
     pub reference: Option<String>,
 }
 
@@ -142,6 +146,8 @@ fn order_from_row(row: &AnyRow) -> Result<Order> {
         amount_minor: row.try_get("amount_minor")?,
         currency: row.try_get("currency")?,
         hold_id: row.try_get("hold_id")?,
+        offer_id: row.try_get("offer_id")?,
+        buyer_id: row.try_get("buyer_id")?,
         reference: row.try_get("reference")?,
         refunded_minor: row.try_get("refunded_minor")?,
         created_at: row.try_get("created_at")?,
@@ -223,14 +229,17 @@ impl PaymentStore {
         let id = OrderId::generate();
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
-            "INSERT INTO orders (id, seller_id, state, amount_minor, currency, hold_id, reference, created_at, updated_at) \
-             VALUES ($1, $2, 'created', $3, $4, $5, $6, $7, $7) ON CONFLICT (hold_id) DO NOTHING",
+            "INSERT INTO orders (id, seller_id, state, amount_minor, currency, hold_id, offer_id, buyer_id, reference, \
+             created_at, updated_at) VALUES ($1, $2, 'created', $3, $4, $5, $6, $7, $8, $9, $9) \
+             ON CONFLICT (hold_id) DO NOTHING",
         )
         .bind(id.as_str())
         .bind(&new.seller_id)
         .bind(new.amount_minor)
         .bind(&new.currency)
         .bind(new.hold_id.clone())
+        .bind(new.offer_id.clone())
+        .bind(new.buyer_id.clone())
         .bind(new.reference.clone())
         .bind(now)
         .execute(&mut *tx)
@@ -261,6 +270,15 @@ impl PaymentStore {
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(order_from_row).transpose()
+    }
+
+    /// The attempts of an order, oldest first.
+    pub async fn attempts(&self, order: &OrderId) -> Result<Vec<Attempt>> {
+        let rows = sqlx::query("SELECT * FROM payment_attempts WHERE order_id = $1 ORDER BY created_at, id")
+            .bind(order.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(attempt_from_row).collect()
     }
 
     pub async fn attempt(&self, id: &AttemptId) -> Result<Option<Attempt>> {

@@ -26,6 +26,8 @@ async fn order_with_attempt(s: &PaymentStore, hold: Option<&str>) -> (Order, Att
                 amount_minor: 149_000,
                 currency: "RUB".into(),
                 hold_id: hold.map(str::to_owned),
+                offer_id: None,
+                buyer_id: None,
                 reference: None,
             },
             1_000,
@@ -214,6 +216,8 @@ async fn one_order_per_hold(s: PaymentStore) {
         amount_minor: 500,
         currency: "RUB".into(),
         hold_id: Some("hld_once".into()),
+        offer_id: None,
+        buyer_id: None,
         reference: None,
     };
     let (first, created) = s.create_order(&new, 1).await.unwrap();

@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use payments::sandbox;
+use payments::state::OrderState;
 use payments::store::{CallbackError, CallbackOutcome};
 use serde_json::json;
 
@@ -59,6 +60,15 @@ async fn sandbox_callback(State(s): State<AppState>, headers: HeaderMap, body: B
                 "callback received"
             );
             s.metrics.callback(word);
+            if let CallbackOutcome::Applied {
+                order: OrderState::Succeeded,
+                ..
+            } = outcome
+            {
+                if let Ok(Some(attempt)) = s.payments.attempt(&callback.attempt_id).await {
+                    super::orders::settle_paid(&s, &attempt.order_id).await;
+                }
+            }
             (StatusCode::OK, axum::Json(json!({ "received": true, "outcome": word }))).into_response()
         }
         Err(e @ (CallbackError::UnknownAttempt | CallbackError::WrongAcquirer | CallbackError::Mismatch)) => {

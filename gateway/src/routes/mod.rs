@@ -5,6 +5,7 @@ mod callbacks;
 mod catalog;
 mod offers;
 mod ops;
+pub(crate) mod orders;
 mod pages;
 
 use axum::Router;
@@ -18,6 +19,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .merge(catalog::router())
         .merge(offers::router())
+        .merge(orders::router())
         .merge(buyers::router())
         .merge(callbacks::router())
         .merge(ops::router())

@@ -10,7 +10,7 @@ mod stock;
 mod workers;
 
 pub use self::catalog::{LotPatch, NewLot, NewOffer, NewStream, OfferEnd};
-pub use self::stock::{CommitOutcome, LotPublic, OfferPublic, StreamPublic};
+pub use self::stock::{CommitOutcome, LotPublic, OfferPublic, PurchaseTerms, StreamPublic};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -56,6 +56,18 @@ pub struct OfferPublic {
     pub units_left: Option<i64>,
 }
 
+/// What a buyer's live hold costs and whose sale it is: what the payments
+/// side needs to make an order for it.
+#[derive(Debug, Clone)]
+pub struct PurchaseTerms {
+    pub seller_id: SellerId,
+    pub stream_id: StreamId,
+    pub hold: Hold,
+    pub unit_price_minor: i64,
+    pub amount_minor: i64,
+    pub currency: Currency,
+}
+
 /// The result of committing a hold.
 #[derive(Debug, Clone, Serialize)]
 pub struct CommitOutcome {
@@ -196,6 +208,27 @@ impl Streams {
             Some(h) if h.buyer_id == *buyer => Ok(h),
             _ => Err(Error::NotFound("hold")),
         }
+    }
+
+    /// The terms of a buyer's live hold (price × quantity, the seller).
+    pub async fn purchase_terms(&self, buyer: &BuyerId, offer: &OfferId, hold: &HoldId) -> Result<PurchaseTerms> {
+        let hold = self.buyer_hold(buyer, offer, hold).await?;
+        if hold.status != HoldStatus::Held {
+            return Err(HoldError::NotActive(hold.status).into());
+        }
+        let o = self.store.offer(offer).await?.ok_or(Error::NotFound("offer"))?;
+        let amount_minor = o
+            .price_minor
+            .checked_mul(hold.quantity)
+            .ok_or_else(|| invalid("quantity", "the amount is too large"))?;
+        Ok(PurchaseTerms {
+            seller_id: o.seller_id,
+            stream_id: o.stream_id,
+            hold,
+            unit_price_minor: o.price_minor,
+            amount_minor,
+            currency: o.currency,
+        })
     }
 
     /// Keeps a hold alive for another `ttl_ms` (while its payment is in progress).

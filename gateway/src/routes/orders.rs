@@ -1,0 +1,180 @@
+//! Orders for stream purchases: a viewer's hold becomes an order (one per
+//! hold), a payment attempt starts at an acquirer (the hold is kept alive
+//! while it runs), and a paid order commits its hold.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+use payments::ids::OrderId;
+use payments::state::OrderState;
+use payments::store::{NewOrder, Order};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use streams::ids::{HoldId, OfferId, SellerId};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::extract::{id, Json, Viewer};
+
+/// How long a hold is kept once its payment has started.
+pub const PAYMENT_WINDOW_MS: i64 = 15 * 60 * 1000;
+/// Acquirers a buyer may choose (the sandbox, until real ones are configured).
+const ACQUIRERS: &[&str] = &[payments::sandbox::ACQUIRER];
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/offers/{id}/holds/{hold}/order", post(order_for_hold))
+        .route("/v1/orders/{id}", get(get_order))
+        .route("/v1/orders/{id}/attempts", post(start_attempt))
+}
+
+type Answer = Result<(StatusCode, axum::Json<Value>), ApiError>;
+
+fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> ApiError {
+    ApiError::Unavailable(Box::new(e))
+}
+
+async fn view(s: &AppState, order: &Order) -> Result<Value, ApiError> {
+    let attempts = s.payments.attempts(&order.id).await.map_err(unavailable)?;
+    Ok(json!({
+        "id": order.id,
+        "state": order.state,
+        "amount_minor": order.amount_minor,
+        "currency": order.currency,
+        "hold_id": order.hold_id,
+        "offer_id": order.offer_id,
+        "attempts": attempts.iter().map(|a| json!({
+            "id": a.id, "acquirer": a.acquirer, "state": a.state,
+        })).collect::<Vec<_>>(),
+        "created_at": order.created_at,
+    }))
+}
+
+/// The order of a hold (made on first call; the same order after).
+async fn order_for_hold(
+    State(s): State<AppState>,
+    Viewer(buyer): Viewer,
+    Path((raw_offer, raw_hold)): Path<(String, String)>,
+) -> Answer {
+    let offer = id(&raw_offer, OfferId::parse)?;
+    let hold = id(&raw_hold, HoldId::parse)?;
+    let terms = s.streams.purchase_terms(&buyer, &offer, &hold).await?;
+    let (order, created) = s
+        .payments
+        .create_order(
+            &NewOrder {
+                seller_id: terms.seller_id.to_string(),
+                amount_minor: terms.amount_minor,
+                currency: terms.currency.code().to_owned(),
+                hold_id: Some(hold.to_string()),
+                offer_id: Some(offer.to_string()),
+                buyer_id: Some(buyer.to_string()),
+                reference: None,
+            },
+            s.streams.now(),
+        )
+        .await
+        .map_err(unavailable)?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, axum::Json(view(&s, &order).await?)))
+}
+
+/// A buyer's own order (another's is not found).
+async fn owned(s: &AppState, buyer: &streams::ids::BuyerId, raw: &str) -> Result<Order, ApiError> {
+    let oid = id(raw, OrderId::parse)?;
+    match s.payments.order(&oid).await.map_err(unavailable)? {
+        Some(o) if o.buyer_id.as_deref() == Some(buyer.as_str()) => Ok(o),
+        _ => Err(ApiError::NotFound("order")),
+    }
+}
+
+async fn get_order(State(s): State<AppState>, Viewer(buyer): Viewer, Path(raw): Path<String>) -> Answer {
+    let order = owned(&s, &buyer, &raw).await?;
+    Ok((StatusCode::OK, axum::Json(view(&s, &order).await?)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartAttempt {
+    acquirer: String,
+}
+
+/// Starts paying: a new attempt at the chosen acquirer; the hold is kept
+/// for [`PAYMENT_WINDOW_MS`] from now.
+async fn start_attempt(
+    State(s): State<AppState>,
+    Viewer(buyer): Viewer,
+    Path(raw): Path<String>,
+    Json(body): Json<StartAttempt>,
+) -> Answer {
+    let order = owned(&s, &buyer, &raw).await?;
+    if !ACQUIRERS.contains(&body.acquirer.as_str()) {
+        return Err(ApiError::InvalidField {
+            field: "acquirer",
+            message: format!("one of: {}", ACQUIRERS.join(", ")),
+        });
+    }
+    if order.state.is_final() {
+        return Err(ApiError::Conflict {
+            code: "order_final",
+            message: format!("the order is {}", order.state),
+        });
+    }
+    let mut hold_expires_at = None;
+    if let (Some(offer), Some(hold)) = (&order.offer_id, &order.hold_id) {
+        let offer = id(offer, OfferId::parse)?;
+        let hold = id(hold, HoldId::parse)?;
+        hold_expires_at = Some(
+            s.streams
+                .extend_hold(&offer, &hold, PAYMENT_WINDOW_MS)
+                .await?
+                .expires_at,
+        );
+    }
+    let attempt = s
+        .payments
+        .create_attempt(&order, &body.acquirer, s.streams.now())
+        .await
+        .map_err(unavailable)?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({
+            "id": attempt.id, "order_id": order.id, "acquirer": attempt.acquirer, "state": attempt.state,
+            "amount_minor": attempt.amount_minor, "currency": attempt.currency,
+            "hold_expires_at": hold_expires_at,
+        })),
+    ))
+}
+
+/// After an order was paid: its hold becomes a sale (the `purchase` event
+/// goes out). A payment for a hold that is already gone is reported for the
+/// seller to settle.
+pub async fn settle_paid(s: &AppState, order: &OrderId) {
+    let Ok(Some(order)) = s.payments.order(order).await else {
+        tracing::error!(%order, "a paid order could not be read back");
+        return;
+    };
+    if order.state != OrderState::Succeeded {
+        return;
+    }
+    let (Some(offer), Some(hold)) = (&order.offer_id, &order.hold_id) else {
+        return; // not a stream purchase
+    };
+    let parsed = (
+        SellerId::parse(&order.seller_id),
+        OfferId::parse(offer),
+        HoldId::parse(hold),
+    );
+    let (Ok(seller), Ok(offer), Ok(hold)) = parsed else {
+        tracing::error!(order = %order.id, "a paid order carries ids that do not parse");
+        return;
+    };
+    match s.streams.commit_hold(&seller, &offer, &hold).await {
+        Ok(_) => tracing::info!(order = %order.id, %hold, "paid: hold committed"),
+        Err(e) => tracing::error!(
+            order = %order.id, %hold, error = %e,
+            "paid, but the hold could not be committed: the seller must settle (re-take or refund)"
+        ),
+    }
+}
