@@ -193,8 +193,8 @@ impl Application {
             per_buyer: Limiter::new(config.rate_buyer),
             per_addr: Limiter::new(config.rate_addr),
         };
-        let config_viewers_per_addr = config.viewers_per_addr;
-        let pool_for_payments = pool.clone();
+        let realtime = crate::realtime::Realtime::new(config.viewers_per_addr);
+        let payments = payments::store::PaymentStore::new(pool.clone());
         let state = AppState(Arc::new(AppInner {
             config,
             pool,
@@ -205,8 +205,8 @@ impl Application {
             limits,
             token_secret,
             sandbox_secret,
-            payments: payments::store::PaymentStore::new(pool_for_payments),
-            realtime: crate::realtime::Realtime::new(config_viewers_per_addr),
+            payments,
+            realtime,
         }));
         let demo = if state.config.demo {
             Some(demo::seed(&state).await.map_err(StartError::Demo)?)

@@ -228,29 +228,32 @@ impl Hub {
     /// Counts this node's viewers of each stream and announces the counts
     /// that changed (over all nodes, with Redis).
     pub async fn count_viewers(&self) {
-        let mut now: HashMap<StreamId, usize> = HashMap::new();
+        let mut now: HashMap<StreamId, (usize, bool)> = HashMap::new();
         for (channel, n) in self.channels.counts(STREAM_PREFIX) {
             if let Some(sid) = channel
                 .strip_prefix(STREAM_PREFIX)
                 .and_then(|s| StreamId::parse(s).ok())
             {
-                now.insert(sid, n);
+                now.insert(sid, (n, true));
             }
         }
         let before = std::mem::take(&mut *self.viewers.lock().unwrap_or_else(|e| e.into_inner()));
-        // Streams watched before but no longer: report zero once.
+        // Streams counted before whose channel is gone here: zero viewers.
         for sid in before.keys() {
-            now.entry(sid.clone()).or_insert(0);
+            now.entry(sid.clone()).or_insert((0, false));
         }
         let mut keep = HashMap::new();
-        for (sid, count) in now {
-            let announce = match &self.bus {
-                None => (before.get(&sid) != Some(&count)).then_some(count as u64),
+        for (sid, (count, exists)) in now {
+            let prev = before.get(&sid).copied();
+            let (announce, pending) = match &self.bus {
+                None => (prev.map_or(count > 0, |p| p != count).then_some(count as u64), false),
+                // Nothing to tell Redis about a stream nobody watched here.
+                Some(_) if count == 0 && prev.is_none() => (None, false),
                 Some(bus) => match bus.viewers(sid.as_str(), count).await {
-                    Ok(changed) => changed,
+                    Ok(answer) => answer,
                     Err(e) => {
                         tracing::warn!(error = %e, "could not count viewers in Redis");
-                        None
+                        (None, true)
                     }
                 },
             };
@@ -263,7 +266,14 @@ impl Hub {
                     },
                 );
             }
-            if count > 0 {
+            // Counted again next time: while the channel lives here (one
+            // node), or while there are viewers or a change not yet
+            // announced (several nodes).
+            let again = match &self.bus {
+                None => exists,
+                Some(_) => count > 0 || pending,
+            };
+            if again {
                 keep.insert(sid, count);
             }
         }
@@ -309,5 +319,57 @@ impl EventSink for Hub {
             _ => {}
         }
         self.emit(stream, &event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::realtime::channels::ConnHandle;
+    use streams::clock::ManualClock;
+    use streams::inventory::MemoryInventory;
+
+    fn viewers_events(rx: &mut broadcast::Receiver<Arc<Published>>) -> Vec<u64> {
+        let mut out = Vec::new();
+        while let Ok(p) = rx.try_recv() {
+            let v: serde_json::Value = serde_json::from_str(&p.data).unwrap();
+            if v["type"] == "viewers" {
+                out.push(v["count"].as_u64().unwrap());
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn viewer_counts_are_announced_on_change_and_zero_only_once() {
+        let limits = HistoryLimits {
+            size: 10,
+            ttl_ms: 60_000,
+        };
+        let hub = Hub::new(
+            Arc::new(ManualClock::new(0)),
+            limits,
+            Arc::new(MemoryInventory::new()),
+            HubBus::Own,
+        )
+        .await
+        .unwrap();
+        let mut rx = hub.subscribe();
+        let sid = StreamId::generate();
+        let channel = format!("{STREAM_PREFIX}{sid}");
+        let (a, _qa) = ConnHandle::new(1, 16);
+        let (b, _qb) = ConnHandle::new(2, 16);
+        hub.channels().join(&channel, &a);
+        hub.channels().join(&channel, &b);
+        hub.count_viewers().await;
+        hub.count_viewers().await;
+        assert_eq!(viewers_events(&mut rx), vec![2]);
+        hub.channels().leave(&channel, 1);
+        hub.channels().leave(&channel, 2);
+        for _ in 0..3 {
+            hub.count_viewers().await;
+        }
+        // The channel keeps its history (so it lives on), yet zero goes out once.
+        assert_eq!(viewers_events(&mut rx), vec![0]);
     }
 }

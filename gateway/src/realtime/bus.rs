@@ -186,10 +186,11 @@ impl RedisBus {
         }
     }
 
-    /// Reports this node's viewer count of a stream; returns the count over
-    /// all nodes when it changed since it was last announced.
-    pub async fn viewers(&self, stream: &str, count: usize) -> Result<Option<u64>, BusError> {
-        let (sum, changed): (u64, u8) = self
+    /// Reports this node's viewer count of a stream. Returns the count over
+    /// all nodes when this node is to announce it, and whether a change is
+    /// still held back by the interval (report again next time).
+    pub async fn viewers(&self, stream: &str, count: usize) -> Result<(Option<u64>, bool), BusError> {
+        let (sum, changed, held_back): (u64, u8, u8) = self
             .scripts
             .viewers
             .key(format!("{}:vw:{stream}", self.prefix))
@@ -199,7 +200,7 @@ impl RedisBus {
             .arg(VIEWERS_EVERY_MS)
             .invoke_async(&mut self.conn.clone())
             .await?;
-        Ok((changed == 1).then_some(sum))
+        Ok(((changed == 1).then_some(sum), held_back == 1))
     }
 }
 

@@ -22,12 +22,13 @@ for i = 1, #all, 2 do
   end
 end
 redis.call('PEXPIRE', KEYS[1], stale * 4)
+-- Returns { sum, announce (0/1), held back by the interval (0/1) }.
 if redis.call('HGET', KEYS[1], '_last') == tostring(sum) then
-  return { sum, 0 }
+  return { sum, 0, 0 }
 end
 local at = tonumber(redis.call('HGET', KEYS[1], '_at') or '0')
 if now - at < tonumber(ARGV[4]) then
-  return { sum, 0 }
+  return { sum, 0, 1 }
 end
 redis.call('HSET', KEYS[1], '_last', sum, '_at', now)
-return { sum, 1 }
+return { sum, 1, 0 }
