@@ -53,6 +53,8 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    #[error("could not set up the outgoing HTTP client")]
+    HttpClient(#[source] reqwest::Error),
     #[error("could not create the demo data")]
     Demo(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -69,6 +71,10 @@ pub struct AppInner {
     pub token_secret: Secret<String>,
     /// Signs and verifies the sandbox acquirer's callbacks.
     pub sandbox_secret: Secret<String>,
+    /// Where browsers and acquirers reach this node.
+    pub public_url: String,
+    /// Sends the sandbox acquirer's callbacks.
+    pub http: reqwest::Client,
     pub payments: payments::store::PaymentStore,
     pub realtime: crate::realtime::Realtime,
 }
@@ -194,6 +200,20 @@ impl Application {
             per_addr: Limiter::new(config.rate_addr),
         };
         let realtime = crate::realtime::Realtime::new(config.viewers_per_addr);
+        let public_url = match &config.public_url {
+            Some(u) => u.clone(),
+            None => format!(
+                "http://{}",
+                listener.local_addr().map_err(|source| StartError::Listen {
+                    addr: config.listen,
+                    source,
+                })?
+            ),
+        };
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(StartError::HttpClient)?;
         let payments = payments::store::PaymentStore::new(pool.clone());
         let state = AppState(Arc::new(AppInner {
             config,
@@ -205,6 +225,8 @@ impl Application {
             limits,
             token_secret,
             sandbox_secret,
+            public_url,
+            http,
             payments,
             realtime,
         }));

@@ -84,6 +84,16 @@ pub const VARIABLES: &[Variable] = &[
         help: "HMAC secret of the sandbox acquirer's callbacks (at least 32 bytes); set it on every node",
     },
     Variable {
+        name: "HAUL_PUBLIC_URL",
+        default: "http://HAUL_LISTEN",
+        help: "the address buyers' browsers and acquirers reach this node at (http or https, no path)",
+    },
+    Variable {
+        name: "HAUL_SANDBOX_CHAOS",
+        default: "false",
+        help: "the sandbox acquirer sends every callback twice and out of order (to exercise exactly-once)",
+    },
+    Variable {
         name: "HAUL_DEMO_API_KEY",
         default: "random, printed once",
         help: "API key of the demo seller (embedded setup only)",
@@ -152,6 +162,10 @@ pub struct Config {
     pub log_filter: String,
     pub token_secret: Option<Secret<String>>,
     pub sandbox_secret: Option<Secret<String>>,
+    /// Where browsers and acquirers reach this node, without a trailing slash
+    /// (unset: the address the node listens on).
+    pub public_url: Option<String>,
+    pub sandbox_chaos: bool,
     pub demo_api_key: Option<Secret<String>>,
     pub rate_buyer: Option<Rate>,
     pub rate_addr: Option<Rate>,
@@ -289,6 +303,29 @@ impl Config {
             None => None,
         };
 
+        let public_url = match get("HAUL_PUBLIC_URL") {
+            Some(u) if (u.starts_with("http://") || u.starts_with("https://")) && u.len() <= 200 => {
+                Some(u.trim_end_matches('/').to_owned())
+            }
+            Some(u) => {
+                return Err(err(
+                    "HAUL_PUBLIC_URL",
+                    format!("expected http(s)://HOST[:PORT], got {u:?}"),
+                ))
+            }
+            None => None,
+        };
+        let sandbox_chaos = match get("HAUL_SANDBOX_CHAOS").unwrap_or("false") {
+            "true" | "1" | "on" => true,
+            "false" | "0" | "off" => false,
+            other => {
+                return Err(err(
+                    "HAUL_SANDBOX_CHAOS",
+                    format!("expected true or false, got {other:?}"),
+                ))
+            }
+        };
+
         let demo_api_key = match get("HAUL_DEMO_API_KEY") {
             Some(k) if crate::sellers::valid_key_format(k) => Some(Secret::new(k.to_owned())),
             Some(_) => {
@@ -347,6 +384,8 @@ impl Config {
             log_filter,
             token_secret,
             sandbox_secret,
+            public_url,
+            sandbox_chaos,
             demo_api_key,
             rate_buyer,
             rate_addr,
@@ -406,6 +445,8 @@ mod tests {
             ("HAUL_LOG_FORMAT", "xml"),
             ("HAUL_TOKEN_SECRET", "short"),
             ("HAUL_SANDBOX_SECRET", "short"),
+            ("HAUL_PUBLIC_URL", "ftp://x"),
+            ("HAUL_SANDBOX_CHAOS", "maybe"),
             ("HAUL_DEMO_API_KEY", "abc"),
             ("HAUL_RATE_BUYER", "10/d"),
             ("HAUL_RATE_ADDR", "0/s"),

@@ -260,7 +260,150 @@ async fn a_paid_stream_order_commits_its_hold_once(env: Env) {
     assert_eq!(order["attempts"][0]["state"], "succeeded");
 }
 
+/// Reserve, order and start a sandbox attempt as a viewer; returns
+/// (offer id, order id, the attempt's answer, the viewer token).
+async fn start_paying(app: &TestApp, viewer: &str) -> (String, String, Value, String) {
+    let (_, _, oid) = app.live_offer(common::offer_body(3, 1)).await;
+    let token = app
+        .seller(
+            reqwest::Method::POST,
+            "/v1/viewer-tokens",
+            Some(json!({ "viewer_id": viewer })),
+        )
+        .await
+        .1["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, r) = app.reserve(&token, &oid, 1, "r").await;
+    let hold = r["hold"]["id"].as_str().unwrap().to_owned();
+    let (_, order) = app
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/offers/{oid}/holds/{hold}/order"),
+            Some(&token),
+            None,
+        )
+        .await;
+    let order_id = order["id"].as_str().unwrap().to_owned();
+    let (st, attempt) = app
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/orders/{order_id}/attempts"),
+            Some(&token),
+            Some(json!({ "acquirer": "sandbox" })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{attempt}");
+    (oid, order_id, attempt, token)
+}
+
+async fn submit_card(app: &TestApp, redirect: &str, number: &str) -> (StatusCode, String) {
+    let resp = app
+        .http
+        .post(redirect)
+        .form(&[("number", number), ("expiry", "12/39"), ("cvc", "123")])
+        .send()
+        .await
+        .unwrap();
+    (resp.status(), resp.text().await.unwrap())
+}
+
+/// Polls the buyer's order until `pred` holds (10 s at most).
+async fn order_until(app: &TestApp, order: &str, token: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, v) = app
+            .call(reqwest::Method::GET, &format!("/v1/orders/{order}"), Some(token), None)
+            .await;
+        if pred(&v) {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "order never got there: {v}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+async fn the_sandbox_page_pays_through_duplicated_reordered_callbacks(env: Env) {
+    let app = TestApp::start(&env, &[("HAUL_SANDBOX_SECRET", SECRET), ("HAUL_SANDBOX_CHAOS", "true")]).await;
+    let (oid, order, attempt, token) = start_paying(&app, "carol").await;
+    let redirect = attempt["redirect_url"].as_str().unwrap();
+    let page = app.http.get(redirect).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("default-src 'none'"));
+    assert!(page.text().await.unwrap().contains("1490.00 RUB"));
+    // A number that is not a card is refused and never echoed.
+    let (st, text) = submit_card(&app, redirect, "4242424242424241").await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(text.contains("not valid") && !text.contains("4242424242424241"));
+    let (st, _) = submit_card(&app, redirect, "4242 4242 4242 4242").await;
+    assert_eq!(st, StatusCode::OK);
+    let paid = order_until(&app, &order, &token, |v| v["state"] == "succeeded").await;
+    assert_eq!(paid["attempts"][0]["state"], "succeeded");
+    // Every callback came twice, the first round backwards: one took effect.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let m = app
+            .http
+            .get(format!("{}/metrics", app.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if m.contains("haul_callbacks_total{outcome=\"duplicate\"} 2") {
+            assert!(m.contains("haul_callbacks_total{outcome=\"applied\"} 1"), "{m}");
+            assert!(m.contains("haul_callbacks_total{outcome=\"ignored\"} 1"), "{m}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{m}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (_, offer) = app
+        .seller(reqwest::Method::GET, &format!("/v1/offers/{oid}"), None)
+        .await;
+    assert_eq!(
+        (offer["sold"].as_i64(), offer["held"].as_i64()),
+        (Some(1), Some(0)),
+        "{offer}"
+    );
+    // A settled payment's page says so.
+    let again = app.http.get(redirect).send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+}
+
+async fn declined_and_challenged_cards_end_as_the_bank_says(env: Env) {
+    let app = app(&env).await;
+    let (_, order, attempt, token) = start_paying(&app, "dave").await;
+    let (st, _) = submit_card(&app, attempt["redirect_url"].as_str().unwrap(), "4000000000000002").await;
+    assert_eq!(st, StatusCode::OK);
+    order_until(&app, &order, &token, |v| v["state"] == "failed").await;
+
+    let (_, order, attempt, token) = start_paying(&app, "erin").await;
+    let redirect = attempt["redirect_url"].as_str().unwrap();
+    let (st, text) = submit_card(&app, redirect, "4000 0000 0000 3220").await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(text.contains("3-D Secure"));
+    order_until(&app, &order, &token, |v| v["state"] == "requires_action").await;
+    let challenge = redirect.replace("/sandbox/pay/", "/sandbox/challenge/");
+    let r = app
+        .http
+        .post(&challenge)
+        .form(&[("passed", "yes")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    order_until(&app, &order, &token, |v| v["state"] == "succeeded").await;
+}
+
 on_both_backends!(
+    the_sandbox_page_pays_through_duplicated_reordered_callbacks,
+    declined_and_challenged_cards_end_as_the_bank_says,
     a_paid_stream_order_commits_its_hold_once,
     a_callback_takes_effect_once_over_http,
     forged_stale_truncated_and_mismatched_callbacks_change_nothing,

@@ -99,6 +99,28 @@ pub fn card_behaviour(number: &str) -> Option<CardBehaviour> {
     )
 }
 
+/// The statuses the sandbox reports for a card, in the order they happen:
+/// `(status, decline code)`. A challenge reports `requires_action` first and
+/// the rest after the buyer answers it ([`after_challenge`]).
+pub fn reports(card: CardBehaviour) -> Vec<(&'static str, Option<&'static str>)> {
+    match card {
+        CardBehaviour::Succeeds => vec![("pending", None), ("succeeded", None)],
+        CardBehaviour::Declined => vec![("pending", None), ("failed", Some("card_declined"))],
+        CardBehaviour::InsufficientFunds => vec![("pending", None), ("failed", Some("insufficient_funds"))],
+        CardBehaviour::Challenge => vec![("pending", None), ("requires_action", None)],
+        CardBehaviour::NoAnswer => vec![],
+    }
+}
+
+/// What the sandbox reports once the buyer passed or failed a challenge.
+pub fn after_challenge(passed: bool) -> (&'static str, Option<&'static str>) {
+    if passed {
+        ("succeeded", None)
+    } else {
+        ("failed", Some("authentication_failed"))
+    }
+}
+
 /// A callback's body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -7,6 +7,7 @@ mod offers;
 mod ops;
 pub(crate) mod orders;
 mod pages;
+mod sandbox;
 
 use axum::Router;
 use serde::Deserialize;
@@ -24,6 +25,7 @@ pub fn router() -> Router<AppState> {
         .merge(callbacks::router())
         .merge(ops::router())
         .merge(pages::router())
+        .merge(sandbox::router())
         .merge(crate::realtime::router())
 }
 

@@ -143,6 +143,8 @@ async fn start_attempt(
             "id": attempt.id, "order_id": order.id, "acquirer": attempt.acquirer, "state": attempt.state,
             "amount_minor": attempt.amount_minor, "currency": attempt.currency,
             "hold_expires_at": hold_expires_at,
+            // Where the buyer pays: the acquirer's hosted page.
+            "redirect_url": format!("{}/sandbox/pay/{}", s.public_url, attempt.id),
         })),
     ))
 }

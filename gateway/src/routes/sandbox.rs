@@ -1,0 +1,288 @@
+//! The sandbox acquirer's side: its hosted card page and the signed callbacks
+//! it sends back to Haul over real HTTP, as an acquirer would. Test cards are
+//! in [`payments::sandbox::TEST_CARDS`]. A card number is read from the form,
+//! checked and dropped: it is never stored, logged or echoed.
+//!
+//! With `HAUL_SANDBOX_CHAOS` on, every callback is sent twice and the first
+//! round in reverse order, so the exactly-once path runs on every payment.
+
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Form, Router};
+use payments::ids::AttemptId;
+use payments::sandbox::{self, CardBehaviour};
+use payments::store::Attempt;
+use serde::Deserialize;
+use serde_json::json;
+use streams::ids::random_token;
+
+use crate::app::AppState;
+
+/// Only this origin's forms, no scripts, never framed by others.
+const PAGE_CSP: &str = "default-src 'none'; form-action 'self'; frame-ancestors 'self'; base-uri 'none'";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/sandbox/pay/{attempt}", get(card_page).post(pay))
+        .route("/sandbox/challenge/{attempt}", axum::routing::post(challenge))
+}
+
+fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{title} — Haul sandbox</title></head><body><main>\
+         <p><strong>Haul sandbox</strong> — test mode, no real money moves.</p>\
+         <h1>{title}</h1>{body}</main></body></html>"
+    );
+    let mut r = (status, Html(html)).into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(PAGE_CSP));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    r
+}
+
+fn amount(a: &Attempt) -> String {
+    // Display only; every supported currency here has two minor digits or none.
+    format!("{}.{:02} {}", a.amount_minor / 100, a.amount_minor % 100, a.currency)
+}
+
+/// A sandbox attempt that can still be paid, or the page that says why not.
+async fn payable(s: &AppState, raw: &str) -> Result<Attempt, Response> {
+    let not_found = || {
+        page(
+            StatusCode::NOT_FOUND,
+            "No such payment",
+            "<p>This payment does not exist.</p>",
+        )
+    };
+    let id = AttemptId::parse(raw).map_err(|_| not_found())?;
+    let attempt = match s.payments.attempt(&id).await {
+        Ok(Some(a)) if a.acquirer == sandbox::ACQUIRER => a,
+        Ok(_) => return Err(not_found()),
+        Err(e) => {
+            tracing::error!(error = ?e, "sandbox page: could not read the attempt");
+            return Err(page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Try again",
+                "<p>Please try again.</p>",
+            ));
+        }
+    };
+    if attempt.state.is_final() {
+        return Err(page(
+            StatusCode::CONFLICT,
+            "Already settled",
+            &format!("<p>This payment is already {}.</p>", attempt.state),
+        ));
+    }
+    Ok(attempt)
+}
+
+async fn card_page(State(s): State<AppState>, Path(raw): Path<String>) -> Response {
+    let attempt = match payable(&s, &raw).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    page(
+        StatusCode::OK,
+        &format!("Pay {}", amount(&attempt)),
+        &format!(
+            "<form method=\"post\" action=\"/sandbox/pay/{id}\" autocomplete=\"off\">\
+             <p><label>Card number <input name=\"number\" inputmode=\"numeric\" required></label></p>\
+             <p><label>Expiry (MM/YY) <input name=\"expiry\" required></label></p>\
+             <p><label>CVC <input name=\"cvc\" inputmode=\"numeric\" required></label></p>\
+             <p><button type=\"submit\">Pay {amount}</button></p></form>\
+             <p>Test cards: 4242 4242 4242 4242 pays; 4000 0000 0000 0002 is declined; \
+             4000 0000 0000 9995 has insufficient funds; 4000 0000 0000 3220 asks for 3-D Secure; \
+             4000 0000 0000 0119 never answers. Any future expiry, any CVC.</p>",
+            id = attempt.id,
+            amount = amount(&attempt),
+        ),
+    )
+}
+
+#[derive(Deserialize)]
+struct CardForm {
+    number: String,
+    expiry: String,
+    cvc: String,
+}
+
+/// `MM/YY` not before the current month (`now_ms` is the server's clock).
+fn expiry_ok(expiry: &str, now_ms: i64) -> bool {
+    let Some((m, y)) = expiry.trim().split_once('/') else {
+        return false;
+    };
+    let (Ok(m), Ok(y)) = (m.trim().parse::<i64>(), y.trim().parse::<i64>()) else {
+        return false;
+    };
+    if !(1..=12).contains(&m) || !(0..=99).contains(&y) {
+        return false;
+    }
+    // Months since 1970 of the card's expiry and of now.
+    let card = (2000 + y - 1970) * 12 + (m - 1);
+    let now_month = now_ms / 1000 / 86_400 * 12 / 365; // close enough for a sandbox
+    card >= now_month
+}
+
+async fn pay(State(s): State<AppState>, Path(raw): Path<String>, Form(form): Form<CardForm>) -> Response {
+    let attempt = match payable(&s, &raw).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let retry = |msg: &str| {
+        page(
+            StatusCode::BAD_REQUEST,
+            "Check the card",
+            &format!(
+                "<p>{msg}</p><p><a href=\"/sandbox/pay/{}\">Try again</a></p>",
+                attempt.id
+            ),
+        )
+    };
+    let Some(card) = sandbox::card_behaviour(&form.number) else {
+        return retry("The card number is not valid.");
+    };
+    if !expiry_ok(&form.expiry, s.streams.now()) {
+        return retry("The expiry date is not valid or has passed.");
+    }
+    if !(3..=4).contains(&form.cvc.len()) || !form.cvc.bytes().all(|b| b.is_ascii_digit()) {
+        return retry("The CVC is 3 or 4 digits.");
+    }
+    tokio::spawn(send_reports(s.clone(), attempt.clone(), sandbox::reports(card)));
+    match card {
+        CardBehaviour::Challenge => page(
+            StatusCode::OK,
+            "3-D Secure",
+            &format!(
+                "<p>Your bank asks you to confirm this payment.</p>\
+                 <form method=\"post\" action=\"/sandbox/challenge/{id}\">\
+                 <button name=\"passed\" value=\"yes\">Confirm</button> \
+                 <button name=\"passed\" value=\"no\">Cancel</button></form>",
+                id = attempt.id
+            ),
+        ),
+        _ => page(
+            StatusCode::OK,
+            "Payment sent",
+            "<p>The sandbox has answered; the shop reads the result from Haul.</p>",
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+struct ChallengeForm {
+    passed: String,
+}
+
+async fn challenge(State(s): State<AppState>, Path(raw): Path<String>, Form(form): Form<ChallengeForm>) -> Response {
+    let attempt = match payable(&s, &raw).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let passed = form.passed == "yes";
+    tokio::spawn(send_reports(s.clone(), attempt, vec![sandbox::after_challenge(passed)]));
+    page(
+        StatusCode::OK,
+        if passed { "Confirmed" } else { "Cancelled" },
+        "<p>The sandbox has answered; the shop reads the result from Haul.</p>",
+    )
+}
+
+/// Sends the sandbox's callbacks for an attempt, as the acquirer would.
+async fn send_reports(s: AppState, attempt: Attempt, reports: Vec<(&'static str, Option<&'static str>)>) {
+    let bodies: Vec<String> = reports
+        .iter()
+        .map(|(status, decline)| {
+            json!({
+                "event_id": format!("evt_{}", random_token(20)),
+                "payment_id": attempt.id,
+                "status": status,
+                "amount_minor": attempt.amount_minor,
+                "currency": attempt.currency,
+                "decline_code": decline,
+                "created_at": s.streams.now() / 1000,
+            })
+            .to_string()
+        })
+        .collect();
+    let mut order: Vec<&String> = bodies.iter().collect();
+    if s.config.sandbox_chaos {
+        // Out of order first, then every one again.
+        order = bodies.iter().rev().chain(bodies.iter()).collect();
+    }
+    for body in order {
+        deliver(&s, body).await;
+    }
+}
+
+/// Posts one callback until Haul takes it (2xx) or refuses it (4xx).
+async fn deliver(s: &AppState, body: &str) {
+    let url = format!("{}/v1/callbacks/sandbox", s.public_url);
+    let mut backoff = Duration::from_millis(200);
+    for _ in 0..8 {
+        let signature = sandbox::sign(
+            s.sandbox_secret.expose().as_bytes(),
+            s.streams.now() / 1000,
+            body.as_bytes(),
+        );
+        let sent = s
+            .http
+            .post(&url)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(sandbox::SIGNATURE_HEADER, signature)
+            .body(body.to_owned())
+            .send()
+            .await;
+        match sent {
+            Ok(r) if r.status().is_success() => return,
+            Ok(r) if r.status().is_client_error() => {
+                tracing::error!(status = %r.status(), "the sandbox's callback was refused");
+                return;
+            }
+            Ok(r) => tracing::warn!(status = %r.status(), "sandbox callback not taken; retrying"),
+            Err(e) => tracing::warn!(error = %e, "sandbox callback not delivered; retrying"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+    tracing::error!("gave up delivering a sandbox callback");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use payments::state::AttemptState;
+
+    #[test]
+    fn expiry_dates_are_checked_against_the_clock() {
+        // 2026-11-24 in ms.
+        let now = 1_795_500_000_000;
+        assert!(expiry_ok("12/30", now));
+        assert!(expiry_ok(" 11 / 27 ", now));
+        assert!(!expiry_ok("01/20", now));
+        assert!(!expiry_ok("13/30", now));
+        assert!(!expiry_ok("1230", now));
+        assert!(!expiry_ok("ab/cd", now));
+    }
+
+    #[test]
+    fn a_challenge_needs_an_answer_and_no_answer_sends_nothing() {
+        assert_eq!(sandbox::reports(CardBehaviour::NoAnswer), vec![]);
+        assert_eq!(
+            sandbox::reports(CardBehaviour::Challenge).last(),
+            Some(&("requires_action", None))
+        );
+        // The statuses are the attempt states' names.
+        for (status, _) in sandbox::reports(CardBehaviour::Succeeds) {
+            assert!(AttemptState::parse(status).is_some(), "{status}");
+        }
+    }
+}
