@@ -264,7 +264,11 @@ impl Application {
         workers.push(tokio::spawn(async move {
             let metrics_state = s.clone();
             s.streams
-                .run_hold_sweeper(rx, move |_| metrics_state.metrics.holds_expired(1))
+                .run_hold_sweeper(rx, move |expired| {
+                    metrics_state.metrics.holds_expired(1);
+                    let (st, hold) = (metrics_state.clone(), expired.hold.id.clone());
+                    tokio::spawn(async move { routes::orders::expire_with_hold(&st, &hold).await });
+                })
                 .await
         }));
         let (s, rx) = (state.clone(), shutdown_rx.clone());

@@ -376,12 +376,45 @@ async fn the_sandbox_page_pays_through_duplicated_reordered_callbacks(env: Env) 
     assert_eq!(again.status(), StatusCode::CONFLICT);
 }
 
+async fn an_unpaid_order_expires_with_its_hold(env: Env) {
+    let app = app(&env).await;
+    let (_, _, oid) = app.live_offer(common::offer_body(3, 1)).await;
+    let token = app.anonymous_viewer().await;
+    let (_, r) = app.reserve(&token, &oid, 1, "r").await;
+    let hold = r["hold"]["id"].as_str().unwrap().to_owned();
+    let (_, order) = app
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/offers/{oid}/holds/{hold}/order"),
+            Some(&token),
+            None,
+        )
+        .await;
+    let order = order["id"].as_str().unwrap().to_owned();
+    // The hold lives 30 s; nobody pays.
+    app.clock.advance(31_000);
+    order_until(&app, &order, &token, |v| v["state"] == "expired").await;
+}
+
 async fn declined_and_challenged_cards_end_as_the_bank_says(env: Env) {
     let app = app(&env).await;
-    let (_, order, attempt, token) = start_paying(&app, "dave").await;
+    let (oid, order, attempt, token) = start_paying(&app, "dave").await;
     let (st, _) = submit_card(&app, attempt["redirect_url"].as_str().unwrap(), "4000000000000002").await;
     assert_eq!(st, StatusCode::OK);
     order_until(&app, &order, &token, |v| v["state"] == "failed").await;
+    // The declined buyer's unit goes back to stock.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, offer) = app
+            .seller(reqwest::Method::GET, &format!("/v1/offers/{oid}"), None)
+            .await;
+        if offer["held"] == 0 {
+            assert_eq!(offer["units_left"], 3, "{offer}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{offer}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 
     let (_, order, attempt, token) = start_paying(&app, "erin").await;
     let redirect = attempt["redirect_url"].as_str().unwrap();
@@ -402,6 +435,7 @@ async fn declined_and_challenged_cards_end_as_the_bank_says(env: Env) {
 }
 
 on_both_backends!(
+    an_unpaid_order_expires_with_its_hold,
     the_sandbox_page_pays_through_duplicated_reordered_callbacks,
     declined_and_challenged_cards_end_as_the_bank_says,
     a_paid_stream_order_commits_its_hold_once,

@@ -272,6 +272,15 @@ impl PaymentStore {
         row.as_ref().map(order_from_row).transpose()
     }
 
+    /// The order of a stream hold, if one was made.
+    pub async fn order_for_hold(&self, hold: &str) -> Result<Option<Order>> {
+        let row = sqlx::query("SELECT * FROM orders WHERE hold_id = $1")
+            .bind(hold)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(order_from_row).transpose()
+    }
+
     /// The attempts of an order, oldest first.
     pub async fn attempts(&self, order: &OrderId) -> Result<Vec<Attempt>> {
         let rows = sqlx::query("SELECT * FROM payment_attempts WHERE order_id = $1 ORDER BY created_at, id")

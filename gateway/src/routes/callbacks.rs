@@ -60,13 +60,15 @@ async fn sandbox_callback(State(s): State<AppState>, headers: HeaderMap, body: B
                 "callback received"
             );
             s.metrics.callback(word);
-            if let CallbackOutcome::Applied {
-                order: OrderState::Succeeded,
-                ..
-            } = outcome
-            {
-                if let Ok(Some(attempt)) = s.payments.attempt(&callback.attempt_id).await {
-                    super::orders::settle_paid(&s, &attempt.order_id).await;
+            if let CallbackOutcome::Applied { order: state, .. } = outcome {
+                if matches!(state, OrderState::Succeeded | OrderState::Failed) {
+                    if let Ok(Some(attempt)) = s.payments.attempt(&callback.attempt_id).await {
+                        if state == OrderState::Succeeded {
+                            super::orders::settle_paid(&s, &attempt.order_id).await;
+                        } else {
+                            super::orders::release_after_failure(&s, &attempt.order_id).await;
+                        }
+                    }
                 }
             }
             (StatusCode::OK, axum::Json(json!({ "received": true, "outcome": word }))).into_response()

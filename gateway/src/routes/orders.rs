@@ -149,6 +149,57 @@ async fn start_attempt(
     ))
 }
 
+/// A hold ran out: its unpaid order expires with it (a payment that still
+/// comes is recorded as late and settled then).
+pub async fn expire_with_hold(s: &AppState, hold: &HoldId) {
+    let order = match s.payments.order_for_hold(hold.as_str()).await {
+        Ok(Some(o)) => o,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::error!(%hold, error = ?e, "could not read the order of an expired hold");
+            return;
+        }
+    };
+    if order.state.is_final() {
+        return;
+    }
+    match s
+        .payments
+        .move_order(&order.id, OrderState::Expired, "its hold expired", s.streams.now())
+        .await
+    {
+        Ok(Ok(_)) => tracing::info!(order = %order.id, %hold, "order expired with its hold"),
+        Ok(Err(_)) => {} // moved on meanwhile (paid, say)
+        Err(e) => tracing::error!(order = %order.id, error = ?e, "could not expire an order"),
+    }
+}
+
+/// A payment failed for good: the buyer's hold goes back to stock (and
+/// viewers see the units return).
+pub async fn release_after_failure(s: &AppState, order: &OrderId) {
+    let Ok(Some(order)) = s.payments.order(order).await else {
+        return;
+    };
+    if order.state != OrderState::Failed {
+        return;
+    }
+    let (Some(offer), Some(hold), Some(buyer)) = (&order.offer_id, &order.hold_id, &order.buyer_id) else {
+        return;
+    };
+    let parsed = (
+        OfferId::parse(offer),
+        HoldId::parse(hold),
+        streams::ids::BuyerId::parse(buyer),
+    );
+    let (Ok(offer), Ok(hold), Ok(buyer)) = parsed else {
+        return;
+    };
+    match s.streams.release(&buyer, &offer, &hold).await {
+        Ok(_) => tracing::info!(order = %order.id, %hold, "payment failed: hold released"),
+        Err(e) => tracing::info!(order = %order.id, %hold, error = %e, "payment failed; the hold was already gone"),
+    }
+}
+
 /// After an order was paid: its hold becomes a sale (the `purchase` event
 /// goes out). A payment for a hold that is already gone is reported for the
 /// seller to settle.
