@@ -273,6 +273,8 @@ impl Application {
         }));
         let (s, rx) = (state.clone(), shutdown_rx.clone());
         workers.push(tokio::spawn(async move { s.hub.run(rx).await }));
+        let (s, rx) = (state.clone(), shutdown_rx.clone());
+        workers.push(tokio::spawn(crate::webhooks::run(s, rx)));
         let (s, mut rx) = (state.clone(), shutdown_rx.clone());
         workers.push(tokio::spawn(async move {
             loop {

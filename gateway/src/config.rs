@@ -94,6 +94,11 @@ pub const VARIABLES: &[Variable] = &[
         help: "the sandbox acquirer sends every callback twice and out of order (to exercise exactly-once)",
     },
     Variable {
+        name: "HAUL_WEBHOOKS_ALLOW_PRIVATE",
+        default: "false",
+        help: "allow seller webhooks to private and loopback addresses (development only)",
+    },
+    Variable {
         name: "HAUL_DEMO_API_KEY",
         default: "random, printed once",
         help: "API key of the demo seller (embedded setup only)",
@@ -166,6 +171,7 @@ pub struct Config {
     /// (unset: the address the node listens on).
     pub public_url: Option<String>,
     pub sandbox_chaos: bool,
+    pub webhooks_allow_private: bool,
     pub demo_api_key: Option<Secret<String>>,
     pub rate_buyer: Option<Rate>,
     pub rate_addr: Option<Rate>,
@@ -326,6 +332,17 @@ impl Config {
             }
         };
 
+        let webhooks_allow_private = match get("HAUL_WEBHOOKS_ALLOW_PRIVATE").unwrap_or("false") {
+            "true" | "1" | "on" => true,
+            "false" | "0" | "off" => false,
+            other => {
+                return Err(err(
+                    "HAUL_WEBHOOKS_ALLOW_PRIVATE",
+                    format!("expected true or false, got {other:?}"),
+                ))
+            }
+        };
+
         let demo_api_key = match get("HAUL_DEMO_API_KEY") {
             Some(k) if crate::sellers::valid_key_format(k) => Some(Secret::new(k.to_owned())),
             Some(_) => {
@@ -386,6 +403,7 @@ impl Config {
             sandbox_secret,
             public_url,
             sandbox_chaos,
+            webhooks_allow_private,
             demo_api_key,
             rate_buyer,
             rate_addr,

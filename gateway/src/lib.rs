@@ -25,3 +25,4 @@ pub mod ratelimit;
 pub mod realtime;
 pub mod routes;
 pub mod sellers;
+pub mod webhooks;

@@ -18,7 +18,7 @@ pub struct BadId {
     pub expected: &'static str,
 }
 
-fn random_body() -> String {
+pub(crate) fn random_body() -> String {
     let mut rng = rand::rng();
     (0..RANDOM_LEN)
         .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)

@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`idempotency`]: Idempotency-Key storage (Stripe's semantics);
 //! - [`ids`]: `ord_…` and `pat_…` ids;
+//! - [`outbox`]: seller webhook endpoints, the outbox and deliveries;
 //! - [`sandbox`]: the built-in test acquirer's cards and signed callbacks;
 //! - [`state`]: the order and attempt lifecycles (forward-only tables);
 //! - [`store`]: orders, attempts, transitions and the callback inbox (SQLite
@@ -12,6 +13,7 @@
 
 pub mod idempotency;
 pub mod ids;
+pub mod outbox;
 pub mod sandbox;
 pub mod state;
 pub mod store;

@@ -184,6 +184,36 @@ fn order_follows(order: OrderState, attempt: AttemptState, other_live_attempts: 
     (order != to && order.allows(to)).then_some(to)
 }
 
+/// The seller webhook an order's new state is reported with, if any.
+fn event_type(state: OrderState) -> Option<&'static str> {
+    match state {
+        OrderState::Succeeded => Some("order.paid"),
+        OrderState::Failed => Some("order.failed"),
+        OrderState::Expired => Some("order.expired"),
+        OrderState::Refunded | OrderState::PartiallyRefunded => Some("order.refunded"),
+        _ => None,
+    }
+}
+
+/// Puts the webhook of an order's move in the outbox, in the same
+/// transaction as the move.
+async fn report(tx: &mut Transaction<'_, Any>, order: &Order, to: OrderState, now: i64) -> Result<()> {
+    if let Some(kind) = event_type(to) {
+        let data = serde_json::json!({
+            "order_id": order.id,
+            "state": to,
+            "amount_minor": order.amount_minor,
+            "currency": order.currency,
+            "refunded_minor": order.refunded_minor,
+            "reference": order.reference,
+            "hold_id": order.hold_id,
+            "offer_id": order.offer_id,
+        });
+        crate::outbox::enqueue(tx, &order.seller_id, kind, &data, now).await?;
+    }
+    Ok(())
+}
+
 /// How many times a compare-and-set is retried before giving up.
 const CAS_TRIES: usize = 8;
 
@@ -382,6 +412,7 @@ impl PaymentStore {
                 == 1;
             if moved {
                 Self::record(&mut tx, id, None, Some(order.state.as_str()), to.as_str(), cause, now).await?;
+                report(&mut tx, &order, to, now).await?;
                 tx.commit().await?;
                 return Ok(Ok(to));
             }
@@ -515,6 +546,7 @@ impl PaymentStore {
                 cb.at,
             )
             .await?;
+            report(&mut tx, &order, to, cb.at).await?;
             order_state = to;
         }
         tx.commit().await?;

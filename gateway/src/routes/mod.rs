@@ -8,6 +8,7 @@ mod ops;
 pub(crate) mod orders;
 mod pages;
 mod sandbox;
+mod webhooks;
 
 use axum::Router;
 use serde::Deserialize;
@@ -26,6 +27,7 @@ pub fn router() -> Router<AppState> {
         .merge(ops::router())
         .merge(pages::router())
         .merge(sandbox::router())
+        .merge(webhooks::router())
         .merge(crate::realtime::router())
 }
 

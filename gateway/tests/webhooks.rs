@@ -1,0 +1,251 @@
+//! Seller webhooks end to end: a paid order's `order.paid` reaches the
+//! seller's endpoint signed so that the official `standardwebhooks` library
+//! verifies it; failures are retried with the same webhook-id; 410 disables
+//! the endpoint; private addresses are refused unless allowed.
+
+mod common;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use common::{Env, TestApp};
+use payments::sandbox;
+use payments::store::NewOrder;
+use reqwest::Method;
+use serde_json::{json, Value};
+use streams::clock::Clock;
+
+const SECRET: &str = "sandbox-test-secret-sandbox-test-secret";
+
+/// One received webhook: id, timestamp, signature, body.
+type Received = (String, String, String, String);
+
+/// A seller's endpoint: records what it receives, answers the queued statuses
+/// (then 200).
+#[derive(Clone, Default)]
+struct Receiver {
+    got: Arc<Mutex<Vec<Received>>>,
+    answers: Arc<Mutex<VecDeque<u16>>>,
+}
+
+impl Receiver {
+    async fn start(answers: &[u16]) -> (Receiver, String) {
+        let r = Receiver::default();
+        r.answers.lock().unwrap().extend(answers);
+        let app = axum::Router::new()
+            .route("/hooks", axum::routing::post(receive))
+            .with_state(r.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (r, url)
+    }
+
+    async fn wait_for(&self, n: usize) -> Vec<Received> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let got = self.got.lock().unwrap().clone();
+            if got.len() >= n {
+                return got;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "only {} webhooks came",
+                got.len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: String) -> StatusCode {
+    let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    r.got
+        .lock()
+        .unwrap()
+        .push((h("webhook-id"), h("webhook-timestamp"), h("webhook-signature"), body));
+    let status = r.answers.lock().unwrap().pop_front().unwrap_or(200);
+    StatusCode::from_u16(status).unwrap()
+}
+
+async fn app(env: &Env) -> TestApp {
+    TestApp::start(
+        env,
+        &[("HAUL_SANDBOX_SECRET", SECRET), ("HAUL_WEBHOOKS_ALLOW_PRIVATE", "true")],
+    )
+    .await
+}
+
+async fn endpoint(app: &TestApp, url: &str) -> Value {
+    let (st, v) = app
+        .seller(
+            Method::POST,
+            "/v1/webhook-endpoints",
+            Some(json!({ "url": url, "event_types": ["order.paid", "order.failed"] })),
+        )
+        .await;
+    assert_eq!(st, reqwest::StatusCode::CREATED, "{v}");
+    assert!(v["secret"].as_str().unwrap().starts_with("whsec_"));
+    v
+}
+
+/// An order paid through a signed sandbox callback.
+async fn pay_an_order(app: &TestApp, status: &str) -> String {
+    let store = &app.state.payments;
+    let (order, _) = store
+        .create_order(
+            &NewOrder {
+                seller_id: app.seller.to_string(),
+                amount_minor: 99_000,
+                currency: "RUB".into(),
+                hold_id: None,
+                offer_id: None,
+                buyer_id: None,
+                reference: Some("site-42".into()),
+            },
+            app.clock.now_ms(),
+        )
+        .await
+        .unwrap();
+    let attempt = store
+        .create_attempt(&order, "sandbox", app.clock.now_ms())
+        .await
+        .unwrap();
+    let body = json!({ "event_id": format!("evt_{status}"), "payment_id": attempt.id.as_str(), "status": status,
+                       "amount_minor": 99_000, "currency": "RUB", "created_at": 1 })
+    .to_string();
+    let sig = sandbox::sign(SECRET.as_bytes(), app.clock.now_ms() / 1000, body.as_bytes());
+    let r = app
+        .http
+        .post(format!("{}/v1/callbacks/sandbox", app.base))
+        .header(sandbox::SIGNATURE_HEADER, sig)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+    order.id.to_string()
+}
+
+fn python() -> String {
+    std::env::var("HAUL_TEST_PYTHON")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/test-venv/bin/python").to_owned())
+}
+
+/// Verifies with the official library (which checks the timestamp against
+/// the real clock; the test app's clock starts at the real time).
+fn official_verify(secret: &str, id: &str, ts: &str, sig: &str, body: &str) -> String {
+    let script = r#"
+import sys
+from standardwebhooks.webhooks import Webhook
+secret, id_, ts, sig, body = sys.argv[1:6]
+Webhook(secret).verify(body, {"webhook-id": id_, "webhook-timestamp": ts, "webhook-signature": sig})
+print("verified")
+"#;
+    let out = std::process::Command::new(python())
+        .args(["-c", script, secret, id, ts, sig, body])
+        .output()
+        .expect("python runs");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout).trim(),
+        String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+    )
+}
+
+async fn a_paid_order_is_reported_signed_and_verifies(env: Env) {
+    let app = app(&env).await;
+    let (receiver, url) = Receiver::start(&[]).await;
+    let ep = endpoint(&app, &url).await;
+    let order = pay_an_order(&app, "succeeded").await;
+    let got = receiver.wait_for(1).await;
+    let (id, ts, sig, body) = &got[0];
+    assert!(id.starts_with("msg_"));
+    let payload: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(payload["type"], "order.paid");
+    assert_eq!(payload["data"]["order_id"].as_str(), Some(order.as_str()));
+    assert_eq!(payload["data"]["reference"], "site-42");
+    assert_eq!(
+        official_verify(ep["secret"].as_str().unwrap(), id, ts, sig, body),
+        "verified"
+    );
+    // A stranger's secret does not verify it.
+    let stranger = payments::webhook::WebhookSecret::generate().expose();
+    assert!(official_verify(&stranger, id, ts, sig, body).contains("WebhookVerificationError"));
+}
+
+async fn failed_deliveries_are_retried_and_gone_endpoints_disabled(env: Env) {
+    let app = app(&env).await;
+    // 500 first: the same message comes again once the retry is due.
+    let (receiver, url) = Receiver::start(&[500]).await;
+    endpoint(&app, &url).await;
+    pay_an_order(&app, "succeeded").await;
+    let first = receiver.wait_for(1).await;
+    app.clock.advance(7_000); // past the first retry (5 s + up to 20 %)
+    let both = receiver.wait_for(2).await;
+    assert_eq!(both[1].0, first[0].0, "a retry keeps its webhook-id");
+    assert_ne!(both[1].1, first[0].1, "and carries this attempt's timestamp");
+    // 410 Gone: the endpoint is disabled and gets nothing more.
+    let (gone, gone_url) = Receiver::start(&[410]).await;
+    let ep = endpoint(&app, &gone_url).await;
+    pay_an_order(&app, "failed").await;
+    gone.wait_for(1).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, list) = app.seller(Method::GET, "/v1/webhook-endpoints", None).await;
+        let mine = list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["id"] == ep["id"])
+            .unwrap()
+            .clone();
+        if mine["enabled"] == false {
+            assert_eq!(mine["disabled_reason"], "answered 410 Gone");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{mine}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn endpoints_are_validated(env: Env) {
+    let app = TestApp::start(&env, &[]).await;
+    for (body, field) in [
+        (json!({ "url": "http://127.0.0.1:9/hooks" }), "url"),
+        (json!({ "url": "http://localhost/hooks" }), "url"),
+        (json!({ "url": "ftp://example.com/hooks" }), "url"),
+        (
+            json!({ "url": "https://93.184.216.34/hooks", "event_types": ["order.shipped"] }),
+            "event_types",
+        ),
+    ] {
+        let (st, v) = app
+            .seller(Method::POST, "/v1/webhook-endpoints", Some(body.clone()))
+            .await;
+        assert_eq!(
+            (st, v["error"]["field"].as_str()),
+            (reqwest::StatusCode::BAD_REQUEST, Some(field)),
+            "{body} -> {v}"
+        );
+    }
+    let (st, v) = app
+        .seller(
+            Method::POST,
+            "/v1/webhook-endpoints",
+            Some(json!({ "url": "https://93.184.216.34/hooks" })),
+        )
+        .await;
+    assert_eq!(st, reqwest::StatusCode::CREATED, "{v}");
+    let (_, list) = app.seller(Method::GET, "/v1/webhook-endpoints", None).await;
+    assert!(list["data"][0].get("secret").is_none(), "secrets are shown once");
+}
+
+on_both_backends!(
+    a_paid_order_is_reported_signed_and_verifies,
+    failed_deliveries_are_retried_and_gone_endpoints_disabled,
+    endpoints_are_validated,
+);
