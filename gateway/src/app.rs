@@ -266,7 +266,7 @@ impl Application {
             s.streams
                 .run_hold_sweeper(rx, move |expired| {
                     metrics_state.metrics.holds_expired(1);
-                    let (st, hold) = (metrics_state.clone(), expired.hold.id.clone());
+                    let (st, hold) = (metrics_state.clone(), expired.hold.clone());
                     tokio::spawn(async move { routes::orders::expire_with_hold(&st, &hold).await });
                 })
                 .await

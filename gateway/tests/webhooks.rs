@@ -188,6 +188,44 @@ async fn failed_deliveries_are_retried_and_gone_endpoints_disabled(env: Env) {
     let both = receiver.wait_for(2).await;
     assert_eq!(both[1].0, first[0].0, "a retry keeps its webhook-id");
     assert_ne!(both[1].1, first[0].1, "and carries this attempt's timestamp");
+    // The delivery log tells the story; a manual re-send goes out again.
+    let (_, list) = app.seller(Method::GET, "/v1/webhook-endpoints", None).await;
+    let ep_id = list["data"][0]["id"].as_str().unwrap().to_owned();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let log = loop {
+        let (_, log) = app
+            .seller(Method::GET, &format!("/v1/webhook-endpoints/{ep_id}/deliveries"), None)
+            .await;
+        if log["data"][0]["state"] == "delivered" {
+            break log;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{log}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let d = &log["data"][0];
+    assert_eq!(
+        (d["attempts"].as_i64(), d["last_status"].as_i64()),
+        (Some(2), Some(200)),
+        "{d}"
+    );
+    let msg = d["message_id"].as_str().unwrap();
+    let (st, _) = app
+        .seller(
+            Method::POST,
+            &format!("/v1/webhook-endpoints/{ep_id}/deliveries/{msg}/resend"),
+            None,
+        )
+        .await;
+    assert_eq!(st, reqwest::StatusCode::ACCEPTED);
+    assert_eq!(receiver.wait_for(3).await[2].0, msg);
+    let (st, _) = app
+        .seller(
+            Method::POST,
+            &format!("/v1/webhook-endpoints/{ep_id}/deliveries/msg_nope/resend"),
+            None,
+        )
+        .await;
+    assert_eq!(st, reqwest::StatusCode::NOT_FOUND);
     // 410 Gone: the endpoint is disabled and gets nothing more.
     let (gone, gone_url) = Receiver::start(&[410]).await;
     let ep = endpoint(&app, &gone_url).await;
@@ -210,6 +248,50 @@ async fn failed_deliveries_are_retried_and_gone_endpoints_disabled(env: Env) {
         assert!(tokio::time::Instant::now() < deadline, "{mine}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+async fn a_rotated_secret_overlaps_with_the_old_one(env: Env) {
+    let app = app(&env).await;
+    let (receiver, url) = Receiver::start(&[]).await;
+    let ep = endpoint(&app, &url).await;
+    let old = ep["secret"].as_str().unwrap().to_owned();
+    let id = ep["id"].as_str().unwrap();
+    let (st, rotated) = app
+        .seller(Method::POST, &format!("/v1/webhook-endpoints/{id}/rotate"), None)
+        .await;
+    assert_eq!(st, reqwest::StatusCode::OK, "{rotated}");
+    let new = rotated["secret"].as_str().unwrap().to_owned();
+    assert_ne!(new, old);
+    pay_an_order(&app, "succeeded").await;
+    let got = receiver.wait_for(1).await;
+    let (mid, ts, sig, body) = &got[0];
+    assert_eq!(sig.split(' ').count(), 2, "signed with both during the overlap");
+    for secret in [&old, &new] {
+        assert_eq!(official_verify(secret, mid, ts, sig, body), "verified");
+    }
+}
+
+async fn an_expired_hold_is_reported(env: Env) {
+    let app = app(&env).await;
+    let (receiver, url) = Receiver::start(&[]).await;
+    let (st, v) = app
+        .seller(
+            Method::POST,
+            "/v1/webhook-endpoints",
+            Some(json!({ "url": url, "event_types": ["hold.expired"] })),
+        )
+        .await;
+    assert_eq!(st, reqwest::StatusCode::CREATED, "{v}");
+    let (_, _, oid) = app.live_offer(common::offer_body(5, 2)).await;
+    let viewer = app.anonymous_viewer().await;
+    let (_, r) = app.reserve(&viewer, &oid, 2, "r").await;
+    let hold = r["hold"]["id"].as_str().unwrap().to_owned();
+    app.clock.advance(31_000);
+    let got = receiver.wait_for(1).await;
+    let payload: Value = serde_json::from_str(&got[0].3).unwrap();
+    assert_eq!(payload["type"], "hold.expired");
+    assert_eq!(payload["data"]["hold_id"].as_str(), Some(hold.as_str()));
+    assert_eq!(payload["data"]["quantity"], 2);
 }
 
 async fn endpoints_are_validated(env: Env) {
@@ -245,6 +327,8 @@ async fn endpoints_are_validated(env: Env) {
 }
 
 on_both_backends!(
+    a_rotated_secret_overlaps_with_the_old_one,
+    an_expired_hold_is_reported,
     a_paid_order_is_reported_signed_and_verifies,
     failed_deliveries_are_retried_and_gone_endpoints_disabled,
     endpoints_are_validated,

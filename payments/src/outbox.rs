@@ -151,6 +151,99 @@ pub async fn endpoints(pool: &AnyPool, seller: &str) -> Result<Vec<Endpoint>, sq
     rows.iter().map(endpoint_from_row).collect()
 }
 
+/// How long a rotated-out secret keeps signing beside the new one.
+pub const ROTATION_OVERLAP_MS: i64 = 24 * 3_600_000;
+
+/// A new secret for an endpoint; the old one signs too for
+/// [`ROTATION_OVERLAP_MS`], so the seller can switch without missing one.
+pub async fn rotate_secret(pool: &AnyPool, seller: &str, id: &str, now: i64) -> Result<Option<Endpoint>, sqlx::Error> {
+    let Some(ep) = endpoint(pool, seller, id).await? else {
+        return Ok(None);
+    };
+    let new = WebhookSecret::generate();
+    sqlx::query(
+        "UPDATE webhook_endpoints SET secret = $1, previous_secret = $2, previous_until = $3          WHERE id = $4 AND seller_id = $5",
+    )
+    .bind(new.expose())
+    .bind(ep.secret.expose())
+    .bind(now + ROTATION_OVERLAP_MS)
+    .bind(id)
+    .bind(seller)
+    .execute(pool)
+    .await?;
+    endpoint(pool, seller, id).await
+}
+
+/// One delivery as the seller sees it in the log.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeliveryView {
+    pub message_id: String,
+    pub event_type: String,
+    pub state: String,
+    pub attempts: i64,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub next_at: Option<i64>,
+    pub updated_at: i64,
+}
+
+/// The latest deliveries to an endpoint, newest first.
+pub async fn deliveries(pool: &AnyPool, endpoint_id: &str, limit: i64) -> Result<Vec<DeliveryView>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT d.*, m.event_type FROM webhook_deliveries d JOIN webhook_messages m ON m.id = d.message_id          WHERE d.endpoint_id = $1 ORDER BY m.created_at DESC, d.message_id DESC LIMIT $2",
+    )
+    .bind(endpoint_id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let state: String = r.try_get("state")?;
+            let next_at: i64 = r.try_get("next_at")?;
+            Ok(DeliveryView {
+                message_id: r.try_get("message_id")?,
+                event_type: r.try_get("event_type")?,
+                next_at: (state == "pending").then_some(next_at),
+                state,
+                attempts: r.try_get("attempts")?,
+                last_status: r.try_get("last_status")?,
+                last_error: r.try_get("last_error")?,
+                updated_at: r.try_get("updated_at")?,
+            })
+        })
+        .collect()
+}
+
+/// Sends a message to an endpoint again, now (a manual re-send after the
+/// seller fixed their side). False when there is no such delivery.
+pub async fn resend(pool: &AnyPool, endpoint_id: &str, message_id: &str, now: i64) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query(
+        "UPDATE webhook_deliveries SET state = 'pending', next_at = $1, claimed_until = 0, updated_at = $1          WHERE endpoint_id = $2 AND message_id = $3",
+    )
+    .bind(now)
+    .bind(endpoint_id)
+    .bind(message_id)
+    .execute(pool)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+/// Puts one message in the outbox in a transaction of its own (for events
+/// that are not part of a payment change, like an expired hold).
+pub async fn enqueue_now(
+    pool: &AnyPool,
+    seller: &str,
+    event_type: &str,
+    data: &Value,
+    now: i64,
+) -> Result<Option<String>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let id = enqueue(&mut tx, seller, event_type, data, now).await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
 /// Stops deliveries to an endpoint (it answered 410 Gone, say).
 pub async fn disable_endpoint(pool: &AnyPool, id: &str, reason: &str) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE webhook_endpoints SET enabled = 0, disabled_reason = $1 WHERE id = $2")

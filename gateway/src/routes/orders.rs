@@ -149,9 +149,25 @@ async fn start_attempt(
     ))
 }
 
-/// A hold ran out: its unpaid order expires with it (a payment that still
-/// comes is recorded as late and settled then).
-pub async fn expire_with_hold(s: &AppState, hold: &HoldId) {
+/// A hold ran out: the seller hears `hold.expired`, and its unpaid order
+/// expires with it (a payment that still comes is recorded as late and
+/// settled then).
+pub async fn expire_with_hold(s: &AppState, expired: &streams::inventory::Hold) {
+    let hold = &expired.id;
+    match s.streams.offer_seller(&expired.offer_id).await {
+        Ok(seller) => {
+            let data = json!({
+                "hold_id": hold, "offer_id": expired.offer_id, "buyer_id": expired.buyer_id,
+                "quantity": expired.quantity, "expired_at": expired.expires_at,
+            });
+            if let Err(e) =
+                payments::outbox::enqueue_now(&s.pool, seller.as_str(), "hold.expired", &data, s.streams.now()).await
+            {
+                tracing::error!(%hold, error = %e, "could not queue the hold.expired webhook");
+            }
+        }
+        Err(e) => tracing::warn!(%hold, error = %e, "expired hold of an unknown offer"),
+    }
     let order = match s.payments.order_for_hold(hold.as_str()).await {
         Ok(Some(o)) => o,
         Ok(None) => return,

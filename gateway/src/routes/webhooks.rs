@@ -1,9 +1,9 @@
 //! Seller API: webhook endpoints. The secret (`whsec_…`) is shown once, when
 //! the endpoint is made; deliveries are signed with it (Standard Webhooks).
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::Router;
 use payments::outbox::{self, Endpoint, EVENT_TYPES};
 use serde::Deserialize;
@@ -14,7 +14,55 @@ use crate::error::ApiError;
 use crate::extract::{Json, Seller};
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/webhook-endpoints", post(create).get(list))
+    Router::new()
+        .route("/v1/webhook-endpoints", post(create).get(list))
+        .route("/v1/webhook-endpoints/{id}/rotate", post(rotate))
+        .route("/v1/webhook-endpoints/{id}/deliveries", get(deliveries))
+        .route("/v1/webhook-endpoints/{id}/deliveries/{message}/resend", post(resend))
+}
+
+fn unavailable(e: sqlx::Error) -> ApiError {
+    ApiError::Unavailable(Box::new(e))
+}
+
+/// A new secret; the old one keeps signing beside it for a day.
+async fn rotate(State(s): State<AppState>, Seller(seller): Seller, Path(id): Path<String>) -> Answer {
+    let e = outbox::rotate_secret(&s.pool, seller.as_str(), &id, s.streams.now())
+        .await
+        .map_err(unavailable)?
+        .ok_or(ApiError::NotFound("webhook endpoint"))?;
+    let mut v = view(&e);
+    v["secret"] = json!(e.secret.expose());
+    v["previous_secret_until"] = json!(e.previous.as_ref().map(|(_, until)| until));
+    Ok((StatusCode::OK, axum::Json(v)))
+}
+
+/// The latest deliveries (100), newest first.
+async fn deliveries(State(s): State<AppState>, Seller(seller): Seller, Path(id): Path<String>) -> Answer {
+    outbox::endpoint(&s.pool, seller.as_str(), &id)
+        .await
+        .map_err(unavailable)?
+        .ok_or(ApiError::NotFound("webhook endpoint"))?;
+    let log = outbox::deliveries(&s.pool, &id, 100).await.map_err(unavailable)?;
+    Ok((StatusCode::OK, axum::Json(json!({ "data": log }))))
+}
+
+async fn resend(
+    State(s): State<AppState>,
+    Seller(seller): Seller,
+    Path((id, message)): Path<(String, String)>,
+) -> Answer {
+    outbox::endpoint(&s.pool, seller.as_str(), &id)
+        .await
+        .map_err(unavailable)?
+        .ok_or(ApiError::NotFound("webhook endpoint"))?;
+    if !outbox::resend(&s.pool, &id, &message, s.streams.now())
+        .await
+        .map_err(unavailable)?
+    {
+        return Err(ApiError::NotFound("delivery"));
+    }
+    Ok((StatusCode::ACCEPTED, axum::Json(json!({ "resending": true }))))
 }
 
 type Answer = Result<(StatusCode, axum::Json<Value>), ApiError>;

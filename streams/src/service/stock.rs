@@ -210,6 +210,16 @@ impl Streams {
         }
     }
 
+    /// The seller an offer belongs to.
+    pub async fn offer_seller(&self, offer: &OfferId) -> Result<SellerId> {
+        Ok(self
+            .store
+            .offer(offer)
+            .await?
+            .ok_or(Error::NotFound("offer"))?
+            .seller_id)
+    }
+
     /// The terms of a buyer's live hold (price × quantity, the seller).
     pub async fn purchase_terms(&self, buyer: &BuyerId, offer: &OfferId, hold: &HoldId) -> Result<PurchaseTerms> {
         let hold = self.buyer_hold(buyer, offer, hold).await?;
