@@ -74,6 +74,26 @@ impl FromRequestParts<AppState> for Seller {
     }
 }
 
+/// Either a seller (an `hk_…` API key) or a viewer (a viewer token).
+pub enum Caller {
+    Seller(SellerId),
+    Viewer(BuyerId),
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if bearer(parts).is_some_and(|t| t.starts_with(sellers::KEY_PREFIX)) {
+            let Seller(s) = Seller::from_request_parts(parts, state).await?;
+            Ok(Caller::Seller(s))
+        } else {
+            let Viewer(v) = Viewer::from_request_parts(parts, state).await?;
+            Ok(Caller::Viewer(v))
+        }
+    }
+}
+
 /// A viewer authenticated by a viewer token (`Authorization: Bearer <JWT>`).
 pub struct Viewer(pub BuyerId);
 

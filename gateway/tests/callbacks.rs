@@ -434,7 +434,181 @@ async fn declined_and_challenged_cards_end_as_the_bank_says(env: Env) {
     order_until(&app, &order, &token, |v| v["state"] == "succeeded").await;
 }
 
+async fn refunds_are_partial_or_full_and_never_exceed_the_amount(env: Env) {
+    let app = app(&env).await;
+    let (order, attempt) = order(&app).await;
+    let (st, _) = post(
+        &app,
+        &body(&attempt, "evt_paid", "succeeded", 259_000),
+        SECRET,
+        now(&app),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    let path = format!("/v1/orders/{}/refunds", order.id);
+    let refund = |amount: Option<i64>, key: &str| {
+        let mut body = json!({ "reason": "customer changed their mind" });
+        if let Some(a) = amount {
+            body["amount_minor"] = json!(a);
+        }
+        app.http
+            .post(format!("{}{path}", app.base))
+            .bearer_auth(&app.key)
+            .header("idempotency-key", key)
+            .json(&body)
+            .send()
+    };
+    let first = refund(Some(100_000), "r-1").await.unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first: Value = first.json().await.unwrap();
+    // The same key answers the same refund; it is not made twice.
+    let again: Value = refund(Some(100_000), "r-1").await.unwrap().json().await.unwrap();
+    assert_eq!(again["id"], first["id"]);
+    let (_, seen) = app
+        .seller(reqwest::Method::GET, &format!("/v1/orders/{}", order.id), None)
+        .await;
+    assert_eq!(
+        (seen["state"].as_str(), seen["refunded_minor"].as_i64()),
+        (Some("partially_refunded"), Some(100_000))
+    );
+    let too_much = refund(Some(200_000), "r-2").await.unwrap();
+    assert_eq!(too_much.status(), StatusCode::BAD_REQUEST);
+    let v: Value = too_much.json().await.unwrap();
+    assert_eq!(v["error"]["message"], "amount_minor: from 1 to 159000", "{v}");
+    let rest = refund(None, "r-3").await.unwrap();
+    assert_eq!(rest.status(), StatusCode::CREATED);
+    let (_, seen) = app
+        .seller(reqwest::Method::GET, &format!("/v1/orders/{}", order.id), None)
+        .await;
+    assert_eq!(
+        (seen["state"].as_str(), seen["refunded_minor"].as_i64()),
+        (Some("refunded"), Some(259_000))
+    );
+    let more = refund(Some(1), "r-4").await.unwrap();
+    assert_eq!(more.status(), StatusCode::CONFLICT);
+    // Another seller does not see it.
+    let other = app.other_seller_key().await;
+    let (st, _) = app
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/orders/{}", order.id),
+            Some(&other),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+}
+
+/// A long offer (an hour), so that a hold can lapse while it is still live.
+fn long_offer(quantity: i64) -> Value {
+    json!({ "price_minor": 149000, "currency": "RUB", "quantity": quantity, "per_buyer_limit": 1,
+            "duration_seconds": 3600, "hold_ttl_seconds": 30 })
+}
+
+async fn a_payment_after_the_hold_lapsed_retakes_stock_or_is_refunded(env: Env) {
+    let app = app(&env).await;
+    // Stock left: the late payment takes a unit again.
+    let (_, _, oid) = app.live_offer(long_offer(3)).await;
+    let (order_id, attempt, token) = paying(&app, &oid, "late1").await;
+    app.clock.advance(16 * 60_000); // past the 15-minute payment window
+    order_until(&app, &order_id, &token, |v| v["state"] == "expired").await;
+    let (st, v) = post(
+        &app,
+        &body(&attempt, "evt_late1", "succeeded", 149_000),
+        SECRET,
+        now(&app),
+    )
+    .await;
+    assert_eq!((st, v["outcome"].as_str()), (StatusCode::OK, Some("applied")));
+    order_until(&app, &order_id, &token, |v| v["state"] == "succeeded").await;
+    let (_, offer) = app
+        .seller(reqwest::Method::GET, &format!("/v1/offers/{oid}"), None)
+        .await;
+    assert_eq!(offer["sold"], 1, "{offer}");
+
+    // Nothing left: the late payment is refunded in full, nothing oversold.
+    let (_, _, oid) = app.live_offer(long_offer(1)).await;
+    let (order_id, attempt, token) = paying(&app, &oid, "late2").await;
+    app.clock.advance(16 * 60_000);
+    order_until(&app, &order_id, &token, |v| v["state"] == "expired").await;
+    let rival = app.anonymous_viewer().await;
+    let (st, r) = app.reserve(&rival, &oid, 1, "rival").await;
+    assert_eq!(st, StatusCode::CREATED, "{r}");
+    let hold = r["hold"]["id"].as_str().unwrap();
+    let (st, _) = app
+        .seller(
+            reqwest::Method::POST,
+            &format!("/v1/offers/{oid}/holds/{hold}/commit"),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _) = post(
+        &app,
+        &body(&attempt, "evt_late2", "succeeded", 149_000),
+        SECRET,
+        now(&app),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    let refunded = order_until(&app, &order_id, &token, |v| v["state"] == "refunded").await;
+    assert_eq!(refunded["refunded_minor"], 149_000);
+    let (_, offer) = app
+        .seller(reqwest::Method::GET, &format!("/v1/offers/{oid}"), None)
+        .await;
+    assert_eq!(
+        (offer["sold"].as_i64(), offer["held"].as_i64()),
+        (Some(1), Some(0)),
+        "{offer}"
+    );
+}
+
+/// Reserve, order and start a sandbox attempt on `oid`; returns the order id,
+/// the stored attempt and the viewer token.
+async fn paying(app: &TestApp, oid: &str, viewer: &str) -> (String, Attempt, String) {
+    let token = app
+        .seller(
+            reqwest::Method::POST,
+            "/v1/viewer-tokens",
+            Some(json!({ "viewer_id": viewer })),
+        )
+        .await
+        .1["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, r) = app.reserve(&token, oid, 1, "r").await;
+    let hold = r["hold"]["id"].as_str().unwrap().to_owned();
+    let (_, order) = app
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/offers/{oid}/holds/{hold}/order"),
+            Some(&token),
+            None,
+        )
+        .await;
+    let order_id = order["id"].as_str().unwrap().to_owned();
+    let (_, a) = app
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/orders/{order_id}/attempts"),
+            Some(&token),
+            Some(json!({ "acquirer": "sandbox" })),
+        )
+        .await;
+    let attempt = app
+        .state
+        .payments
+        .attempt(&payments::ids::AttemptId::parse(a["id"].as_str().unwrap()).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    (order_id, attempt, token)
+}
+
 on_both_backends!(
+    refunds_are_partial_or_full_and_never_exceed_the_amount,
+    a_payment_after_the_hold_lapsed_retakes_stock_or_is_refunded,
     an_unpaid_order_expires_with_its_hold,
     the_sandbox_page_pays_through_duplicated_reordered_callbacks,
     declined_and_challenged_cards_end_as_the_bank_says,

@@ -110,6 +110,36 @@ pub enum CallbackOutcome {
     Ignored { attempt: AttemptState },
 }
 
+/// A refund as stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Refund {
+    pub id: String,
+    pub order_id: OrderId,
+    pub attempt_id: AttemptId,
+    pub amount_minor: i64,
+    pub reason: String,
+    pub created_at: i64,
+}
+
+/// Why a refund was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum RefundError {
+    #[error("no such order")]
+    UnknownOrder,
+    #[error("the order is {0}: only paid orders are refunded")]
+    NotPaid(OrderState),
+    #[error("at most {refundable} can still be refunded")]
+    TooMuch { refundable: i64 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for RefundError {
+    fn from(e: sqlx::Error) -> Self {
+        RefundError::Store(StoreError::Db(e))
+    }
+}
+
 /// Why a callback was refused (nothing recorded).
 #[derive(Debug, thiserror::Error)]
 pub enum CallbackError {
@@ -382,6 +412,94 @@ impl PaymentStore {
         self.attempt(&id)
             .await?
             .ok_or_else(|| corrupt("payment_attempts.id", id.as_str()))
+    }
+
+    /// Records a refund the acquirer has made (full when `amount` is the
+    /// rest): the running total, the order's state and its webhook move in
+    /// one transaction, and the total can never pass the amount, however
+    /// many refunds race.
+    pub async fn record_refund(
+        &self,
+        order_id: &OrderId,
+        amount: i64,
+        reason: &str,
+        now: i64,
+    ) -> std::result::Result<Refund, RefundError> {
+        for _ in 0..CAS_TRIES {
+            let order = self.order(order_id).await?.ok_or(RefundError::UnknownOrder)?;
+            if !matches!(order.state, OrderState::Succeeded | OrderState::PartiallyRefunded) {
+                return Err(RefundError::NotPaid(order.state));
+            }
+            let refundable = order.amount_minor - order.refunded_minor;
+            if amount <= 0 || amount > refundable {
+                return Err(RefundError::TooMuch { refundable });
+            }
+            let attempt: String = sqlx::query(
+                "SELECT id FROM payment_attempts WHERE order_id = $1 AND state = 'succeeded' ORDER BY created_at LIMIT 1",
+            )
+            .bind(order.id.as_str())
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("id")?;
+            let to = if amount == refundable {
+                OrderState::Refunded
+            } else {
+                OrderState::PartiallyRefunded
+            };
+            let mut tx = self.pool.begin().await?;
+            let moved = sqlx::query(
+                "UPDATE orders SET state = $1, refunded_minor = refunded_minor + $2, updated_at = $3                  WHERE id = $4 AND state = $5 AND refunded_minor = $6",
+            )
+            .bind(to.as_str())
+            .bind(amount)
+            .bind(now)
+            .bind(order.id.as_str())
+            .bind(order.state.as_str())
+            .bind(order.refunded_minor)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if !moved {
+                tx.rollback().await?;
+                continue;
+            }
+            let refund = Refund {
+                id: format!("ref_{}", crate::ids::random_body()),
+                order_id: order.id.clone(),
+                attempt_id: AttemptId::parse(&attempt).map_err(|_| corrupt("payment_attempts.id", attempt))?,
+                amount_minor: amount,
+                reason: reason.to_owned(),
+                created_at: now,
+            };
+            sqlx::query(
+                "INSERT INTO refunds (id, order_id, attempt_id, amount_minor, reason, created_at)                  VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&refund.id)
+            .bind(refund.order_id.as_str())
+            .bind(refund.attempt_id.as_str())
+            .bind(amount)
+            .bind(reason)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            Self::record(
+                &mut tx,
+                &order.id,
+                None,
+                Some(order.state.as_str()),
+                to.as_str(),
+                &format!("refund {} of {amount}: {reason}", refund.id),
+                now,
+            )
+            .await?;
+            let mut after = order.clone();
+            after.refunded_minor += amount;
+            report(&mut tx, &after, to, now).await?;
+            tx.commit().await?;
+            return Ok(refund);
+        }
+        Err(StoreError::Contention("orders").into())
     }
 
     /// Moves an order by compare-and-set (cancel, expire, refund bookkeeping).

@@ -262,6 +262,36 @@ async fn conflicting_callbacks_racing_leave_one_consistent_answer(s: PaymentStor
     }
 }
 
+async fn racing_refunds_never_return_more_than_was_paid(s: PaymentStore) {
+    let (order, attempt) = order_with_attempt(&s, None).await;
+    s.apply_callback(&callback(&attempt.id, "paid", AttemptState::Succeeded, 9_000))
+        .await
+        .unwrap();
+    let s = Arc::new(s);
+    // Six refunds of 30 000 race on 149 000: four fit, two must not.
+    let tasks: Vec<_> = (0..6)
+        .map(|_| {
+            let (s, id) = (s.clone(), order.id.clone());
+            tokio::spawn(async move { s.record_refund(&id, 30_000, "race", 9_100).await })
+        })
+        .collect();
+    let mut made = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => made += 1,
+            Err(payments::store::RefundError::TooMuch { refundable }) => assert_eq!(refundable, 29_000),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(made, 4);
+    let o = s.order(&order.id).await.unwrap().unwrap();
+    assert_eq!((o.state, o.refunded_minor), (OrderState::PartiallyRefunded, 120_000));
+    s.record_refund(&order.id, 29_000, "the rest", 9_200).await.unwrap();
+    let o = s.order(&order.id).await.unwrap().unwrap();
+    assert_eq!((o.state, o.refunded_minor), (OrderState::Refunded, 149_000));
+    assert!(s.record_refund(&order.id, 1, "more", 9_300).await.is_err());
+}
+
 macro_rules! on_both_databases {
     ($($test:ident),* $(,)?) => {
         mod sqlite {
@@ -290,4 +320,5 @@ on_both_databases!(
     a_success_after_expiry_is_recorded_as_late,
     one_order_per_hold,
     conflicting_callbacks_racing_leave_one_consistent_answer,
+    racing_refunds_never_return_more_than_was_paid,
 );

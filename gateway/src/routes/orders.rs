@@ -8,14 +8,14 @@ use axum::routing::{get, post};
 use axum::Router;
 use payments::ids::OrderId;
 use payments::state::OrderState;
-use payments::store::{NewOrder, Order};
+use payments::store::{NewOrder, Order, RefundError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use streams::ids::{HoldId, OfferId, SellerId};
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::extract::{id, Json, Viewer};
+use crate::extract::{id, Caller, Json, Seller, Viewer};
 
 /// How long a hold is kept once its payment has started.
 pub const PAYMENT_WINDOW_MS: i64 = 15 * 60 * 1000;
@@ -26,6 +26,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/offers/{id}/holds/{hold}/order", post(order_for_hold))
         .route("/v1/orders/{id}", get(get_order))
+        .route("/v1/orders/{id}/refunds", post(refund))
         .route("/v1/orders/{id}/attempts", post(start_attempt))
 }
 
@@ -89,9 +90,93 @@ async fn owned(s: &AppState, buyer: &streams::ids::BuyerId, raw: &str) -> Result
     }
 }
 
-async fn get_order(State(s): State<AppState>, Viewer(buyer): Viewer, Path(raw): Path<String>) -> Answer {
-    let order = owned(&s, &buyer, &raw).await?;
-    Ok((StatusCode::OK, axum::Json(view(&s, &order).await?)))
+/// A seller's own order (another's is not found).
+async fn sellers(s: &AppState, seller: &SellerId, raw: &str) -> Result<Order, ApiError> {
+    let oid = id(raw, OrderId::parse)?;
+    match s.payments.order(&oid).await.map_err(unavailable)? {
+        Some(o) if o.seller_id == seller.as_str() => Ok(o),
+        _ => Err(ApiError::NotFound("order")),
+    }
+}
+
+/// The buyer's or the seller's view of an order.
+async fn get_order(State(s): State<AppState>, caller: Caller, Path(raw): Path<String>) -> Answer {
+    let order = match caller {
+        Caller::Viewer(buyer) => owned(&s, &buyer, &raw).await?,
+        Caller::Seller(seller) => sellers(&s, &seller, &raw).await?,
+    };
+    let mut v = view(&s, &order).await?;
+    v["refunded_minor"] = json!(order.refunded_minor);
+    Ok((StatusCode::OK, axum::Json(v)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewRefund {
+    /// Omitted: all that is left.
+    amount_minor: Option<i64>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// Refunds through the acquirer of the succeeded attempt, then records it.
+pub async fn refund_order(
+    s: &AppState,
+    order: &Order,
+    amount: Option<i64>,
+    reason: &str,
+) -> Result<payments::store::Refund, ApiError> {
+    let amount = amount.unwrap_or(order.amount_minor - order.refunded_minor);
+    let attempts = s.payments.attempts(&order.id).await.map_err(unavailable)?;
+    let Some(paid) = attempts
+        .iter()
+        .find(|a| a.state == payments::state::AttemptState::Succeeded)
+    else {
+        return Err(ApiError::Conflict {
+            code: "order_not_paid",
+            message: format!("the order is {}", order.state),
+        });
+    };
+    // The sandbox refunds at once; real acquirers are called here.
+    if paid.acquirer != payments::sandbox::ACQUIRER {
+        return Err(ApiError::Conflict {
+            code: "refund_unavailable",
+            message: format!("refunds through {} are not available", paid.acquirer),
+        });
+    }
+    s.payments
+        .record_refund(&order.id, amount, reason, s.streams.now())
+        .await
+        .map_err(|e| match e {
+            RefundError::UnknownOrder => ApiError::NotFound("order"),
+            RefundError::NotPaid(state) => ApiError::Conflict {
+                code: "order_not_paid",
+                message: format!("the order is {state}"),
+            },
+            RefundError::TooMuch { refundable } => ApiError::InvalidField {
+                field: "amount_minor",
+                message: format!("from 1 to {refundable}"),
+            },
+            RefundError::Store(e) => unavailable(e),
+        })
+}
+
+async fn refund(
+    State(s): State<AppState>,
+    Seller(seller): Seller,
+    Path(raw): Path<String>,
+    Json(body): Json<NewRefund>,
+) -> Answer {
+    let order = sellers(&s, &seller, &raw).await?;
+    let reason = body.reason.unwrap_or_else(|| "requested by the seller".into());
+    if reason.is_empty() || reason.chars().count() > 200 {
+        return Err(ApiError::InvalidField {
+            field: "reason",
+            message: "1 to 200 characters".into(),
+        });
+    }
+    let r = refund_order(&s, &order, body.amount_minor, &reason).await?;
+    Ok((StatusCode::CREATED, axum::Json(json!(r))))
 }
 
 #[derive(Debug, Deserialize)]
@@ -239,11 +324,36 @@ pub async fn settle_paid(s: &AppState, order: &OrderId) {
         tracing::error!(order = %order.id, "a paid order carries ids that do not parse");
         return;
     };
-    match s.streams.commit_hold(&seller, &offer, &hold).await {
-        Ok(_) => tracing::info!(order = %order.id, %hold, "paid: hold committed"),
-        Err(e) => tracing::error!(
-            order = %order.id, %hold, error = %e,
-            "paid, but the hold could not be committed: the seller must settle (re-take or refund)"
-        ),
+    let Err(gone) = s.streams.commit_hold(&seller, &offer, &hold).await else {
+        tracing::info!(order = %order.id, %hold, "paid: hold committed");
+        return;
+    };
+    // Paid after the hold was gone: take the stock again if there is any,
+    // else give the money back. Never sold beyond the quantity.
+    tracing::warn!(order = %order.id, %hold, error = %gone, "paid after the hold was gone");
+    let buyer = order
+        .buyer_id
+        .as_deref()
+        .and_then(|b| streams::ids::BuyerId::parse(b).ok());
+    if let Some(buyer) = buyer {
+        let units = match s.streams.units_for_amount(&offer, order.amount_minor).await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::error!(order = %order.id, error = %e, "could not work out the units of a late payment");
+                return;
+            }
+        };
+        if let Ok(again) = s.streams.reserve(&buyer, &offer, units, order.id.as_str()).await {
+            if s.streams.commit_hold(&seller, &offer, &again.hold.id).await.is_ok() {
+                tracing::info!(order = %order.id, hold = %again.hold.id, "late payment: stock taken again and sold");
+                return;
+            }
+        }
+    }
+    match refund_order(s, &order, None, "paid after its hold expired and no stock was left").await {
+        Ok(r) => tracing::warn!(order = %order.id, refund = %r.id, "late payment refunded"),
+        Err(e) => {
+            tracing::error!(order = %order.id, error = %e, "a late payment could not be refunded: settle by hand")
+        }
     }
 }

@@ -210,6 +210,15 @@ impl Streams {
         }
     }
 
+    /// How many units of an offer an amount paid for (price × units).
+    pub async fn units_for_amount(&self, offer: &OfferId, amount_minor: i64) -> Result<i64> {
+        let o = self.store.offer(offer).await?.ok_or(Error::NotFound("offer"))?;
+        if amount_minor <= 0 || amount_minor % o.price_minor != 0 {
+            return Err(invalid("amount_minor", "not a whole number of units"));
+        }
+        Ok(amount_minor / o.price_minor)
+    }
+
     /// The seller an offer belongs to.
     pub async fn offer_seller(&self, offer: &OfferId) -> Result<SellerId> {
         Ok(self
