@@ -16,6 +16,9 @@ pub enum ApiError {
     BadRequest { code: &'static str, message: String },
     #[error("{field}: {message}")]
     InvalidField { field: &'static str, message: String },
+    /// A field inside the body, named by its path (`items[1].vat`).
+    #[error("{field}: {message}")]
+    InvalidPath { field: String, message: String },
     #[error("{message}")]
     Unauthorized { code: &'static str, message: String },
     #[error("{0} not found")]
@@ -39,7 +42,9 @@ pub enum ApiError {
 impl ApiError {
     pub fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest { .. } | ApiError::InvalidField { .. } => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest { .. } | ApiError::InvalidField { .. } | ApiError::InvalidPath { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } | ApiError::Refused(_) => StatusCode::CONFLICT,
@@ -56,7 +61,7 @@ impl ApiError {
             ApiError::BadRequest { code, .. }
             | ApiError::Unauthorized { code, .. }
             | ApiError::Conflict { code, .. } => code,
-            ApiError::InvalidField { .. } => "invalid_field",
+            ApiError::InvalidField { .. } | ApiError::InvalidPath { .. } => "invalid_field",
             ApiError::NotFound(_) => "not_found",
             ApiError::Refused(r) => r.code(),
             ApiError::PayloadTooLarge => "body_too_large",
@@ -89,6 +94,9 @@ impl ApiError {
         let mut m = Map::new();
         match self {
             ApiError::InvalidField { field, .. } => {
+                m.insert("field".into(), json!(field));
+            }
+            ApiError::InvalidPath { field, .. } => {
                 m.insert("field".into(), json!(field));
             }
             ApiError::Refused(Refusal::NotEnoughStock { left }) => {

@@ -2,6 +2,7 @@
 //! verification, seller webhooks. No HTTP here; the gateway wires it.
 //!
 //! # Layout
+//! - [`checkout`]: checkout sessions for sellers' sites (receipt items, return URLs);
 //! - [`idempotency`]: Idempotency-Key storage (Stripe's semantics);
 //! - [`ids`]: `ord_…` and `pat_…` ids;
 //! - [`outbox`]: seller webhook endpoints, the outbox and deliveries;
@@ -11,6 +12,7 @@
 //!   and PostgreSQL); callbacks applied exactly once;
 //! - [`webhook`]: Standard Webhooks signing and verification for seller webhooks.
 
+pub mod checkout;
 pub mod idempotency;
 pub mod ids;
 pub mod outbox;

@@ -3,6 +3,7 @@
 pub(crate) mod buyers;
 mod callbacks;
 mod catalog;
+mod checkout;
 mod offers;
 mod ops;
 pub(crate) mod orders;
@@ -20,6 +21,7 @@ use crate::error::ApiError;
 pub fn router() -> Router<AppState> {
     Router::new()
         .merge(catalog::router())
+        .merge(checkout::router())
         .merge(offers::router())
         .merge(orders::router())
         .merge(buyers::router())

@@ -1,0 +1,141 @@
+//! Seller API: checkout sessions for sellers' own sites. The seller's backend
+//! makes a session (with `Idempotency-Key`, like every creating call) and
+//! sends the buyer to its `url`; the order behind it is the payment's truth.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+use payments::checkout::{self, NewSession, Session};
+use payments::state::OrderState;
+use serde_json::{json, Value};
+use streams::ids::SellerId;
+use streams::money::Currency;
+
+use super::PageQuery;
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::extract::{Json, Seller};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/checkout/sessions", post(create).get(list))
+        .route("/v1/checkout/sessions/{id}", get(read))
+        .route("/v1/checkout/sessions/{id}/cancel", post(cancel))
+}
+
+type Answer = Result<(StatusCode, axum::Json<Value>), ApiError>;
+
+fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> ApiError {
+    ApiError::Unavailable(Box::new(e))
+}
+
+/// The session with its order's state; an open session past its time
+/// expires (and its order with it) when read.
+async fn view(s: &AppState, session: &Session) -> Result<Value, ApiError> {
+    let oid = checkout::order_id(session).ok_or_else(|| ApiError::Internal("a session without an order".into()))?;
+    let mut order = s
+        .payments
+        .order(&oid)
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(|| ApiError::Internal("a session's order is missing".into()))?;
+    if !order.state.is_final() && session.expires_at <= s.streams.now() {
+        if let Ok(Ok(state)) = s
+            .payments
+            .move_order(
+                &oid,
+                OrderState::Expired,
+                "the checkout session expired",
+                s.streams.now(),
+            )
+            .await
+        {
+            order.state = state;
+        }
+    }
+    Ok(json!({
+        "id": session.id,
+        "order_id": session.order_id,
+        "state": order.state,
+        "amount_minor": order.amount_minor,
+        "currency": order.currency,
+        "reference": order.reference,
+        "items": session.items,
+        "success_url": session.success_url,
+        "cancel_url": session.cancel_url,
+        "customer_email": session.customer_email,
+        "customer_phone": session.customer_phone,
+        "expires_at": session.expires_at,
+        "created_at": session.created_at,
+        "url": format!("{}/checkout/{}", s.public_url, session.id),
+    }))
+}
+
+async fn create(State(s): State<AppState>, Seller(seller): Seller, Json(body): Json<NewSession>) -> Answer {
+    let currency = Currency::parse(&body.currency).map_err(|_| ApiError::InvalidField {
+        field: "currency",
+        message: "an ISO 4217 currency code".into(),
+    })?;
+    body.validate().map_err(|e| ApiError::InvalidPath {
+        field: e.field,
+        message: e.message,
+    })?;
+    let mut body = body;
+    body.currency = currency.code().to_owned();
+    let (session, _) = checkout::create(&s.pool, &s.payments, seller.as_str(), &body, s.streams.now())
+        .await
+        .map_err(unavailable)?;
+    Ok((StatusCode::CREATED, axum::Json(view(&s, &session).await?)))
+}
+
+async fn owned(s: &AppState, seller: &SellerId, id: &str) -> Result<Session, ApiError> {
+    checkout::get(&s.pool, seller.as_str(), id)
+        .await
+        .map_err(unavailable)?
+        .ok_or(ApiError::NotFound("checkout session"))
+}
+
+async fn read(State(s): State<AppState>, Seller(seller): Seller, Path(id): Path<String>) -> Answer {
+    let session = owned(&s, &seller, &id).await?;
+    Ok((StatusCode::OK, axum::Json(view(&s, &session).await?)))
+}
+
+async fn list(
+    State(s): State<AppState>,
+    Seller(seller): Seller,
+    q: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Answer {
+    let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let page = q.page()?;
+    let sessions = checkout::list(&s.pool, seller.as_str(), page.limit, q.before)
+        .await
+        .map_err(unavailable)?;
+    let mut data = Vec::with_capacity(sessions.len());
+    for session in &sessions {
+        data.push(view(&s, session).await?);
+    }
+    let next = (sessions.len() as i64 == page.limit).then(|| sessions.last().map(|x| x.created_at));
+    Ok((
+        StatusCode::OK,
+        axum::Json(json!({ "data": data, "next_before": next.flatten() })),
+    ))
+}
+
+/// Cancels an unpaid session (its order becomes `cancelled`); a paid one is refunded instead.
+async fn cancel(State(s): State<AppState>, Seller(seller): Seller, Path(id): Path<String>) -> Answer {
+    let session = owned(&s, &seller, &id).await?;
+    let oid = checkout::order_id(&session).ok_or_else(|| ApiError::Internal("a session without an order".into()))?;
+    match s
+        .payments
+        .move_order(&oid, OrderState::Cancelled, "cancelled by the seller", s.streams.now())
+        .await
+        .map_err(unavailable)?
+    {
+        Ok(_) => Ok((StatusCode::OK, axum::Json(view(&s, &session).await?))),
+        Err(e) => Err(ApiError::Conflict {
+            code: "illegal_transition",
+            message: format!("{e}; refund a paid order instead"),
+        }),
+    }
+}

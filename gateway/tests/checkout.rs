@@ -1,0 +1,133 @@
+//! Checkout sessions for sellers' own sites: created with receipt items that
+//! must sum to the amount, read, listed, cancelled, expired; every mistake
+//! names its field; Idempotency-Key makes a retried create return the same
+//! session.
+
+mod common;
+
+use common::{Env, TestApp};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+fn session() -> Value {
+    json!({
+        "amount_minor": 350000, "currency": "RUB", "reference": "A-1001",
+        "items": [
+            { "name": "Чайник", "quantity": 1, "price_minor": 250000, "vat": "vat20" },
+            { "name": "Доставка", "quantity": 2, "price_minor": 50000, "vat": "none", "payment_object": "service" }
+        ],
+        "success_url": "https://shop.example/thanks", "cancel_url": "https://shop.example/cart",
+        "customer_email": "buyer@example.com"
+    })
+}
+
+async fn create(app: &TestApp, body: Value, key: Option<&str>) -> (StatusCode, Value) {
+    let mut req = app
+        .http
+        .post(format!("{}/v1/checkout/sessions", app.base))
+        .bearer_auth(&app.key)
+        .json(&body);
+    if let Some(k) = key {
+        req = req.header("idempotency-key", k);
+    }
+    let r = req.send().await.unwrap();
+    (r.status(), r.json().await.unwrap())
+}
+
+async fn sessions_are_made_read_listed_and_cancelled(env: Env) {
+    let app = TestApp::start(&env, &[]).await;
+    let (st, s) = create(&app, session(), Some("cs-1")).await;
+    assert_eq!(st, StatusCode::CREATED, "{s}");
+    assert_eq!(
+        (s["state"].as_str(), s["amount_minor"].as_i64()),
+        (Some("created"), Some(350_000))
+    );
+    assert_eq!(s["items"][1]["payment_method"], "full_payment", "defaults filled in");
+    assert!(s["url"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("/checkout/{}", s["id"].as_str().unwrap())));
+    // A retried create with the same key is the same session.
+    let (_, again) = create(&app, session(), Some("cs-1")).await;
+    assert_eq!(again["id"], s["id"]);
+    let id = s["id"].as_str().unwrap();
+    let (st, read) = app
+        .seller(Method::GET, &format!("/v1/checkout/sessions/{id}"), None)
+        .await;
+    assert_eq!((st, &read["id"]), (StatusCode::OK, &s["id"]));
+    let (_, list) = app.seller(Method::GET, "/v1/checkout/sessions?limit=10", None).await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+    // Another seller sees nothing.
+    let other = app.other_seller_key().await;
+    let (st, _) = app
+        .call(Method::GET, &format!("/v1/checkout/sessions/{id}"), Some(&other), None)
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, cancelled) = app
+        .seller(Method::POST, &format!("/v1/checkout/sessions/{id}/cancel"), None)
+        .await;
+    assert_eq!((st, cancelled["state"].as_str()), (StatusCode::OK, Some("cancelled")));
+    let (st, v) = app
+        .seller(Method::POST, &format!("/v1/checkout/sessions/{id}/cancel"), None)
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("illegal_transition"))
+    );
+}
+
+async fn an_open_session_expires_on_time(env: Env) {
+    let app = TestApp::start(&env, &[]).await;
+    let mut body = session();
+    body["expires_in_seconds"] = json!(120);
+    let (_, s) = create(&app, body, None).await;
+    app.clock.advance(121_000);
+    let (_, read) = app
+        .seller(
+            Method::GET,
+            &format!("/v1/checkout/sessions/{}", s["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(read["state"], "expired");
+}
+
+async fn every_mistake_names_its_field(env: Env) {
+    let app = TestApp::start(&env, &[]).await;
+    let cases: Vec<(Value, &str)> = vec![
+        (json!({ "currency": "XYZ" }), "currency"),
+        (json!({ "amount_minor": 349999 }), "items"),
+        (json!({ "items": [] }), "items"),
+        (json!({ "success_url": "javascript:alert(1)" }), "success_url"),
+        (json!({ "customer_email": "nobody" }), "customer_email"),
+        (json!({ "reference": "" }), "reference"),
+    ];
+    for (patch, field) in cases {
+        let mut body = session();
+        for (k, v) in patch.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let (st, v) = create(&app, body, None).await;
+        assert_eq!(
+            (st, v["error"]["code"].as_str(), v["error"]["field"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_field"), Some(field)),
+            "{patch} -> {v}"
+        );
+    }
+    let mut body = session();
+    body["items"][1]["vat"] = json!("vat18");
+    let (_, v) = create(&app, body, None).await;
+    assert_eq!(v["error"]["field"], "items[1].vat", "{v}");
+    let mut body = session();
+    body["surprise"] = json!(1);
+    let (st, _) = create(&app, body, None).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "unknown fields are refused");
+    let (_, list) = app.seller(Method::GET, "/v1/checkout/sessions", None).await;
+    assert!(list["data"].as_array().unwrap().is_empty(), "nothing was made");
+}
+
+on_both_backends!(
+    sessions_are_made_read_listed_and_cancelled,
+    an_open_session_expires_on_time,
+    every_mistake_names_its_field,
+);
