@@ -236,6 +236,22 @@ pub const OPERATIONS: &[Op] = &[
     ),
     op(
         "post",
+        "/v1/widget-secret",
+        "A new widget secret (shown once) for signing checkout parameters",
+        Auth::Seller,
+        None,
+        201,
+    ),
+    op(
+        "post",
+        "/v1/checkout/signed",
+        "A checkout session from parameters signed with the seller's widget secret",
+        Auth::None,
+        None,
+        201,
+    ),
+    op(
+        "post",
         "/v1/orders/{id}/refunds",
         "Refund part or all of a paid order",
         Auth::Seller,

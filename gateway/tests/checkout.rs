@@ -126,7 +126,66 @@ async fn every_mistake_names_its_field(env: Env) {
     assert!(list["data"].as_array().unwrap().is_empty(), "nothing was made");
 }
 
+async fn signed_parameters_make_one_session_and_tampering_is_refused(env: Env) {
+    use std::collections::BTreeMap;
+    use streams::clock::Clock;
+    let app = TestApp::start(&env, &[]).await;
+    let (st, v) = app.seller(Method::POST, "/v1/widget-secret", None).await;
+    assert_eq!(st, StatusCode::CREATED);
+    let secret = v["widget_secret"].as_str().unwrap().to_owned();
+    let expires = (app.clock.now_ms() / 1000 + 600).to_string();
+    let mut p: BTreeMap<String, String> = [
+        ("seller", app.seller.as_str()),
+        ("amount_minor", "129000"),
+        ("currency", "RUB"),
+        ("reference", "landing-1"),
+        ("description", "Мастер-класс"),
+        ("vat", "vat20"),
+        ("success_url", "https://landing.example/ok"),
+        ("cancel_url", "https://landing.example/"),
+        ("customer_email", "guest@example.com"),
+        ("expires", expires.as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let sig = payments::checkout::signed::sign(&secret, &p).unwrap();
+    p.insert("signature".into(), sig);
+    let post = |body: &BTreeMap<String, String>| {
+        app.http
+            .post(format!("{}/v1/checkout/signed", app.base))
+            .json(body)
+            .send()
+    };
+    let r = post(&p).await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let first: Value = r.json().await.unwrap();
+    assert_eq!(
+        (first["amount_minor"].as_i64(), first["items"][0]["vat"].as_str()),
+        (Some(129_000), Some("vat20"))
+    );
+    // The same signed parameters again: the same session, not a second one.
+    let again: Value = post(&p).await.unwrap().json().await.unwrap();
+    assert_eq!(again["id"], first["id"]);
+    // Tampered, expired or foreign: refused.
+    let mut cheaper = p.clone();
+    cheaper.insert("amount_minor".into(), "1".into());
+    let mut late = p.clone();
+    late.insert("expires".into(), (app.clock.now_ms() / 1000 - 1).to_string());
+    let mut stranger = p.clone();
+    stranger.insert("seller".into(), "sel_0000000000000000000000".into());
+    for bad in [cheaper, late, stranger] {
+        let r = post(&bad).await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "invalid_signature", "{v}");
+    }
+    let (_, list) = app.seller(Method::GET, "/v1/checkout/sessions", None).await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+}
+
 on_both_backends!(
+    signed_parameters_make_one_session_and_tampering_is_refused,
     sessions_are_made_read_listed_and_cancelled,
     an_open_session_expires_on_time,
     every_mistake_names_its_field,

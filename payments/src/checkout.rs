@@ -387,3 +387,165 @@ mod tests {
         }
     }
 }
+
+/// Signed checkout parameters, for sellers' sites without a backend: the
+/// page carries `key=value` parameters and a `signature`, the hex
+/// HMAC-SHA256 under the seller's widget secret of the canonical string:
+/// every other parameter, sorted by key, as `key=value` lines joined by `\n`.
+/// `expires` (Unix seconds, at most a day ahead) bounds a signature's life.
+pub mod signed {
+    use std::collections::BTreeMap;
+
+    use hmac::{Hmac, Mac};
+    use sha2::Sha256;
+
+    /// Parameters a signed checkout may carry.
+    pub const KEYS: &[&str] = &[
+        "seller",
+        "amount_minor",
+        "currency",
+        "reference",
+        "description",
+        "vat",
+        "success_url",
+        "cancel_url",
+        "customer_email",
+        "customer_phone",
+        "expires",
+    ];
+    /// The furthest ahead `expires` may be.
+    pub const MAX_AHEAD_SECS: i64 = 24 * 3600;
+
+    /// Why signed parameters were refused.
+    #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+    pub enum SignedError {
+        #[error("unknown parameter {0:?}")]
+        Unknown(String),
+        #[error("parameter {0} is missing")]
+        Missing(&'static str),
+        #[error("parameter {0} must not contain line breaks")]
+        LineBreak(String),
+        #[error("expires is not a time within the next day")]
+        Expired,
+        #[error("the signature does not match the parameters")]
+        BadSignature,
+    }
+
+    /// The canonical string of `params` (without `signature`).
+    pub fn canonical(params: &BTreeMap<String, String>) -> Result<String, SignedError> {
+        let mut lines = Vec::new();
+        for (k, v) in params {
+            if k == "signature" {
+                continue;
+            }
+            if !KEYS.contains(&k.as_str()) {
+                return Err(SignedError::Unknown(k.chars().take(40).collect()));
+            }
+            if v.contains('\n') || v.contains('\r') {
+                return Err(SignedError::LineBreak(k.clone()));
+            }
+            lines.push(format!("{k}={v}"));
+        }
+        Ok(lines.join("\n"))
+    }
+
+    fn mac(secret: &str, canonical: &str) -> Hmac<Sha256> {
+        let mut m = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
+        m.update(canonical.as_bytes());
+        m
+    }
+
+    /// The signature a seller's page sends.
+    pub fn sign(secret: &str, params: &BTreeMap<String, String>) -> Result<String, SignedError> {
+        let bytes = mac(secret, &canonical(params)?).finalize().into_bytes();
+        Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    /// Checks the parameters' signature (constant time) and expiry.
+    pub fn verify(secret: &str, params: &BTreeMap<String, String>, now_secs: i64) -> Result<(), SignedError> {
+        for required in [
+            "seller",
+            "amount_minor",
+            "currency",
+            "reference",
+            "success_url",
+            "cancel_url",
+            "expires",
+        ] {
+            if !params.contains_key(required) {
+                return Err(SignedError::Missing(required));
+            }
+        }
+        let canonical = canonical(params)?;
+        let expires: i64 = params["expires"].parse().map_err(|_| SignedError::Expired)?;
+        if expires < now_secs || expires > now_secs + MAX_AHEAD_SECS {
+            return Err(SignedError::Expired);
+        }
+        let given = params.get("signature").ok_or(SignedError::Missing("signature"))?;
+        let bytes = (given.len() == 64 && given.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| {
+                (0..32)
+                    .map(|i| u8::from_str_radix(&given[2 * i..2 * i + 2], 16).unwrap_or(0))
+                    .collect::<Vec<u8>>()
+            })
+            .ok_or(SignedError::BadSignature)?;
+        mac(secret, &canonical)
+            .verify_slice(&bytes)
+            .map_err(|_| SignedError::BadSignature)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn params() -> BTreeMap<String, String> {
+            [
+                ("seller", "sel_abc"),
+                ("amount_minor", "99000"),
+                ("currency", "RUB"),
+                ("reference", "order-7"),
+                ("success_url", "https://shop.example/ok"),
+                ("cancel_url", "https://shop.example/no"),
+                ("expires", "1800000000"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+        }
+
+        #[test]
+        fn signed_parameters_verify_and_any_change_breaks_them() {
+            let mut p = params();
+            let sig = sign("wsk_secret", &p).unwrap();
+            p.insert("signature".into(), sig.clone());
+            assert_eq!(verify("wsk_secret", &p, 1_799_999_000), Ok(()));
+            assert_eq!(verify("wsk_other", &p, 1_799_999_000), Err(SignedError::BadSignature));
+            let mut tampered = p.clone();
+            tampered.insert("amount_minor".into(), "1".into());
+            assert_eq!(
+                verify("wsk_secret", &tampered, 1_799_999_000),
+                Err(SignedError::BadSignature)
+            );
+            assert_eq!(verify("wsk_secret", &p, 1_800_000_001), Err(SignedError::Expired));
+            assert_eq!(verify("wsk_secret", &p, 1_700_000_000), Err(SignedError::Expired));
+            let mut extra = p.clone();
+            extra.insert("price".into(), "1".into());
+            assert_eq!(
+                verify("wsk_secret", &extra, 1_799_999_000),
+                Err(SignedError::Unknown("price".into()))
+            );
+            let mut short = p.clone();
+            short.insert("signature".into(), sig[..10].into());
+            assert_eq!(
+                verify("wsk_secret", &short, 1_799_999_000),
+                Err(SignedError::BadSignature)
+            );
+            let mut missing = p;
+            missing.remove("reference");
+            assert_eq!(
+                verify("wsk_secret", &missing, 1_799_999_000),
+                Err(SignedError::Missing("reference"))
+            );
+        }
+    }
+}

@@ -22,6 +22,98 @@ pub fn router() -> Router<AppState> {
         .route("/v1/checkout/sessions", post(create).get(list))
         .route("/v1/checkout/sessions/{id}", get(read))
         .route("/v1/checkout/sessions/{id}/cancel", post(cancel))
+        .route("/v1/checkout/signed", post(from_signed))
+        .route("/v1/widget-secret", post(new_widget_secret))
+}
+
+/// A new widget secret for the seller (shown once; the old one stops working).
+async fn new_widget_secret(State(s): State<AppState>, Seller(seller): Seller) -> Answer {
+    let secret = format!("wsk_{}", streams::ids::random_token(40));
+    sqlx::query("UPDATE sellers SET widget_secret = $1 WHERE id = $2")
+        .bind(&secret)
+        .bind(seller.as_str())
+        .execute(&s.pool)
+        .await
+        .map_err(unavailable)?;
+    Ok((StatusCode::CREATED, axum::Json(json!({ "widget_secret": secret }))))
+}
+
+fn refused(e: impl std::fmt::Display) -> ApiError {
+    ApiError::BadRequest {
+        code: "invalid_signature",
+        message: e.to_string(),
+    }
+}
+
+/// A checkout session from parameters a seller's page signed with its
+/// widget secret. The same signed parameters always give the same session.
+async fn from_signed(
+    State(s): State<AppState>,
+    Json(params): Json<std::collections::BTreeMap<String, String>>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    use payments::checkout::signed;
+    use payments::idempotency::{self, Begin};
+    let seller = params
+        .get("seller")
+        .ok_or_else(|| refused("parameter seller is missing"))?;
+    let seller = SellerId::parse(seller).map_err(|_| refused("unknown seller"))?;
+    let secret: Option<String> = sqlx::query_scalar("SELECT widget_secret FROM sellers WHERE id = $1")
+        .bind(seller.as_str())
+        .fetch_optional(&s.pool)
+        .await
+        .map_err(unavailable)?
+        .flatten();
+    let secret = secret.ok_or_else(|| refused("unknown seller, or no widget secret set"))?;
+    signed::verify(&secret, &params, s.streams.now() / 1000).map_err(refused)?;
+    let signature = params.get("signature").cloned().unwrap_or_default();
+    let canonical = signed::canonical(&params).map_err(refused)?;
+    let get = |k: &str| params.get(k).cloned();
+    let amount_minor: i64 = params["amount_minor"].parse().map_err(|_| ApiError::InvalidField {
+        field: "amount_minor",
+        message: "a whole number".into(),
+    })?;
+    let description = get("description").unwrap_or_else(|| params["reference"].clone());
+    let new: NewSession = serde_json::from_value(json!({
+        "amount_minor": amount_minor,
+        "currency": params["currency"],
+        "reference": params["reference"],
+        "items": [{ "name": description, "quantity": 1, "price_minor": amount_minor,
+                    "vat": get("vat").unwrap_or_else(|| "none".into()) }],
+        "success_url": params["success_url"],
+        "cancel_url": params["cancel_url"],
+        "customer_email": get("customer_email"),
+        "customer_phone": get("customer_phone"),
+    }))
+    .map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?;
+    let scope = format!("signed:{seller}");
+    match idempotency::begin(&s.pool, &scope, &signature, &canonical, s.streams.now())
+        .await
+        .map_err(unavailable)?
+    {
+        Begin::Replay { status, body } => {
+            let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            Ok((StatusCode::from_u16(status).unwrap_or(StatusCode::OK), axum::Json(v)).into_response())
+        }
+        Begin::InFlight | Begin::Reused => Err(ApiError::Conflict {
+            code: "idempotency_key_in_use",
+            message: "these signed parameters are being used; retry shortly".into(),
+        }),
+        Begin::Run => {
+            let made = create(State(s.clone()), Seller(seller), Json(new)).await;
+            match &made {
+                Ok((status, body)) => {
+                    let text = body.0.to_string();
+                    let _ =
+                        idempotency::finish(&s.pool, &scope, &signature, status.as_u16(), &text, s.streams.now()).await;
+                }
+                Err(_) => {
+                    let _ = idempotency::abandon(&s.pool, &scope, &signature).await;
+                }
+            }
+            made.map(IntoResponse::into_response)
+        }
+    }
 }
 
 type Answer = Result<(StatusCode, axum::Json<Value>), ApiError>;
