@@ -63,6 +63,26 @@ async fn sessions_are_made_read_listed_and_cancelled(env: Env) {
         .call(Method::GET, &format!("/v1/checkout/sessions/{id}"), Some(&other), None)
         .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
+    // The buyer (holding the session id) starts paying; a wrong acquirer is refused.
+    let pay = |acquirer: &str| {
+        app.http
+            .post(format!("{}/v1/checkout/sessions/{id}/attempts", app.base))
+            .json(&json!({ "acquirer": acquirer }))
+            .send()
+    };
+    let r = pay("sandbox").await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let attempt: Value = r.json().await.unwrap();
+    assert!(attempt["redirect_url"].as_str().unwrap().contains("/sandbox/pay/pat_"));
+    assert_eq!(pay("nowhere").await.unwrap().status(), StatusCode::BAD_REQUEST);
+    let r = app
+        .http
+        .post(format!("{}/v1/checkout/sessions/cs_nope/attempts", app.base))
+        .json(&json!({ "acquirer": "sandbox" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let (st, cancelled) = app
         .seller(Method::POST, &format!("/v1/checkout/sessions/{id}/cancel"), None)
         .await;

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+mod callbacks;
 mod viewers;
 
 const USAGE: &str = "\
@@ -467,7 +468,7 @@ async fn buy_storm(o: Options) -> Result<bool, Failure> {
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().is_some_and(|a| a == "--help" || a == "-h") {
-        println!("{USAGE}\n\n{}", viewers::USAGE);
+        println!("{USAGE}\n\n{}\n\n{}", viewers::USAGE, callbacks::USAGE);
         return ExitCode::SUCCESS;
     }
     let outcome = match args.first().map(String::as_str) {
@@ -479,6 +480,13 @@ async fn main() -> ExitCode {
             }
         },
         Some("viewers-worker") => Some(viewers::worker(&args[1..]).await),
+        Some("callbacks") => match callbacks::parse(&args[1..]) {
+            Ok(o) => Some(callbacks::run(o).await),
+            Err(e) => {
+                eprintln!("loadtest: {e}\n\n{}", callbacks::USAGE);
+                return ExitCode::from(2);
+            }
+        },
         _ => None,
     };
     if let Some(outcome) = outcome {

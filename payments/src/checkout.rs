@@ -286,6 +286,21 @@ pub async fn create(
     Ok((session, order))
 }
 
+/// A session by id alone (the id is the buyer's capability to pay it).
+pub async fn by_id(pool: &AnyPool, id: &str) -> Result<Option<(String, Session)>, StoreError> {
+    let row = sqlx::query("SELECT * FROM checkout_sessions WHERE id = $1")
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+    match row {
+        Some(r) => {
+            let seller: String = r.try_get("seller_id")?;
+            Ok(Some((seller, session_from_row(&r)?)))
+        }
+        None => Ok(None),
+    }
+}
+
 pub async fn get(pool: &AnyPool, seller: &str, id: &str) -> Result<Option<Session>, StoreError> {
     let row = sqlx::query("SELECT * FROM checkout_sessions WHERE id = $1 AND seller_id = $2")
         .bind(id)

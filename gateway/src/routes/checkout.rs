@@ -23,7 +23,57 @@ pub fn router() -> Router<AppState> {
         .route("/v1/checkout/sessions/{id}", get(read))
         .route("/v1/checkout/sessions/{id}/cancel", post(cancel))
         .route("/v1/checkout/signed", post(from_signed))
+        .route("/v1/checkout/sessions/{id}/attempts", post(pay_session))
         .route("/v1/widget-secret", post(new_widget_secret))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PayWith {
+    acquirer: String,
+}
+
+/// The buyer starts paying a session (its id is the capability, as in the
+/// session's `url`): a new attempt at the chosen acquirer.
+async fn pay_session(State(s): State<AppState>, Path(id): Path<String>, Json(body): Json<PayWith>) -> Answer {
+    if body.acquirer != payments::sandbox::ACQUIRER {
+        return Err(ApiError::InvalidField {
+            field: "acquirer",
+            message: format!("one of: {}", payments::sandbox::ACQUIRER),
+        });
+    }
+    let (_, session) = checkout::by_id(&s.pool, &id)
+        .await
+        .map_err(unavailable)?
+        .ok_or(ApiError::NotFound("checkout session"))?;
+    // Read through the view, so a session past its time expires first.
+    let state = view(&s, &session).await?;
+    let oid = checkout::order_id(&session).ok_or_else(|| ApiError::Internal("a session without an order".into()))?;
+    let order = s
+        .payments
+        .order(&oid)
+        .await
+        .map_err(unavailable)?
+        .ok_or(ApiError::NotFound("order"))?;
+    if order.state.is_final() {
+        return Err(ApiError::Conflict {
+            code: "order_final",
+            message: format!("the session is {}", state["state"].as_str().unwrap_or("closed")),
+        });
+    }
+    let attempt = s
+        .payments
+        .create_attempt(&order, &body.acquirer, s.streams.now())
+        .await
+        .map_err(unavailable)?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({
+            "id": attempt.id, "order_id": order.id, "acquirer": attempt.acquirer, "state": attempt.state,
+            "amount_minor": attempt.amount_minor, "currency": attempt.currency,
+            "redirect_url": format!("{}/sandbox/pay/{}", s.public_url, attempt.id),
+        })),
+    ))
 }
 
 /// A new widget secret for the seller (shown once; the old one stops working).
