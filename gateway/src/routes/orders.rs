@@ -12,6 +12,7 @@ use payments::store::{NewOrder, Order, RefundError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use streams::ids::{HoldId, OfferId, SellerId};
+use streams::service::Error as DomainError;
 
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -324,13 +325,23 @@ pub async fn settle_paid(s: &AppState, order: &OrderId) {
         tracing::error!(order = %order.id, "a paid order carries ids that do not parse");
         return;
     };
-    let Err(gone) = s.streams.commit_hold(&seller, &offer, &hold).await else {
-        tracing::info!(order = %order.id, %hold, "paid: hold committed");
-        return;
-    };
-    // Paid after the hold was gone: take the stock again if there is any,
-    // else give the money back. Never sold beyond the quantity.
-    tracing::warn!(order = %order.id, %hold, error = %gone, "paid after the hold was gone");
+    match s.streams.commit_hold(&seller, &offer, &hold).await {
+        Ok(_) => {
+            tracing::info!(order = %order.id, %hold, "paid: hold committed");
+            return;
+        }
+        // The hold is gone (expired, released): the late path below.
+        Err(DomainError::Hold(_) | DomainError::NotFound(_)) => {
+            tracing::warn!(order = %order.id, %hold, "paid after the hold was gone");
+        }
+        // Anything else may have half happened: never guess with money.
+        Err(e) => {
+            tracing::error!(order = %order.id, %hold, error = ?e, "paid, but the hold could not be committed: reconcile");
+            return;
+        }
+    }
+    // Take the stock again if there is any, else give the money back.
+    // Never sold beyond the quantity.
     let buyer = order
         .buyer_id
         .as_deref()
@@ -343,9 +354,21 @@ pub async fn settle_paid(s: &AppState, order: &OrderId) {
                 return;
             }
         };
-        if let Ok(again) = s.streams.reserve(&buyer, &offer, units, order.id.as_str()).await {
-            if s.streams.commit_hold(&seller, &offer, &again.hold.id).await.is_ok() {
-                tracing::info!(order = %order.id, hold = %again.hold.id, "late payment: stock taken again and sold");
+        match s.streams.reserve(&buyer, &offer, units, order.id.as_str()).await {
+            Ok(again) => {
+                match s.streams.commit_hold(&seller, &offer, &again.hold.id).await {
+                    Ok(_) => {
+                        tracing::info!(order = %order.id, hold = %again.hold.id, "late payment: stock taken again and sold")
+                    }
+                    Err(e) => {
+                        tracing::error!(order = %order.id, error = ?e, "late payment: stock taken again but not committed: reconcile")
+                    }
+                }
+                return;
+            }
+            Err(DomainError::Refused(_)) => {}
+            Err(e) => {
+                tracing::error!(order = %order.id, error = ?e, "late payment: could not try to take stock again: reconcile");
                 return;
             }
         }
