@@ -204,7 +204,117 @@ async fn signed_parameters_make_one_session_and_tampering_is_refused(env: Env) {
     assert_eq!(list["data"].as_array().unwrap().len(), 1);
 }
 
+async fn the_checkout_page_is_framed_only_by_the_sellers_origins(env: Env) {
+    let app = TestApp::start(
+        &env,
+        &[("HAUL_SANDBOX_SECRET", "checkout-test-secret-checkout-test-secret")],
+    )
+    .await;
+    let (_, s) = create(&app, session(), None).await;
+    let id = s["id"].as_str().unwrap().to_owned();
+    let csp = |r: &reqwest::Response| r.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    // No origins yet: nobody may frame it.
+    let r = app.http.get(s["url"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(csp(&r).contains("frame-ancestors 'none'"), "{}", csp(&r));
+    let (st, v) = app
+        .seller(
+            Method::PUT,
+            "/v1/widget-origins",
+            Some(json!({ "origins": ["https://shop.example", "https://shop.example/cart"] })),
+        )
+        .await;
+    assert_eq!(
+        (st, v["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("origins[1]")),
+        "{v}"
+    );
+    let (st, v) = app
+        .seller(
+            Method::PUT,
+            "/v1/widget-origins",
+            Some(json!({ "origins": ["https://Shop.Example", "http://localhost:3000"] })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(v["origins"], json!(["https://shop.example", "http://localhost:3000"]));
+    let r = app.http.get(s["url"].as_str().unwrap()).send().await.unwrap();
+    assert!(
+        csp(&r).contains("frame-ancestors https://shop.example http://localhost:3000"),
+        "{}",
+        csp(&r)
+    );
+    assert_eq!(
+        app.http
+            .get(format!("{}/checkout/cs_nope", app.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    // The page's own view: summary and origins, no personal data.
+    let status: Value = app
+        .http
+        .get(format!("{}/v1/checkout/sessions/{id}/status", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (status["state"].as_str(), status["amount_minor"].as_i64()),
+        (Some("created"), Some(350_000))
+    );
+    assert_eq!(status["origins"][0], "https://shop.example");
+    assert!(status.get("customer_email").is_none());
+    // Paying through the sandbox leads back to this page, which reads the end from Haul.
+    let attempt: Value = app
+        .http
+        .post(format!("{}/v1/checkout/sessions/{id}/attempts", app.base))
+        .json(&json!({ "acquirer": "sandbox" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sandbox_page = app
+        .http
+        .post(attempt["redirect_url"].as_str().unwrap())
+        .form(&[("number", "4242424242424242"), ("expiry", "12/39"), ("cvc", "123")])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        sandbox_page.contains(&format!("/checkout/{id}?return=1")),
+        "{sandbox_page}"
+    );
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let v: Value = app
+            .http
+            .get(format!("{}/v1/checkout/sessions/{id}/status", app.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v["state"] == "succeeded" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{v}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 on_both_backends!(
+    the_checkout_page_is_framed_only_by_the_sellers_origins,
     signed_parameters_make_one_session_and_tampering_is_refused,
     sessions_are_made_read_listed_and_cancelled,
     an_open_session_expires_on_time,

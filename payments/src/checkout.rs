@@ -286,6 +286,16 @@ pub async fn create(
     Ok((session, order))
 }
 
+/// The session an order belongs to, if it came from one.
+pub async fn session_for_order(pool: &AnyPool, order_id: &str) -> Result<Option<String>, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT id FROM checkout_sessions WHERE order_id = $1")
+            .bind(order_id)
+            .fetch_optional(pool)
+            .await?,
+    )
+}
+
 /// A session by id alone (the id is the buyer's capability to pay it).
 pub async fn by_id(pool: &AnyPool, id: &str) -> Result<Option<(String, Session)>, StoreError> {
     let row = sqlx::query("SELECT * FROM checkout_sessions WHERE id = $1")

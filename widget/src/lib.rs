@@ -4,7 +4,10 @@
 //!   (video area, pinned lot, offers with a skew-corrected countdown and units
 //!   left, a buy button that reserves over the realtime connection, a
 //!   purchase ticker, a reconnecting indicator), speaking the Centrifugo
-//!   client protocol itself.
+//!   client protocol itself;
+//! - the checkout page, `/checkout/<session id>`: the summary, the seller's
+//!   payment methods, the way to the acquirer's page and back, the final
+//!   state read from the server and told to the embedding page.
 
 /// A static file: its path under `/assets/`, content type and bytes.
 pub struct Asset {
@@ -17,12 +20,25 @@ pub struct Asset {
 /// stream id from the address).
 pub const WATCH_HTML: &str = include_str!("../assets/watch.html");
 
+/// The checkout page of a session (`/checkout/<session id>`).
+pub const CHECKOUT_HTML: &str = include_str!("../assets/checkout.html");
+
 /// Files under `/assets/`.
 pub const ASSETS: &[Asset] = &[
     Asset {
         name: "watch.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_str!("../assets/watch.js"),
+    },
+    Asset {
+        name: "checkout.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../assets/checkout.js"),
+    },
+    Asset {
+        name: "checkout.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_str!("../assets/checkout.css"),
     },
     Asset {
         name: "watch.css",
@@ -42,7 +58,10 @@ mod tests {
 
     #[test]
     fn the_page_refers_only_to_assets_that_exist() {
-        for part in WATCH_HTML.split("/assets/").skip(1) {
+        for part in [WATCH_HTML, CHECKOUT_HTML]
+            .iter()
+            .flat_map(|p| p.split("/assets/").skip(1))
+        {
             let name = part.split('"').next().unwrap();
             assert!(asset(name).is_some(), "{name} is referenced but not served");
         }

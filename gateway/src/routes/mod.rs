@@ -10,6 +10,7 @@ pub(crate) mod orders;
 mod pages;
 mod sandbox;
 mod webhooks;
+mod widget;
 
 use axum::Router;
 use serde::Deserialize;
@@ -30,6 +31,7 @@ pub fn router() -> Router<AppState> {
         .merge(pages::router())
         .merge(sandbox::router())
         .merge(webhooks::router())
+        .merge(widget::router())
         .merge(crate::realtime::router())
 }
 

@@ -169,12 +169,28 @@ async fn pay(State(s): State<AppState>, Path(raw): Path<String>, Form(form): For
                 id = attempt.id
             ),
         ),
-        _ => page(
-            StatusCode::OK,
-            "Payment sent",
-            "<p>The sandbox has answered; the shop reads the result from Haul.</p>",
-        ),
+        _ => done(&s, &attempt, "Payment sent").await,
     }
+}
+
+/// The page after the sandbox answered: back to the checkout page the buyer
+/// came from, where the result is read from Haul.
+async fn done(s: &AppState, attempt: &Attempt, title: &str) -> Response {
+    let session = payments::checkout::session_for_order(&s.pool, attempt.order_id.as_str())
+        .await
+        .ok()
+        .flatten();
+    let back = match session {
+        Some(id) => {
+            format!("<p><a data-test=\"return\" href=\"/checkout/{id}?return=1\">Return to the checkout</a></p>")
+        }
+        None => String::new(),
+    };
+    page(
+        StatusCode::OK,
+        title,
+        &format!("<p>The sandbox has answered; the shop reads the result from Haul.</p>{back}"),
+    )
 }
 
 #[derive(Deserialize)]
@@ -188,12 +204,12 @@ async fn challenge(State(s): State<AppState>, Path(raw): Path<String>, Form(form
         Err(r) => return r,
     };
     let passed = form.passed == "yes";
-    tokio::spawn(send_reports(s.clone(), attempt, vec![sandbox::after_challenge(passed)]));
-    page(
-        StatusCode::OK,
-        if passed { "Confirmed" } else { "Cancelled" },
-        "<p>The sandbox has answered; the shop reads the result from Haul.</p>",
-    )
+    tokio::spawn(send_reports(
+        s.clone(),
+        attempt.clone(),
+        vec![sandbox::after_challenge(passed)],
+    ));
+    done(&s, &attempt, if passed { "Confirmed" } else { "Cancelled" }).await
 }
 
 /// Sends the sandbox's callbacks for an attempt, as the acquirer would.

@@ -1,0 +1,206 @@
+//! The checkout page behind a session's `url`, and the seller's widget
+//! origins: the sites allowed to frame it (`Content-Security-Policy:
+//! frame-ancestors`) and to be told the outcome (`postMessage` with that
+//! exact target origin).
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::Router;
+use payments::checkout;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::extract::{Json, Seller};
+
+/// At most this many origins per seller.
+const MAX_ORIGINS: usize = 20;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/widget-origins", put(set_origins).get(get_origins))
+        .route("/v1/checkout/sessions/{id}/status", get(status))
+        .route("/checkout/{id}", get(page))
+}
+
+type Answer = Result<(StatusCode, axum::Json<Value>), ApiError>;
+
+fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> ApiError {
+    ApiError::Unavailable(Box::new(e))
+}
+
+/// `scheme://host[:port]` with nothing after it, or why not.
+pub fn parse_origin(s: &str) -> Result<String, &'static str> {
+    let url = reqwest::Url::parse(s).map_err(|_| "not an origin")?;
+    if !matches!(url.scheme(), "https" | "http") {
+        return Err("must be http or https");
+    }
+    if url.host_str().is_none() || !url.username().is_empty() || url.password().is_some() {
+        return Err("must be scheme://host[:port]");
+    }
+    if !(url.path() == "/" && url.query().is_none() && url.fragment().is_none()) || s.ends_with('/') {
+        return Err("must have no path, query or fragment");
+    }
+    Ok(url.origin().ascii_serialization())
+}
+
+async fn origins_of(s: &AppState, seller: &str) -> Result<Vec<String>, ApiError> {
+    let raw: Option<String> = sqlx::query_scalar("SELECT widget_origins FROM sellers WHERE id = $1")
+        .bind(seller)
+        .fetch_optional(&s.pool)
+        .await
+        .map_err(unavailable)?
+        .flatten();
+    Ok(raw
+        .unwrap_or_default()
+        .split(' ')
+        .filter(|o| !o.is_empty())
+        .map(str::to_owned)
+        .collect())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Origins {
+    origins: Vec<String>,
+}
+
+async fn set_origins(State(s): State<AppState>, Seller(seller): Seller, Json(body): Json<Origins>) -> Answer {
+    if body.origins.len() > MAX_ORIGINS {
+        return Err(ApiError::InvalidField {
+            field: "origins",
+            message: format!("at most {MAX_ORIGINS}"),
+        });
+    }
+    let mut origins = Vec::new();
+    for (i, o) in body.origins.iter().enumerate() {
+        let parsed = parse_origin(o).map_err(|why| ApiError::InvalidPath {
+            field: format!("origins[{i}]"),
+            message: why.into(),
+        })?;
+        if !origins.contains(&parsed) {
+            origins.push(parsed);
+        }
+    }
+    sqlx::query("UPDATE sellers SET widget_origins = $1 WHERE id = $2")
+        .bind(origins.join(" "))
+        .bind(seller.as_str())
+        .execute(&s.pool)
+        .await
+        .map_err(unavailable)?;
+    Ok((StatusCode::OK, axum::Json(json!({ "origins": origins }))))
+}
+
+async fn get_origins(State(s): State<AppState>, Seller(seller): Seller) -> Answer {
+    Ok((
+        StatusCode::OK,
+        axum::Json(json!({ "origins": origins_of(&s, seller.as_str()).await? })),
+    ))
+}
+
+/// What the checkout page shows, by session id (no personal data). The
+/// state is read from the server, never taken from a redirect.
+async fn status(State(s): State<AppState>, Path(id): Path<String>) -> Answer {
+    let (seller, session) = checkout::by_id(&s.pool, &id)
+        .await
+        .map_err(unavailable)?
+        .ok_or(ApiError::NotFound("checkout session"))?;
+    let oid = checkout::order_id(&session).ok_or_else(|| ApiError::Internal("a session without an order".into()))?;
+    let order = s
+        .payments
+        .order(&oid)
+        .await
+        .map_err(unavailable)?
+        .ok_or(ApiError::NotFound("order"))?;
+    let mut state = order.state;
+    if !state.is_final() && session.expires_at <= s.streams.now() {
+        if let Ok(Ok(moved)) = s
+            .payments
+            .move_order(
+                &oid,
+                payments::state::OrderState::Expired,
+                "the checkout session expired",
+                s.streams.now(),
+            )
+            .await
+        {
+            state = moved;
+        }
+    }
+    Ok((
+        StatusCode::OK,
+        axum::Json(json!({
+            "id": session.id,
+            "state": state,
+            "amount_minor": order.amount_minor,
+            "currency": order.currency,
+            "items": session.items,
+            "success_url": session.success_url,
+            "cancel_url": session.cancel_url,
+            "origins": origins_of(&s, &seller).await?,
+            "acquirers": [payments::sandbox::ACQUIRER],
+        })),
+    ))
+}
+
+/// The checkout page. Only the seller's origins may frame it.
+async fn page(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+    let found = match checkout::by_id(&s.pool, &id).await {
+        Ok(f) => f,
+        Err(e) => return unavailable(e).into_response(),
+    };
+    let Some((seller, _)) = found else {
+        return ApiError::NotFound("checkout session").into_response();
+    };
+    let origins = match origins_of(&s, &seller).await {
+        Ok(o) => o,
+        Err(e) => return e.into_response(),
+    };
+    let ancestors = if origins.is_empty() {
+        "'none'".to_owned()
+    } else {
+        origins.join(" ")
+    };
+    let csp = format!(
+        "default-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
+         form-action 'self'; frame-ancestors {ancestors}"
+    );
+    let mut r = widget::CHECKOUT_HTML.into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_are_scheme_host_and_port_only() {
+        assert_eq!(parse_origin("https://shop.example").unwrap(), "https://shop.example");
+        assert_eq!(parse_origin("http://localhost:3000").unwrap(), "http://localhost:3000");
+        assert_eq!(parse_origin("HTTPS://Shop.Example").unwrap(), "https://shop.example");
+        for bad in [
+            "https://shop.example/",
+            "https://shop.example/path",
+            "ftp://x.example",
+            "https://u:p@x.example",
+            "shop.example",
+            "https://x.example?q=1",
+        ] {
+            assert!(parse_origin(bad).is_err(), "{bad}");
+        }
+    }
+}

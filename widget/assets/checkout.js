@@ -1,0 +1,122 @@
+// The checkout page of a session: /checkout/<session>[?origin=<host origin>].
+// It shows the summary, sends the buyer to the chosen acquirer's page, and on
+// return reads the final state from Haul (never from the redirect), then
+// tells the embedding page by postMessage with that page's exact origin, and
+// only if the seller allows it.
+'use strict';
+
+(() => {
+  const $ = (sel) => document.querySelector(sel);
+  const id = decodeURIComponent(location.pathname.split('/').filter(Boolean).pop() || '');
+  const params = new URLSearchParams(location.search);
+  // The host's origin rides along across the acquirer's page.
+  const key = `haul.origin.${id}`;
+  if (params.get('origin')) {
+    try { sessionStorage.setItem(key, params.get('origin')); } catch { /* fine */ }
+  }
+  let hostOrigin = params.get('origin');
+  try { hostOrigin = hostOrigin || sessionStorage.getItem(key); } catch { /* fine */ }
+  let info = null;
+  let told = false;
+
+  function money(minor, currency) {
+    try {
+      const f = new Intl.NumberFormat(undefined, { style: 'currency', currency });
+      return f.format(minor / 10 ** f.resolvedOptions().maximumFractionDigits);
+    } catch {
+      return `${minor} ${currency}`;
+    }
+  }
+
+  function show(kind, text) {
+    const el = $('[data-test=state]');
+    el.dataset.kind = kind;
+    el.textContent = text;
+  }
+
+  // Tells the shop's page, at its exact origin, if the seller allows that origin.
+  function tell(state) {
+    if (told || !info || !hostOrigin || !info.origins.includes(hostOrigin)) return;
+    const message = { type: 'haul.checkout', session: id, state };
+    const target = window.parent !== window ? window.parent : window.opener;
+    if (target) {
+      target.postMessage(message, hostOrigin);
+      told = true;
+    }
+  }
+
+  const FINAL = { succeeded: ['ok', 'Paid. Thank you!'], failed: ['error', 'The payment did not go through.'],
+    cancelled: ['error', 'This checkout was cancelled.'], expired: ['error', 'This checkout has expired.'],
+    refunded: ['ok', 'Paid and refunded.'], partially_refunded: ['ok', 'Paid.'] };
+
+  function render() {
+    const list = $('[data-test=items]');
+    list.replaceChildren();
+    for (const item of info.items) {
+      const li = document.createElement('li');
+      const name = document.createElement('span');
+      name.textContent = `${item.name} × ${item.quantity}`;
+      const price = document.createElement('span');
+      price.textContent = money(item.price_minor * item.quantity, info.currency);
+      li.append(name, price);
+      list.append(li);
+    }
+    $('[data-test=total]').textContent = money(info.amount_minor, info.currency);
+    const methods = $('[data-test=methods]');
+    methods.replaceChildren();
+    const open = ['created', 'pending', 'requires_action'].includes(info.state);
+    if (open) {
+      for (const acquirer of info.acquirers) {
+        const b = document.createElement('button');
+        b.type = 'button';
+        b.dataset.test = `pay-${acquirer}`;
+        b.textContent = acquirer === 'sandbox' ? 'Pay by card (test mode)' : `Pay with ${acquirer}`;
+        b.addEventListener('click', () => pay(acquirer, b));
+        methods.append(b);
+      }
+    }
+    const final = FINAL[info.state];
+    if (final) {
+      show(final[0], final[1]);
+      tell(info.state);
+    } else if (info.state !== 'created') {
+      show('', 'Waiting for the bank…');
+    }
+  }
+
+  async function load() {
+    const r = await fetch(`/v1/checkout/sessions/${encodeURIComponent(id)}/status`);
+    if (!r.ok) throw new Error(r.status === 404 ? 'This checkout does not exist.' : 'Please try again.');
+    info = await r.json();
+    render();
+  }
+
+  async function pay(acquirer, button) {
+    button.disabled = true;
+    try {
+      const r = await fetch(`/v1/checkout/sessions/${encodeURIComponent(id)}/attempts`, {
+        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ acquirer }) });
+      const body = await r.json();
+      if (!r.ok) throw new Error((body.error && body.error.message) || 'could not start the payment');
+      location.href = body.redirect_url;
+    } catch (e) {
+      show('error', String(e.message || e));
+      button.disabled = false;
+    }
+  }
+
+  $('[data-test=close]').addEventListener('click', () => {
+    if (info && !FINAL[info.state]) tell('closed');
+    if (info && window.parent === window && !window.opener) location.href = info.cancel_url;
+  });
+
+  // After the acquirer's page: poll until the server says how it ended.
+  async function poll() {
+    for (let i = 0; i < 120 && info && !FINAL[info.state]; i++) {
+      await new Promise((r) => setTimeout(r, 1000));
+      try { await load(); } catch { /* keep trying */ }
+    }
+  }
+
+  load().then(() => { if (params.has('return')) poll(); }).catch((e) => show('error', String(e.message || e)));
+})();
