@@ -128,7 +128,88 @@ async fn pages_and_assets_are_served_with_safe_headers(env: Env) {
     assert_eq!(get("/assets/missing.js").await.unwrap().status(), StatusCode::NOT_FOUND);
 }
 
+/// A seller's site on another origin (`localhost` versus Haul's `127.0.0.1`).
+async fn host_site(haul: &str, session: &str) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let html = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Shop</title>\
+         <script src=\"{haul}/widget.js\"></script></head><body><h1>Kettle</h1>\
+         <button id=\"buy\">Buy</button><script>\
+         document.getElementById('buy').addEventListener('click', () => Haul.checkout({{ session: '{session}',\
+           onSuccess: (s) => {{ document.body.dataset.result = s; }},\
+           onFailure: (s) => {{ document.body.dataset.result = s; }} }}));\
+         </script></body></html>"
+    );
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::get(move || async move { axum::response::Html(html) }),
+    );
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://localhost:{port}"), server)
+}
+
+async fn a_shop_on_another_origin_takes_a_payment_through_the_widget(env: Env) {
+    let app = TestApp::start(
+        &env,
+        &[("HAUL_SANDBOX_SECRET", "widget-test-secret-widget-test-secret")],
+    )
+    .await;
+    let (st, s) = app
+        .seller(
+            Method::POST,
+            "/v1/checkout/sessions",
+            Some(json!({
+                "amount_minor": 259000, "currency": "RUB", "reference": "W-1",
+                "items": [{ "name": "Kettle", "quantity": 1, "price_minor": 259000, "vat": "vat20" }],
+                "success_url": "https://shop.example/ok", "cancel_url": "https://shop.example/",
+                "customer_email": "buyer@example.com" })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{s}");
+    let session = s["id"].as_str().unwrap().to_owned();
+    let (host, _server) = host_site(&app.base, &session).await;
+    let (st, _) = app
+        .seller(Method::PUT, "/v1/widget-origins", Some(json!({ "origins": [host] })))
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let shot = std::env::temp_dir().join(format!("haul-checkout-{session}.png"));
+    let mut node = tokio::process::Command::new("node")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/js/checkout.mjs"))
+        .arg(&host)
+        .env("HAUL_TEST_SCREENSHOT", &shot)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs");
+    let mut lines = BufReader::new(node.stdout.take().unwrap()).lines();
+    let mut steps = Vec::new();
+    while let Some(line) = tokio::time::timeout(Duration::from_secs(70), lines.next_line())
+        .await
+        .expect("the browser went quiet")
+        .unwrap()
+    {
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_ne!(v["step"], "error", "{steps:?} {v} (screenshot: {})", shot.display());
+        assert_ne!(v["step"], "page_error", "{steps:?} {v}");
+        steps.push(v);
+    }
+    let step = |name: &str| steps.iter().find(|v| v["step"] == name).map(|v| v["value"].clone());
+    assert_eq!(step("host_loaded"), Some(json!("object")), "{steps:?}");
+    assert!(step("summary").unwrap().as_str().unwrap().contains("2"), "{steps:?}");
+    assert_eq!(step("result"), Some(json!("succeeded")), "{steps:?}");
+    assert_eq!(step("overlay_closed"), Some(json!(true)), "{steps:?}");
+    let (_, read) = app
+        .seller(Method::GET, &format!("/v1/checkout/sessions/{session}"), None)
+        .await;
+    assert_eq!(read["state"], "succeeded");
+    assert!(node.wait().await.unwrap().success());
+}
+
 on_both_backends!(
+    a_shop_on_another_origin_takes_a_payment_through_the_widget,
     the_viewer_page_sells_live_in_a_real_browser,
     pages_and_assets_are_served_with_safe_headers,
 );

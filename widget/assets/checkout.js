@@ -34,15 +34,19 @@
     el.textContent = text;
   }
 
-  // Tells the shop's page, at its exact origin, if the seller allows that origin.
+  // Tells the shop's page, at its exact origin, if the seller allows that
+  // origin. When the page's origin was lost on the way through the
+  // acquirer's page (storage in third-party frames may be off), the message
+  // goes to each allowed origin in turn: the browser delivers it only to the
+  // one the shop's page really has, never to anyone else.
   function tell(state) {
-    if (told || !info || !hostOrigin || !info.origins.includes(hostOrigin)) return;
-    const message = { type: 'haul.checkout', session: id, state };
+    if (told || !info || info.origins.length === 0) return;
     const target = window.parent !== window ? window.parent : window.opener;
-    if (target) {
-      target.postMessage(message, hostOrigin);
-      told = true;
-    }
+    if (!target) return;
+    const message = { type: 'haul.checkout', session: id, state };
+    const targets = hostOrigin && info.origins.includes(hostOrigin) ? [hostOrigin] : info.origins;
+    for (const origin of targets) target.postMessage(message, origin);
+    told = true;
   }
 
   const FINAL = { succeeded: ['ok', 'Paid. Thank you!'], failed: ['error', 'The payment did not go through.'],

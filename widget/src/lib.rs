@@ -23,6 +23,9 @@ pub const WATCH_HTML: &str = include_str!("../assets/watch.html");
 /// The checkout page of a session (`/checkout/<session id>`).
 pub const CHECKOUT_HTML: &str = include_str!("../assets/checkout.html");
 
+/// The script sellers paste (`/widget.js`).
+pub const WIDGET_JS: &str = include_str!("../assets/widget.js");
+
 /// Files under `/assets/`.
 pub const ASSETS: &[Asset] = &[
     Asset {

@@ -22,8 +22,9 @@ use streams::ids::random_token;
 
 use crate::app::AppState;
 
-/// Only this origin's forms, no scripts, never framed by others.
-const PAGE_CSP: &str = "default-src 'none'; form-action 'self'; frame-ancestors 'self'; base-uri 'none'";
+/// Only this origin's forms, no scripts; framed only by Haul's checkout page
+/// and, around it, the seller's allowed origins.
+const PAGE_CSP: &str = "default-src 'none'; form-action 'self'; base-uri 'none'";
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -32,6 +33,10 @@ pub fn router() -> Router<AppState> {
 }
 
 fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    page_framed(status, title, body, "'self'")
+}
+
+fn page_framed(status: StatusCode, title: &str, body: &str, ancestors: &str) -> Response {
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
@@ -41,7 +46,9 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
     );
     let mut r = (status, Html(html)).into_response();
     let h = r.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(PAGE_CSP));
+    if let Ok(v) = HeaderValue::from_str(&format!("{PAGE_CSP}; frame-ancestors {ancestors}")) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
@@ -51,6 +58,18 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
 fn amount(a: &Attempt) -> String {
     // Display only; every supported currency here has two minor digits or none.
     format!("{}.{:02} {}", a.amount_minor / 100, a.amount_minor % 100, a.currency)
+}
+
+/// Who may frame the pages of an attempt: Haul itself and the seller's origins.
+async fn ancestors(s: &AppState, attempt: &Attempt) -> String {
+    let seller = match s.payments.order(&attempt.order_id).await {
+        Ok(Some(o)) => o.seller_id,
+        _ => return "'self'".into(),
+    };
+    match super::widget::frame_ancestors(s, &seller).await {
+        Ok(a) if a != "'none'" => format!("'self' {a}"),
+        _ => "'self'".into(),
+    }
 }
 
 /// A sandbox attempt that can still be paid, or the page that says why not.
@@ -90,7 +109,7 @@ async fn card_page(State(s): State<AppState>, Path(raw): Path<String>) -> Respon
         Ok(a) => a,
         Err(r) => return r,
     };
-    page(
+    page_framed(
         StatusCode::OK,
         &format!("Pay {}", amount(&attempt)),
         &format!(
@@ -105,6 +124,7 @@ async fn card_page(State(s): State<AppState>, Path(raw): Path<String>) -> Respon
             id = attempt.id,
             amount = amount(&attempt),
         ),
+        &ancestors(&s, &attempt).await,
     )
 }
 
@@ -137,14 +157,16 @@ async fn pay(State(s): State<AppState>, Path(raw): Path<String>, Form(form): For
         Ok(a) => a,
         Err(r) => return r,
     };
+    let framed = ancestors(&s, &attempt).await;
     let retry = |msg: &str| {
-        page(
+        page_framed(
             StatusCode::BAD_REQUEST,
             "Check the card",
             &format!(
                 "<p>{msg}</p><p><a href=\"/sandbox/pay/{}\">Try again</a></p>",
                 attempt.id
             ),
+            &framed,
         )
     };
     let Some(card) = sandbox::card_behaviour(&form.number) else {
@@ -158,7 +180,7 @@ async fn pay(State(s): State<AppState>, Path(raw): Path<String>, Form(form): For
     }
     tokio::spawn(send_reports(s.clone(), attempt.clone(), sandbox::reports(card)));
     match card {
-        CardBehaviour::Challenge => page(
+        CardBehaviour::Challenge => page_framed(
             StatusCode::OK,
             "3-D Secure",
             &format!(
@@ -168,6 +190,7 @@ async fn pay(State(s): State<AppState>, Path(raw): Path<String>, Form(form): For
                  <button name=\"passed\" value=\"no\">Cancel</button></form>",
                 id = attempt.id
             ),
+            &ancestors(&s, &attempt).await,
         ),
         _ => done(&s, &attempt, "Payment sent").await,
     }
@@ -186,10 +209,11 @@ async fn done(s: &AppState, attempt: &Attempt, title: &str) -> Response {
         }
         None => String::new(),
     };
-    page(
+    page_framed(
         StatusCode::OK,
         title,
         &format!("<p>The sandbox has answered; the shop reads the result from Haul.</p>{back}"),
+        &ancestors(s, attempt).await,
     )
 }
 

@@ -24,6 +24,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/widget-origins", put(set_origins).get(get_origins))
         .route("/v1/checkout/sessions/{id}/status", get(status))
         .route("/checkout/{id}", get(page))
+        .route("/widget.js", get(widget_js))
 }
 
 type Answer = Result<(StatusCode, axum::Json<Value>), ApiError>;
@@ -146,6 +147,30 @@ async fn status(State(s): State<AppState>, Path(id): Path<String>) -> Answer {
     ))
 }
 
+/// The one script a seller pastes; any site may load it.
+async fn widget_js() -> Response {
+    let mut r = widget::WIDGET_JS.into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/javascript; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert("cross-origin-resource-policy", HeaderValue::from_static("cross-origin"));
+    r
+}
+
+/// The frame-ancestors of a seller's pages: its origins, or nobody.
+pub async fn frame_ancestors(s: &AppState, seller: &str) -> Result<String, ApiError> {
+    let origins = origins_of(s, seller).await?;
+    Ok(if origins.is_empty() {
+        "'none'".to_owned()
+    } else {
+        origins.join(" ")
+    })
+}
+
 /// The checkout page. Only the seller's origins may frame it.
 async fn page(State(s): State<AppState>, Path(id): Path<String>) -> Response {
     let found = match checkout::by_id(&s.pool, &id).await {
@@ -155,14 +180,9 @@ async fn page(State(s): State<AppState>, Path(id): Path<String>) -> Response {
     let Some((seller, _)) = found else {
         return ApiError::NotFound("checkout session").into_response();
     };
-    let origins = match origins_of(&s, &seller).await {
-        Ok(o) => o,
+    let ancestors = match frame_ancestors(&s, &seller).await {
+        Ok(a) => a,
         Err(e) => return e.into_response(),
-    };
-    let ancestors = if origins.is_empty() {
-        "'none'".to_owned()
-    } else {
-        origins.join(" ")
     };
     let csp = format!(
         "default-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \

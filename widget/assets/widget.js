@@ -1,0 +1,68 @@
+/*! Haul checkout widget. Paste one tag on any page:
+ *    <script src="https://HAUL/widget.js"></script>
+ *  then open a checkout session your backend made (or one from signed parameters):
+ *    Haul.checkout({ session: 'cs_…', onSuccess(state) {}, onFailure(state) {}, onClose() {} });
+ *  It opens Haul's checkout page in an overlay frame (a new tab on small
+ *  screens) and calls you back with the outcome, which Haul's page reads from
+ *  the server. Messages are accepted only from Haul's own origin; Haul's page
+ *  sends them only to your page's exact origin, and only if you allowed it
+ *  (PUT /v1/widget-origins).
+ */
+(function () {
+  'use strict';
+  var script = document.currentScript;
+  var base = new URL(script && script.src ? script.src : '/', location.href).origin;
+
+  function checkout(opts) {
+    if (!opts || typeof opts.session !== 'string' || !/^cs_[A-Za-z0-9]{1,40}$/.test(opts.session)) {
+      throw new Error('Haul.checkout: give { session: "cs_…" }');
+    }
+    var url = base + '/checkout/' + opts.session + '?origin=' + encodeURIComponent(location.origin);
+    var small = window.matchMedia && window.matchMedia('(max-width: 600px)').matches;
+    var overlay = null;
+    var tab = null;
+    var done = false;
+
+    function finish(state) {
+      if (done) return;
+      done = true;
+      window.removeEventListener('message', onMessage);
+      if (overlay) overlay.remove();
+      if (tab && !tab.closed) tab.close();
+      var ok = state === 'succeeded';
+      if (ok && opts.onSuccess) opts.onSuccess(state);
+      else if (state === 'closed') { if (opts.onClose) opts.onClose(); }
+      else if (opts.onFailure) opts.onFailure(state);
+    }
+
+    function onMessage(event) {
+      if (event.origin !== base) return; // only Haul's checkout page speaks to us
+      var d = event.data;
+      if (!d || d.type !== 'haul.checkout' || d.session !== opts.session) return;
+      finish(String(d.state));
+    }
+    window.addEventListener('message', onMessage);
+
+    if (small) {
+      tab = window.open(url, '_blank');
+      return;
+    }
+    overlay = document.createElement('div');
+    overlay.setAttribute('data-haul-overlay', '');
+    var s = overlay.style;
+    s.position = 'fixed'; s.inset = '0'; s.background = 'rgba(0,0,0,.5)'; s.zIndex = '2147483647';
+    s.display = 'flex'; s.alignItems = 'center'; s.justifyContent = 'center';
+    var frame = document.createElement('iframe');
+    frame.src = url;
+    frame.title = 'Checkout';
+    frame.setAttribute('allow', 'payment');
+    var f = frame.style;
+    f.width = 'min(480px, 100vw)'; f.height = 'min(720px, 100vh)'; f.border = '0'; f.borderRadius = '12px';
+    f.background = '#fff';
+    overlay.appendChild(frame);
+    overlay.addEventListener('click', function (e) { if (e.target === overlay) finish('closed'); });
+    document.body.appendChild(overlay);
+  }
+
+  window.Haul = { checkout: checkout };
+})();
