@@ -151,35 +151,12 @@ async fn host_site(haul: &str, session: &str) -> (String, tokio::task::JoinHandl
     (format!("http://localhost:{port}"), server)
 }
 
-async fn a_shop_on_another_origin_takes_a_payment_through_the_widget(env: Env) {
-    let app = TestApp::start(
-        &env,
-        &[("HAUL_SANDBOX_SECRET", "widget-test-secret-widget-test-secret")],
-    )
-    .await;
-    let (st, s) = app
-        .seller(
-            Method::POST,
-            "/v1/checkout/sessions",
-            Some(json!({
-                "amount_minor": 259000, "currency": "RUB", "reference": "W-1",
-                "items": [{ "name": "Kettle", "quantity": 1, "price_minor": 259000, "vat": "vat20" }],
-                "success_url": "https://shop.example/ok", "cancel_url": "https://shop.example/",
-                "customer_email": "buyer@example.com" })),
-        )
-        .await;
-    assert_eq!(st, StatusCode::CREATED, "{s}");
-    let session = s["id"].as_str().unwrap().to_owned();
-    let (host, _server) = host_site(&app.base, &session).await;
-    let (st, _) = app
-        .seller(Method::PUT, "/v1/widget-origins", Some(json!({ "origins": [host] })))
-        .await;
-    assert_eq!(st, StatusCode::OK);
-    let shot = std::env::temp_dir().join(format!("haul-checkout-{session}.png"));
+/// Runs the browser script against a host page with `card`; returns its steps.
+async fn pay_in_browser(host: &str, card: &str, shot: &std::path::Path) -> Vec<Value> {
     let mut node = tokio::process::Command::new("node")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/js/checkout.mjs"))
-        .arg(&host)
-        .env("HAUL_TEST_SCREENSHOT", &shot)
+        .args([host, card])
+        .env("HAUL_TEST_SCREENSHOT", shot)
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -196,16 +173,133 @@ async fn a_shop_on_another_origin_takes_a_payment_through_the_widget(env: Env) {
         assert_ne!(v["step"], "page_error", "{steps:?} {v}");
         steps.push(v);
     }
-    let step = |name: &str| steps.iter().find(|v| v["step"] == name).map(|v| v["value"].clone());
-    assert_eq!(step("host_loaded"), Some(json!("object")), "{steps:?}");
-    assert!(step("summary").unwrap().as_str().unwrap().contains("2"), "{steps:?}");
-    assert_eq!(step("result"), Some(json!("succeeded")), "{steps:?}");
-    assert_eq!(step("overlay_closed"), Some(json!(true)), "{steps:?}");
+    assert!(node.wait().await.unwrap().success());
+    steps
+}
+
+fn step(steps: &[Value], name: &str) -> Option<Value> {
+    steps.iter().find(|v| v["step"] == name).map(|v| v["value"].clone())
+}
+
+/// The seller's webhook endpoint: what it received (id, timestamp, signature, body).
+type Hooks = std::sync::Arc<std::sync::Mutex<Vec<(String, String, String, String)>>>;
+
+async fn hook_endpoint() -> (String, Hooks) {
+    let got: Hooks = Default::default();
+    let store = got.clone();
+    let app = axum::Router::new().route(
+        "/hooks",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let store = store.clone();
+            async move {
+                let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+                store
+                    .lock()
+                    .unwrap()
+                    .push((h("webhook-id"), h("webhook-timestamp"), h("webhook-signature"), body));
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, got)
+}
+
+async fn a_shop_on_another_origin_takes_a_payment_through_the_widget(env: Env) {
+    let app = TestApp::start(
+        &env,
+        &[
+            ("HAUL_SANDBOX_SECRET", "widget-test-secret-widget-test-secret"),
+            ("HAUL_WEBHOOKS_ALLOW_PRIVATE", "true"),
+        ],
+    )
+    .await;
+    let (hook_url, hooks) = hook_endpoint().await;
+    let (st, ep) = app
+        .seller(
+            Method::POST,
+            "/v1/webhook-endpoints",
+            Some(json!({ "url": hook_url, "event_types": ["order.paid"] })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{ep}");
+    let new_session = || async {
+        let (st, s) = app
+            .seller(
+                Method::POST,
+                "/v1/checkout/sessions",
+                Some(json!({
+                    "amount_minor": 259000, "currency": "RUB", "reference": "W-1",
+                    "items": [{ "name": "Kettle", "quantity": 1, "price_minor": 259000, "vat": "vat20" }],
+                    "success_url": "https://shop.example/ok", "cancel_url": "https://shop.example/",
+                    "customer_email": "buyer@example.com" })),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{s}");
+        s["id"].as_str().unwrap().to_owned()
+    };
+    // The success card: the shop's page is told, and its webhook verifies.
+    let session = new_session().await;
+    let (host, _server) = host_site(&app.base, &session).await;
+    let (st, _) = app
+        .seller(Method::PUT, "/v1/widget-origins", Some(json!({ "origins": [host] })))
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let shot = std::env::temp_dir().join(format!("haul-checkout-{session}.png"));
+    let steps = pay_in_browser(&host, "4242 4242 4242 4242", &shot).await;
+    assert_eq!(step(&steps, "host_loaded"), Some(json!("object")), "{steps:?}");
+    assert!(
+        step(&steps, "summary").unwrap().as_str().unwrap().contains("2"),
+        "{steps:?}"
+    );
+    assert_eq!(step(&steps, "result"), Some(json!("succeeded")), "{steps:?}");
+    assert_eq!(step(&steps, "overlay_closed"), Some(json!(true)), "{steps:?}");
     let (_, read) = app
         .seller(Method::GET, &format!("/v1/checkout/sessions/{session}"), None)
         .await;
     assert_eq!(read["state"], "succeeded");
-    assert!(node.wait().await.unwrap().success());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let (id, ts, sig, body) = loop {
+        if let Some(h) = hooks.lock().unwrap().first().cloned() {
+            break h;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no order.paid webhook came");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(body.contains("order.paid") && body.contains(&read["order_id"].as_str().unwrap().to_owned()));
+    let py = std::env::var("HAUL_TEST_PYTHON")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/test-venv/bin/python").to_owned());
+    let verify = std::process::Command::new(py)
+        .args([
+            "-c",
+            "import sys\nfrom standardwebhooks.webhooks import Webhook\ns,i,t,g,b=sys.argv[1:6]\nWebhook(s).verify(b,{'webhook-id':i,'webhook-timestamp':t,'webhook-signature':g})\nprint('verified')",
+            ep["secret"].as_str().unwrap(),
+            &id,
+            &ts,
+            &sig,
+            &body,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&verify.stdout).trim(), "verified", "{verify:?}");
+
+    // A declined card: the shop's page hears of the failure.
+    let declined = new_session().await;
+    let (host2, _server2) = host_site(&app.base, &declined).await;
+    let (st, _) = app
+        .seller(
+            Method::PUT,
+            "/v1/widget-origins",
+            Some(json!({ "origins": [host, host2] })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let steps = pay_in_browser(&host2, "4000 0000 0000 0002", &shot).await;
+    assert_eq!(step(&steps, "result"), Some(json!("failed")), "{steps:?}");
 }
 
 on_both_backends!(

@@ -2,10 +2,10 @@
 // the overlay with the sandbox's success card; the page is told the outcome.
 // Driven by gateway/tests/pages.rs in Debian's chromium through playwright-core.
 //
-//   node checkout.mjs HOST_PAGE_URL
+//   node checkout.mjs HOST_PAGE_URL CARD
 import { chromium } from 'playwright-core';
 
-const [hostUrl] = process.argv.slice(2);
+const [hostUrl, card] = process.argv.slice(2);
 const out = (step, value = null) => console.log(JSON.stringify({ step, value }));
 const browser = await chromium.launch({
   executablePath: process.env.HAUL_TEST_CHROMIUM || '/usr/bin/chromium',
@@ -24,7 +24,7 @@ try {
   await frame.locator('[data-test=total]').waitFor({ timeout: 10000 });
   out('summary', await frame.locator('[data-test=total]').textContent());
   await frame.locator('[data-test=pay-sandbox]').click();
-  await frame.locator('input[name=number]').fill('4242 4242 4242 4242');
+  await frame.locator('input[name=number]').fill(card);
   await frame.locator('input[name=expiry]').fill('12/39');
   await frame.locator('input[name=cvc]').fill('123');
   await frame.locator('button[type=submit]').click();
