@@ -90,6 +90,21 @@ async fn the_viewer_page_sells_live_in_a_real_browser(env: Env) {
     assert!((55..=60).contains(&first) && later < first, "{countdown}");
     assert!(step("bought").await.as_str().unwrap().contains("yours"));
     assert_eq!(step("seen_by_other").await, 4);
+    assert!(step("purchase_seen")
+        .await
+        .as_str()
+        .unwrap()
+        .contains("bought 1 × Kettle"));
+    let (_, offer) = app
+        .as_ref()
+        .unwrap()
+        .seller(Method::GET, &format!("/v1/offers/{oid}"), None)
+        .await;
+    assert_eq!(
+        (offer["sold"].as_i64(), offer["held"].as_i64()),
+        (Some(1), Some(0)),
+        "{offer}"
+    );
     assert!(step("refused").await.as_str().unwrap().contains("already hold"));
     assert_eq!(step("ticker").await, "Only today!");
     step("stop_the_node").await;

@@ -195,6 +195,38 @@
     too_many_requests: 'Easy — try again in a moment.',
   };
 
+  // ----- paying ----------------------------------------------------------
+  // The hold becomes an order; paying opens the acquirer's page in a new tab
+  // while this page stays live (the purchase shows up here like anywhere).
+  function offerPayment(offerId, holdId) {
+    const box = $('[data-test=result]');
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.className = 'buy';
+    button.dataset.test = 'pay';
+    button.textContent = 'Pay now';
+    button.addEventListener('click', async () => {
+      button.disabled = true;
+      const tab = window.open('about:blank', '_blank');
+      try {
+        const headers = { authorization: `Bearer ${live.bearer}`, 'content-type': 'application/json' };
+        const order = await fetch(`/v1/offers/${encodeURIComponent(offerId)}/holds/${encodeURIComponent(holdId)}/order`,
+          { method: 'POST', headers });
+        const o = await order.json();
+        if (!order.ok) throw new Error((o.error && o.error.message) || 'could not make the order');
+        const attempt = await fetch(`/v1/orders/${encodeURIComponent(o.id)}/attempts`,
+          { method: 'POST', headers, body: JSON.stringify({ acquirer: 'sandbox' }) });
+        const a = await attempt.json();
+        if (!attempt.ok) throw new Error((a.error && a.error.message) || 'could not start the payment');
+        if (tab) tab.location.href = a.redirect_url; else location.href = a.redirect_url;
+      } catch (e) {
+        if (tab) tab.close();
+        showResult('error', `Could not start the payment: ${e.message || e}`);
+      }
+    });
+    box.append(' ', button);
+  }
+
   // ----- buying ----------------------------------------------------------
   const buying = new Set();
   async function buy(offerId) {
@@ -207,6 +239,7 @@
       const secs = Math.max(1, Math.round((r.hold.expires_at - serverNow()) / 1000));
       const span = secs < 120 ? `${secs} s` : `${Math.round(secs / 60)} min`;
       showResult('ok', `It's yours for ${span} — complete checkout to keep it.`);
+      offerPayment(offerId, r.hold.id);
       const o = state.offers.get(offerId);
       if (o && typeof r.units_left === 'number') o.left = Math.min(o.left, r.units_left);
     } catch (e) {
@@ -268,6 +301,7 @@
       let token;
       try {
         token = await this.token();
+        this.bearer = token;
       } catch {
         this.retry();
         return;

@@ -64,6 +64,16 @@ try {
   await b.waitForFunction((q) => Number(document.querySelector('[data-test=units-left]').textContent) === q - 1,
     quantity, { timeout: 10000 });
   out('seen_by_other', await left(b));
+  // A pays: the acquirer's page opens in a new tab; B sees the purchase.
+  const [tab] = await Promise.all([a.waitForEvent('popup'), a.locator('[data-test=pay]').click()]);
+  await tab.locator('input[name=number]').waitFor({ timeout: 10000 });
+  await tab.locator('input[name=number]').fill('4242 4242 4242 4242');
+  await tab.locator('input[name=expiry]').fill('12/39');
+  await tab.locator('input[name=cvc]').fill('123');
+  await tab.locator('button[type=submit]').click();
+  await b.locator('[data-test=ticker] li[data-kind=purchase]').first().waitFor({ timeout: 10000 });
+  out('purchase_seen', await b.locator('[data-test=ticker] li[data-kind=purchase]').first().textContent());
+  await tab.close();
   // A second buy by A goes over its limit of one: a clear refusal.
   await a.locator('[data-test=buy]').click();
   await a.locator('[data-test=result][data-kind=error]').waitFor({ timeout: 10000 });
