@@ -15,7 +15,7 @@ use streams::money::Currency;
 use super::PageQuery;
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::extract::{Json, Seller};
+use crate::extract::{ClientAddr, Json, Seller};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -35,7 +35,14 @@ struct PayWith {
 
 /// The buyer starts paying a session (its id is the capability, as in the
 /// session's `url`): a new attempt at the chosen acquirer.
-async fn pay_session(State(s): State<AppState>, Path(id): Path<String>, Json(body): Json<PayWith>) -> Answer {
+async fn pay_session(
+    State(s): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    Path(id): Path<String>,
+    Json(body): Json<PayWith>,
+) -> Answer {
+    // No key here: the per-address limit keeps a stranger from flooding it.
+    s.limits.per_addr.check(&addr)?;
     if body.acquirer != payments::sandbox::ACQUIRER {
         return Err(ApiError::InvalidField {
             field: "acquirer",
@@ -99,8 +106,10 @@ fn refused(e: impl std::fmt::Display) -> ApiError {
 /// widget secret. The same signed parameters always give the same session.
 async fn from_signed(
     State(s): State<AppState>,
+    ClientAddr(addr): ClientAddr,
     Json(params): Json<std::collections::BTreeMap<String, String>>,
 ) -> Result<axum::response::Response, ApiError> {
+    s.limits.per_addr.check(&addr)?;
     use axum::response::IntoResponse;
     use payments::checkout::signed;
     use payments::idempotency::{self, Begin};

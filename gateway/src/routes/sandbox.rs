@@ -21,6 +21,7 @@ use serde_json::json;
 use streams::ids::random_token;
 
 use crate::app::AppState;
+use crate::extract::ClientAddr;
 
 /// Only this origin's forms, no scripts; framed only by Haul's checkout page
 /// and, around it, the seller's allowed origins.
@@ -152,7 +153,15 @@ fn expiry_ok(expiry: &str, now_ms: i64) -> bool {
     card >= now_month
 }
 
-async fn pay(State(s): State<AppState>, Path(raw): Path<String>, Form(form): Form<CardForm>) -> Response {
+async fn pay(
+    State(s): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    Path(raw): Path<String>,
+    Form(form): Form<CardForm>,
+) -> Response {
+    if let Err(e) = s.limits.per_addr.check(&addr) {
+        return e.into_response();
+    }
     let attempt = match payable(&s, &raw).await {
         Ok(a) => a,
         Err(r) => return r,
@@ -222,7 +231,15 @@ struct ChallengeForm {
     passed: String,
 }
 
-async fn challenge(State(s): State<AppState>, Path(raw): Path<String>, Form(form): Form<ChallengeForm>) -> Response {
+async fn challenge(
+    State(s): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    Path(raw): Path<String>,
+    Form(form): Form<ChallengeForm>,
+) -> Response {
+    if let Err(e) = s.limits.per_addr.check(&addr) {
+        return e.into_response();
+    }
     let attempt = match payable(&s, &raw).await {
         Ok(a) => a,
         Err(r) => return r,
