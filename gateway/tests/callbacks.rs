@@ -225,13 +225,7 @@ async fn a_paid_stream_order_commits_its_hold_once(env: Env) {
     assert_eq!(st, StatusCode::CREATED, "{attempt}");
     let window = attempt["hold_expires_at"].as_i64().unwrap() - app.clock.now_ms();
     assert_eq!(window, 15 * 60 * 1000);
-    let stored = app
-        .state
-        .payments
-        .attempt(&payments::ids::AttemptId::parse(attempt["id"].as_str().unwrap()).unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = stored(&app, &attempt).await;
     // The acquirer reports success, twice: the hold is sold once.
     let paid = body(&stored, "evt_sale", "succeeded", 149_000);
     for expected in ["applied", "duplicate"] {
@@ -260,41 +254,11 @@ async fn a_paid_stream_order_commits_its_hold_once(env: Env) {
     assert_eq!(order["attempts"][0]["state"], "succeeded");
 }
 
-/// Reserve, order and start a sandbox attempt as a viewer; returns
-/// (offer id, order id, the attempt's answer, the viewer token).
+/// Reserve, order and start a sandbox attempt as a viewer on a new offer;
+/// returns (offer id, order id, the attempt's answer, the viewer token).
 async fn start_paying(app: &TestApp, viewer: &str) -> (String, String, Value, String) {
     let (_, _, oid) = app.live_offer(common::offer_body(3, 1)).await;
-    let token = app
-        .seller(
-            reqwest::Method::POST,
-            "/v1/viewer-tokens",
-            Some(json!({ "viewer_id": viewer })),
-        )
-        .await
-        .1["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let (_, r) = app.reserve(&token, &oid, 1, "r").await;
-    let hold = r["hold"]["id"].as_str().unwrap().to_owned();
-    let (_, order) = app
-        .call(
-            reqwest::Method::POST,
-            &format!("/v1/offers/{oid}/holds/{hold}/order"),
-            Some(&token),
-            None,
-        )
-        .await;
-    let order_id = order["id"].as_str().unwrap().to_owned();
-    let (st, attempt) = app
-        .call(
-            reqwest::Method::POST,
-            &format!("/v1/orders/{order_id}/attempts"),
-            Some(&token),
-            Some(json!({ "acquirer": "sandbox" })),
-        )
-        .await;
-    assert_eq!(st, StatusCode::CREATED, "{attempt}");
+    let (order_id, attempt, token) = paying(app, &oid, viewer).await;
     (oid, order_id, attempt, token)
 }
 
@@ -510,6 +474,7 @@ async fn a_payment_after_the_hold_lapsed_retakes_stock_or_is_refunded(env: Env) 
     // Stock left: the late payment takes a unit again.
     let (_, _, oid) = app.live_offer(long_offer(3)).await;
     let (order_id, attempt, token) = paying(&app, &oid, "late1").await;
+    let attempt = stored(&app, &attempt).await;
     app.clock.advance(16 * 60_000); // past the 15-minute payment window
     order_until(&app, &order_id, &token, |v| v["state"] == "expired").await;
     let (st, v) = post(
@@ -529,6 +494,7 @@ async fn a_payment_after_the_hold_lapsed_retakes_stock_or_is_refunded(env: Env) 
     // Nothing left: the late payment is refunded in full, nothing oversold.
     let (_, _, oid) = app.live_offer(long_offer(1)).await;
     let (order_id, attempt, token) = paying(&app, &oid, "late2").await;
+    let attempt = stored(&app, &attempt).await;
     app.clock.advance(16 * 60_000);
     order_until(&app, &order_id, &token, |v| v["state"] == "expired").await;
     let rival = app.anonymous_viewer().await;
@@ -564,8 +530,8 @@ async fn a_payment_after_the_hold_lapsed_retakes_stock_or_is_refunded(env: Env) 
 }
 
 /// Reserve, order and start a sandbox attempt on `oid`; returns the order id,
-/// the stored attempt and the viewer token.
-async fn paying(app: &TestApp, oid: &str, viewer: &str) -> (String, Attempt, String) {
+/// the attempt's answer and the viewer token.
+async fn paying(app: &TestApp, oid: &str, viewer: &str) -> (String, Value, String) {
     let token = app
         .seller(
             reqwest::Method::POST,
@@ -588,7 +554,7 @@ async fn paying(app: &TestApp, oid: &str, viewer: &str) -> (String, Attempt, Str
         )
         .await;
     let order_id = order["id"].as_str().unwrap().to_owned();
-    let (_, a) = app
+    let (st, attempt) = app
         .call(
             reqwest::Method::POST,
             &format!("/v1/orders/{order_id}/attempts"),
@@ -596,14 +562,18 @@ async fn paying(app: &TestApp, oid: &str, viewer: &str) -> (String, Attempt, Str
             Some(json!({ "acquirer": "sandbox" })),
         )
         .await;
-    let attempt = app
-        .state
+    assert_eq!(st, StatusCode::CREATED, "{attempt}");
+    (order_id, attempt, token)
+}
+
+/// The stored attempt behind an attempt's answer.
+async fn stored(app: &TestApp, attempt: &Value) -> Attempt {
+    app.state
         .payments
-        .attempt(&payments::ids::AttemptId::parse(a["id"].as_str().unwrap()).unwrap())
+        .attempt(&payments::ids::AttemptId::parse(attempt["id"].as_str().unwrap()).unwrap())
         .await
         .unwrap()
-        .unwrap();
-    (order_id, attempt, token)
+        .unwrap()
 }
 
 on_both_backends!(

@@ -53,19 +53,11 @@ async fn pay_session(
         .await
         .map_err(unavailable)?
         .ok_or(ApiError::NotFound("checkout session"))?;
-    // Read through the view, so a session past its time expires first.
-    let state = view(&s, &session).await?;
-    let oid = checkout::order_id(&session).ok_or_else(|| ApiError::Internal("a session without an order".into()))?;
-    let order = s
-        .payments
-        .order(&oid)
-        .await
-        .map_err(unavailable)?
-        .ok_or(ApiError::NotFound("order"))?;
+    let order = current_order(&s, &session).await?;
     if order.state.is_final() {
         return Err(ApiError::Conflict {
             code: "order_final",
-            message: format!("the session is {}", state["state"].as_str().unwrap_or("closed")),
+            message: format!("the session is {}", order.state),
         });
     }
     let attempt = s
@@ -75,11 +67,7 @@ async fn pay_session(
         .map_err(unavailable)?;
     Ok((
         StatusCode::CREATED,
-        axum::Json(json!({
-            "id": attempt.id, "order_id": order.id, "acquirer": attempt.acquirer, "state": attempt.state,
-            "amount_minor": attempt.amount_minor, "currency": attempt.currency,
-            "redirect_url": format!("{}/sandbox/pay/{}", s.public_url, attempt.id),
-        })),
+        axum::Json(super::orders::attempt_view(&s, &attempt, None)),
     ))
 }
 
@@ -181,9 +169,9 @@ fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> ApiError {
     ApiError::Unavailable(Box::new(e))
 }
 
-/// The session with its order's state; an open session past its time
+/// A session's order as it stands now: an open session past its time
 /// expires (and its order with it) when read.
-async fn view(s: &AppState, session: &Session) -> Result<Value, ApiError> {
+pub async fn current_order(s: &AppState, session: &Session) -> Result<payments::store::Order, ApiError> {
     let oid = checkout::order_id(session).ok_or_else(|| ApiError::Internal("a session without an order".into()))?;
     let mut order = s
         .payments
@@ -205,6 +193,12 @@ async fn view(s: &AppState, session: &Session) -> Result<Value, ApiError> {
             order.state = state;
         }
     }
+    Ok(order)
+}
+
+/// The session with its order's state.
+async fn view(s: &AppState, session: &Session) -> Result<Value, ApiError> {
+    let order = current_order(s, session).await?;
     Ok(json!({
         "id": session.id,
         "order_id": session.order_id,

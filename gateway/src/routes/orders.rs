@@ -225,14 +225,19 @@ async fn start_attempt(
         .map_err(unavailable)?;
     Ok((
         StatusCode::CREATED,
-        axum::Json(json!({
-            "id": attempt.id, "order_id": order.id, "acquirer": attempt.acquirer, "state": attempt.state,
-            "amount_minor": attempt.amount_minor, "currency": attempt.currency,
-            "hold_expires_at": hold_expires_at,
-            // Where the buyer pays: the acquirer's hosted page.
-            "redirect_url": format!("{}/sandbox/pay/{}", s.public_url, attempt.id),
-        })),
+        axum::Json(attempt_view(&s, &attempt, hold_expires_at)),
     ))
+}
+
+/// A started attempt as the buyer sees it, with where to pay.
+pub fn attempt_view(s: &AppState, attempt: &payments::store::Attempt, hold_expires_at: Option<i64>) -> Value {
+    json!({
+        "id": attempt.id, "order_id": attempt.order_id, "acquirer": attempt.acquirer, "state": attempt.state,
+        "amount_minor": attempt.amount_minor, "currency": attempt.currency,
+        "hold_expires_at": hold_expires_at,
+        // Where the buyer pays: the acquirer's hosted page.
+        "redirect_url": format!("{}/sandbox/pay/{}", s.public_url, attempt.id),
+    })
 }
 
 /// A hold ran out: the seller hears `hold.expired`, and its unpaid order

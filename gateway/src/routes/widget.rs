@@ -109,28 +109,8 @@ async fn status(State(s): State<AppState>, Path(id): Path<String>) -> Answer {
         .await
         .map_err(unavailable)?
         .ok_or(ApiError::NotFound("checkout session"))?;
-    let oid = checkout::order_id(&session).ok_or_else(|| ApiError::Internal("a session without an order".into()))?;
-    let order = s
-        .payments
-        .order(&oid)
-        .await
-        .map_err(unavailable)?
-        .ok_or(ApiError::NotFound("order"))?;
-    let mut state = order.state;
-    if !state.is_final() && session.expires_at <= s.streams.now() {
-        if let Ok(Ok(moved)) = s
-            .payments
-            .move_order(
-                &oid,
-                payments::state::OrderState::Expired,
-                "the checkout session expired",
-                s.streams.now(),
-            )
-            .await
-        {
-            state = moved;
-        }
-    }
+    let order = super::checkout::current_order(&s, &session).await?;
+    let state = order.state;
     Ok((
         StatusCode::OK,
         axum::Json(json!({
