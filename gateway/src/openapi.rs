@@ -181,7 +181,7 @@ pub const OPERATIONS: &[Op] = &[
     op(
         "post",
         "/v1/offers/{id}/holds/{hold}/order",
-        "The order for one's own live hold (created once per hold)",
+        "The order for one's own live hold (created once per hold), with its checkout session for the widget",
         Auth::Viewer,
         None,
         201,

@@ -161,7 +161,6 @@ async fn forged_stale_truncated_and_mismatched_callbacks_change_nothing(env: Env
 async fn a_paid_stream_order_commits_its_hold_once(env: Env) {
     let app = app(&env).await;
     let (sid, _, oid) = app.live_offer(common::offer_body(3, 1)).await;
-    let _ = sid;
     let mut events = app.events();
     let token = app
         .seller(
@@ -187,6 +186,44 @@ async fn a_paid_stream_order_commits_its_hold_once(env: Env) {
     // One order per hold; nobody else's.
     let (st, again) = app.call(reqwest::Method::POST, &order_path, Some(&token), None).await;
     assert_eq!((st, &again["id"]), (StatusCode::OK, &order["id"]));
+    // It is paid through its own checkout session, framed only by Haul's
+    // viewer page and telling nobody else.
+    let session = order["checkout_session"].as_str().unwrap().to_owned();
+    assert_eq!(again["checkout_session"].as_str(), Some(session.as_str()));
+    assert!(order["checkout_url"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("/checkout/{session}")));
+    let (st, status) = app
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/checkout/sessions/{session}/status"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{status}");
+    assert_eq!(
+        (&status["stream"], &status["origins"], &status["amount_minor"]),
+        (&json!(true), &json!([]), &json!(149_000)),
+        "{status}"
+    );
+    assert_eq!(
+        (&status["items"][0]["quantity"], &status["items"][0]["price_minor"]),
+        (&json!(1), &json!(149_000))
+    );
+    assert!(status["success_url"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("/watch/{sid}")));
+    let page = app
+        .http
+        .get(format!("{}/checkout/{session}", app.base))
+        .send()
+        .await
+        .unwrap();
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.ends_with("frame-ancestors 'self'"), "{csp}");
     let other = app.anonymous_viewer().await;
     let (st, _) = app.call(reqwest::Method::POST, &order_path, Some(&other), None).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
@@ -214,11 +251,13 @@ async fn a_paid_stream_order_commits_its_hold_once(env: Env) {
         (st, bad["error"]["code"].as_str()),
         (StatusCode::BAD_REQUEST, Some("invalid_field"))
     );
+    // (Through the checkout page, as the viewer page does; the orders API
+    // path is the same code, used by the tests below.)
     let (st, attempt) = app
         .call(
             reqwest::Method::POST,
-            &attempts,
-            Some(&token),
+            &format!("/v1/checkout/sessions/{session}/attempts"),
+            None,
             Some(json!({ "acquirer": "sandbox" })),
         )
         .await;
@@ -358,6 +397,36 @@ async fn an_unpaid_order_expires_with_its_hold(env: Env) {
     // The hold lives 30 s; nobody pays.
     app.clock.advance(31_000);
     order_until(&app, &order, &token, |v| v["state"] == "expired").await;
+
+    // A buyer who gives the hold back cancels its unpaid order; the unit returns.
+    let (_, r) = app.reserve(&token, &oid, 1, "r2").await;
+    let hold = r["hold"]["id"].as_str().unwrap().to_owned();
+    let (_, order) = app
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/offers/{oid}/holds/{hold}/order"),
+            Some(&token),
+            None,
+        )
+        .await;
+    let order = order["id"].as_str().unwrap().to_owned();
+    let (st, _) = app
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/offers/{oid}/holds/{hold}/release"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (_, v) = app
+        .call(reqwest::Method::GET, &format!("/v1/orders/{order}"), Some(&token), None)
+        .await;
+    assert_eq!(v["state"], "cancelled", "{v}");
+    let (_, offer) = app
+        .seller(reqwest::Method::GET, &format!("/v1/offers/{oid}"), None)
+        .await;
+    assert_eq!((offer["held"].as_i64(), offer["units_left"].as_i64()), (Some(0), Some(3)), "{offer}");
 }
 
 async fn declined_and_challenged_cards_end_as_the_bank_says(env: Env) {
@@ -529,6 +598,65 @@ async fn a_payment_after_the_hold_lapsed_retakes_stock_or_is_refunded(env: Env) 
     );
 }
 
+/// Late payments racing for the last unit: one takes it, the rest are
+/// refunded; the offer is never oversold.
+async fn late_payments_racing_for_the_last_unit_never_oversell(env: Env) {
+    let app = Arc::new(app(&env).await);
+    let (_, _, oid) = app.live_offer(long_offer(4)).await;
+    let mut late = Vec::new();
+    for viewer in ["race1", "race2", "race3", "race4"] {
+        let (order_id, attempt, token) = paying(&app, &oid, viewer).await;
+        late.push((order_id, stored(&app, &attempt).await, token));
+    }
+    app.clock.advance(16 * 60_000);
+    for (order_id, _, token) in &late {
+        order_until(&app, order_id, token, |v| v["state"] == "expired").await;
+    }
+    // Three units go to others meanwhile: one is left.
+    for i in 0..3 {
+        let rival = app.anonymous_viewer().await;
+        let (st, r) = app.reserve(&rival, &oid, 1, &format!("rival{i}")).await;
+        assert_eq!(st, StatusCode::CREATED, "{r}");
+        let hold = r["hold"]["id"].as_str().unwrap();
+        let (st, _) = app
+            .seller(
+                reqwest::Method::POST,
+                &format!("/v1/offers/{oid}/holds/{hold}/commit"),
+                None,
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK);
+    }
+    let calls = late.iter().enumerate().map(|(i, (_, attempt, _))| {
+        let (app, body) = (
+            app.clone(),
+            body(attempt, &format!("evt_race{i}"), "succeeded", 149_000),
+        );
+        async move { post(&app, &body, SECRET, now(&app)).await }
+    });
+    for (st, v) in futures_util::future::join_all(calls).await {
+        assert_eq!((st, v["outcome"].as_str()), (StatusCode::OK, Some("applied")), "{v}");
+    }
+    let mut ends = Vec::new();
+    for (order_id, _, token) in &late {
+        let v = order_until(&app, order_id, token, |v| {
+            v["state"] == "refunded" || (v["state"] == "succeeded" && v["refunded_minor"] == 0)
+        })
+        .await;
+        ends.push(v["state"].as_str().unwrap().to_owned());
+    }
+    ends.sort();
+    assert_eq!(ends, ["refunded", "refunded", "refunded", "succeeded"]);
+    let (_, offer) = app
+        .seller(reqwest::Method::GET, &format!("/v1/offers/{oid}"), None)
+        .await;
+    assert_eq!(
+        (offer["sold"].as_i64(), offer["held"].as_i64()),
+        (Some(4), Some(0)),
+        "{offer}"
+    );
+}
+
 /// Reserve, order and start a sandbox attempt on `oid`; returns the order id,
 /// the attempt's answer and the viewer token.
 async fn paying(app: &TestApp, oid: &str, viewer: &str) -> (String, Value, String) {
@@ -579,6 +707,7 @@ async fn stored(app: &TestApp, attempt: &Value) -> Attempt {
 on_both_backends!(
     refunds_are_partial_or_full_and_never_exceed_the_amount,
     a_payment_after_the_hold_lapsed_retakes_stock_or_is_refunded,
+    late_payments_racing_for_the_last_unit_never_oversell,
     an_unpaid_order_expires_with_its_hold,
     the_sandbox_page_pays_through_duplicated_reordered_callbacks,
     declined_and_challenged_cards_end_as_the_bank_says,

@@ -90,11 +90,16 @@ async fn the_viewer_page_sells_live_in_a_real_browser(env: Env) {
     assert!((55..=60).contains(&first) && later < first, "{countdown}");
     assert!(step("bought").await.as_str().unwrap().contains("yours"));
     assert_eq!(step("seen_by_other").await, 4);
+    assert!(step("widget_total").await.as_str().unwrap().contains("3"));
+    assert!(step("paid").await.as_str().unwrap().contains("Paid"));
     assert!(step("purchase_seen")
         .await
         .as_str()
         .unwrap()
         .contains("bought 1 × Kettle"));
+    assert_eq!(step("held_by_b").await, 3);
+    assert!(step("declined").await.as_str().unwrap().contains("did not go through"));
+    assert_eq!(step("released").await, 4);
     let (_, offer) = app
         .as_ref()
         .unwrap()
@@ -167,10 +172,10 @@ async fn host_site(haul: &str, session: &str) -> (String, tokio::task::JoinHandl
 }
 
 /// Runs the browser script against a host page with `card`; returns its steps.
-async fn pay_in_browser(host: &str, card: &str, shot: &std::path::Path) -> Vec<Value> {
+async fn pay_in_browser(host: &str, card: &str, mode: &str, shot: &std::path::Path) -> Vec<Value> {
     let mut node = tokio::process::Command::new("node")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/js/checkout.mjs"))
-        .args([host, card])
+        .args([host, card, mode])
         .env("HAUL_TEST_SCREENSHOT", shot)
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -265,8 +270,9 @@ async fn a_shop_on_another_origin_takes_a_payment_through_the_widget(env: Env) {
         .await;
     assert_eq!(st, StatusCode::OK);
     let shot = std::env::temp_dir().join(format!("haul-checkout-{session}.png"));
-    let steps = pay_in_browser(&host, "4242 4242 4242 4242", &shot).await;
+    let steps = pay_in_browser(&host, "4242 4242 4242 4242", "overlay", &shot).await;
     assert_eq!(step(&steps, "host_loaded"), Some(json!("object")), "{steps:?}");
+    assert_eq!(step(&steps, "opened_as"), Some(json!("overlay")), "{steps:?}");
     assert!(
         step(&steps, "summary").unwrap().as_str().unwrap().contains("2"),
         "{steps:?}"
@@ -313,8 +319,33 @@ async fn a_shop_on_another_origin_takes_a_payment_through_the_widget(env: Env) {
         )
         .await;
     assert_eq!(st, StatusCode::OK);
-    let steps = pay_in_browser(&host2, "4000 0000 0000 0002", &shot).await;
+    let steps = pay_in_browser(&host2, "4000 0000 0000 0002", "overlay", &shot).await;
     assert_eq!(step(&steps, "result"), Some(json!("failed")), "{steps:?}");
+    let (_, read) = app
+        .seller(Method::GET, &format!("/v1/checkout/sessions/{declined}"), None)
+        .await;
+    assert_eq!(read["state"], "failed");
+
+    // On a phone-sized screen the checkout opens in a new tab, which tells
+    // the shop's page (its opener) and is closed by the widget.
+    let on_phone = new_session().await;
+    let (host3, _server3) = host_site(&app.base, &on_phone).await;
+    let (st, _) = app
+        .seller(
+            Method::PUT,
+            "/v1/widget-origins",
+            Some(json!({ "origins": [host, host2, host3] })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let steps = pay_in_browser(&host3, "4242 4242 4242 4242", "tab", &shot).await;
+    assert_eq!(step(&steps, "opened_as"), Some(json!("tab")), "{steps:?}");
+    assert_eq!(step(&steps, "result"), Some(json!("succeeded")), "{steps:?}");
+    assert_eq!(step(&steps, "tab_closed"), Some(json!(true)), "{steps:?}");
+    let (_, read) = app
+        .seller(Method::GET, &format!("/v1/checkout/sessions/{on_phone}"), None)
+        .await;
+    assert_eq!(read["state"], "succeeded");
 }
 
 on_both_backends!(

@@ -286,6 +286,52 @@ pub async fn create(
     Ok((session, order))
 }
 
+/// The checkout session of an order that was made elsewhere (a stream
+/// purchase): made on first call, the same session after. Its lines are
+/// trusted (Haul made them from the offer), not a seller's input.
+pub async fn for_order(
+    pool: &AnyPool,
+    order: &Order,
+    items: &[Item],
+    return_url: &str,
+    expires_at: i64,
+    now: i64,
+) -> Result<Session, StoreError> {
+    if let Some(found) = by_order(pool, order).await? {
+        return Ok(found);
+    }
+    let items = serde_json::to_string(items).map_err(|_| StoreError::Corrupt {
+        column: "checkout_sessions.items",
+        value: "unserializable".into(),
+    })?;
+    // Two calls at once: the order's one session wins, the other reads it.
+    sqlx::query(
+        "INSERT INTO checkout_sessions (id, seller_id, order_id, items, success_url, cancel_url, \
+         customer_email, customer_phone, expires_at, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $5, NULL, NULL, $6, $7) ON CONFLICT (order_id) DO NOTHING",
+    )
+    .bind(format!("cs_{}", random_body()))
+    .bind(&order.seller_id)
+    .bind(order.id.as_str())
+    .bind(&items)
+    .bind(return_url)
+    .bind(expires_at)
+    .bind(now)
+    .execute(pool)
+    .await?;
+    by_order(pool, order)
+        .await?
+        .ok_or(StoreError::Contention("checkout_sessions"))
+}
+
+async fn by_order(pool: &AnyPool, order: &Order) -> Result<Option<Session>, StoreError> {
+    let row = sqlx::query("SELECT * FROM checkout_sessions WHERE order_id = $1")
+        .bind(order.id.as_str())
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(session_from_row).transpose()
+}
+
 /// The session an order belongs to, if it came from one.
 pub async fn session_for_order(pool: &AnyPool, order_id: &str) -> Result<Option<String>, StoreError> {
     Ok(

@@ -39,12 +39,15 @@
   // acquirer's page (storage in third-party frames may be off), the message
   // goes to each allowed origin in turn: the browser delivers it only to the
   // one the shop's page really has, never to anyone else.
+  // A stream purchase is paid from Haul's own viewer page: only this origin.
   function tell(state) {
-    if (told || !info || info.origins.length === 0) return;
+    if (told || !info) return;
     const target = window.parent !== window ? window.parent : window.opener;
     if (!target) return;
     const message = { type: 'haul.checkout', session: id, state };
-    const targets = hostOrigin && info.origins.includes(hostOrigin) ? [hostOrigin] : info.origins;
+    const targets = info.stream ? [location.origin]
+      : hostOrigin && info.origins.includes(hostOrigin) ? [hostOrigin] : info.origins;
+    if (targets.length === 0) return;
     for (const origin of targets) target.postMessage(message, origin);
     told = true;
   }

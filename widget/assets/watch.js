@@ -196,8 +196,14 @@
   };
 
   // ----- paying ----------------------------------------------------------
-  // The hold becomes an order; paying opens the acquirer's page in a new tab
-  // while this page stays live (the purchase shows up here like anywhere).
+  // The hold becomes an order, paid in Haul's checkout widget (an overlay,
+  // or a new tab on small screens) while this page stays live: the purchase
+  // shows up here like anywhere, and a failed payment's unit comes back.
+  const OUTCOMES = {
+    failed: 'The payment did not go through; the item is back on sale.',
+    expired: 'Your hold ran out before the payment; the item is back on sale.',
+    cancelled: 'The order was cancelled.',
+  };
   function offerPayment(offerId, holdId) {
     const box = $('[data-test=result]');
     const button = document.createElement('button');
@@ -207,21 +213,21 @@
     button.textContent = 'Pay now';
     button.addEventListener('click', async () => {
       button.disabled = true;
-      const tab = window.open('about:blank', '_blank');
       try {
-        const headers = { authorization: `Bearer ${live.bearer}`, 'content-type': 'application/json' };
-        const order = await fetch(`/v1/offers/${encodeURIComponent(offerId)}/holds/${encodeURIComponent(holdId)}/order`,
-          { method: 'POST', headers });
-        const o = await order.json();
-        if (!order.ok) throw new Error((o.error && o.error.message) || 'could not make the order');
-        const attempt = await fetch(`/v1/orders/${encodeURIComponent(o.id)}/attempts`,
-          { method: 'POST', headers, body: JSON.stringify({ acquirer: 'sandbox' }) });
-        const a = await attempt.json();
-        if (!attempt.ok) throw new Error((a.error && a.error.message) || 'could not start the payment');
-        if (tab) tab.location.href = a.redirect_url; else location.href = a.redirect_url;
+        const r = await fetch(`/v1/offers/${encodeURIComponent(offerId)}/holds/${encodeURIComponent(holdId)}/order`,
+          { method: 'POST', headers: { authorization: `Bearer ${live.bearer}` } });
+        const o = await r.json();
+        if (!r.ok) throw new Error((o.error && o.error.message) || 'could not make the order');
+        window.Haul.checkout({
+          session: o.checkout_session,
+          onSuccess: () => showResult('ok', 'Paid — it\'s yours. Thank you!'),
+          onFailure: (state) => showResult('error', OUTCOMES[state] || `The payment ended: ${state}.`),
+          onClose: () => { button.disabled = false; },
+        });
       } catch (e) {
-        if (tab) tab.close();
+        button.disabled = false;
         showResult('error', `Could not start the payment: ${e.message || e}`);
+        box.append(' ', button);
       }
     });
     box.append(' ', button);

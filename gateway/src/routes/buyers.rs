@@ -192,5 +192,6 @@ async fn release(
     let oid = id(&raw_offer, OfferId::parse)?;
     let hid = id(&raw_hold, HoldId::parse)?;
     let hold = s.streams.release(&buyer, &oid, &hid).await?;
+    super::orders::cancel_with_hold(&s, &hid).await;
     Ok((StatusCode::OK, axum::Json(json!({ "hold": hold }))))
 }

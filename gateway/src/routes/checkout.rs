@@ -54,20 +54,10 @@ async fn pay_session(
         .map_err(unavailable)?
         .ok_or(ApiError::NotFound("checkout session"))?;
     let order = current_order(&s, &session).await?;
-    if order.state.is_final() {
-        return Err(ApiError::Conflict {
-            code: "order_final",
-            message: format!("the session is {}", order.state),
-        });
-    }
-    let attempt = s
-        .payments
-        .create_attempt(&order, &body.acquirer, s.streams.now())
-        .await
-        .map_err(unavailable)?;
+    let (attempt, hold_expires_at) = super::orders::start_payment(&s, &order, &body.acquirer).await?;
     Ok((
         StatusCode::CREATED,
-        axum::Json(super::orders::attempt_view(&s, &attempt, None)),
+        axum::Json(super::orders::attempt_view(&s, &attempt, hold_expires_at)),
     ))
 }
 
@@ -170,7 +160,8 @@ fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> ApiError {
 }
 
 /// A session's order as it stands now: an open session past its time
-/// expires (and its order with it) when read.
+/// expires (and its order with it) when read. A stream purchase's session
+/// lives as long as its hold instead, which the sweeper expires.
 pub async fn current_order(s: &AppState, session: &Session) -> Result<payments::store::Order, ApiError> {
     let oid = checkout::order_id(session).ok_or_else(|| ApiError::Internal("a session without an order".into()))?;
     let mut order = s
@@ -179,7 +170,7 @@ pub async fn current_order(s: &AppState, session: &Session) -> Result<payments::
         .await
         .map_err(unavailable)?
         .ok_or_else(|| ApiError::Internal("a session's order is missing".into()))?;
-    if !order.state.is_final() && session.expires_at <= s.streams.now() {
+    if !order.state.is_final() && order.hold_id.is_none() && session.expires_at <= s.streams.now() {
         if let Ok(Ok(state)) = s
             .payments
             .move_order(

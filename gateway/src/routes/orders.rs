@@ -78,8 +78,31 @@ async fn order_for_hold(
         )
         .await
         .map_err(unavailable)?;
+    // Paying goes through the checkout page, as on a seller's site; the
+    // buyer returns to the stream.
+    let item = payments::checkout::Item {
+        name: terms.title.chars().take(128).collect(),
+        quantity: terms.hold.quantity,
+        price_minor: terms.unit_price_minor,
+        vat: "none".into(),
+        payment_method: "full_payment".into(),
+        payment_object: "commodity".into(),
+    };
+    let session = payments::checkout::for_order(
+        &s.pool,
+        &order,
+        &[item],
+        &format!("{}/watch/{}", s.public_url, terms.stream_id),
+        terms.hold.expires_at.max(s.streams.now()) + PAYMENT_WINDOW_MS,
+        s.streams.now(),
+    )
+    .await
+    .map_err(unavailable)?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, axum::Json(view(&s, &order).await?)))
+    let mut v = view(&s, &order).await?;
+    v["checkout_session"] = json!(session.id);
+    v["checkout_url"] = json!(format!("{}/checkout/{}", s.public_url, session.id));
+    Ok((status, axum::Json(v)))
 }
 
 /// A buyer's own order (another's is not found).
@@ -201,6 +224,20 @@ async fn start_attempt(
             message: format!("one of: {}", ACQUIRERS.join(", ")),
         });
     }
+    let (attempt, hold_expires_at) = start_payment(&s, &order, &body.acquirer).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(attempt_view(&s, &attempt, hold_expires_at)),
+    ))
+}
+
+/// A new attempt for an open order; a stream purchase's hold is kept for
+/// [`PAYMENT_WINDOW_MS`] from now first (a hold that is gone refuses).
+pub async fn start_payment(
+    s: &AppState,
+    order: &Order,
+    acquirer: &str,
+) -> Result<(payments::store::Attempt, Option<i64>), ApiError> {
     if order.state.is_final() {
         return Err(ApiError::Conflict {
             code: "order_final",
@@ -220,13 +257,10 @@ async fn start_attempt(
     }
     let attempt = s
         .payments
-        .create_attempt(&order, &body.acquirer, s.streams.now())
+        .create_attempt(order, acquirer, s.streams.now())
         .await
         .map_err(unavailable)?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(attempt_view(&s, &attempt, hold_expires_at)),
-    ))
+    Ok((attempt, hold_expires_at))
 }
 
 /// A started attempt as the buyer sees it, with where to pay.
@@ -278,6 +312,33 @@ pub async fn expire_with_hold(s: &AppState, expired: &streams::inventory::Hold) 
         Ok(Ok(_)) => tracing::info!(order = %order.id, %hold, "order expired with its hold"),
         Ok(Err(_)) => {} // moved on meanwhile (paid, say)
         Err(e) => tracing::error!(order = %order.id, error = ?e, "could not expire an order"),
+    }
+}
+
+/// The buyer gave the hold back: its unpaid order is cancelled (a payment
+/// still in flight that succeeds later is settled as a late one).
+pub async fn cancel_with_hold(s: &AppState, hold: &HoldId) {
+    let order = match s.payments.order_for_hold(hold.as_str()).await {
+        Ok(Some(o)) if !o.state.is_final() => o,
+        Ok(_) => return,
+        Err(e) => {
+            tracing::error!(%hold, error = ?e, "could not read the order of a released hold");
+            return;
+        }
+    };
+    match s
+        .payments
+        .move_order(
+            &order.id,
+            OrderState::Cancelled,
+            "the buyer released its hold",
+            s.streams.now(),
+        )
+        .await
+    {
+        Ok(Ok(_)) => tracing::info!(order = %order.id, %hold, "order cancelled with its hold"),
+        Ok(Err(_)) => {}
+        Err(e) => tracing::error!(order = %order.id, error = ?e, "could not cancel an order"),
     }
 }
 

@@ -111,6 +111,14 @@ async fn status(State(s): State<AppState>, Path(id): Path<String>) -> Answer {
         .ok_or(ApiError::NotFound("checkout session"))?;
     let order = super::checkout::current_order(&s, &session).await?;
     let state = order.state;
+    // A stream purchase is paid from Haul's own viewer page, which is the
+    // only page that hears the outcome.
+    let stream = order.hold_id.is_some();
+    let origins = if stream {
+        Vec::new()
+    } else {
+        origins_of(&s, &seller).await?
+    };
     Ok((
         StatusCode::OK,
         axum::Json(json!({
@@ -121,7 +129,8 @@ async fn status(State(s): State<AppState>, Path(id): Path<String>) -> Answer {
             "items": session.items,
             "success_url": session.success_url,
             "cancel_url": session.cancel_url,
-            "origins": origins_of(&s, &seller).await?,
+            "origins": origins,
+            "stream": stream,
             "acquirers": [payments::sandbox::ACQUIRER],
         })),
     ))
@@ -157,10 +166,23 @@ async fn page(State(s): State<AppState>, Path(id): Path<String>) -> Response {
         Ok(f) => f,
         Err(e) => return unavailable(e).into_response(),
     };
-    let Some((seller, _)) = found else {
+    let Some((seller, session)) = found else {
         return ApiError::NotFound("checkout session").into_response();
     };
-    let ancestors = match frame_ancestors(&s, &seller).await {
+    // A stream purchase's page is framed by Haul's viewer page only.
+    let stream = match checkout::order_id(&session) {
+        Some(oid) => match s.payments.order(&oid).await {
+            Ok(o) => o.is_some_and(|o| o.hold_id.is_some()),
+            Err(e) => return unavailable(e).into_response(),
+        },
+        None => false,
+    };
+    let ancestors = if stream {
+        Ok("'self'".to_owned())
+    } else {
+        frame_ancestors(&s, &seller).await
+    };
+    let ancestors = match ancestors {
         Ok(a) => a,
         Err(e) => return e.into_response(),
     };

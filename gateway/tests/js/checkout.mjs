@@ -1,11 +1,12 @@
 // A seller's page on another origin embeds Haul's widget; the buyer pays in
-// the overlay with the sandbox's success card; the page is told the outcome.
-// Driven by gateway/tests/pages.rs in Debian's chromium through playwright-core.
+// the overlay (or, on a phone-sized screen, a new tab) with a sandbox test
+// card; the page is told the outcome. Driven by gateway/tests/pages.rs in
+// Debian's chromium through playwright-core.
 //
-//   node checkout.mjs HOST_PAGE_URL CARD
+//   node checkout.mjs HOST_PAGE_URL CARD [overlay|tab]
 import { chromium } from 'playwright-core';
 
-const [hostUrl, card] = process.argv.slice(2);
+const [hostUrl, card, mode = 'overlay'] = process.argv.slice(2);
 const out = (step, value = null) => console.log(JSON.stringify({ step, value }));
 const browser = await chromium.launch({
   executablePath: process.env.HAUL_TEST_CHROMIUM || '/usr/bin/chromium',
@@ -15,23 +16,37 @@ const browser = await chromium.launch({
 const timer = setTimeout(() => { out('error', 'timed out'); process.exit(2); }, 60000);
 let page;
 try {
-  page = await (await browser.newContext()).newPage();
+  const phone = mode === 'tab' ? { viewport: { width: 390, height: 800 } } : {};
+  page = await (await browser.newContext(phone)).newPage();
   page.on('pageerror', (e) => out('page_error', String(e)));
   await page.goto(hostUrl);
   out('host_loaded', await page.evaluate(() => typeof window.Haul));
-  await page.click('#buy');
-  const frame = page.frameLocator('iframe[title=Checkout]');
-  await frame.locator('[data-test=total]').waitFor({ timeout: 10000 });
-  out('summary', await frame.locator('[data-test=total]').textContent());
-  await frame.locator('[data-test=pay-sandbox]').click();
-  await frame.locator('input[name=number]').fill(card);
-  await frame.locator('input[name=expiry]').fill('12/39');
-  await frame.locator('input[name=cvc]').fill('123');
-  await frame.locator('button[type=submit]').click();
-  await frame.locator('[data-test=return]').click();
+  let checkout;
+  let tab = null;
+  if (mode === 'tab') {
+    [tab] = await Promise.all([page.waitForEvent('popup'), page.click('#buy')]);
+    tab.on('pageerror', (e) => out('page_error', String(e)));
+    checkout = tab;
+  } else {
+    await page.click('#buy');
+    checkout = page.frameLocator('iframe[title=Checkout]');
+  }
+  out('opened_as', tab ? 'tab' : await page.evaluate(() => (document.querySelector('[data-haul-overlay] iframe') ? 'overlay' : 'none')));
+  await checkout.locator('[data-test=total]').waitFor({ timeout: 10000 });
+  out('summary', await checkout.locator('[data-test=total]').textContent());
+  await checkout.locator('[data-test=pay-sandbox]').click();
+  await checkout.locator('input[name=number]').fill(card);
+  await checkout.locator('input[name=expiry]').fill('12/39');
+  await checkout.locator('input[name=cvc]').fill('123');
+  await checkout.locator('button[type=submit]').click();
+  await checkout.locator('[data-test=return]').click();
   await page.waitForSelector('body[data-result]', { timeout: 20000 });
   out('result', await page.evaluate(() => document.body.dataset.result));
   out('overlay_closed', await page.evaluate(() => !document.querySelector('[data-haul-overlay]')));
+  if (tab) {
+    await tab.waitForEvent('close', { timeout: 5000 }).catch(() => {});
+    out('tab_closed', tab.isClosed());
+  }
 } catch (e) {
   if (page) await page.screenshot({ path: process.env.HAUL_TEST_SCREENSHOT || 'checkout-failure.png' }).catch(() => {});
   out('error', String((e && e.message) || e));

@@ -64,16 +64,42 @@ try {
   await b.waitForFunction((q) => Number(document.querySelector('[data-test=units-left]').textContent) === q - 1,
     quantity, { timeout: 10000 });
   out('seen_by_other', await left(b));
-  // A pays: the acquirer's page opens in a new tab; B sees the purchase.
-  const [tab] = await Promise.all([a.waitForEvent('popup'), a.locator('[data-test=pay]').click()]);
-  await tab.locator('input[name=number]').waitFor({ timeout: 10000 });
-  await tab.locator('input[name=number]').fill('4242 4242 4242 4242');
-  await tab.locator('input[name=expiry]').fill('12/39');
-  await tab.locator('input[name=cvc]').fill('123');
-  await tab.locator('button[type=submit]').click();
+  // A pays in the checkout widget's overlay with the success card; B sees
+  // the purchase, A's page hears the outcome from the widget.
+  const payIn = async (p, card) => {
+    await p.locator('[data-test=pay]').click();
+    const frame = p.frameLocator('iframe[title=Checkout]');
+    await frame.locator('[data-test=total]').waitFor({ timeout: 10000 });
+    const total = await frame.locator('[data-test=total]').textContent();
+    await frame.locator('[data-test=pay-sandbox]').click();
+    await frame.locator('input[name=number]').fill(card);
+    await frame.locator('input[name=expiry]').fill('12/39');
+    await frame.locator('input[name=cvc]').fill('123');
+    await frame.locator('button[type=submit]').click();
+    await frame.locator('[data-test=return]').click();
+    await p.waitForFunction(() => !document.querySelector('[data-haul-overlay]'), null, { timeout: 20000 });
+    return total;
+  };
+  out('widget_total', await payIn(a, '4242 4242 4242 4242'));
+  await a.locator('[data-test=result][data-kind=ok]', { hasText: 'Paid' }).waitFor({ timeout: 10000 });
+  out('paid', await a.locator('[data-test=result]').textContent());
   await b.locator('[data-test=ticker] li[data-kind=purchase]').first().waitFor({ timeout: 10000 });
   out('purchase_seen', await b.locator('[data-test=ticker] li[data-kind=purchase]').first().textContent());
-  await tab.close();
+
+  // B buys and pays with the decline card: B's page says so, and the unit
+  // comes back for everyone.
+  await b.locator('[data-test=buy]').click();
+  await b.locator('[data-test=result][data-kind=ok]').waitFor({ timeout: 10000 });
+  await a.waitForFunction((q) => Number(document.querySelector('[data-test=units-left]').textContent) === q - 2,
+    quantity, { timeout: 10000 });
+  out('held_by_b', await left(a));
+  await payIn(b, '4000 0000 0000 0002');
+  await b.locator('[data-test=result][data-kind=error]').waitFor({ timeout: 10000 });
+  out('declined', await b.locator('[data-test=result]').textContent());
+  await a.waitForFunction((q) => Number(document.querySelector('[data-test=units-left]').textContent) === q - 1,
+    quantity, { timeout: 10000 });
+  out('released', await left(a));
+
   // A second buy by A goes over its limit of one: a clear refusal.
   await a.locator('[data-test=buy]').click();
   await a.locator('[data-test=result][data-kind=error]').waitFor({ timeout: 10000 });

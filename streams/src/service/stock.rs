@@ -62,6 +62,8 @@ pub struct OfferPublic {
 pub struct PurchaseTerms {
     pub seller_id: SellerId,
     pub stream_id: StreamId,
+    /// The lot's title, for the receipt line.
+    pub title: String,
     pub hold: Hold,
     pub unit_price_minor: i64,
     pub amount_minor: i64,
@@ -240,9 +242,11 @@ impl Streams {
             .price_minor
             .checked_mul(hold.quantity)
             .ok_or_else(|| invalid("quantity", "the amount is too large"))?;
+        let lot = self.store.lot(&o.lot_id).await?.ok_or(Error::NotFound("lot"))?;
         Ok(PurchaseTerms {
             seller_id: o.seller_id,
             stream_id: o.stream_id,
+            title: lot.title,
             hold,
             unit_price_minor: o.price_minor,
             amount_minor,
