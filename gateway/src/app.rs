@@ -275,6 +275,8 @@ impl Application {
         workers.push(tokio::spawn(async move { s.hub.run(rx).await }));
         let (s, rx) = (state.clone(), shutdown_rx.clone());
         workers.push(tokio::spawn(crate::webhooks::run(s, rx)));
+        let (s, rx) = (state.clone(), shutdown_rx.clone());
+        workers.push(tokio::spawn(routes::orders::run_settlement(s, rx)));
         let (s, mut rx) = (state.clone(), shutdown_rx.clone());
         workers.push(tokio::spawn(async move {
             loop {

@@ -61,6 +61,8 @@ pub struct Metrics {
     reserves: Mutex<BTreeMap<&'static str, u64>>,
     reserve_latency: Histogram,
     holds_expired: AtomicU64,
+    /// Paid stream purchases settled by the background worker, not at once.
+    settlements_retried: AtomicU64,
     /// Acquirer callbacks by outcome (`applied`, `duplicate`, `ignored`, `refused`, `error`).
     callbacks: Mutex<BTreeMap<&'static str, u64>>,
 }
@@ -88,6 +90,10 @@ impl Metrics {
 
     pub fn holds_expired(&self, n: u64) {
         self.holds_expired.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn settlements_retried(&self, n: u64) {
+        self.settlements_retried.fetch_add(n, Ordering::Relaxed);
     }
 
     /// The exposition text. `holds_live` is read from the stock engine and
@@ -126,6 +132,15 @@ impl Metrics {
             out,
             "haul_holds_expired_total {}",
             self.holds_expired.load(Ordering::Relaxed)
+        );
+        out.push_str(
+            "# HELP haul_settlements_retried_total Paid stream purchases the background worker settled with the stock.\n",
+        );
+        out.push_str("# TYPE haul_settlements_retried_total counter\n");
+        let _ = writeln!(
+            out,
+            "haul_settlements_retried_total {}",
+            self.settlements_retried.load(Ordering::Relaxed)
         );
         out.push_str("# HELP haul_callbacks_total Acquirer callbacks by outcome.\n");
         out.push_str("# TYPE haul_callbacks_total counter\n");

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use common::{Env, TestApp};
 use payments::sandbox;
 use payments::state::{AttemptState, OrderState};
-use payments::store::{Attempt, NewOrder, Order};
+use payments::store::{Attempt, Callback, NewOrder, Order};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use streams::clock::Clock;
@@ -426,7 +426,11 @@ async fn an_unpaid_order_expires_with_its_hold(env: Env) {
     let (_, offer) = app
         .seller(reqwest::Method::GET, &format!("/v1/offers/{oid}"), None)
         .await;
-    assert_eq!((offer["held"].as_i64(), offer["units_left"].as_i64()), (Some(0), Some(3)), "{offer}");
+    assert_eq!(
+        (offer["held"].as_i64(), offer["units_left"].as_i64()),
+        (Some(0), Some(3)),
+        "{offer}"
+    );
 }
 
 async fn declined_and_challenged_cards_end_as_the_bank_says(env: Env) {
@@ -657,6 +661,74 @@ async fn late_payments_racing_for_the_last_unit_never_oversell(env: Env) {
     );
 }
 
+/// The offer's (sold, held) once it reaches `want` (10 s at most).
+async fn offer_until(app: &TestApp, oid: &str, want: (i64, i64)) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, offer) = app
+            .seller(reqwest::Method::GET, &format!("/v1/offers/{oid}"), None)
+            .await;
+        if (offer["sold"].as_i64(), offer["held"].as_i64()) == (Some(want.0), Some(want.1)) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{offer}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// A node that stops between recording a payment and selling its hold: the
+/// payment is in the store, the sale is not. The settlement worker finishes
+/// it, also when the hold ran out meanwhile.
+async fn a_payment_whose_sale_was_interrupted_is_settled_later(env: Env) {
+    let app = app(&env).await;
+    let paid_in_store_only = |attempt: &Attempt, event: &str| Callback {
+        acquirer: "sandbox".into(),
+        callback_id: event.into(),
+        attempt_id: attempt.id.clone(),
+        amount_minor: 149_000,
+        currency: "RUB".into(),
+        state: AttemptState::Succeeded,
+        at: app.clock.now_ms(),
+    };
+    let (_, _, oid) = app.live_offer(long_offer(2)).await;
+    let (order_id, attempt, token) = paying(&app, &oid, "cut1").await;
+    let attempt = stored(&app, &attempt).await;
+    app.state
+        .payments
+        .apply_callback(&paid_in_store_only(&attempt, "evt_cut1"))
+        .await
+        .unwrap();
+    offer_until(&app, &oid, (0, 1)).await;
+    app.clock.advance(31_000);
+    offer_until(&app, &oid, (1, 0)).await;
+    let v = order_until(&app, &order_id, &token, |v| v["state"] == "succeeded").await;
+    assert_eq!(v["refunded_minor"], 0);
+
+    // The hold lapsed before anyone settled: the stock is taken again.
+    let (_, _, oid) = app.live_offer(long_offer(2)).await;
+    let (order_id, attempt, token) = paying(&app, &oid, "cut2").await;
+    let attempt = stored(&app, &attempt).await;
+    app.state
+        .payments
+        .apply_callback(&paid_in_store_only(&attempt, "evt_cut2"))
+        .await
+        .unwrap();
+    app.clock.advance(16 * 60_000);
+    offer_until(&app, &oid, (1, 0)).await;
+    let v = order_until(&app, &order_id, &token, |v| v["state"] == "succeeded").await;
+    assert_eq!(v["refunded_minor"], 0);
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("haul_settlements_retried_total 2"), "{metrics}");
+}
+
 /// Reserve, order and start a sandbox attempt on `oid`; returns the order id,
 /// the attempt's answer and the viewer token.
 async fn paying(app: &TestApp, oid: &str, viewer: &str) -> (String, Value, String) {
@@ -708,6 +780,7 @@ on_both_backends!(
     refunds_are_partial_or_full_and_never_exceed_the_amount,
     a_payment_after_the_hold_lapsed_retakes_stock_or_is_refunded,
     late_payments_racing_for_the_last_unit_never_oversell,
+    a_payment_whose_sale_was_interrupted_is_settled_later,
     an_unpaid_order_expires_with_its_hold,
     the_sandbox_page_pays_through_duplicated_reordered_callbacks,
     declined_and_challenged_cards_end_as_the_bank_says,

@@ -502,6 +502,32 @@ impl PaymentStore {
         Err(StoreError::Contention("orders").into())
     }
 
+    /// Records that a paid stream purchase was settled with the stock.
+    pub async fn mark_settled(&self, id: &OrderId, now: i64) -> Result<()> {
+        sqlx::query("UPDATE orders SET settled_at = $1 WHERE id = $2 AND settled_at IS NULL")
+            .bind(now)
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Paid stream purchases not settled with the stock, paid before `before`
+    /// (ms), oldest first.
+    pub async fn unsettled(&self, before: i64, limit: i64) -> Result<Vec<OrderId>> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM orders WHERE settled_at IS NULL AND hold_id IS NOT NULL AND state = 'succeeded' \
+             AND updated_at < $1 ORDER BY updated_at LIMIT $2",
+        )
+        .bind(before)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        ids.iter()
+            .map(|i| OrderId::parse(i).map_err(|_| corrupt("orders.id", i)))
+            .collect()
+    }
+
     /// Moves an order by compare-and-set (cancel, expire, refund bookkeeping).
     /// Returns the state it ended in; refuses moves the lifecycle forbids.
     pub async fn move_order(

@@ -369,8 +369,10 @@ pub async fn release_after_failure(s: &AppState, order: &OrderId) {
 }
 
 /// After an order was paid: its hold becomes a sale (the `purchase` event
-/// goes out). A payment for a hold that is already gone is reported for the
-/// seller to settle.
+/// goes out). A payment for a hold that is already gone takes the stock
+/// again or is refunded. Each step is idempotent: an order this did not
+/// finish (a node stopped, the engine was away) is settled again by
+/// [`run_settlement`].
 pub async fn settle_paid(s: &AppState, order: &OrderId) {
     let Ok(Some(order)) = s.payments.order(order).await else {
         tracing::error!(%order, "a paid order could not be read back");
@@ -394,6 +396,7 @@ pub async fn settle_paid(s: &AppState, order: &OrderId) {
     match s.streams.commit_hold(&seller, &offer, &hold).await {
         Ok(_) => {
             tracing::info!(order = %order.id, %hold, "paid: hold committed");
+            settled(s, &order.id).await;
             return;
         }
         // The hold is gone (expired, released): the late path below.
@@ -413,6 +416,11 @@ pub async fn settle_paid(s: &AppState, order: &OrderId) {
         .as_deref()
         .and_then(|b| streams::ids::BuyerId::parse(b).ok());
     if let Some(buyer) = buyer {
+        // A hold past its time that the sweeper has not reached yet still
+        // counts against the buyer's limit: give it back first.
+        if let Err(e) = s.streams.release(&buyer, &offer, &hold).await {
+            tracing::debug!(order = %order.id, %hold, error = %e, "the lapsed hold was already gone");
+        }
         let units = match s.streams.units_for_amount(&offer, order.amount_minor).await {
             Ok(u) => u,
             Err(e) => {
@@ -424,7 +432,8 @@ pub async fn settle_paid(s: &AppState, order: &OrderId) {
             Ok(again) => {
                 match s.streams.commit_hold(&seller, &offer, &again.hold.id).await {
                     Ok(_) => {
-                        tracing::info!(order = %order.id, hold = %again.hold.id, "late payment: stock taken again and sold")
+                        tracing::info!(order = %order.id, hold = %again.hold.id, "late payment: stock taken again and sold");
+                        settled(s, &order.id).await;
                     }
                     Err(e) => {
                         tracing::error!(order = %order.id, error = ?e, "late payment: stock taken again but not committed: reconcile")
@@ -440,9 +449,45 @@ pub async fn settle_paid(s: &AppState, order: &OrderId) {
         }
     }
     match refund_order(s, &order, None, "paid after its hold expired and no stock was left").await {
-        Ok(r) => tracing::warn!(order = %order.id, refund = %r.id, "late payment refunded"),
+        Ok(r) => {
+            tracing::warn!(order = %order.id, refund = %r.id, "late payment refunded");
+            settled(s, &order.id).await;
+        }
         Err(e) => {
             tracing::error!(order = %order.id, error = %e, "a late payment could not be refunded: settle by hand")
+        }
+    }
+}
+
+async fn settled(s: &AppState, order: &OrderId) {
+    if let Err(e) = s.payments.mark_settled(order, s.streams.now()).await {
+        // Settled again later, which changes nothing.
+        tracing::warn!(%order, error = ?e, "could not record a settlement");
+    }
+}
+
+/// A paid stream purchase is settled within this long, or settled again.
+pub const SETTLE_GRACE_MS: i64 = 30_000;
+
+/// Settles paid stream purchases left unsettled (every node runs this; the
+/// steps are idempotent, so two nodes on one order change nothing twice).
+pub async fn run_settlement(s: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+            _ = stop.changed() => return,
+        }
+        let due = match s.payments.unsettled(s.streams.now() - SETTLE_GRACE_MS, 100).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = ?e, "could not look for unsettled payments");
+                continue;
+            }
+        };
+        for order in due {
+            tracing::warn!(%order, "a paid order was not settled with its stock: settling it now");
+            s.metrics.settlements_retried(1);
+            settle_paid(&s, &order).await;
         }
     }
 }
