@@ -72,14 +72,44 @@ pub async fn check_url(url: &str, allow_private: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// Claims and sends due deliveries until the node stops.
-pub async fn run(s: AppState, mut stop: watch::Receiver<bool>) {
-    let client = match reqwest::Client::builder()
+/// Resolves webhook hosts to public addresses only, at connection time: a
+/// name that answered a public address when checked and a private one when
+/// connecting (DNS rebinding) gets no connection.
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|a| !private(a.ip()))
+                .collect();
+            if addrs.is_empty() {
+                return Err(format!("{host} has no public address").into());
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// The client deliveries are sent with: no redirects, a 10 s limit and,
+/// unless private addresses are allowed, public addresses only.
+pub fn client(allow_private: bool) -> reqwest::Result<reqwest::Client> {
+    let builder = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("Haul-Webhooks/", env!("CARGO_PKG_VERSION")))
-        .build()
-    {
+        .user_agent(concat!("Haul-Webhooks/", env!("CARGO_PKG_VERSION")));
+    if allow_private {
+        builder.build()
+    } else {
+        builder.dns_resolver(Arc::new(PublicOnly)).build()
+    }
+}
+
+/// Claims and sends due deliveries until the node stops.
+pub async fn run(s: AppState, mut stop: watch::Receiver<bool>) {
+    let client = match client(s.config.webhooks_allow_private) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "webhook client could not be built; webhooks are not delivered");
@@ -198,6 +228,41 @@ mod tests {
         for ip in ["93.184.216.34", "2606:4700::1111", "8.8.8.8"] {
             assert!(!private(ip.parse().unwrap()), "{ip}");
         }
+    }
+
+    #[tokio::test]
+    async fn names_resolving_to_private_addresses_get_no_connection() {
+        // `localhost` resolves to loopback: refused at connection time even
+        // though nothing checked the URL first (a rebinding name looks so).
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let strict = client(false).unwrap();
+        let err = strict
+            .post(format!("http://localhost:{port}/hook"))
+            .send()
+            .await
+            .unwrap_err();
+        assert!(err.is_connect() || err.is_request(), "{err:?}");
+        let mut source: Option<&dyn std::error::Error> = Some(&err);
+        let mut chain = String::new();
+        while let Some(e) = source {
+            chain.push_str(&e.to_string());
+            source = e.source();
+        }
+        assert!(chain.contains("no public address"), "{chain}");
+        // Allowed for development: the same name connects.
+        tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut buf = [0u8; 1024];
+            let _ = sock.read(&mut buf).await;
+            let _ = sock
+                .write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+                .await;
+        });
+        let open = client(true).unwrap();
+        let r = open.post(format!("http://localhost:{port}/hook")).send().await.unwrap();
+        assert_eq!(r.status(), reqwest::StatusCode::NO_CONTENT);
     }
 
     #[tokio::test]
