@@ -154,16 +154,11 @@ impl Lines {
     }
 }
 
-fn python() -> String {
-    std::env::var("HAUL_TEST_PYTHON")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/test-venv/bin/python").to_owned())
-}
-
 async fn python_sdk_viewer_reserves_and_recovers_after_a_reconnect(env: Env) {
     let app = TestApp::start(&env, &[]).await;
     let (sid, _, oid) = app.live_offer(offer_body(10, 3)).await;
     let token = mint(&app, "py").await;
-    let py = python();
+    let py = common::python();
     assert!(
         std::path::Path::new(&py).exists(),
         "{py} is missing: ./scripts/test creates it with centrifuge-python (scripts/python-requirements.txt)"

@@ -130,32 +130,6 @@ async fn pay_an_order(app: &TestApp, status: &str) -> String {
     order.id.to_string()
 }
 
-fn python() -> String {
-    std::env::var("HAUL_TEST_PYTHON")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/test-venv/bin/python").to_owned())
-}
-
-/// Verifies with the official library (which checks the timestamp against
-/// the real clock; the test app's clock starts at the real time).
-fn official_verify(secret: &str, id: &str, ts: &str, sig: &str, body: &str) -> String {
-    let script = r#"
-import sys
-from standardwebhooks.webhooks import Webhook
-secret, id_, ts, sig, body = sys.argv[1:6]
-Webhook(secret).verify(body, {"webhook-id": id_, "webhook-timestamp": ts, "webhook-signature": sig})
-print("verified")
-"#;
-    let out = std::process::Command::new(python())
-        .args(["-c", script, secret, id, ts, sig, body])
-        .output()
-        .expect("python runs");
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout).trim(),
-        String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
-    )
-}
-
 async fn a_paid_order_is_reported_signed_and_verifies(env: Env) {
     let app = app(&env).await;
     let (receiver, url) = Receiver::start(&[]).await;
@@ -169,12 +143,12 @@ async fn a_paid_order_is_reported_signed_and_verifies(env: Env) {
     assert_eq!(payload["data"]["order_id"].as_str(), Some(order.as_str()));
     assert_eq!(payload["data"]["reference"], "site-42");
     assert_eq!(
-        official_verify(ep["secret"].as_str().unwrap(), id, ts, sig, body),
+        common::official_verify(ep["secret"].as_str().unwrap(), id, ts, sig, body),
         "verified"
     );
     // A stranger's secret does not verify it.
     let stranger = payments::webhook::WebhookSecret::generate().expose();
-    assert!(official_verify(&stranger, id, ts, sig, body).contains("WebhookVerificationError"));
+    assert!(common::official_verify(&stranger, id, ts, sig, body).contains("WebhookVerificationError"));
 }
 
 async fn failed_deliveries_are_retried_and_gone_endpoints_disabled(env: Env) {
@@ -267,7 +241,7 @@ async fn a_rotated_secret_overlaps_with_the_old_one(env: Env) {
     let (mid, ts, sig, body) = &got[0];
     assert_eq!(sig.split(' ').count(), 2, "signed with both during the overlap");
     for secret in [&old, &new] {
-        assert_eq!(official_verify(secret, mid, ts, sig, body), "verified");
+        assert_eq!(common::official_verify(secret, mid, ts, sig, body), "verified");
     }
 }
 

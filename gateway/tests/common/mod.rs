@@ -277,3 +277,30 @@ macro_rules! on_both_backends {
         }
     };
 }
+
+/// The test virtualenv's Python (with the official SDKs), made by ./scripts/test.
+pub fn python() -> String {
+    std::env::var("HAUL_TEST_PYTHON")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/test-venv/bin/python").to_owned())
+}
+
+/// Verifies a webhook with the official `standardwebhooks` library (which checks the timestamp against
+/// the real clock; the test app's clock starts at the real time).
+pub fn official_verify(secret: &str, id: &str, ts: &str, sig: &str, body: &str) -> String {
+    let script = r#"
+import sys
+from standardwebhooks.webhooks import Webhook
+secret, id_, ts, sig, body = sys.argv[1:6]
+Webhook(secret).verify(body, {"webhook-id": id_, "webhook-timestamp": ts, "webhook-signature": sig})
+print("verified")
+"#;
+    let out = std::process::Command::new(python())
+        .args(["-c", script, secret, id, ts, sig, body])
+        .output()
+        .expect("python runs");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout).trim(),
+        String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+    )
+}
