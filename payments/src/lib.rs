@@ -2,6 +2,7 @@
 //! verification, seller webhooks. No HTTP here; the gateway wires it.
 //!
 //! # Layout
+//! - [`acquirers`]: real banks' protocols (signing, answers, notifications, statuses);
 //! - [`checkout`]: checkout sessions for sellers' sites (receipt items, return URLs);
 //! - [`idempotency`]: Idempotency-Key storage (Stripe's semantics);
 //! - [`ids`]: `ord_…` and `pat_…` ids;
@@ -12,6 +13,7 @@
 //!   and PostgreSQL); callbacks applied exactly once;
 //! - [`webhook`]: Standard Webhooks signing and verification for seller webhooks.
 
+pub mod acquirers;
 pub mod checkout;
 pub mod idempotency;
 pub mod ids;
