@@ -71,6 +71,10 @@ pub struct AppInner {
     pub token_secret: Secret<String>,
     /// Signs and verifies the sandbox acquirer's callbacks.
     pub sandbox_secret: Secret<String>,
+    /// Seals and opens sellers' acquirer credentials.
+    pub vault: payments::vault::Vault,
+    /// Bank accounts taken out of rotation after outages.
+    pub breakers: crate::banks::Breakers,
     /// Where browsers and acquirers reach this node.
     pub public_url: String,
     /// Sends the sandbox acquirer's callbacks.
@@ -161,6 +165,8 @@ impl Application {
         inventory.ping().await.map_err(StartError::Redis)?;
         let token_secret = load_or_create_secret(&config, config.token_secret.as_ref(), "token_secret")?;
         let sandbox_secret = load_or_create_secret(&config, config.sandbox_secret.as_ref(), "sandbox_secret")?;
+        let credentials_key = load_or_create_secret(&config, config.credentials_key.as_ref(), "credentials_key")?;
+        let vault = payments::vault::Vault::new(credentials_key.expose());
         let history = crate::realtime::channels::HistoryLimits {
             size: config.history_size,
             ttl_ms: config.history_ttl_ms,
@@ -225,6 +231,8 @@ impl Application {
             limits,
             token_secret,
             sandbox_secret,
+            vault,
+            breakers: Default::default(),
             public_url,
             http,
             payments,
@@ -277,6 +285,8 @@ impl Application {
         workers.push(tokio::spawn(crate::webhooks::run(s, rx)));
         let (s, rx) = (state.clone(), shutdown_rx.clone());
         workers.push(tokio::spawn(routes::orders::run_settlement(s, rx)));
+        let (s, rx) = (state.clone(), shutdown_rx.clone());
+        workers.push(tokio::spawn(crate::reconcile::run(s, rx)));
         let (s, mut rx) = (state.clone(), shutdown_rx.clone());
         workers.push(tokio::spawn(async move {
             loop {

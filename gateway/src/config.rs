@@ -84,6 +84,16 @@ pub const VARIABLES: &[Variable] = &[
         help: "HMAC secret of the sandbox acquirer's callbacks (at least 32 bytes); set it on every node",
     },
     Variable {
+        name: "HAUL_CREDENTIALS_KEY",
+        default: "generated into HAUL_DATA_DIR",
+        help: "key that seals sellers' acquirer credentials at rest (at least 32 bytes); set it on every node",
+    },
+    Variable {
+        name: "HAUL_TBANK_URL",
+        default: "https://securepay.tinkoff.ru/v2",
+        help: "the T-Bank Acquiring API's address",
+    },
+    Variable {
         name: "HAUL_PUBLIC_URL",
         default: "http://HAUL_LISTEN",
         help: "the address buyers' browsers and acquirers reach this node at (http or https, no path)",
@@ -167,6 +177,10 @@ pub struct Config {
     pub log_filter: String,
     pub token_secret: Option<Secret<String>>,
     pub sandbox_secret: Option<Secret<String>>,
+    /// Seals sellers' acquirer credentials at rest.
+    pub credentials_key: Option<Secret<String>>,
+    /// The T-Bank Acquiring API (its production address unless set).
+    pub tbank_url: String,
     /// Where browsers and acquirers reach this node, without a trailing slash
     /// (unset: the address the node listens on).
     pub public_url: Option<String>,
@@ -309,6 +323,20 @@ impl Config {
             None => None,
         };
 
+        let credentials_key = match get("HAUL_CREDENTIALS_KEY") {
+            Some(s) if s.len() >= 32 => Some(Secret::new(s.to_owned())),
+            Some(_) => return Err(err("HAUL_CREDENTIALS_KEY", "must be at least 32 bytes")),
+            None => None,
+        };
+
+        let tbank_url = match get("HAUL_TBANK_URL") {
+            None => payments::acquirers::tbank::DEFAULT_BASE_URL.to_owned(),
+            Some(u) if (u.starts_with("http://") || u.starts_with("https://")) && u.len() <= 200 => {
+                u.trim_end_matches('/').to_owned()
+            }
+            Some(u) => return Err(err("HAUL_TBANK_URL", format!("expected an http(s) URL, got {u:?}"))),
+        };
+
         let public_url = match get("HAUL_PUBLIC_URL") {
             Some(u) if (u.starts_with("http://") || u.starts_with("https://")) && u.len() <= 200 => {
                 Some(u.trim_end_matches('/').to_owned())
@@ -401,6 +429,8 @@ impl Config {
             log_filter,
             token_secret,
             sandbox_secret,
+            credentials_key,
+            tbank_url,
             public_url,
             sandbox_chaos,
             webhooks_allow_private,

@@ -33,6 +33,9 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("too many requests")]
     RateLimited { retry_after_secs: u64 },
+    /// The acquiring banks could not take the payment (502).
+    #[error("{message}")]
+    Acquirer { code: &'static str, message: String },
     #[error("a backing store is unavailable")]
     Unavailable(#[source] Source),
     #[error("internal error")]
@@ -51,6 +54,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Acquirer { .. } => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -60,7 +64,8 @@ impl ApiError {
         match self {
             ApiError::BadRequest { code, .. }
             | ApiError::Unauthorized { code, .. }
-            | ApiError::Conflict { code, .. } => code,
+            | ApiError::Conflict { code, .. }
+            | ApiError::Acquirer { code, .. } => code,
             ApiError::InvalidField { .. } | ApiError::InvalidPath { .. } => "invalid_field",
             ApiError::NotFound(_) => "not_found",
             ApiError::Refused(r) => r.code(),

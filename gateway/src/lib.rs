@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod banks;
 pub mod config;
 pub mod demo;
 pub mod error;
@@ -23,6 +24,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod ratelimit;
 pub mod realtime;
+pub mod reconcile;
 pub mod routes;
 pub mod sellers;
 pub mod webhooks;

@@ -63,6 +63,9 @@ pub struct Metrics {
     holds_expired: AtomicU64,
     /// Paid stream purchases settled by the background worker, not at once.
     settlements_retried: AtomicU64,
+    /// Reconciliation polls by outcome (`moved`, `unchanged`, `given_up`,
+    /// `disagreement`, `unknown`, `error`).
+    reconciled: Mutex<BTreeMap<&'static str, u64>>,
     /// Acquirer callbacks by outcome (`applied`, `duplicate`, `ignored`, `refused`, `error`).
     callbacks: Mutex<BTreeMap<&'static str, u64>>,
 }
@@ -90,6 +93,10 @@ impl Metrics {
 
     pub fn holds_expired(&self, n: u64) {
         self.holds_expired.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn reconciled(&self, outcome: &'static str) {
+        *lock(&self.reconciled).entry(outcome).or_default() += 1;
     }
 
     pub fn settlements_retried(&self, n: u64) {
@@ -142,6 +149,11 @@ impl Metrics {
             "haul_settlements_retried_total {}",
             self.settlements_retried.load(Ordering::Relaxed)
         );
+        out.push_str("# HELP haul_reconciliation_total Open bank attempts polled, by outcome.\n");
+        out.push_str("# TYPE haul_reconciliation_total counter\n");
+        for (outcome, n) in lock(&self.reconciled).iter() {
+            let _ = writeln!(out, "haul_reconciliation_total{{outcome=\"{outcome}\"}} {n}");
+        }
         out.push_str("# HELP haul_callbacks_total Acquirer callbacks by outcome.\n");
         out.push_str("# TYPE haul_callbacks_total counter\n");
         for (outcome, n) in lock(&self.callbacks).iter() {

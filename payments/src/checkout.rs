@@ -324,12 +324,17 @@ pub async fn for_order(
         .ok_or(StoreError::Contention("checkout_sessions"))
 }
 
-async fn by_order(pool: &AnyPool, order: &Order) -> Result<Option<Session>, StoreError> {
+/// The session of an order, if it has one.
+pub async fn by_order_id(pool: &AnyPool, order_id: &str) -> Result<Option<Session>, StoreError> {
     let row = sqlx::query("SELECT * FROM checkout_sessions WHERE order_id = $1")
-        .bind(order.id.as_str())
+        .bind(order_id)
         .fetch_optional(pool)
         .await?;
     row.as_ref().map(session_from_row).transpose()
+}
+
+async fn by_order(pool: &AnyPool, order: &Order) -> Result<Option<Session>, StoreError> {
+    by_order_id(pool, order.id.as_str()).await
 }
 
 /// The session an order belongs to, if it came from one.

@@ -2,6 +2,7 @@
 //! verification, seller webhooks. No HTTP here; the gateway wires it.
 //!
 //! # Layout
+//! - [`accounts`]: sellers' accounts at banks, in priority order, secrets sealed;
 //! - [`acquirers`]: real banks' protocols (signing, answers, notifications, statuses);
 //! - [`checkout`]: checkout sessions for sellers' sites (receipt items, return URLs);
 //! - [`idempotency`]: Idempotency-Key storage (Stripe's semantics);
@@ -11,8 +12,10 @@
 //! - [`state`]: the order and attempt lifecycles (forward-only tables);
 //! - [`store`]: orders, attempts, transitions and the callback inbox (SQLite
 //!   and PostgreSQL); callbacks applied exactly once;
+//! - [`vault`]: sealing credentials at rest;
 //! - [`webhook`]: Standard Webhooks signing and verification for seller webhooks.
 
+pub mod accounts;
 pub mod acquirers;
 pub mod checkout;
 pub mod idempotency;
@@ -21,4 +24,5 @@ pub mod outbox;
 pub mod sandbox;
 pub mod state;
 pub mod store;
+pub mod vault;
 pub mod webhook;

@@ -55,6 +55,8 @@ pub struct Attempt {
     pub amount_minor: i64,
     pub currency: String,
     pub acquirer_ref: Option<String>,
+    /// The seller's account at the acquirer (none for the sandbox).
+    pub account_id: Option<String>,
 }
 
 /// What a new order is for.
@@ -197,6 +199,7 @@ fn attempt_from_row(row: &AnyRow) -> Result<Attempt> {
         amount_minor: row.try_get("amount_minor")?,
         currency: row.try_get("currency")?,
         acquirer_ref: row.try_get("acquirer_ref")?,
+        account_id: row.try_get("account_id")?,
     })
 }
 
@@ -412,6 +415,83 @@ impl PaymentStore {
         self.attempt(&id)
             .await?
             .ok_or_else(|| corrupt("payment_attempts.id", id.as_str()))
+    }
+
+    /// Records where an attempt was made: the seller's account and the
+    /// bank's id of the payment.
+    pub async fn set_started(
+        &self,
+        id: &AttemptId,
+        account_id: Option<&str>,
+        acquirer_ref: &str,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query("UPDATE payment_attempts SET account_id = $1, acquirer_ref = $2, updated_at = $3 WHERE id = $4")
+            .bind(account_id)
+            .bind(acquirer_ref)
+            .bind(now)
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Gives up an attempt the bank never took (it refused to serve, or was
+    /// out of service): `created` → `cancelled`, recorded with `cause`; the
+    /// order stays open for another attempt.
+    pub async fn abandon_attempt(&self, id: &AttemptId, cause: &str, now: i64) -> Result<bool> {
+        let Some(attempt) = self.attempt(id).await? else {
+            return Ok(false);
+        };
+        let mut tx = self.pool.begin().await?;
+        let moved = sqlx::query(
+            "UPDATE payment_attempts SET state = 'cancelled', updated_at = $1 WHERE id = $2 AND state = 'created'",
+        )
+        .bind(now)
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if moved {
+            Self::record(
+                &mut tx,
+                &attempt.order_id,
+                Some(id),
+                Some("created"),
+                "cancelled",
+                cause,
+                now,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(moved)
+    }
+
+    /// Attempts at real banks still open (created, pending, requires action)
+    /// and last changed before `before`, oldest first: what reconciliation polls.
+    pub async fn open_bank_attempts(&self, before: i64, limit: i64) -> Result<Vec<Attempt>> {
+        let rows = sqlx::query(
+            "SELECT * FROM payment_attempts WHERE account_id IS NOT NULL \
+             AND state IN ('created', 'pending', 'requires_action') AND updated_at < $1 \
+             ORDER BY updated_at LIMIT $2",
+        )
+        .bind(before)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(attempt_from_row).collect()
+    }
+
+    /// Records the account an attempt goes to before the bank is asked.
+    pub async fn set_account(&self, id: &AttemptId, account_id: &str) -> Result<()> {
+        sqlx::query("UPDATE payment_attempts SET account_id = $1 WHERE id = $2")
+            .bind(account_id)
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Records a refund the acquirer has made (full when `amount` is the

@@ -15,13 +15,46 @@ use axum::routing::post;
 use axum::Router;
 use payments::sandbox;
 use payments::state::OrderState;
-use payments::store::{CallbackError, CallbackOutcome};
+use payments::store::{Callback, CallbackError, CallbackOutcome};
 use serde_json::json;
 
 use crate::app::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/callbacks/sandbox", post(sandbox_callback))
+    Router::new()
+        .route("/v1/callbacks/sandbox", post(sandbox_callback))
+        .route("/v1/callbacks/tbank", post(tbank_callback))
+}
+
+/// Applies a verified callback exactly once and what follows from it (the
+/// hold sold or released); answers what it came to.
+pub async fn apply(s: &AppState, callback: &Callback) -> Result<&'static str, CallbackError> {
+    let outcome = s.payments.apply_callback(callback).await?;
+    let word = match &outcome {
+        CallbackOutcome::Applied { .. } => "applied",
+        CallbackOutcome::Duplicate => "duplicate",
+        CallbackOutcome::Ignored { .. } => "ignored",
+    };
+    tracing::info!(
+        acquirer = %callback.acquirer,
+        event = %callback.callback_id,
+        attempt = %callback.attempt_id,
+        outcome = word,
+        "callback received"
+    );
+    s.metrics.callback(word);
+    if let CallbackOutcome::Applied { order: state, .. } = outcome {
+        if matches!(state, OrderState::Succeeded | OrderState::Failed) {
+            if let Ok(Some(attempt)) = s.payments.attempt(&callback.attempt_id).await {
+                if state == OrderState::Succeeded {
+                    super::orders::settle_paid(s, &attempt.order_id).await;
+                } else {
+                    super::orders::release_after_failure(s, &attempt.order_id).await;
+                }
+            }
+        }
+    }
+    Ok(word)
 }
 
 fn refused(s: &AppState, reason: &str) -> Response {
@@ -45,34 +78,8 @@ async fn sandbox_callback(State(s): State<AppState>, headers: HeaderMap, body: B
         Ok(c) => c,
         Err(e) => return refused(&s, &e.to_string()),
     };
-    match s.payments.apply_callback(&callback).await {
-        Ok(outcome) => {
-            let word = match &outcome {
-                CallbackOutcome::Applied { .. } => "applied",
-                CallbackOutcome::Duplicate => "duplicate",
-                CallbackOutcome::Ignored { .. } => "ignored",
-            };
-            tracing::info!(
-                acquirer = sandbox::ACQUIRER,
-                event = %callback.callback_id,
-                attempt = %callback.attempt_id,
-                outcome = word,
-                "callback received"
-            );
-            s.metrics.callback(word);
-            if let CallbackOutcome::Applied { order: state, .. } = outcome {
-                if matches!(state, OrderState::Succeeded | OrderState::Failed) {
-                    if let Ok(Some(attempt)) = s.payments.attempt(&callback.attempt_id).await {
-                        if state == OrderState::Succeeded {
-                            super::orders::settle_paid(&s, &attempt.order_id).await;
-                        } else {
-                            super::orders::release_after_failure(&s, &attempt.order_id).await;
-                        }
-                    }
-                }
-            }
-            (StatusCode::OK, axum::Json(json!({ "received": true, "outcome": word }))).into_response()
-        }
+    match apply(&s, &callback).await {
+        Ok(word) => (StatusCode::OK, axum::Json(json!({ "received": true, "outcome": word }))).into_response(),
         Err(e @ (CallbackError::UnknownAttempt | CallbackError::WrongAcquirer | CallbackError::Mismatch)) => {
             refused(&s, &e.to_string())
         }
@@ -85,5 +92,92 @@ async fn sandbox_callback(State(s): State<AppState>, headers: HeaderMap, body: B
             )
                 .into_response()
         }
+    }
+}
+
+/// T-Bank's notifications: the terminal named in the body gives the
+/// password its `Token` must verify under. T-Bank retries until it reads
+/// `OK`: received notifications (applied, duplicate, already past) get
+/// `OK`; refused ones a 400 with the reason, store failures a 503.
+async fn tbank_callback(State(s): State<AppState>, body: Bytes) -> Response {
+    use payments::acquirers::{tbank, Mapped};
+    let no = |s: &AppState, status: StatusCode, reason: String| {
+        tracing::warn!(acquirer = tbank::ACQUIRER, %reason, "notification refused");
+        s.metrics.callback(if status == StatusCode::SERVICE_UNAVAILABLE {
+            "error"
+        } else {
+            "refused"
+        });
+        (status, reason).into_response()
+    };
+    let key = match tbank::terminal_of(&body) {
+        Ok(k) => k,
+        Err(e) => return no(&s, StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let creds = match payments::accounts::by_bank_account(&s.pool, &s.vault, tbank::ACQUIRER, &key).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return no(&s, StatusCode::BAD_REQUEST, format!("unknown terminal {key:?}")),
+        Err(e) => {
+            return no(
+                &s,
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("could not read the terminal: {e}"),
+            )
+        }
+    };
+    let n = match tbank::verify_notification(&body, &creds.secret) {
+        Ok(n) => n,
+        Err(e) => return no(&s, StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let Ok(attempt_id) = payments::ids::AttemptId::parse(&n.order_id) else {
+        return no(&s, StatusCode::BAD_REQUEST, format!("unknown OrderId {:?}", n.order_id));
+    };
+    let attempt = match s.payments.attempt(&attempt_id).await {
+        Ok(Some(a)) => a,
+        Ok(None) => return no(&s, StatusCode::BAD_REQUEST, format!("unknown OrderId {:?}", n.order_id)),
+        Err(e) => {
+            return no(
+                &s,
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("could not read the attempt: {e}"),
+            )
+        }
+    };
+    // The attempt must have gone to this very terminal and payment.
+    if attempt.account_id.as_deref() != Some(creds.account.id.as_str()) {
+        return no(
+            &s,
+            StatusCode::BAD_REQUEST,
+            "the payment was not made with this terminal".into(),
+        );
+    }
+    if attempt.acquirer_ref.as_deref().is_some_and(|r| r != n.payment_id) {
+        return no(
+            &s,
+            StatusCode::BAD_REQUEST,
+            "PaymentId does not match the attempt".into(),
+        );
+    }
+    let state = match tbank::map_status(&n.status) {
+        Mapped::State(st) => st,
+        Mapped::Unknown => {
+            tracing::warn!(status = %n.status, attempt = %attempt.id, "unknown T-Bank status: left for reconciliation");
+            return (StatusCode::OK, "OK").into_response();
+        }
+    };
+    let callback = Callback {
+        acquirer: tbank::ACQUIRER.into(),
+        // T-Bank gives no notification id: one payment reports each status once.
+        callback_id: format!("{}:{}", n.payment_id, n.status),
+        attempt_id,
+        amount_minor: n.amount_minor,
+        currency: attempt.currency.clone(),
+        state,
+        at: s.streams.now(),
+    };
+    match apply(&s, &callback).await {
+        Ok(_) => (StatusCode::OK, "OK").into_response(),
+        Err(CallbackError::Store(e)) => no(&s, StatusCode::SERVICE_UNAVAILABLE, format!("not stored: {e}")),
+        Err(e) => no(&s, StatusCode::BAD_REQUEST, e.to_string()),
     }
 }

@@ -1,7 +1,9 @@
 //! The HTTP API, one module per resource, each exporting its `router()`.
 
+mod acquirers;
 pub(crate) mod buyers;
-mod callbacks;
+pub(crate) mod callbacks;
+pub(crate) use callbacks::apply as callbacks_apply;
 mod catalog;
 mod checkout;
 mod offers;
@@ -21,6 +23,7 @@ use crate::error::ApiError;
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .merge(acquirers::router())
         .merge(catalog::router())
         .merge(checkout::router())
         .merge(offers::router())

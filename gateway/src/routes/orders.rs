@@ -20,8 +20,6 @@ use crate::extract::{id, Caller, Json, Seller, Viewer};
 
 /// How long a hold is kept once its payment has started.
 pub const PAYMENT_WINDOW_MS: i64 = 15 * 60 * 1000;
-/// Acquirers a buyer may choose (the sandbox, until real ones are configured).
-const ACQUIRERS: &[&str] = &[payments::sandbox::ACQUIRER];
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -161,12 +159,35 @@ pub async fn refund_order(
             message: format!("the order is {}", order.state),
         });
     };
-    // The sandbox refunds at once; real acquirers are called here.
-    if paid.acquirer != payments::sandbox::ACQUIRER {
-        return Err(ApiError::Conflict {
-            code: "refund_unavailable",
-            message: format!("refunds through {} are not available", paid.acquirer),
+    let refundable = order.amount_minor - order.refunded_minor;
+    if !(1..=refundable).contains(&amount) {
+        return Err(ApiError::InvalidField {
+            field: "amount_minor",
+            message: format!("from 1 to {refundable}"),
         });
+    }
+    // The sandbox refunds at once; a bank is asked first, and only what it
+    // refunded is recorded.
+    if paid.acquirer != payments::sandbox::ACQUIRER {
+        let (Some(account), Some(payment)) = (&paid.account_id, &paid.acquirer_ref) else {
+            return Err(ApiError::Conflict {
+                code: "refund_unavailable",
+                message: format!("refunds through {} are not available", paid.acquirer),
+            });
+        };
+        let creds = payments::accounts::credentials(&s.pool, &s.vault, &order.seller_id, account)
+            .await
+            .map_err(|e| ApiError::Internal(Box::new(e)))?
+            .ok_or(ApiError::Conflict {
+                code: "refund_unavailable",
+                message: "the bank account of this payment was removed".into(),
+            })?;
+        crate::banks::tbank_refund(s, &creds, payment, amount)
+            .await
+            .map_err(|why| ApiError::Acquirer {
+                code: "refund_failed",
+                message: format!("{} did not refund: {why}", paid.acquirer),
+            })?;
     }
     s.payments
         .record_refund(&order.id, amount, reason, s.streams.now())
@@ -218,31 +239,78 @@ async fn start_attempt(
     Json(body): Json<StartAttempt>,
 ) -> Answer {
     let order = owned(&s, &buyer, &raw).await?;
-    if !ACQUIRERS.contains(&body.acquirer.as_str()) {
-        return Err(ApiError::InvalidField {
-            field: "acquirer",
-            message: format!("one of: {}", ACQUIRERS.join(", ")),
-        });
+    let started = start_payment(&s, &order, &body.acquirer).await?;
+    Ok((StatusCode::CREATED, axum::Json(attempt_view(&started))))
+}
+
+/// A started attempt: where the buyer pays.
+pub struct Started {
+    pub attempt: payments::store::Attempt,
+    pub hold_expires_at: Option<i64>,
+    pub redirect_url: String,
+}
+
+/// The bank accounts to try for `acquirer`, in order: the seller's enabled
+/// accounts at that bank, then its other enabled accounts by priority
+/// (failover).
+async fn candidates(s: &AppState, seller: &str, acquirer: &str) -> Result<Vec<payments::accounts::Account>, ApiError> {
+    let all = payments::accounts::list(&s.pool, seller).await.map_err(unavailable)?;
+    let (mut first, rest): (Vec<_>, Vec<_>) = all
+        .into_iter()
+        .filter(|a| a.enabled)
+        .partition(|a| a.acquirer == acquirer);
+    if first.is_empty() {
+        return Ok(Vec::new());
     }
-    let (attempt, hold_expires_at) = start_payment(&s, &order, &body.acquirer).await?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(attempt_view(&s, &attempt, hold_expires_at)),
-    ))
+    first.extend(rest);
+    Ok(first)
+}
+
+/// The acquirers a seller's buyers may choose: its enabled banks, then the
+/// sandbox (test mode).
+pub async fn offered(s: &AppState, seller: &str) -> Result<Vec<String>, ApiError> {
+    let mut out: Vec<String> = Vec::new();
+    for a in payments::accounts::list(&s.pool, seller).await.map_err(unavailable)? {
+        if a.enabled && !out.contains(&a.acquirer) {
+            out.push(a.acquirer);
+        }
+    }
+    out.push(payments::sandbox::ACQUIRER.to_owned());
+    Ok(out)
 }
 
 /// A new attempt for an open order; a stream purchase's hold is kept for
-/// [`PAYMENT_WINDOW_MS`] from now first (a hold that is gone refuses).
-pub async fn start_payment(
-    s: &AppState,
-    order: &Order,
-    acquirer: &str,
-) -> Result<(payments::store::Attempt, Option<i64>), ApiError> {
+/// [`PAYMENT_WINDOW_MS`] from now first (a hold that is gone refuses). At a
+/// real bank, a refusal to serve or an outage moves on to the seller's next
+/// bank as a new attempt; no clear answer stops there (the attempt waits for
+/// reconciliation, and no other attempt starts meanwhile).
+pub async fn start_payment(s: &AppState, order: &Order, acquirer: &str) -> Result<Started, ApiError> {
     if order.state.is_final() {
         return Err(ApiError::Conflict {
             code: "order_final",
             message: format!("the order is {}", order.state),
         });
+    }
+    let sandbox = acquirer == payments::sandbox::ACQUIRER;
+    let mut banks = Vec::new();
+    if !sandbox {
+        banks = candidates(s, &order.seller_id, acquirer).await?;
+        if banks.is_empty() {
+            return Err(ApiError::InvalidField {
+                field: "acquirer",
+                message: format!("one of: {}", offered(s, &order.seller_id).await?.join(", ")),
+            });
+        }
+        let attempts = s.payments.attempts(&order.id).await.map_err(unavailable)?;
+        if attempts
+            .iter()
+            .any(|a| a.account_id.is_some() && a.acquirer_ref.is_none() && !a.state.is_final())
+        {
+            return Err(ApiError::Conflict {
+                code: "payment_in_progress",
+                message: "a bank has not answered about the last attempt yet; it is being checked".into(),
+            });
+        }
     }
     let mut hold_expires_at = None;
     if let (Some(offer), Some(hold)) = (&order.offer_id, &order.hold_id) {
@@ -255,22 +323,143 @@ pub async fn start_payment(
                 .expires_at,
         );
     }
-    let attempt = s
-        .payments
-        .create_attempt(order, acquirer, s.streams.now())
+    if sandbox {
+        let attempt = s
+            .payments
+            .create_attempt(order, acquirer, s.streams.now())
+            .await
+            .map_err(unavailable)?;
+        let redirect_url = format!("{}/sandbox/pay/{}", s.public_url, attempt.id);
+        return Ok(Started {
+            attempt,
+            hold_expires_at,
+            redirect_url,
+        });
+    }
+    let session = payments::checkout::by_order_id(&s.pool, order.id.as_str())
         .await
         .map_err(unavailable)?;
-    Ok((attempt, hold_expires_at))
+    let fallback = [payments::checkout::Item {
+        name: format!("Order {}", order.id),
+        quantity: 1,
+        price_minor: order.amount_minor,
+        vat: "none".into(),
+        payment_method: "full_payment".into(),
+        payment_object: "commodity".into(),
+    }];
+    let (items, email, phone, back) = match &session {
+        Some(cs) => (
+            cs.items.as_slice(),
+            cs.customer_email.as_deref(),
+            cs.customer_phone.as_deref(),
+            format!("{}/checkout/{}?return=1", s.public_url, cs.id),
+        ),
+        None => (&fallback[..], None, None, s.public_url.clone()),
+    };
+    let description = order.reference.clone().unwrap_or_else(|| items[0].name.clone());
+    let mut reasons = Vec::new();
+    for bank in banks {
+        if !s.breakers.allows(&bank.id) {
+            reasons.push(format!("{}: out of rotation after outages", bank.acquirer));
+            continue;
+        }
+        if bank.acquirer != payments::acquirers::tbank::ACQUIRER || order.currency != "RUB" {
+            reasons.push(format!("{}: does not take {}", bank.acquirer, order.currency));
+            continue;
+        }
+        let creds = payments::accounts::credentials(&s.pool, &s.vault, &order.seller_id, &bank.id)
+            .await
+            .map_err(|e| ApiError::Internal(Box::new(e)))?
+            .ok_or(ApiError::NotFound("acquirer account"))?;
+        let attempt = s
+            .payments
+            .create_attempt(order, &bank.acquirer, s.streams.now())
+            .await
+            .map_err(unavailable)?;
+        s.payments
+            .set_account(&attempt.id, &bank.id)
+            .await
+            .map_err(unavailable)?;
+        let notification_url = format!("{}/v1/callbacks/{}", s.public_url, bank.acquirer);
+        let charge = payments::acquirers::Charge {
+            reference: attempt.id.as_str(),
+            amount_minor: order.amount_minor,
+            currency: &order.currency,
+            description: &description,
+            items,
+            email,
+            phone,
+            success_url: &back,
+            fail_url: &back,
+            notification_url: &notification_url,
+        };
+        use payments::acquirers::InitOutcome;
+        match crate::banks::tbank_init(s, &creds, &charge).await {
+            InitOutcome::Redirect { url, acquirer_ref } => {
+                s.breakers.succeeded(&bank.id);
+                s.payments
+                    .set_started(&attempt.id, Some(&bank.id), &acquirer_ref, s.streams.now())
+                    .await
+                    .map_err(unavailable)?;
+                let attempt = s
+                    .payments
+                    .attempt(&attempt.id)
+                    .await
+                    .map_err(unavailable)?
+                    .ok_or(ApiError::NotFound("attempt"))?;
+                return Ok(Started {
+                    attempt,
+                    hold_expires_at,
+                    redirect_url: url,
+                });
+            }
+            InitOutcome::Refused { code, message } => {
+                let why = format!("refused by {} ({code}): {message}", bank.acquirer);
+                moved_on(s, &bank.id, &attempt.id, &why).await;
+                reasons.push(why);
+            }
+            InitOutcome::Unavailable { why } => {
+                let why = format!("{} is unavailable: {why}", bank.acquirer);
+                moved_on(s, &bank.id, &attempt.id, &why).await;
+                reasons.push(why);
+            }
+            InitOutcome::Unknown { why } => {
+                tracing::warn!(attempt = %attempt.id, bank = %bank.id, %why, "no clear answer from the bank: reconciliation decides");
+                return Err(ApiError::Acquirer {
+                    code: "acquirer_no_answer",
+                    message: "the bank did not answer clearly; the payment is being checked, try again in a minute"
+                        .into(),
+                });
+            }
+        }
+    }
+    Err(ApiError::Acquirer {
+        code: "acquirers_unavailable",
+        message: format!("no bank could take the payment: {}", reasons.join("; ")),
+    })
+}
+
+/// A bank refused to serve or was out: the attempt is given up (the order
+/// stays open) and the account's breaker counts it.
+async fn moved_on(s: &AppState, account: &str, attempt: &payments::ids::AttemptId, why: &str) {
+    tracing::warn!(%attempt, %account, %why, "the bank did not take the payment: next bank");
+    if s.breakers.failed(account) {
+        tracing::warn!(%account, "bank account taken out of rotation");
+    }
+    if let Err(e) = s.payments.abandon_attempt(attempt, why, s.streams.now()).await {
+        tracing::error!(%attempt, error = ?e, "could not record a refused attempt");
+    }
 }
 
 /// A started attempt as the buyer sees it, with where to pay.
-pub fn attempt_view(s: &AppState, attempt: &payments::store::Attempt, hold_expires_at: Option<i64>) -> Value {
+pub fn attempt_view(started: &Started) -> Value {
+    let attempt = &started.attempt;
     json!({
         "id": attempt.id, "order_id": attempt.order_id, "acquirer": attempt.acquirer, "state": attempt.state,
         "amount_minor": attempt.amount_minor, "currency": attempt.currency,
-        "hold_expires_at": hold_expires_at,
+        "hold_expires_at": started.hold_expires_at,
         // Where the buyer pays: the acquirer's hosted page.
-        "redirect_url": format!("{}/sandbox/pay/{}", s.public_url, attempt.id),
+        "redirect_url": started.redirect_url,
     })
 }
 

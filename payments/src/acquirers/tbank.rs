@@ -263,6 +263,38 @@ pub fn parse_state(terminal: &Terminal, body: &[u8]) -> Result<State, AnswerErro
     })
 }
 
+/// A `CheckOrder` answer: the payments the bank has under our order id
+/// (the attempt id), as (PaymentId, Status, Amount).
+pub fn parse_check_order(terminal: &Terminal, body: &[u8]) -> Result<Vec<State>, AnswerError> {
+    let v: Value = serde_json::from_slice(body).map_err(|_| AnswerError::NotJson)?;
+    let fields = v.as_object().ok_or(AnswerError::NotJson)?;
+    if let Some(t) = fields.get("Token").and_then(Value::as_str) {
+        if !super::constant_time_eq(token(fields, &terminal.password).as_bytes(), t.as_bytes()) {
+            return Err(AnswerError::BadToken);
+        }
+    }
+    if v["Success"].as_bool() != Some(true) {
+        let (code, message) = refusal(&v);
+        return Err(AnswerError::Refused(code, message));
+    }
+    let Some(list) = v.get("Payments") else {
+        return Ok(Vec::new());
+    };
+    let list = list.as_array().ok_or(AnswerError::Field("Payments"))?;
+    list.iter()
+        .map(|p| {
+            Ok(State {
+                payment_id: id_text(p.get("PaymentId")).ok_or(AnswerError::Field("Payments[].PaymentId"))?,
+                status: p["Status"]
+                    .as_str()
+                    .ok_or(AnswerError::Field("Payments[].Status"))?
+                    .to_owned(),
+                amount_minor: p["Amount"].as_i64(),
+            })
+        })
+        .collect()
+}
+
 /// A verified notification.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notification {
@@ -375,7 +407,12 @@ mod tests {
         assert_eq!(terminal_of(body.as_bytes()).unwrap(), "TestTerminal");
         let got = verify_notification(body.as_bytes(), &t.password).unwrap();
         assert_eq!(
-            (got.payment_id.as_str(), got.status.as_str(), got.amount_minor, got.success),
+            (
+                got.payment_id.as_str(),
+                got.status.as_str(),
+                got.amount_minor,
+                got.success
+            ),
             ("13660", "CONFIRMED", 149000, true)
         );
         // Another password, a changed amount, no token: refused.
@@ -394,7 +431,10 @@ mod tests {
             verify_notification(unsigned.to_string().as_bytes(), &t.password),
             Err(NotificationError::Field("Token"))
         );
-        assert_eq!(verify_notification(b"[1]", &t.password), Err(NotificationError::NotJson));
+        assert_eq!(
+            verify_notification(b"[1]", &t.password),
+            Err(NotificationError::NotJson)
+        );
         assert_eq!(verify_notification(b"{", &t.password), Err(NotificationError::NotJson));
     }
 
@@ -439,11 +479,36 @@ mod tests {
                 acquirer_ref: "3093639567".into()
             }
         );
-        let refused = br#"{"Success":false,"ErrorCode":"204","Message":"Terminal blocked","Details":"contact the bank"}"#;
+        let refused =
+            br#"{"Success":false,"ErrorCode":"204","Message":"Terminal blocked","Details":"contact the bank"}"#;
         assert!(matches!(parse_init(200, refused), InitOutcome::Refused { code, .. } if code == "204"));
         assert!(matches!(parse_init(503, b""), InitOutcome::Unavailable { .. }));
         assert!(matches!(parse_init(200, b"<html>"), InitOutcome::Unknown { .. }));
-        assert!(matches!(parse_init(200, br#"{"Success":true}"#), InitOutcome::Unknown { .. }));
+        assert!(matches!(
+            parse_init(200, br#"{"Success":true}"#),
+            InitOutcome::Unknown { .. }
+        ));
+    }
+
+    #[test]
+    fn check_order_lists_the_payments_of_an_order() {
+        let t = terminal();
+        let none = br#"{"Success":true,"ErrorCode":"0","OrderId":"pat_1","Payments":[]}"#;
+        assert_eq!(parse_check_order(&t, none).unwrap(), vec![]);
+        let one = br#"{"Success":true,"ErrorCode":"0","OrderId":"pat_1","Payments":[{"PaymentId":"77","Amount":100,"Status":"CONFIRMED","Success":true,"ErrorCode":"0"}]}"#;
+        assert_eq!(
+            parse_check_order(&t, one).unwrap(),
+            vec![State {
+                payment_id: "77".into(),
+                status: "CONFIRMED".into(),
+                amount_minor: Some(100)
+            }]
+        );
+        assert!(matches!(
+            parse_check_order(&t, br#"{"Success":false,"ErrorCode":"7","Message":"no"}"#),
+            Err(AnswerError::Refused(..))
+        ));
+        assert_eq!(parse_check_order(&t, b"<html>"), Err(AnswerError::NotJson));
     }
 
     #[test]

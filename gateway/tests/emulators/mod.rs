@@ -1,0 +1,4 @@
+//! The banks' sides of their protocols, for tests.
+#![allow(dead_code)]
+
+pub mod tbank;

@@ -1,0 +1,442 @@
+//! T-Bank Acquiring through its emulator (tests/emulators/tbank.rs): a
+//! seller connects terminals (secrets sealed, never shown), a checkout pays
+//! through `Init`, the hosted page and signed notifications (duplicated and
+//! reordered), refunds go through `Cancel`, forged or foreign notifications
+//! change nothing, and a terminal that refuses to serve hands the payment
+//! to the next one: one order, one charge.
+
+mod common;
+mod emulators;
+
+use common::{Env, TestApp};
+use emulators::tbank::{Emulator, Mode, GOOD_CARD};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+async fn app(env: &Env, emu: &Emulator) -> TestApp {
+    TestApp::start(env, &[("HAUL_TBANK_URL", &emu.api())]).await
+}
+
+async fn connect(app: &TestApp, terminal: &str, password: &str, priority: i64) -> Value {
+    let (st, v) = app
+        .seller(
+            Method::POST,
+            "/v1/acquirers",
+            Some(json!({ "acquirer": "tbank", "account": terminal, "secret": password,
+                         "settings": { "taxation": "usn_income" }, "priority": priority })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    v
+}
+
+async fn session(app: &TestApp, amount: i64) -> String {
+    let (st, s) = app
+        .seller(
+            Method::POST,
+            "/v1/checkout/sessions",
+            Some(json!({
+                "amount_minor": amount, "currency": "RUB", "reference": "T-1",
+                "items": [{ "name": "Kettle", "quantity": 2, "price_minor": amount / 2, "vat": "vat20" }],
+                "success_url": "https://shop.example/ok", "cancel_url": "https://shop.example/",
+                "customer_email": "buyer@example.com" })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{s}");
+    s["id"].as_str().unwrap().to_owned()
+}
+
+async fn pay(app: &TestApp, session: &str, acquirer: &str) -> (StatusCode, Value) {
+    app.call(
+        Method::POST,
+        &format!("/v1/checkout/sessions/{session}/attempts"),
+        None,
+        Some(json!({ "acquirer": acquirer })),
+    )
+    .await
+}
+
+async fn state_until(app: &TestApp, session: &str, want: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, v) = app
+            .seller(Method::GET, &format!("/v1/checkout/sessions/{session}"), None)
+            .await;
+        if v["state"] == want {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never {want}: {v}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+async fn submit_card(app: &TestApp, redirect: &str, number: &str) -> StatusCode {
+    app.http
+        .post(redirect)
+        .form(&[("number", number)])
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+async fn sellers_connect_terminals_whose_secrets_never_come_back(env: Env) {
+    let emu = Emulator::start().await;
+    let app = app(&env, &emu).await;
+    let a = connect(&app, "TerminalA", "password-of-a", 1).await;
+    assert!(!a.to_string().contains("password-of-a"), "{a}");
+    assert_eq!((a["enabled"].as_bool(), a["priority"].as_i64()), (Some(true), Some(1)));
+    let (_, list) = app.seller(Method::GET, "/v1/acquirers", None).await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+    assert!(!list.to_string().contains("password-of-a"));
+    // Sealed at rest.
+    let stored: String = sqlx::query_scalar("SELECT secret FROM acquirer_accounts WHERE account = 'TerminalA'")
+        .fetch_one(&app.state.pool)
+        .await
+        .unwrap();
+    assert!(!stored.contains("password-of-a"));
+    // Bad input is refused with the field named.
+    for (body, field) in [
+        (
+            json!({ "acquirer": "nobank", "account": "X", "secret": "s" }),
+            "acquirer",
+        ),
+        (json!({ "acquirer": "tbank", "account": "", "secret": "s" }), "account"),
+        (
+            json!({ "acquirer": "tbank", "account": "X", "secret": "with space" }),
+            "secret",
+        ),
+        (
+            json!({ "acquirer": "tbank", "account": "X", "secret": "s", "settings": { "taxation": "vat" } }),
+            "settings.taxation",
+        ),
+        (
+            json!({ "acquirer": "tbank", "account": "X", "secret": "s", "settings": { "colour": "red" } }),
+            "settings.colour",
+        ),
+        (
+            json!({ "acquirer": "tbank", "account": "X", "secret": "s", "priority": 0 }),
+            "priority",
+        ),
+    ] {
+        let (st, v) = app.seller(Method::POST, "/v1/acquirers", Some(body)).await;
+        assert_eq!(
+            (st, v["error"]["field"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(field)),
+            "{v}"
+        );
+    }
+    // One terminal belongs to one seller.
+    let (st, v) = app
+        .seller(
+            Method::POST,
+            "/v1/acquirers",
+            Some(json!({ "acquirer": "tbank", "account": "TerminalA", "secret": "x" })),
+        )
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("account_taken"))
+    );
+    let id = a["id"].as_str().unwrap();
+    let (st, v) = app
+        .seller(
+            Method::PATCH,
+            &format!("/v1/acquirers/{id}"),
+            Some(json!({ "enabled": false, "priority": 5, "secret": "new-password" })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!((v["enabled"].as_bool(), v["priority"].as_i64()), (Some(false), Some(5)));
+    assert!(!v.to_string().contains("new-password"));
+    let (st, _) = app.seller(Method::DELETE, &format!("/v1/acquirers/{id}"), None).await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _) = app.seller(Method::GET, &format!("/v1/acquirers/{id}"), None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+}
+
+async fn a_checkout_pays_through_tbank_and_refunds_through_cancel(env: Env) {
+    let emu = Emulator::start().await;
+    emu.terminal("ShopTerminal", "terminal-password", Mode::Normal);
+    emu.bank.lock().unwrap().chaos = true;
+    let app = app(&env, &emu).await;
+    connect(&app, "ShopTerminal", "terminal-password", 1).await;
+    let cs = session(&app, 259_000).await;
+    let (_, status) = app
+        .call(Method::GET, &format!("/v1/checkout/sessions/{cs}/status"), None, None)
+        .await;
+    assert_eq!(status["acquirers"], json!(["tbank", "sandbox"]));
+    let (st, attempt) = pay(&app, &cs, "tbank").await;
+    assert_eq!(st, StatusCode::CREATED, "{attempt}");
+    let redirect = attempt["redirect_url"].as_str().unwrap().to_owned();
+    assert!(redirect.starts_with(&emu.base), "{redirect}");
+    // The bank received a signed Init with the 54-FZ receipt.
+    let (payment_id, p) = emu.payments_of("ShopTerminal").pop().unwrap();
+    assert_eq!(
+        (p.amount, p.order_id.as_str()),
+        (259_000, attempt["id"].as_str().unwrap())
+    );
+    assert_eq!(p.receipt.as_ref().unwrap()["Items"][0]["Tax"], "vat20");
+    assert_eq!(submit_card(&app, &redirect, GOOD_CARD).await, StatusCode::OK);
+    let paid = state_until(&app, &cs, "succeeded").await;
+    // Four notifications arrived (two statuses, each twice, the first round
+    // reversed); each took effect once.
+    assert_eq!(emu.bank.lock().unwrap().delivered.len(), 4);
+    let order = paid["order_id"].as_str().unwrap();
+    let (_, o) = app.seller(Method::GET, &format!("/v1/orders/{order}"), None).await;
+    assert_eq!(o["attempts"][0]["state"], "succeeded", "{o}");
+
+    // Forged (another password), foreign (unknown terminal) and replayed
+    // notifications are refused or change nothing.
+    let mut forged = emu.notification(&payment_id, "REJECTED");
+    forged["Token"] = json!("0".repeat(64));
+    let post = |body: Value| {
+        app.http
+            .post(format!("{}/v1/callbacks/tbank", app.base))
+            .json(&body)
+            .send()
+    };
+    let r = post(forged).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_ne!(r.text().await.unwrap(), "OK");
+    let mut foreign = emu.notification(&payment_id, "CONFIRMED");
+    foreign["TerminalKey"] = json!("SomeoneElse");
+    assert_eq!(post(foreign).await.unwrap().status(), StatusCode::BAD_REQUEST);
+    let r = post(emu.notification(&payment_id, "CONFIRMED")).await.unwrap();
+    assert_eq!((r.status(), r.text().await.unwrap().as_str()), (StatusCode::OK, "OK"));
+    let junk = app
+        .http
+        .post(format!("{}/v1/callbacks/tbank", app.base))
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(junk.status(), StatusCode::BAD_REQUEST);
+    state_until(&app, &cs, "succeeded").await;
+
+    // A partial refund goes through Cancel with the amount.
+    let (st, r) = app
+        .seller(
+            Method::POST,
+            &format!("/v1/orders/{order}/refunds"),
+            Some(json!({ "amount_minor": 100_000 })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{r}");
+    let p = emu.bank.lock().unwrap().payments[&payment_id].clone();
+    assert_eq!((p.refunded, p.status.as_str()), (100_000, "PARTIAL_REFUNDED"));
+    state_until(&app, &cs, "partially_refunded").await;
+    // More than is left: refused before the bank is asked.
+    let (st, _) = app
+        .seller(
+            Method::POST,
+            &format!("/v1/orders/{order}/refunds"),
+            Some(json!({ "amount_minor": 200_000 })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert_eq!(emu.calls("Cancel", "ShopTerminal"), 1);
+}
+
+async fn a_declined_card_fails_the_payment_without_trying_another_bank(env: Env) {
+    let emu = Emulator::start().await;
+    emu.terminal("First", "first-password", Mode::Normal);
+    emu.terminal("Second", "second-password", Mode::Normal);
+    let app = app(&env, &emu).await;
+    connect(&app, "First", "first-password", 1).await;
+    connect(&app, "Second", "second-password", 2).await;
+    let cs = session(&app, 10_000).await;
+    let (_, attempt) = pay(&app, &cs, "tbank").await;
+    let redirect = attempt["redirect_url"].as_str().unwrap().to_owned();
+    assert_eq!(
+        submit_card(&app, &redirect, "5000 0000 0000 0009").await,
+        StatusCode::OK
+    );
+    state_until(&app, &cs, "failed").await;
+    assert_eq!(emu.calls("Init", "Second"), 0);
+}
+
+async fn a_refusing_terminal_hands_the_payment_to_the_next_one(env: Env) {
+    let emu = Emulator::start().await;
+    emu.terminal(
+        "Blocked",
+        "blocked-password",
+        Mode::Refuse("1006".into(), "Терминал заблокирован".into()),
+    );
+    emu.terminal("Working", "working-password", Mode::Normal);
+    let app = app(&env, &emu).await;
+    connect(&app, "Blocked", "blocked-password", 1).await;
+    connect(&app, "Working", "working-password", 2).await;
+    let cs = session(&app, 50_000).await;
+    let (st, attempt) = pay(&app, &cs, "tbank").await;
+    assert_eq!(st, StatusCode::CREATED, "{attempt}");
+    assert_eq!(emu.calls("Init", "Blocked"), 1);
+    let (payment_id, _) = emu.payments_of("Working").pop().unwrap();
+    assert!(emu.payments_of("Blocked").is_empty());
+    let redirect = attempt["redirect_url"].as_str().unwrap().to_owned();
+    assert_eq!(submit_card(&app, &redirect, GOOD_CARD).await, StatusCode::OK);
+    let paid = state_until(&app, &cs, "succeeded").await;
+    // One order, two attempts: the refused one given up, the other paid; one charge.
+    let order = paid["order_id"].as_str().unwrap();
+    let (_, o) = app.seller(Method::GET, &format!("/v1/orders/{order}"), None).await;
+    let mut states: Vec<&str> = o["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["state"].as_str().unwrap())
+        .collect();
+    states.sort();
+    assert_eq!(states, ["cancelled", "succeeded"], "{o}");
+    let confirmed: Vec<_> = emu
+        .bank
+        .lock()
+        .unwrap()
+        .payments
+        .values()
+        .filter(|p| p.status == "CONFIRMED")
+        .map(|p| p.order_id.clone())
+        .collect();
+    assert_eq!(confirmed.len(), 1);
+    assert_eq!(emu.bank.lock().unwrap().payments[&payment_id].status, "CONFIRMED");
+
+    // A bank that keeps refusing is taken out of rotation: after three
+    // refusals it is not asked again for a while.
+    for _ in 0..3 {
+        let cs = session(&app, 50_000).await;
+        let (st, _) = pay(&app, &cs, "tbank").await;
+        assert_eq!(st, StatusCode::CREATED);
+    }
+    assert_eq!(emu.calls("Init", "Blocked"), 3);
+    // Everything is out: a clear 502, and nothing charged.
+    emu.set_mode("Working", Mode::Down);
+    let cs = session(&app, 50_000).await;
+    let (st, v) = pay(&app, &cs, "tbank").await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::BAD_GATEWAY, Some("acquirers_unavailable")),
+        "{v}"
+    );
+    assert_eq!(emu.calls("Init", "Blocked"), 3, "an open breaker is not asked");
+    let (_, s) = app
+        .seller(Method::GET, &format!("/v1/checkout/sessions/{cs}"), None)
+        .await;
+    assert_eq!(s["state"], "created", "the order stays open: {s}");
+}
+
+/// No clear answer from a bank: no second attempt anywhere until
+/// reconciliation has asked the bank and learned it took nothing.
+async fn an_unclear_answer_waits_for_reconciliation_before_another_attempt(env: Env) {
+    let emu = Emulator::start().await;
+    emu.terminal("Unclear", "unclear-password", Mode::Garbled);
+    emu.terminal("Backup", "backup-password", Mode::Normal);
+    let app = app(&env, &emu).await;
+    connect(&app, "Unclear", "unclear-password", 1).await;
+    connect(&app, "Backup", "backup-password", 2).await;
+    let cs = session(&app, 30_000).await;
+    let (st, v) = pay(&app, &cs, "tbank").await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::BAD_GATEWAY, Some("acquirer_no_answer")),
+        "{v}"
+    );
+    let (st, v) = pay(&app, &cs, "tbank").await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("payment_in_progress")),
+        "{v}"
+    );
+    assert_eq!(
+        emu.calls("Init", "Backup"),
+        0,
+        "no second attempt while the first is unknown"
+    );
+    // Reconciliation asks the bank (CheckOrder): it has no such payment.
+    app.clock.advance(31_000);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while emu.calls("CheckOrder", "Unclear") == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "reconciliation never asked");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (st, v) = pay(&app, &cs, "tbank").await;
+        if st == StatusCode::CREATED {
+            // The unclear bank still answers nonsense: this time a clear
+            // outage would move on, but nonsense stops again.
+            panic!("unexpected success at the unclear bank: {v}");
+        }
+        if v["error"]["code"] == "acquirer_no_answer" {
+            break;
+        }
+        assert_eq!(v["error"]["code"], "payment_in_progress", "{v}");
+        assert!(tokio::time::Instant::now() < deadline, "never given up: {v}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Once the bank answers clearly that it will not serve, the next one takes it.
+    emu.set_mode("Unclear", Mode::Refuse("1006".into(), "blocked".into()));
+    app.clock.advance(31_000);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (st, v) = pay(&app, &cs, "tbank").await;
+        if st == StatusCode::CREATED {
+            assert!(v["redirect_url"].as_str().unwrap().starts_with(&emu.base));
+            break;
+        }
+        assert_eq!(v["error"]["code"], "payment_in_progress", "{v}");
+        assert!(tokio::time::Instant::now() < deadline, "never given up: {v}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(emu.payments_of("Backup").len(), 1);
+    assert!(emu.payments_of("Unclear").is_empty());
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("haul_reconciliation_total{outcome=\"given_up\"}"),
+        "{metrics}"
+    );
+}
+
+/// A notification that never came: reconciliation reads the bank's status
+/// and the order is paid (the seller's webhook follows as usual).
+async fn a_lost_notification_is_made_up_by_polling(env: Env) {
+    let emu = Emulator::start().await;
+    emu.terminal("Quiet", "quiet-password", Mode::Normal);
+    let app = app(&env, &emu).await;
+    connect(&app, "Quiet", "quiet-password", 1).await;
+    let cs = session(&app, 20_000).await;
+    let (_, attempt) = pay(&app, &cs, "tbank").await;
+    let (payment_id, _) = emu.payments_of("Quiet").pop().unwrap();
+    // Paid at the bank, but its notifications go nowhere.
+    emu.bank
+        .lock()
+        .unwrap()
+        .payments
+        .get_mut(&payment_id)
+        .unwrap()
+        .notification_url = "http://127.0.0.1:9/nowhere".into();
+    let redirect = attempt["redirect_url"].as_str().unwrap().to_owned();
+    let _ = submit_card(&app, &redirect, GOOD_CARD).await;
+    let (_, s) = app
+        .seller(Method::GET, &format!("/v1/checkout/sessions/{cs}"), None)
+        .await;
+    assert_eq!(s["state"], "created", "{s}");
+    app.clock.advance(31_000);
+    state_until(&app, &cs, "succeeded").await;
+    assert!(emu.calls("GetState", "Quiet") >= 1);
+}
+
+on_both_backends!(
+    an_unclear_answer_waits_for_reconciliation_before_another_attempt,
+    a_lost_notification_is_made_up_by_polling,
+    sellers_connect_terminals_whose_secrets_never_come_back,
+    a_checkout_pays_through_tbank_and_refunds_through_cancel,
+    a_declined_card_fails_the_payment_without_trying_another_bank,
+    a_refusing_terminal_hands_the_payment_to_the_next_one,
+);
