@@ -151,12 +151,25 @@ async fn tbank_callback(State(s): State<AppState>, body: Bytes) -> Response {
             "the payment was not made with this terminal".into(),
         );
     }
-    if attempt.acquirer_ref.as_deref().is_some_and(|r| r != n.payment_id) {
-        return no(
-            &s,
-            StatusCode::BAD_REQUEST,
-            "PaymentId does not match the attempt".into(),
-        );
+    match attempt.acquirer_ref.as_deref() {
+        Some(r) if r != n.payment_id => {
+            return no(
+                &s,
+                StatusCode::BAD_REQUEST,
+                "PaymentId does not match the attempt".into(),
+            );
+        }
+        Some(_) => {}
+        // Init had no clear answer, yet the bank made the payment: follow it.
+        None => {
+            if let Err(e) = s
+                .payments
+                .set_started(&attempt.id, Some(&creds.account.id), &n.payment_id, s.streams.now())
+                .await
+            {
+                return no(&s, StatusCode::SERVICE_UNAVAILABLE, format!("not stored: {e}"));
+            }
+        }
     }
     let state = match tbank::map_status(&n.status) {
         Mapped::State(st) => st,

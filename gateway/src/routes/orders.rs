@@ -159,6 +159,12 @@ pub async fn refund_order(
             message: format!("the order is {}", order.state),
         });
     };
+    if !matches!(order.state, OrderState::Succeeded | OrderState::PartiallyRefunded) {
+        return Err(ApiError::Conflict {
+            code: "order_not_paid",
+            message: format!("the order is {}", order.state),
+        });
+    }
     let refundable = order.amount_minor - order.refunded_minor;
     if !(1..=refundable).contains(&amount) {
         return Err(ApiError::InvalidField {
