@@ -101,15 +101,7 @@ async fn a_callback_takes_effect_once_over_http(env: Env) {
     assert_eq!(o.state, OrderState::Succeeded);
     let a = app.state.payments.attempt(&attempt.id).await.unwrap().unwrap();
     assert_eq!(a.state, AttemptState::Succeeded);
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("haul_callbacks_total{outcome=\"applied\"} 1"),
         "{metrics}"
@@ -349,15 +341,7 @@ async fn the_sandbox_page_pays_through_duplicated_reordered_callbacks(env: Env) 
     // Every callback came twice, the first round backwards: one took effect.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let m = app
-            .http
-            .get(format!("{}/metrics", app.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let m = app.metrics().await;
         if m.contains("haul_callbacks_total{outcome=\"duplicate\"} 2") {
             assert!(m.contains("haul_callbacks_total{outcome=\"applied\"} 1"), "{m}");
             assert!(m.contains("haul_callbacks_total{outcome=\"ignored\"} 1"), "{m}");
@@ -717,15 +701,7 @@ async fn a_payment_whose_sale_was_interrupted_is_settled_later(env: Env) {
     offer_until(&app, &oid, (1, 0)).await;
     let v = order_until(&app, &order_id, &token, |v| v["state"] == "succeeded").await;
     assert_eq!(v["refunded_minor"], 0);
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(metrics.contains("haul_settlements_retried_total 2"), "{metrics}");
 }
 

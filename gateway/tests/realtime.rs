@@ -445,15 +445,7 @@ async fn one_address_cannot_hold_more_than_its_share(env: Env) {
     let mut second = connect(&app, "").await;
     let mut third = open(&app).await;
     assert_eq!(next(&mut third).await["close"], 3508);
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(metrics.contains("haul_viewer_connections_refused_total 1"), "{metrics}");
     assert!(metrics.contains("haul_viewer_connections 2"), "{metrics}");
     // The ones already in are still served; a place frees up when one leaves.

@@ -488,52 +488,30 @@ pub async fn expire_with_hold(s: &AppState, expired: &streams::inventory::Hold) 
         }
         Err(e) => tracing::warn!(%hold, error = %e, "expired hold of an unknown offer"),
     }
-    let order = match s.payments.order_for_hold(hold.as_str()).await {
-        Ok(Some(o)) => o,
-        Ok(None) => return,
-        Err(e) => {
-            tracing::error!(%hold, error = ?e, "could not read the order of an expired hold");
-            return;
-        }
-    };
-    if order.state.is_final() {
-        return;
-    }
-    match s
-        .payments
-        .move_order(&order.id, OrderState::Expired, "its hold expired", s.streams.now())
-        .await
-    {
-        Ok(Ok(_)) => tracing::info!(order = %order.id, %hold, "order expired with its hold"),
-        Ok(Err(_)) => {} // moved on meanwhile (paid, say)
-        Err(e) => tracing::error!(order = %order.id, error = ?e, "could not expire an order"),
-    }
+    end_with_hold(s, hold, OrderState::Expired, "its hold expired").await;
 }
 
 /// The buyer gave the hold back: its unpaid order is cancelled (a payment
 /// still in flight that succeeds later is settled as a late one).
 pub async fn cancel_with_hold(s: &AppState, hold: &HoldId) {
+    end_with_hold(s, hold, OrderState::Cancelled, "the buyer released its hold").await;
+}
+
+/// Moves the unpaid order of a hold that ended to `to` (nothing when it has
+/// none, or it moved on meanwhile — paid, say).
+async fn end_with_hold(s: &AppState, hold: &HoldId, to: OrderState, cause: &str) {
     let order = match s.payments.order_for_hold(hold.as_str()).await {
         Ok(Some(o)) if !o.state.is_final() => o,
         Ok(_) => return,
         Err(e) => {
-            tracing::error!(%hold, error = ?e, "could not read the order of a released hold");
+            tracing::error!(%hold, error = ?e, "could not read the order of an ended hold");
             return;
         }
     };
-    match s
-        .payments
-        .move_order(
-            &order.id,
-            OrderState::Cancelled,
-            "the buyer released its hold",
-            s.streams.now(),
-        )
-        .await
-    {
-        Ok(Ok(_)) => tracing::info!(order = %order.id, %hold, "order cancelled with its hold"),
+    match s.payments.move_order(&order.id, to, cause, s.streams.now()).await {
+        Ok(Ok(_)) => tracing::info!(order = %order.id, %hold, state = %to, "order ended with its hold"),
         Ok(Err(_)) => {}
-        Err(e) => tracing::error!(order = %order.id, error = ?e, "could not cancel an order"),
+        Err(e) => tracing::error!(order = %order.id, error = ?e, "could not end an order with its hold"),
     }
 }
 
@@ -663,13 +641,15 @@ async fn settled(s: &AppState, order: &OrderId) {
 
 /// A paid stream purchase is settled within this long, or settled again.
 pub const SETTLE_GRACE_MS: i64 = 30_000;
+/// How often the settlement worker looks.
+const SETTLE_TICK: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Settles paid stream purchases left unsettled (every node runs this; the
 /// steps are idempotent, so two nodes on one order change nothing twice).
 pub async fn run_settlement(s: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+            _ = tokio::time::sleep(SETTLE_TICK) => {}
             _ = stop.changed() => return,
         }
         let due = match s.payments.unsettled(s.streams.now() - SETTLE_GRACE_MS, 100).await {

@@ -168,6 +168,18 @@ impl TestApp {
         self.call(method, path, Some(&self.key), body).await
     }
 
+    /// The node's Prometheus text.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn anonymous_viewer(&self) -> String {
         let (status, v) = self.call(Method::POST, "/v1/viewers/anonymous", None, None).await;
         assert_eq!(status, StatusCode::CREATED, "{v}");
