@@ -317,6 +317,10 @@ async fn a_refusing_terminal_hands_the_payment_to_the_next_one(env: Env) {
         "{v}"
     );
     assert_eq!(emu.calls("Init", "Blocked"), 3, "an open breaker is not asked");
+    assert!(app
+        .metrics()
+        .await
+        .contains("haul_acquirer_accounts_out_of_rotation 1\n"));
     let (_, s) = app
         .seller(Method::GET, &format!("/v1/checkout/sessions/{cs}"), None)
         .await;
@@ -388,15 +392,7 @@ async fn an_unclear_answer_waits_for_reconciliation_before_another_attempt(env: 
     }
     assert_eq!(emu.payments_of("Backup").len(), 1);
     assert!(emu.payments_of("Unclear").is_empty());
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("haul_reconciliation_total{outcome=\"given_up\"}"),
         "{metrics}"
@@ -432,7 +428,60 @@ async fn a_lost_notification_is_made_up_by_polling(env: Env) {
     assert!(emu.calls("GetState", "Quiet") >= 1);
 }
 
+/// The same notification many times at once, then a contradicting one:
+/// the payment takes effect exactly once and never moves back.
+async fn concurrent_notifications_take_effect_once(env: Env) {
+    let emu = Emulator::start().await;
+    emu.terminal("Busy", "busy-password", Mode::Normal);
+    let app = std::sync::Arc::new(app(&env, &emu).await);
+    connect(&app, "Busy", "busy-password", 1).await;
+    let cs = session(&app, 40_000).await;
+    let (st, _) = pay(&app, &cs, "tbank").await;
+    assert_eq!(st, StatusCode::CREATED);
+    let (payment_id, _) = emu.payments_of("Busy").pop().unwrap();
+    let confirmed = emu.notification(&payment_id, "CONFIRMED");
+    let calls = (0..8).map(|_| {
+        let (app, body) = (app.clone(), confirmed.clone());
+        async move {
+            let r = app
+                .http
+                .post(format!("{}/v1/callbacks/tbank", app.base))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (r.status(), r.text().await.unwrap())
+        }
+    });
+    for (st, text) in futures_util::future::join_all(calls).await {
+        assert_eq!((st, text.as_str()), (StatusCode::OK, "OK"));
+    }
+    let r = app
+        .http
+        .post(format!("{}/v1/callbacks/tbank", app.base))
+        .json(&emu.notification(&payment_id, "REJECTED"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    state_until(&app, &cs, "succeeded").await;
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("haul_callbacks_total{outcome=\"applied\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("haul_callbacks_total{outcome=\"duplicate\"} 7\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("haul_callbacks_total{outcome=\"ignored\"} 1\n"),
+        "{metrics}"
+    );
+}
+
 on_both_backends!(
+    concurrent_notifications_take_effect_once,
     an_unclear_answer_waits_for_reconciliation_before_another_attempt,
     a_lost_notification_is_made_up_by_polling,
     sellers_connect_terminals_whose_secrets_never_come_back,

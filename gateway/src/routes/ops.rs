@@ -43,6 +43,13 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     let live = s.streams.inventory().live_holds().await.ok();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        s.metrics.render(live, &s.hub.offers_ended()) + &crate::realtime::render_metrics(&s.realtime, &s.hub),
+        s.metrics.render(live, &s.hub.offers_ended())
+            + &format!(
+                "# HELP haul_acquirer_accounts_out_of_rotation Bank accounts this node skips after outages.\n\
+                 # TYPE haul_acquirer_accounts_out_of_rotation gauge\n\
+                 haul_acquirer_accounts_out_of_rotation {}\n",
+                s.breakers.open()
+            )
+            + &crate::realtime::render_metrics(&s.realtime, &s.hub),
     )
 }
