@@ -1,42 +1,63 @@
-//! Talking to real acquiring banks over HTTP; the protocols themselves are
-//! in [`payments::acquirers`]. Every call has a time limit; a call that
+//! Talking to real acquiring banks over HTTP: the [`Call`]s each bank's
+//! [`Acquirer`] builds are sent here. Every call has a time limit; a call that
 //! runs out of time has an unknown result and is never taken as a refusal.
 
 use std::time::Duration;
 
 use payments::accounts::Credentials;
-use payments::acquirers::tbank::{self, Terminal};
-use payments::acquirers::{Charge, InitOutcome};
+use payments::acquirers::{self, Acquirer, AnswerError, Body, Call, Charge, InitOutcome, Lookup, Method, Payment};
 
 use crate::app::AppState;
 
 /// How long one call to a bank may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub fn terminal(c: &Credentials) -> Terminal {
-    Terminal {
-        terminal_key: c.account.account.clone(),
-        password: c.secret.clone(),
-        taxation: c.account.settings["taxation"].as_str().map(str::to_owned),
+/// The protocol of an account's bank.
+pub fn adapter(c: &Credentials) -> Result<Box<dyn Acquirer>, String> {
+    acquirers::for_account(c).ok_or_else(|| format!("no adapter for {}", c.account.acquirer))
+}
+
+fn base_url<'a>(s: &'a AppState, acquirer: &str) -> &'a str {
+    match acquirer {
+        acquirers::cloudpayments::ACQUIRER => &s.config.cloudpayments_url,
+        acquirers::yookassa::ACQUIRER => &s.config.yookassa_url,
+        acquirers::stripe::ACQUIRER => &s.config.stripe_url,
+        _ => &s.config.tbank_url,
     }
 }
 
-async fn post(s: &AppState, method: &str, body: &serde_json::Value) -> Result<(u16, Vec<u8>), reqwest::Error> {
-    let r = s
-        .http
-        .post(format!("{}/{method}", s.config.tbank_url))
-        .timeout(CALL_TIMEOUT)
-        .json(body)
-        .send()
-        .await?;
+/// Sends one call; the bank's HTTP status and body.
+async fn send(s: &AppState, bank: &dyn Acquirer, call: Call) -> Result<(u16, Vec<u8>), reqwest::Error> {
+    let url = format!("{}{}", base_url(s, bank.name()), call.path);
+    let mut r = match call.method {
+        Method::Get => s.http.get(url),
+        Method::Post => s.http.post(url),
+    }
+    .timeout(CALL_TIMEOUT);
+    for (k, v) in call.headers {
+        r = r.header(k, v);
+    }
+    r = match call.body {
+        Body::Empty => r,
+        Body::Json(v) => r.json(&v),
+        Body::Form(pairs) => {
+            let mut f = form_urlencoded::Serializer::new(String::new());
+            for (k, v) in &pairs {
+                f.append_pair(k, v);
+            }
+            r.header("content-type", "application/x-www-form-urlencoded")
+                .body(f.finish())
+        }
+    };
+    let r = r.send().await?;
     let status = r.status().as_u16();
     Ok((status, r.bytes().await?.to_vec()))
 }
 
-/// Creates the payment at T-Bank.
-pub async fn tbank_init(s: &AppState, c: &Credentials, charge: &Charge<'_>) -> InitOutcome {
-    match post(s, "Init", &tbank::init_body(&terminal(c), charge)).await {
-        Ok((status, body)) => tbank::parse_init(status, &body),
+/// Creates the payment at the bank.
+pub async fn init(s: &AppState, bank: &dyn Acquirer, charge: &Charge<'_>) -> InitOutcome {
+    match send(s, bank, bank.init(charge)).await {
+        Ok((status, body)) => bank.parse_init(status, &body),
         // Refused connections are an outage (nothing reached the bank);
         // anything later may have created a payment.
         Err(e) if e.is_connect() => InitOutcome::Unavailable {
@@ -48,46 +69,54 @@ pub async fn tbank_init(s: &AppState, c: &Credentials, charge: &Charge<'_>) -> I
     }
 }
 
-/// The payment's state at T-Bank.
-pub async fn tbank_state(s: &AppState, c: &Credentials, payment_id: &str) -> Result<tbank::State, String> {
-    let (status, body) = post(s, "GetState", &tbank::get_state_body(&terminal(c), payment_id))
+/// The payment's state at the bank (see [`Acquirer::lookup`]).
+pub async fn lookup(
+    s: &AppState,
+    bank: &dyn Acquirer,
+    charge: &Charge<'_>,
+    acquirer_ref: Option<&str>,
+) -> Result<Lookup, String> {
+    let (status, body) = send(s, bank, bank.lookup(charge, acquirer_ref))
         .await
         .map_err(|e| e.to_string())?;
-    if status >= 500 {
-        return Err(format!("HTTP {status}"));
-    }
-    tbank::parse_state(&terminal(c), &body).map_err(|e| e.to_string())
+    bank.parse_lookup(acquirer_ref, status, &body)
+        .map_err(|e| e.to_string())
 }
 
-/// The payments T-Bank has under an order id (our attempt id).
-pub async fn tbank_check_order(s: &AppState, c: &Credentials, order_id: &str) -> Result<Vec<tbank::State>, String> {
-    let (status, body) = post(s, "CheckOrder", &tbank::check_order_body(&terminal(c), order_id))
-        .await
-        .map_err(|e| e.to_string())?;
-    if status >= 500 {
-        return Err(format!("HTTP {status}"));
+/// Captures a payment that waits for it, when the bank has that step; the
+/// payment as the capture left it.
+pub async fn capture(
+    s: &AppState,
+    bank: &dyn Acquirer,
+    payment: &Payment,
+    amount_minor: i64,
+    currency: &str,
+) -> Result<Option<Payment>, String> {
+    let Some(call) = bank.capture(payment, amount_minor, currency) else {
+        return Ok(None);
+    };
+    let (status, body) = send(s, bank, call).await.map_err(|e| e.to_string())?;
+    match bank.parse_lookup(Some(&payment.payment_id), status, &body) {
+        Ok(Lookup::Found(p)) => Ok(Some(p)),
+        Ok(Lookup::NotFound) => Err("the payment to capture is not found".into()),
+        Err(e @ AnswerError::Refused(..)) => Err(format!("capture refused: {e}")),
+        Err(e) => Err(e.to_string()),
     }
-    tbank::parse_check_order(&terminal(c), &body).map_err(|e| e.to_string())
 }
 
-/// Refunds `amount_minor` of a confirmed payment (T-Bank's `Cancel`).
-pub async fn tbank_refund(s: &AppState, c: &Credentials, payment_id: &str, amount_minor: i64) -> Result<(), String> {
-    let (status, body) = post(s, "Cancel", &tbank::cancel_body(&terminal(c), payment_id, amount_minor))
+/// Refunds `amount_minor` of a paid payment.
+pub async fn refund(
+    s: &AppState,
+    bank: &dyn Acquirer,
+    payment_id: &str,
+    amount_minor: i64,
+    currency: &str,
+    key: &str,
+) -> Result<(), String> {
+    let (status, body) = send(s, bank, bank.refund(payment_id, amount_minor, currency, key))
         .await
         .map_err(|e| format!("no clear answer: {e}"))?;
-    if status >= 500 {
-        return Err(format!("HTTP {status}"));
-    }
-    let v: serde_json::Value = serde_json::from_slice(&body).map_err(|_| "not JSON".to_owned())?;
-    if v["Success"].as_bool() == Some(true) {
-        Ok(())
-    } else {
-        Err(format!(
-            "refused: {} {}",
-            v["ErrorCode"].as_str().unwrap_or("?"),
-            v["Message"].as_str().unwrap_or("")
-        ))
-    }
+    bank.parse_refund(status, &body)
 }
 
 /// Takes a failing bank account out of rotation: after [`TRIP_AFTER`]

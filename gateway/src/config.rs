@@ -179,8 +179,11 @@ pub struct Config {
     pub sandbox_secret: Option<Secret<String>>,
     /// Seals sellers' acquirer credentials at rest.
     pub credentials_key: Option<Secret<String>>,
-    /// The T-Bank Acquiring API (its production address unless set).
+    /// The banks' API base URLs (their production addresses unless set).
     pub tbank_url: String,
+    pub cloudpayments_url: String,
+    pub yookassa_url: String,
+    pub stripe_url: String,
     /// Where browsers and acquirers reach this node, without a trailing slash
     /// (unset: the address the node listens on).
     pub public_url: Option<String>,
@@ -329,13 +332,20 @@ impl Config {
             None => None,
         };
 
-        let tbank_url = match get("HAUL_TBANK_URL") {
-            None => payments::acquirers::tbank::DEFAULT_BASE_URL.to_owned(),
-            Some(u) if (u.starts_with("http://") || u.starts_with("https://")) && u.len() <= 200 => {
-                u.trim_end_matches('/').to_owned()
+        let bank_url = |name: &'static str, default: &str| -> Result<String, ConfigError> {
+            match get(name) {
+                None => Ok(default.to_owned()),
+                Some(u) if (u.starts_with("http://") || u.starts_with("https://")) && u.len() <= 200 => {
+                    Ok(u.trim_end_matches('/').to_owned())
+                }
+                Some(u) => Err(err(name, format!("expected an http(s) URL, got {u:?}"))),
             }
-            Some(u) => return Err(err("HAUL_TBANK_URL", format!("expected an http(s) URL, got {u:?}"))),
         };
+        use payments::acquirers::{cloudpayments, stripe, tbank, yookassa};
+        let tbank_url = bank_url("HAUL_TBANK_URL", tbank::DEFAULT_BASE_URL)?;
+        let cloudpayments_url = bank_url("HAUL_CLOUDPAYMENTS_URL", cloudpayments::DEFAULT_BASE_URL)?;
+        let yookassa_url = bank_url("HAUL_YOOKASSA_URL", yookassa::DEFAULT_BASE_URL)?;
+        let stripe_url = bank_url("HAUL_STRIPE_URL", stripe::DEFAULT_BASE_URL)?;
 
         let public_url = match get("HAUL_PUBLIC_URL") {
             Some(u) if (u.starts_with("http://") || u.starts_with("https://")) && u.len() <= 200 => {
@@ -431,6 +441,9 @@ impl Config {
             sandbox_secret,
             credentials_key,
             tbank_url,
+            cloudpayments_url,
+            yookassa_url,
+            stripe_url,
             public_url,
             sandbox_chaos,
             webhooks_allow_private,

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use payments::acquirers::{tbank, Mapped};
+use payments::acquirers::{Lookup, Mapped};
 use payments::store::{Attempt, Callback, CallbackError};
 use tokio::sync::watch;
 
@@ -81,54 +81,70 @@ pub async fn reconcile(s: &AppState, attempt: &Attempt) -> &'static str {
             return "error";
         }
     };
-    if attempt.acquirer != tbank::ACQUIRER {
-        return "skipped";
-    }
-    let state = match &attempt.acquirer_ref {
-        Some(payment) => match crate::banks::tbank_state(s, &creds, payment).await {
-            Ok(st) => st,
-            Err(e) => {
-                tracing::warn!(attempt = %attempt.id, error = %e, "reconciliation: no status from the bank");
-                return "error";
-            }
-        },
-        None => match crate::banks::tbank_check_order(s, &creds, attempt.id.as_str()).await {
-            Ok(found) => match found.into_iter().next() {
-                Some(st) => {
-                    tracing::warn!(attempt = %attempt.id, payment = %st.payment_id, "reconciliation: the bank did create the payment");
-                    if let Err(e) = s
-                        .payments
-                        .set_started(&attempt.id, Some(account), &st.payment_id, s.streams.now())
-                        .await
-                    {
-                        tracing::error!(attempt = %attempt.id, error = ?e, "reconciliation: could not record the payment");
-                        return "error";
-                    }
-                    st
-                }
-                None => {
-                    let now = s.streams.now();
-                    let cause = "reconciliation: the bank has no payment for this attempt";
-                    return match s.payments.abandon_attempt(&attempt.id, cause, now).await {
-                        Ok(true) => {
-                            tracing::info!(attempt = %attempt.id, "reconciliation: the bank never took it; given up");
-                            "given_up"
-                        }
-                        Ok(false) => "unchanged",
-                        Err(e) => {
-                            tracing::error!(attempt = %attempt.id, error = ?e, "reconciliation: could not give up");
-                            "error"
-                        }
-                    };
-                }
-            },
-            Err(e) => {
-                tracing::warn!(attempt = %attempt.id, error = %e, "reconciliation: no answer to CheckOrder");
-                return "error";
-            }
-        },
+    let bank = match crate::banks::adapter(&creds) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(attempt = %attempt.id, error = %e, "reconciliation: no adapter");
+            return "error";
+        }
     };
-    let to = match tbank::map_status(&state.status) {
+    let parts = match crate::routes::orders::ChargeParts::of(s, &order).await {
+        Ok(p) => p,
+        Err(_) => return "error",
+    };
+    let charge = parts.charge(&order, attempt.id.as_str());
+    let found = match crate::banks::lookup(s, bank.as_ref(), &charge, attempt.acquirer_ref.as_deref()).await {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::warn!(attempt = %attempt.id, error = %e, "reconciliation: no status from the bank");
+            return "error";
+        }
+    };
+    let mut state = match (found, &attempt.acquirer_ref) {
+        (Lookup::Found(p), Some(_)) => p,
+        (Lookup::Found(p), None) => {
+            tracing::warn!(attempt = %attempt.id, payment = %p.payment_id, "reconciliation: the bank did create the payment");
+            if let Err(e) = s
+                .payments
+                .set_started(&attempt.id, Some(account), &p.payment_id, s.streams.now())
+                .await
+            {
+                tracing::error!(attempt = %attempt.id, error = ?e, "reconciliation: could not record the payment");
+                return "error";
+            }
+            p
+        }
+        // Created, but nothing paid yet (CloudPayments' order waits for the buyer).
+        (Lookup::NotFound, Some(_)) => return "unchanged",
+        (Lookup::NotFound, None) => {
+            let now = s.streams.now();
+            let cause = "reconciliation: the bank has no payment for this attempt";
+            return match s.payments.abandon_attempt(&attempt.id, cause, now).await {
+                Ok(true) => {
+                    tracing::info!(attempt = %attempt.id, "reconciliation: the bank never took it; given up");
+                    "given_up"
+                }
+                Ok(false) => "unchanged",
+                Err(e) => {
+                    tracing::error!(attempt = %attempt.id, error = ?e, "reconciliation: could not give up");
+                    "error"
+                }
+            };
+        }
+    };
+    // An authorized payment waiting for capture is captured while the
+    // attempt stands.
+    if bank.capture(&state, attempt.amount_minor, &attempt.currency).is_some() && !attempt.state.is_final() {
+        match crate::banks::capture(s, bank.as_ref(), &state, attempt.amount_minor, &attempt.currency).await {
+            Ok(Some(p)) => state = p,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(attempt = %attempt.id, error = %e, "reconciliation: capture failed");
+                return "error";
+            }
+        }
+    }
+    let to = match bank.map_status(&state.status) {
         Mapped::State(st) => st,
         Mapped::Unknown => {
             tracing::warn!(attempt = %attempt.id, status = %state.status, "reconciliation: unknown bank status");
@@ -153,7 +169,7 @@ pub async fn reconcile(s: &AppState, attempt: &Attempt) -> &'static str {
             "moved"
         }
         Ok("ignored") => {
-            tracing::error!(attempt = %attempt.id, ours = %attempt.state, bank = %state.status, "reconciliation: the bank disagrees with our records");
+            disagreement(s, &order, attempt, &state.status, "the attempt already ended otherwise").await;
             "disagreement"
         }
         Ok(_) => "unchanged",
@@ -162,8 +178,30 @@ pub async fn reconcile(s: &AppState, attempt: &Attempt) -> &'static str {
             "error"
         }
         Err(e) => {
-            tracing::error!(attempt = %attempt.id, error = %e, bank = %state.status, "reconciliation: the bank disagrees with our records");
+            disagreement(s, &order, attempt, &state.status, &e.to_string()).await;
             "disagreement"
         }
+    }
+}
+
+/// The bank's word differs from ours and ours stands: logged, counted (the
+/// reconciliation metric) and told to the seller (`payment.disagreement`),
+/// whose books should follow the bank's.
+async fn disagreement(s: &AppState, order: &payments::store::Order, attempt: &Attempt, bank_status: &str, why: &str) {
+    tracing::error!(attempt = %attempt.id, ours = %attempt.state, bank = %bank_status, %why, "reconciliation: the bank disagrees with our records");
+    let data = serde_json::json!({
+        "order_id": order.id, "attempt_id": attempt.id, "acquirer": attempt.acquirer,
+        "our_state": attempt.state, "bank_status": bank_status, "reason": why,
+    });
+    if let Err(e) = payments::outbox::enqueue_now(
+        &s.pool,
+        &order.seller_id,
+        "payment.disagreement",
+        &data,
+        s.streams.now(),
+    )
+    .await
+    {
+        tracing::error!(attempt = %attempt.id, error = %e, "could not queue the payment.disagreement webhook");
     }
 }

@@ -10,7 +10,12 @@ use crate::store::StoreError;
 use crate::vault::{Vault, VaultError};
 
 /// Banks a seller may connect.
-pub const ACQUIRERS: &[&str] = &[crate::acquirers::tbank::ACQUIRER];
+pub const ACQUIRERS: &[&str] = &[
+    crate::acquirers::tbank::ACQUIRER,
+    crate::acquirers::cloudpayments::ACQUIRER,
+    crate::acquirers::yookassa::ACQUIRER,
+    crate::acquirers::stripe::ACQUIRER,
+];
 
 /// An account as the seller sees it: never its secret.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -201,12 +206,30 @@ pub async fn delete(pool: &AnyPool, seller: &str, id: &str) -> Result<bool, Stor
     )
 }
 
+/// The sealed form of an account's secrets: the second (when there is one)
+/// after a line break, which no secret contains (they are visible ASCII).
+pub fn join_secret(secret: &str, webhook_secret: Option<&str>) -> String {
+    match webhook_secret {
+        Some(w) => format!("{secret}\n{w}"),
+        None => secret.to_owned(),
+    }
+}
+
+fn split_secret(opened: &str) -> (String, Option<String>) {
+    match opened.split_once('\n') {
+        Some((s, w)) => (s.to_owned(), Some(w.to_owned())),
+        None => (opened.to_owned(), None),
+    }
+}
+
 /// An account with its secret opened, for talking to the bank.
 #[derive(Clone)]
 pub struct Credentials {
     pub account: Account,
     pub seller_id: String,
     pub secret: String,
+    /// A second secret some banks have (Stripe's webhook signing secret).
+    pub webhook_secret: Option<String>,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -215,6 +238,7 @@ impl std::fmt::Debug for Credentials {
             .field("account", &self.account)
             .field("seller_id", &self.seller_id)
             .field("secret", &"<redacted>")
+            .field("webhook_secret", &self.webhook_secret.as_ref().map(|_| "<redacted>"))
             .finish()
     }
 }
@@ -222,11 +246,13 @@ impl std::fmt::Debug for Credentials {
 fn open_row(vault: &Vault, row: &sqlx::any::AnyRow) -> Result<Credentials, AccountError> {
     let account = from_row(row)?;
     let sealed: String = row.try_get("secret").map_err(StoreError::from)?;
-    let secret = vault.open(&sealed, &account.id)?;
+    let opened = vault.open(&sealed, &account.id)?;
+    let (secret, webhook_secret) = split_secret(&opened);
     Ok(Credentials {
         seller_id: row.try_get("seller_id").map_err(StoreError::from)?,
         account,
         secret,
+        webhook_secret,
     })
 }
 

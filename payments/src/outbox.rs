@@ -22,6 +22,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "order.expired",
     "order.refunded",
     "hold.expired",
+    "payment.disagreement",
 ];
 
 /// Wait after each failed attempt before the next, in ms (then give up):

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
 use payments::accounts::{self, AccountError, Change, NewAccount};
-use payments::acquirers::tbank;
+use payments::acquirers::{cloudpayments, stripe, tbank, yookassa};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -41,6 +41,9 @@ struct NewBody {
     acquirer: String,
     account: String,
     secret: String,
+    /// Stripe: the webhook endpoint's signing secret (`whsec_…`).
+    #[serde(default)]
+    webhook_secret: Option<String>,
     #[serde(default)]
     settings: Option<Value>,
     #[serde(default)]
@@ -59,6 +62,8 @@ struct ChangeBody {
     #[serde(default)]
     secret: Option<String>,
     #[serde(default)]
+    webhook_secret: Option<String>,
+    #[serde(default)]
     settings: Option<Value>,
     #[serde(default)]
     priority: Option<i64>,
@@ -75,6 +80,7 @@ fn validate(
     acquirer: &str,
     account: Option<&str>,
     secret: Option<&str>,
+    webhook_secret: Option<&str>,
     settings: Option<&Value>,
 ) -> Result<(), ApiError> {
     if !payments::accounts::ACQUIRERS.contains(&acquirer) {
@@ -84,10 +90,14 @@ fn validate(
         });
     }
     if let Some(a) = account {
-        if !visible(a, 64) {
+        if !visible(a, 64)
+            || !a
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+        {
             return Err(ApiError::InvalidField {
                 field: "account",
-                message: "the bank's id of the account (T-Bank: TerminalKey): 1 to 64 visible ASCII characters".into(),
+                message: "the bank's id of the account (T-Bank: TerminalKey; CloudPayments: Public ID; YooKassa: shop id; Stripe: account id): 1 to 64 letters, digits, `_`, `-`, `.`".into(),
             });
         }
     }
@@ -100,6 +110,30 @@ fn validate(
             });
         }
     }
+    if acquirer == stripe::ACQUIRER {
+        if let Some(s) = secret {
+            if !(s.starts_with("sk_") || s.starts_with("rk_")) {
+                return Err(ApiError::InvalidField {
+                    field: "secret",
+                    message: "Stripe's secret or restricted API key (sk_… or rk_…)".into(),
+                });
+            }
+        }
+    }
+    if let Some(w) = webhook_secret {
+        if acquirer != stripe::ACQUIRER {
+            return Err(ApiError::InvalidField {
+                field: "webhook_secret",
+                message: format!("{acquirer} has no webhook secret"),
+            });
+        }
+        if !w.starts_with("whsec_") || !visible(w, 256) {
+            return Err(ApiError::InvalidField {
+                field: "webhook_secret",
+                message: "the webhook endpoint's signing secret (whsec_…)".into(),
+            });
+        }
+    }
     if let Some(settings) = settings {
         let Some(map) = settings.as_object() else {
             return Err(ApiError::InvalidField {
@@ -109,11 +143,19 @@ fn validate(
         };
         for (k, v) in map {
             match (acquirer, k.as_str()) {
-                (tbank::ACQUIRER, "taxation") => {
+                (tbank::ACQUIRER | cloudpayments::ACQUIRER | yookassa::ACQUIRER, "taxation") => {
                     if !v.as_str().is_some_and(|t| tbank::TAXATION.contains(&t)) {
                         return Err(ApiError::InvalidPath {
                             field: "settings.taxation".into(),
                             message: format!("one of: {}", tbank::TAXATION.join(", ")),
+                        });
+                    }
+                }
+                (yookassa::ACQUIRER, "sender_allow_list") => {
+                    if !v.is_boolean() {
+                        return Err(ApiError::InvalidPath {
+                            field: "settings.sender_allow_list".into(),
+                            message: "true or false".into(),
                         });
                     }
                 }
@@ -129,6 +171,23 @@ fn validate(
     Ok(())
 }
 
+/// An account as the seller sees it, with where its bank is to send
+/// notifications (T-Bank is told per payment).
+fn view(s: &AppState, a: &accounts::Account) -> Value {
+    let base = format!("{}/v1/callbacks/{}", s.public_url, a.acquirer);
+    let urls = match a.acquirer.as_str() {
+        cloudpayments::ACQUIRER => json!({
+            "check": format!("{base}/{}/check", a.account), "pay": format!("{base}/{}/pay", a.account),
+            "fail": format!("{base}/{}/fail", a.account), "refund": format!("{base}/{}/refund", a.account),
+        }),
+        tbank::ACQUIRER => json!({ "notification": base }),
+        _ => json!({ "notification": format!("{base}/{}", a.account) }),
+    };
+    let mut v = json!(a);
+    v["notification_urls"] = urls;
+    v
+}
+
 fn priority_ok(p: Option<i64>) -> Result<(), ApiError> {
     match p {
         Some(p) if !(1..=1000).contains(&p) => Err(ApiError::InvalidField {
@@ -141,7 +200,20 @@ fn priority_ok(p: Option<i64>) -> Result<(), ApiError> {
 
 async fn create(State(s): State<AppState>, Seller(seller): Seller, Json(body): Json<NewBody>) -> Answer {
     let settings = body.settings.unwrap_or_else(|| json!({}));
-    validate(&body.acquirer, Some(&body.account), Some(&body.secret), Some(&settings))?;
+    validate(
+        &body.acquirer,
+        Some(&body.account),
+        Some(&body.secret),
+        body.webhook_secret.as_deref(),
+        Some(&settings),
+    )?;
+    if body.acquirer == stripe::ACQUIRER && body.webhook_secret.is_none() {
+        return Err(ApiError::InvalidField {
+            field: "webhook_secret",
+            message: "Stripe accounts need the webhook endpoint's signing secret (whsec_…)".into(),
+        });
+    }
+    let sealed = accounts::join_secret(&body.secret, body.webhook_secret.as_deref());
     priority_ok(body.priority)?;
     let account = accounts::create(
         &s.pool,
@@ -150,7 +222,7 @@ async fn create(State(s): State<AppState>, Seller(seller): Seller, Json(body): J
         &NewAccount {
             acquirer: &body.acquirer,
             account: &body.account,
-            secret: &body.secret,
+            secret: &sealed,
             settings: &settings,
             priority: body.priority,
             enabled: body.enabled,
@@ -160,13 +232,14 @@ async fn create(State(s): State<AppState>, Seller(seller): Seller, Json(body): J
     .await
     .map_err(failed)?;
     tracing::info!(seller = %seller, account = %account.id, acquirer = %account.acquirer, "acquirer account connected");
-    Ok((StatusCode::CREATED, axum::Json(json!(account))))
+    Ok((StatusCode::CREATED, axum::Json(view(&s, &account))))
 }
 
 async fn list(State(s): State<AppState>, Seller(seller): Seller) -> Answer {
     let all = accounts::list(&s.pool, seller.as_str())
         .await
         .map_err(|e| ApiError::Unavailable(Box::new(e)))?;
+    let all: Vec<Value> = all.iter().map(|a| view(&s, a)).collect();
     Ok((StatusCode::OK, axum::Json(json!({ "data": all }))))
 }
 
@@ -175,7 +248,7 @@ async fn read(State(s): State<AppState>, Seller(seller): Seller, Path(id): Path<
         .await
         .map_err(|e| ApiError::Unavailable(Box::new(e)))?
         .ok_or(ApiError::NotFound("acquirer account"))?;
-    Ok((StatusCode::OK, axum::Json(json!(a))))
+    Ok((StatusCode::OK, axum::Json(view(&s, &a))))
 }
 
 async fn update(
@@ -188,15 +261,35 @@ async fn update(
         .await
         .map_err(|e| ApiError::Unavailable(Box::new(e)))?
         .ok_or(ApiError::NotFound("acquirer account"))?;
-    validate(&current.acquirer, None, body.secret.as_deref(), body.settings.as_ref())?;
+    validate(
+        &current.acquirer,
+        None,
+        body.secret.as_deref(),
+        body.webhook_secret.as_deref(),
+        body.settings.as_ref(),
+    )?;
     priority_ok(body.priority)?;
+    // Replacing one of two secrets keeps the other.
+    let sealed = match (&body.secret, &body.webhook_secret) {
+        (None, None) => None,
+        (secret, webhook) => {
+            let old = accounts::credentials(&s.pool, &s.vault, seller.as_str(), &id)
+                .await
+                .map_err(failed)?
+                .ok_or(ApiError::NotFound("acquirer account"))?;
+            Some(accounts::join_secret(
+                secret.as_deref().unwrap_or(&old.secret),
+                webhook.as_deref().or(old.webhook_secret.as_deref()),
+            ))
+        }
+    };
     let a = accounts::update(
         &s.pool,
         &s.vault,
         seller.as_str(),
         &id,
         &Change {
-            secret: body.secret.as_deref(),
+            secret: sealed.as_deref(),
             settings: body.settings.as_ref(),
             priority: body.priority,
             enabled: body.enabled,
@@ -206,7 +299,7 @@ async fn update(
     .await
     .map_err(failed)?
     .ok_or(ApiError::NotFound("acquirer account"))?;
-    Ok((StatusCode::OK, axum::Json(json!(a))))
+    Ok((StatusCode::OK, axum::Json(view(&s, &a))))
 }
 
 async fn remove(State(s): State<AppState>, Seller(seller): Seller, Path(id): Path<String>) -> Answer {

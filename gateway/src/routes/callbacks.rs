@@ -8,22 +8,31 @@
 //! were received); a refused callback is 400; a store failure 503 (retry).
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
+use payments::accounts::Credentials;
+use payments::acquirers::{Acquirer, Mapped, Payment};
 use payments::sandbox;
 use payments::state::OrderState;
 use payments::store::{Callback, CallbackError, CallbackOutcome};
 use serde_json::json;
 
 use crate::app::AppState;
+use crate::extract::ClientAddr;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/callbacks/sandbox", post(sandbox_callback))
         .route("/v1/callbacks/tbank", post(tbank_callback))
+        .route(
+            "/v1/callbacks/cloudpayments/{account}/{kind}",
+            post(cloudpayments_callback),
+        )
+        .route("/v1/callbacks/yookassa/{account}", post(yookassa_callback))
+        .route("/v1/callbacks/stripe/{account}", post(stripe_callback))
 }
 
 /// Applies a verified callback exactly once and what follows from it (the
@@ -95,102 +104,350 @@ async fn sandbox_callback(State(s): State<AppState>, headers: HeaderMap, body: B
     }
 }
 
+/// Why a bank's notification was not taken.
+#[derive(Debug)]
+pub enum Refusal {
+    /// It is wrong and will stay wrong (logged, nothing changes).
+    Bad(String),
+    /// We could not take it now; the bank should send it again.
+    Retry(String),
+}
+
+impl Refusal {
+    fn log(&self, s: &AppState, acquirer: &str) {
+        match self {
+            Refusal::Bad(reason) => {
+                tracing::warn!(%acquirer, %reason, "notification refused");
+                s.metrics.callback("refused");
+            }
+            Refusal::Retry(reason) => {
+                tracing::error!(%acquirer, %reason, "notification not taken; the bank will retry");
+                s.metrics.callback("error");
+            }
+        }
+    }
+}
+
+/// The bank account a notification names (`account` is the bank's id of
+/// it: terminal, site, shop).
+async fn account_of(s: &AppState, acquirer: &str, account: &str) -> Result<Credentials, Refusal> {
+    if account.is_empty() || account.len() > 64 {
+        return Err(Refusal::Bad(format!("unknown {acquirer} account")));
+    }
+    match payments::accounts::by_bank_account(&s.pool, &s.vault, acquirer, account).await {
+        Ok(Some(c)) => Ok(c),
+        Ok(None) => Err(Refusal::Bad(format!("unknown {acquirer} account {account:?}"))),
+        Err(e) => Err(Refusal::Retry(format!("could not read the account: {e}"))),
+    }
+}
+
+/// The attempt a verified notification is about; it must have gone to this
+/// very bank account.
+async fn attempt_of(s: &AppState, creds: &Credentials, payment: &Payment) -> Result<payments::store::Attempt, Refusal> {
+    let reference = payment.reference.as_deref().unwrap_or_default();
+    let unknown = || Refusal::Bad(format!("unknown order reference {reference:?}"));
+    let attempt_id = payments::ids::AttemptId::parse(reference).map_err(|_| unknown())?;
+    let attempt = match s.payments.attempt(&attempt_id).await {
+        Ok(Some(a)) => a,
+        Ok(None) => return Err(unknown()),
+        Err(e) => return Err(Refusal::Retry(format!("could not read the attempt: {e}"))),
+    };
+    if attempt.account_id.as_deref() != Some(creds.account.id.as_str()) {
+        return Err(Refusal::Bad("the payment was not made with this bank account".into()));
+    }
+    Ok(attempt)
+}
+
+/// Takes a verified bank report of a payment: checks it is this account's
+/// attempt (and, where the bank names its payment as creation did,
+/// `created_as`, that very payment), captures it where the bank wants that,
+/// and applies its status exactly once (deduplicated per payment and
+/// status, with reconciliation's polls too).
+pub async fn follow(
+    s: &AppState,
+    creds: &Credentials,
+    bank: &dyn Acquirer,
+    payment: &Payment,
+    created_as: Option<&str>,
+) -> Result<&'static str, Refusal> {
+    let attempt = attempt_of(s, creds, payment).await?;
+    match (attempt.acquirer_ref.as_deref(), created_as) {
+        (Some(ours), Some(theirs)) if ours != theirs => {
+            return Err(Refusal::Bad("the payment id does not match the attempt".into()));
+        }
+        (Some(_), _) => {}
+        // Creation had no clear answer, yet the bank made the payment: follow it.
+        (None, _) => {
+            let made = created_as.unwrap_or(&payment.payment_id);
+            if let Err(e) = s
+                .payments
+                .set_started(&attempt.id, Some(&creds.account.id), made, s.streams.now())
+                .await
+            {
+                return Err(Refusal::Retry(format!("not stored: {e}")));
+            }
+        }
+    }
+    let mut payment = payment.clone();
+    if bank
+        .capture(&payment, attempt.amount_minor, &attempt.currency)
+        .is_some()
+    {
+        if attempt.state.is_final() {
+            tracing::warn!(attempt = %attempt.id, state = %attempt.state, "an authorized payment for an attempt that ended is not captured");
+            return Ok("ignored");
+        }
+        if payment.amount_minor.is_some_and(|a| a != attempt.amount_minor) {
+            return Err(Refusal::Bad("the authorized amount differs from the attempt".into()));
+        }
+        match crate::banks::capture(s, bank, &payment, attempt.amount_minor, &attempt.currency).await {
+            Ok(Some(captured)) => payment = captured,
+            Ok(None) => {}
+            Err(e) => return Err(Refusal::Retry(format!("capture failed: {e}"))),
+        }
+    }
+    let state = match bank.map_status(&payment.status) {
+        Mapped::State(st) => st,
+        Mapped::Unknown => {
+            tracing::warn!(acquirer = bank.name(), status = %payment.status, attempt = %attempt.id, "unknown bank status: left for reconciliation");
+            return Ok("unknown");
+        }
+    };
+    let callback = Callback {
+        acquirer: bank.name().into(),
+        // Banks give no notification id that polls share: one payment
+        // reports each status once.
+        callback_id: format!("{}:{}", payment.payment_id, payment.status),
+        attempt_id: attempt.id.clone(),
+        amount_minor: payment.amount_minor.unwrap_or(attempt.amount_minor),
+        currency: attempt.currency.clone(),
+        state,
+        at: s.streams.now(),
+    };
+    match apply(s, &callback).await {
+        Ok(word) => Ok(word),
+        Err(CallbackError::Store(e)) => Err(Refusal::Retry(format!("not stored: {e}"))),
+        Err(e) => Err(Refusal::Bad(e.to_string())),
+    }
+}
+
 /// T-Bank's notifications: the terminal named in the body gives the
 /// password its `Token` must verify under. T-Bank retries until it reads
 /// `OK`: received notifications (applied, duplicate, already past) get
 /// `OK`; refused ones a 400 with the reason, store failures a 503.
 async fn tbank_callback(State(s): State<AppState>, body: Bytes) -> Response {
-    use payments::acquirers::{tbank, Mapped};
-    let no = |s: &AppState, status: StatusCode, reason: String| {
-        tracing::warn!(acquirer = tbank::ACQUIRER, %reason, "notification refused");
-        s.metrics.callback(if status == StatusCode::SERVICE_UNAVAILABLE {
-            "error"
-        } else {
-            "refused"
-        });
-        (status, reason).into_response()
-    };
-    let key = match tbank::terminal_of(&body) {
-        Ok(k) => k,
-        Err(e) => return no(&s, StatusCode::BAD_REQUEST, e.to_string()),
-    };
-    let creds = match payments::accounts::by_bank_account(&s.pool, &s.vault, tbank::ACQUIRER, &key).await {
-        Ok(Some(c)) => c,
-        Ok(None) => return no(&s, StatusCode::BAD_REQUEST, format!("unknown terminal {key:?}")),
-        Err(e) => {
-            return no(
-                &s,
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("could not read the terminal: {e}"),
-            )
-        }
-    };
-    let n = match tbank::verify_notification(&body, &creds.secret) {
-        Ok(n) => n,
-        Err(e) => return no(&s, StatusCode::BAD_REQUEST, e.to_string()),
-    };
-    let Ok(attempt_id) = payments::ids::AttemptId::parse(&n.order_id) else {
-        return no(&s, StatusCode::BAD_REQUEST, format!("unknown OrderId {:?}", n.order_id));
-    };
-    let attempt = match s.payments.attempt(&attempt_id).await {
-        Ok(Some(a)) => a,
-        Ok(None) => return no(&s, StatusCode::BAD_REQUEST, format!("unknown OrderId {:?}", n.order_id)),
-        Err(e) => {
-            return no(
-                &s,
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("could not read the attempt: {e}"),
-            )
-        }
-    };
-    // The attempt must have gone to this very terminal and payment.
-    if attempt.account_id.as_deref() != Some(creds.account.id.as_str()) {
-        return no(
-            &s,
-            StatusCode::BAD_REQUEST,
-            "the payment was not made with this terminal".into(),
-        );
+    use payments::acquirers::tbank;
+    let outcome = async {
+        let key = tbank::terminal_of(&body).map_err(|e| Refusal::Bad(e.to_string()))?;
+        let creds = account_of(&s, tbank::ACQUIRER, &key).await?;
+        let n = tbank::verify_notification(&body, &creds.secret).map_err(|e| Refusal::Bad(e.to_string()))?;
+        let bank = crate::banks::adapter(&creds).map_err(Refusal::Retry)?;
+        let payment = Payment {
+            reference: Some(n.order_id.clone()),
+            payment_id: n.payment_id.clone(),
+            status: n.status.clone(),
+            amount_minor: Some(n.amount_minor),
+        };
+        follow(&s, &creds, bank.as_ref(), &payment, Some(&n.payment_id)).await
     }
-    match attempt.acquirer_ref.as_deref() {
-        Some(r) if r != n.payment_id => {
-            return no(
-                &s,
-                StatusCode::BAD_REQUEST,
-                "PaymentId does not match the attempt".into(),
-            );
-        }
-        Some(_) => {}
-        // Init had no clear answer, yet the bank made the payment: follow it.
-        None => {
-            if let Err(e) = s
-                .payments
-                .set_started(&attempt.id, Some(&creds.account.id), &n.payment_id, s.streams.now())
-                .await
-            {
-                return no(&s, StatusCode::SERVICE_UNAVAILABLE, format!("not stored: {e}"));
+    .await;
+    match outcome {
+        Ok(_) => (StatusCode::OK, "OK").into_response(),
+        Err(r) => {
+            r.log(&s, tbank::ACQUIRER);
+            match r {
+                Refusal::Bad(why) => (StatusCode::BAD_REQUEST, why).into_response(),
+                Refusal::Retry(why) => (StatusCode::SERVICE_UNAVAILABLE, why).into_response(),
             }
         }
     }
-    let state = match tbank::map_status(&n.status) {
-        Mapped::State(st) => st,
-        Mapped::Unknown => {
-            tracing::warn!(status = %n.status, attempt = %attempt.id, "unknown T-Bank status: left for reconciliation");
-            return (StatusCode::OK, "OK").into_response();
+}
+
+/// CloudPayments' notifications, at the address set per kind in the
+/// site's settings (`…/cloudpayments/{Public ID}/check|pay|fail|refund`).
+/// The HMAC is checked on the raw body with the site's API secret. Answers
+/// are `{"code":0}`; a refusal is another code (to a Check it stops the
+/// payment): 10 unknown order, 12 wrong amount, 13 not accepted, 20 over.
+/// A store failure is a 503, which CloudPayments retries.
+async fn cloudpayments_callback(
+    State(s): State<AppState>,
+    Path((account, kind)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    use payments::acquirers::cloudpayments::{self as cp, Kind};
+    let code = |c: i64| (StatusCode::OK, axum::Json(json!({ "code": c }))).into_response();
+    let Some(kind) = Kind::parse(&kind) else {
+        Refusal::Bad(format!("no notification kind {kind:?}")).log(&s, cp::ACQUIRER);
+        return (StatusCode::NOT_FOUND, axum::Json(json!({ "code": cp::CHECK_REFUSED }))).into_response();
+    };
+    let outcome: Result<i64, (i64, Refusal)> = async {
+        let refused = |c: i64| move |r: Refusal| (c, r);
+        let creds = account_of(&s, cp::ACQUIRER, &account)
+            .await
+            .map_err(refused(cp::CHECK_REFUSED))?;
+        let signatures: Vec<&str> = ["content-hmac", "x-content-hmac"]
+            .iter()
+            .filter_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))
+            .collect();
+        let n = cp::verify_notification(kind, &body, &signatures, &creds.secret)
+            .map_err(|e| (cp::CHECK_REFUSED, Refusal::Bad(e.to_string())))?;
+        let bank = crate::banks::adapter(&creds).map_err(|e| (cp::CHECK_REFUSED, Refusal::Retry(e)))?;
+        let payment = n.payment();
+        match kind {
+            Kind::Check => {
+                let attempt = attempt_of(&s, &creds, &payment)
+                    .await
+                    .map_err(refused(cp::CHECK_UNKNOWN_INVOICE))?;
+                if attempt.state.is_final() {
+                    return Err((
+                        cp::CHECK_EXPIRED,
+                        Refusal::Bad(format!("the attempt is already {}", attempt.state)),
+                    ));
+                }
+                if n.amount_minor != attempt.amount_minor || n.currency != attempt.currency {
+                    return Err((
+                        cp::CHECK_WRONG_AMOUNT,
+                        Refusal::Bad("the amount differs from the attempt".into()),
+                    ));
+                }
+                Ok(cp::CHECK_OK)
+            }
+            // Refunds are Haul's own doing and recorded when asked.
+            Kind::Refund => {
+                tracing::info!(transaction = %n.transaction_id, invoice = %n.invoice_id, "CloudPayments refund notification");
+                Ok(cp::CHECK_OK)
+            }
+            Kind::Pay | Kind::Fail => follow(&s, &creds, bank.as_ref(), &payment, None)
+                .await
+                .map(|_| cp::CHECK_OK)
+                .map_err(refused(cp::CHECK_REFUSED)),
         }
-    };
-    let callback = Callback {
-        acquirer: tbank::ACQUIRER.into(),
-        // T-Bank gives no notification id: one payment reports each status once.
-        callback_id: format!("{}:{}", n.payment_id, n.status),
-        attempt_id,
-        amount_minor: n.amount_minor,
-        currency: attempt.currency.clone(),
-        state,
-        at: s.streams.now(),
-    };
-    match apply(&s, &callback).await {
-        Ok(_) => (StatusCode::OK, "OK").into_response(),
-        Err(CallbackError::Store(e)) => no(&s, StatusCode::SERVICE_UNAVAILABLE, format!("not stored: {e}")),
-        Err(e) => no(&s, StatusCode::BAD_REQUEST, e.to_string()),
+    }
+    .await;
+    match outcome {
+        Ok(c) => code(c),
+        Err((_, r @ Refusal::Retry(_))) => {
+            r.log(&s, cp::ACQUIRER);
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({ "code": cp::CHECK_REFUSED })),
+            )
+                .into_response()
+        }
+        Err((c, r)) => {
+            r.log(&s, cp::ACQUIRER);
+            code(c)
+        }
+    }
+}
+
+/// YooKassa's notifications (`…/yookassa/{shop id}`) are not signed: only
+/// the object id is read from them, and the payment is fetched from the
+/// API with the shop's key. With the shop's `sender_allow_list` setting,
+/// only YooKassa's published networks may send them. A 200 acknowledges;
+/// YooKassa retries other answers.
+async fn yookassa_callback(
+    State(s): State<AppState>,
+    Path(account): Path<String>,
+    ClientAddr(from): ClientAddr,
+    body: Bytes,
+) -> Response {
+    use payments::acquirers::yookassa;
+    let outcome = async {
+        let creds = account_of(&s, yookassa::ACQUIRER, &account).await?;
+        if creds.account.settings["sender_allow_list"].as_bool() == Some(true)
+            && !yookassa::in_networks(from, yookassa::SENDER_NETWORKS)
+        {
+            return Err(Refusal::Bad(format!("{from} is not a YooKassa sender")));
+        }
+        let notice = yookassa::read_notification(&body).map_err(|e| Refusal::Bad(e.to_string()))?;
+        if !notice.event.starts_with("payment.") {
+            tracing::info!(event = %notice.event, object = %notice.object_id, "YooKassa notification acknowledged");
+            return Ok("acknowledged");
+        }
+        let bank = crate::banks::adapter(&creds).map_err(Refusal::Retry)?;
+        // The object as the API has it; the body is not trusted.
+        let nothing = payments::acquirers::Charge {
+            reference: "",
+            amount_minor: 0,
+            currency: "",
+            description: "",
+            items: &[],
+            email: None,
+            phone: None,
+            success_url: "",
+            fail_url: "",
+            notification_url: "",
+        };
+        let payment = match crate::banks::lookup(&s, bank.as_ref(), &nothing, Some(&notice.object_id)).await {
+            Ok(payments::acquirers::Lookup::Found(p)) => p,
+            Ok(payments::acquirers::Lookup::NotFound) => {
+                return Err(Refusal::Bad(format!("YooKassa has no payment {:?}", notice.object_id)))
+            }
+            Err(e) => return Err(Refusal::Retry(format!("could not fetch the payment: {e}"))),
+        };
+        follow(&s, &creds, bank.as_ref(), &payment, Some(&payment.payment_id)).await
+    }
+    .await;
+    match outcome {
+        Ok(_) => StatusCode::OK.into_response(),
+        Err(r) => {
+            r.log(&s, yookassa::ACQUIRER);
+            match r {
+                Refusal::Bad(why) => (StatusCode::BAD_REQUEST, why).into_response(),
+                Refusal::Retry(why) => (StatusCode::SERVICE_UNAVAILABLE, why).into_response(),
+            }
+        }
+    }
+}
+
+/// Stripe's webhook endpoint for one account (`…/stripe/{account id}`),
+/// verified with that endpoint's signing secret; Checkout Session events
+/// are followed, others acknowledged. 2xx acknowledges; Stripe retries
+/// other answers.
+async fn stripe_callback(
+    State(s): State<AppState>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    use payments::acquirers::stripe;
+    let outcome = async {
+        let creds = account_of(&s, stripe::ACQUIRER, &account).await?;
+        let secret = creds
+            .webhook_secret
+            .as_deref()
+            .ok_or_else(|| Refusal::Bad("the account has no webhook secret".into()))?;
+        let header = headers.get("stripe-signature").and_then(|v| v.to_str().ok());
+        let event = stripe::verify_webhook(header, &body, secret, s.streams.now() / 1000)
+            .map_err(|e| Refusal::Bad(e.to_string()))?;
+        let Some(payment) = stripe::session_event(&event) else {
+            tracing::info!(event = %event.id, kind = %event.kind, "Stripe event acknowledged");
+            return Ok("acknowledged");
+        };
+        let payment = payment.map_err(|e| Refusal::Bad(e.to_string()))?;
+        let bank = crate::banks::adapter(&creds).map_err(Refusal::Retry)?;
+        let session = event.object["id"].as_str().map(str::to_owned);
+        follow(&s, &creds, bank.as_ref(), &payment, session.as_deref()).await
+    }
+    .await;
+    match outcome {
+        Ok(word) => (StatusCode::OK, axum::Json(json!({ "received": true, "outcome": word }))).into_response(),
+        Err(r) => {
+            r.log(&s, stripe::ACQUIRER);
+            match r {
+                Refusal::Bad(why) => (
+                    StatusCode::BAD_REQUEST,
+                    axum::Json(json!({ "error": { "code": "callback_refused", "message": why } })),
+                )
+                    .into_response(),
+                Refusal::Retry(why) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    axum::Json(json!({ "error": { "code": "unavailable", "message": why } })),
+                )
+                    .into_response(),
+            }
+        }
     }
 }

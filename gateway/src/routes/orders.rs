@@ -188,7 +188,24 @@ pub async fn refund_order(
                 code: "refund_unavailable",
                 message: "the bank account of this payment was removed".into(),
             })?;
-        crate::banks::tbank_refund(s, &creds, payment, amount)
+        let bank = crate::banks::adapter(&creds).map_err(|e| ApiError::Internal(e.into()))?;
+        // The bank names the payment to refund its own way (CloudPayments'
+        // transaction, Stripe's PaymentIntent): ask it first.
+        let parts = ChargeParts::of(s, order).await?;
+        let found = crate::banks::lookup(s, bank.as_ref(), &parts.charge(order, paid.id.as_str()), Some(payment))
+            .await
+            .map_err(|why| ApiError::Acquirer {
+                code: "refund_failed",
+                message: format!("{} did not answer about the payment: {why}", paid.acquirer),
+            })?;
+        let payments::acquirers::Lookup::Found(found) = found else {
+            return Err(ApiError::Acquirer {
+                code: "refund_failed",
+                message: format!("{} does not know the payment", paid.acquirer),
+            });
+        };
+        let key = format!("refund-{}-{}-{}", paid.id, order.refunded_minor, amount);
+        crate::banks::refund(s, bank.as_ref(), &found.payment_id, amount, &order.currency, &key)
             .await
             .map_err(|why| ApiError::Acquirer {
                 code: "refund_failed",
@@ -342,41 +359,22 @@ pub async fn start_payment(s: &AppState, order: &Order, acquirer: &str) -> Resul
             redirect_url,
         });
     }
-    let session = payments::checkout::by_order_id(&s.pool, order.id.as_str())
-        .await
-        .map_err(unavailable)?;
-    let fallback = [payments::checkout::Item {
-        name: format!("Order {}", order.id),
-        quantity: 1,
-        price_minor: order.amount_minor,
-        vat: "none".into(),
-        payment_method: "full_payment".into(),
-        payment_object: "commodity".into(),
-    }];
-    let (items, email, phone, back) = match &session {
-        Some(cs) => (
-            cs.items.as_slice(),
-            cs.customer_email.as_deref(),
-            cs.customer_phone.as_deref(),
-            format!("{}/checkout/{}?return=1", s.public_url, cs.id),
-        ),
-        None => (&fallback[..], None, None, s.public_url.clone()),
-    };
-    let description = order.reference.clone().unwrap_or_else(|| items[0].name.clone());
+    let parts = ChargeParts::of(s, order).await?;
     let mut reasons = Vec::new();
     for bank in banks {
         if !s.breakers.allows(&bank.id) {
             reasons.push(format!("{}: out of rotation after outages", bank.acquirer));
             continue;
         }
-        if bank.acquirer != payments::acquirers::tbank::ACQUIRER || order.currency != "RUB" {
-            reasons.push(format!("{}: does not take {}", bank.acquirer, order.currency));
-            continue;
-        }
         let creds = payments::accounts::credentials(&s.pool, &s.vault, &order.seller_id, &bank.id)
             .await
             .map_err(|e| ApiError::Internal(Box::new(e)))?
             .ok_or(ApiError::NotFound("acquirer account"))?;
+        let adapter = crate::banks::adapter(&creds).map_err(|e| ApiError::Internal(e.into()))?;
+        if !adapter.accepts(&order.currency) {
+            reasons.push(format!("{}: does not take {}", bank.acquirer, order.currency));
+            continue;
+        }
         let attempt = s
             .payments
             .create_attempt(order, &bank.acquirer, s.streams.now())
@@ -386,21 +384,9 @@ pub async fn start_payment(s: &AppState, order: &Order, acquirer: &str) -> Resul
             .set_account(&attempt.id, &bank.id)
             .await
             .map_err(unavailable)?;
-        let notification_url = format!("{}/v1/callbacks/{}", s.public_url, bank.acquirer);
-        let charge = payments::acquirers::Charge {
-            reference: attempt.id.as_str(),
-            amount_minor: order.amount_minor,
-            currency: &order.currency,
-            description: &description,
-            items,
-            email,
-            phone,
-            success_url: &back,
-            fail_url: &back,
-            notification_url: &notification_url,
-        };
+        let charge = parts.charge(order, attempt.id.as_str());
         use payments::acquirers::InitOutcome;
-        match crate::banks::tbank_init(s, &creds, &charge).await {
+        match crate::banks::init(s, adapter.as_ref(), &charge).await {
             InitOutcome::Redirect { url, acquirer_ref } => {
                 s.breakers.succeeded(&bank.id);
                 s.payments
@@ -443,6 +429,72 @@ pub async fn start_payment(s: &AppState, order: &Order, acquirer: &str) -> Resul
         code: "acquirers_unavailable",
         message: format!("no bank could take the payment: {}", reasons.join("; ")),
     })
+}
+
+/// What a bank is told about an order's payment besides the attempt: the
+/// receipt lines, the buyer's contacts, where the buyer comes back to.
+pub struct ChargeParts {
+    items: Vec<payments::checkout::Item>,
+    email: Option<String>,
+    phone: Option<String>,
+    back: String,
+    description: String,
+    notification_url: String,
+}
+
+impl ChargeParts {
+    pub async fn of(s: &AppState, order: &Order) -> Result<ChargeParts, ApiError> {
+        let session = payments::checkout::by_order_id(&s.pool, order.id.as_str())
+            .await
+            .map_err(unavailable)?;
+        let (items, email, phone, back) = match session {
+            Some(cs) => (
+                cs.items,
+                cs.customer_email,
+                cs.customer_phone,
+                format!("{}/checkout/{}?return=1", s.public_url, cs.id),
+            ),
+            None => (
+                vec![payments::checkout::Item {
+                    name: format!("Order {}", order.id),
+                    quantity: 1,
+                    price_minor: order.amount_minor,
+                    vat: "none".into(),
+                    payment_method: "full_payment".into(),
+                    payment_object: "commodity".into(),
+                }],
+                None,
+                None,
+                s.public_url.clone(),
+            ),
+        };
+        let description = order.reference.clone().unwrap_or_else(|| items[0].name.clone());
+        Ok(ChargeParts {
+            items,
+            email,
+            phone,
+            back,
+            description,
+            notification_url: format!("{}/v1/callbacks/tbank", s.public_url),
+        })
+    }
+
+    /// The charge of one attempt (T-Bank is told per payment where to
+    /// report; the other banks' notification addresses are account settings).
+    pub fn charge<'a>(&'a self, order: &'a Order, attempt: &'a str) -> payments::acquirers::Charge<'a> {
+        payments::acquirers::Charge {
+            reference: attempt,
+            amount_minor: order.amount_minor,
+            currency: &order.currency,
+            description: &self.description,
+            items: &self.items,
+            email: self.email.as_deref(),
+            phone: self.phone.as_deref(),
+            success_url: &self.back,
+            fail_url: &self.back,
+            notification_url: &self.notification_url,
+        }
+    }
 }
 
 /// A bank refused to serve or was out: the attempt is given up (the order

@@ -1,14 +1,20 @@
 //! Real acquiring banks' protocols, without HTTP: how to sign and build each
 //! request, how to read each answer, how to verify and read each
 //! notification, and how the bank's statuses map onto attempt states. The
-//! gateway sends the requests and applies what comes back through the store,
-//! like the sandbox's callbacks.
+//! gateway sends the [`Call`]s an [`Acquirer`] builds and applies what comes
+//! back through the store, like the sandbox's callbacks.
 //!
 //! Each module documents its bank's amount units, currency rules and status
 //! mapping next to the code.
 
+pub mod cloudpayments;
+pub mod stripe;
 pub mod tbank;
+pub mod yookassa;
 
+use serde_json::Value;
+
+use crate::accounts::Credentials;
 use crate::checkout::Item;
 use crate::state::AttemptState;
 
@@ -57,4 +63,207 @@ pub enum Mapped {
 /// Equal bytes, compared in time that does not depend on where they differ.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// An HTTP request to a bank, relative to its API's base URL.
+pub struct Call {
+    pub method: Method,
+    /// Path and query after the base URL, starting with `/`.
+    pub path: String,
+    /// Headers, the authorization among them.
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Body,
+}
+
+impl std::fmt::Debug for Call {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Call")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+}
+
+pub enum Body {
+    Empty,
+    Json(Value),
+    /// `application/x-www-form-urlencoded` pairs, in order.
+    Form(Vec<(String, String)>),
+}
+
+/// A payment as the bank reports it (a status answer or a notification).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payment {
+    /// Our attempt id as the bank echoes it, when it does.
+    pub reference: Option<String>,
+    /// The bank's id of the payment: what a refund names.
+    pub payment_id: String,
+    /// The bank's own status word (see each module's mapping).
+    pub status: String,
+    /// What the bank says was charged, in minor units.
+    pub amount_minor: Option<i64>,
+}
+
+/// What a status query found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    Found(Payment),
+    /// The bank has no payment for this attempt (yet).
+    NotFound,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AnswerError {
+    #[error("HTTP {0}")]
+    Http(u16),
+    #[error("not JSON")]
+    NotJson,
+    #[error("the bank refused: {0} {1}")]
+    Refused(String, String),
+    #[error("a field is missing or malformed: {0}")]
+    Field(&'static str),
+    #[error("the answer's signature does not verify")]
+    BadToken,
+}
+
+/// One bank's protocol under one account's credentials. Every method only
+/// builds or reads bytes; the gateway does the I/O.
+pub trait Acquirer: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// Whether this bank takes payments in `currency` (ISO 4217).
+    fn accepts(&self, currency: &str) -> bool;
+    /// Creates the payment; the answer goes to [`Acquirer::parse_init`].
+    fn init(&self, charge: &Charge<'_>) -> Call;
+    fn parse_init(&self, http_status: u16, body: &[u8]) -> InitOutcome;
+    /// Asks for the payment's state: by the bank's id when the creation
+    /// answered (`acquirer_ref`), else by what the attempt sent (a bank
+    /// with idempotent creation is asked the same creation again, which
+    /// answers the payment made the first time, if any).
+    fn lookup(&self, charge: &Charge<'_>, acquirer_ref: Option<&str>) -> Call;
+    fn parse_lookup(&self, acquirer_ref: Option<&str>, http_status: u16, body: &[u8]) -> Result<Lookup, AnswerError>;
+    fn map_status(&self, status: &str) -> Mapped;
+    /// Refunds `amount_minor` of the payment; `key` makes a repeat of the
+    /// same refund harmless where the bank supports it.
+    fn refund(&self, payment_id: &str, amount_minor: i64, currency: &str, key: &str) -> Call;
+    fn parse_refund(&self, http_status: u16, body: &[u8]) -> Result<(), String>;
+    /// A call a payment in this status needs before it is paid (YooKassa's
+    /// capture of an authorized payment); its answer reads like a lookup.
+    fn capture(&self, _payment: &Payment, _amount_minor: i64, _currency: &str) -> Option<Call> {
+        None
+    }
+}
+
+/// The protocol of an account's bank under its credentials.
+pub fn for_account(c: &Credentials) -> Option<Box<dyn Acquirer>> {
+    let a = &c.account;
+    Some(match a.acquirer.as_str() {
+        tbank::ACQUIRER => Box::new(tbank::Terminal {
+            terminal_key: a.account.clone(),
+            password: c.secret.clone(),
+            taxation: a.settings["taxation"].as_str().map(str::to_owned),
+        }),
+        cloudpayments::ACQUIRER => Box::new(cloudpayments::Site {
+            public_id: a.account.clone(),
+            api_secret: c.secret.clone(),
+            taxation: a.settings["taxation"].as_str().map(str::to_owned),
+        }),
+        yookassa::ACQUIRER => Box::new(yookassa::Shop {
+            shop_id: a.account.clone(),
+            secret_key: c.secret.clone(),
+            tax_system: a.settings["taxation"].as_str().map(str::to_owned),
+        }),
+        stripe::ACQUIRER => Box::new(stripe::Account {
+            api_key: c.secret.clone(),
+        }),
+        _ => return None,
+    })
+}
+
+/// `HTTP Basic` credentials.
+pub(crate) fn basic(user: &str, password: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+/// Minor units as a decimal with two digits after the point (`1050` →
+/// `"10.50"`), the way banks with decimal amounts take them.
+pub fn decimal(minor: i64) -> String {
+    let sign = if minor < 0 { "-" } else { "" };
+    let m = minor.unsigned_abs();
+    format!("{sign}{}.{:02}", m / 100, m % 100)
+}
+
+/// A positive decimal amount with at most two digits after the point (a
+/// JSON string or number) as minor units; anything else is `None`.
+pub fn parse_decimal(v: &Value) -> Option<i64> {
+    let text = match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => return None,
+    };
+    parse_decimal_text(&text)
+}
+
+pub fn parse_decimal_text(text: &str) -> Option<i64> {
+    let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
+    if whole.is_empty() || whole.len() > 15 || !whole.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if frac.len() > 2 && !frac[2..].bytes().all(|b| b == b'0') {
+        return None;
+    }
+    let frac = &frac[..frac.len().min(2)];
+    if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let cents: i64 = format!("{frac:0<2}").parse().ok()?;
+    whole.parse::<i64>().ok()?.checked_mul(100)?.checked_add(cents)
+}
+
+/// The 54-FZ tax systems, as each bank spells them, by Haul's name.
+pub const TAX_SYSTEMS: &[&str] = &["osn", "usn_income", "usn_income_outcome", "esn", "patent"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_round_trip_and_refuse_junk() {
+        assert_eq!(decimal(1050), "10.50");
+        assert_eq!(decimal(7), "0.07");
+        assert_eq!(decimal(100_000), "1000.00");
+        for (text, minor) in [
+            ("10.50", 1050),
+            ("10.5", 1050),
+            ("10", 1000),
+            ("0.07", 7),
+            ("1.500", 150),
+        ] {
+            assert_eq!(parse_decimal_text(text), Some(minor), "{text}");
+        }
+        for bad in [
+            "",
+            ".5",
+            "1.234",
+            "-1",
+            "1e3",
+            "1,00",
+            "ten",
+            "1.2.3",
+            "1234567890123456",
+        ] {
+            assert_eq!(parse_decimal_text(bad), None, "{bad}");
+        }
+        assert_eq!(parse_decimal(&serde_json::json!(10.5)), Some(1050));
+        assert_eq!(parse_decimal(&serde_json::json!(true)), None);
+    }
 }

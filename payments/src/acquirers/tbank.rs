@@ -29,7 +29,7 @@
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::{Charge, InitOutcome, Mapped};
+use super::{Acquirer, Body, Call, Charge, InitOutcome, Lookup, Mapped, Method, Payment};
 use crate::state::AttemptState;
 
 pub const ACQUIRER: &str = "tbank";
@@ -56,7 +56,7 @@ impl std::fmt::Debug for Terminal {
 }
 
 /// Tax systems T-Bank accepts in `Receipt.Taxation`.
-pub const TAXATION: &[&str] = &["osn", "usn_income", "usn_income_outcome", "esn", "patent"];
+pub const TAXATION: &[&str] = super::TAX_SYSTEMS;
 
 /// The scalar's text as the Token rule concatenates it.
 fn scalar(v: &Value) -> Option<String> {
@@ -231,17 +231,7 @@ pub struct State {
     pub amount_minor: Option<i64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AnswerError {
-    #[error("not JSON")]
-    NotJson,
-    #[error("the bank refused: {0} {1}")]
-    Refused(String, String),
-    #[error("a field is missing or malformed: {0}")]
-    Field(&'static str),
-    #[error("the answer's Token does not verify")]
-    BadToken,
-}
+pub use super::AnswerError;
 
 /// Parses a `GetState` answer; its `Token`, when present, must verify.
 pub fn parse_state(terminal: &Terminal, body: &[u8]) -> Result<State, AnswerError> {
@@ -293,6 +283,88 @@ pub fn parse_check_order(terminal: &Terminal, body: &[u8]) -> Result<Vec<State>,
             })
         })
         .collect()
+}
+
+fn post(method: &str, body: Value) -> Call {
+    Call {
+        method: Method::Post,
+        path: format!("/{method}"),
+        headers: Vec::new(),
+        body: Body::Json(body),
+    }
+}
+
+impl From<State> for Payment {
+    fn from(s: State) -> Payment {
+        Payment {
+            reference: None,
+            payment_id: s.payment_id,
+            status: s.status,
+            amount_minor: s.amount_minor,
+        }
+    }
+}
+
+impl Acquirer for Terminal {
+    fn name(&self) -> &'static str {
+        ACQUIRER
+    }
+
+    fn accepts(&self, currency: &str) -> bool {
+        currency == "RUB"
+    }
+
+    fn init(&self, charge: &Charge<'_>) -> Call {
+        post("Init", init_body(self, charge))
+    }
+
+    fn parse_init(&self, http_status: u16, body: &[u8]) -> InitOutcome {
+        parse_init(http_status, body)
+    }
+
+    /// `GetState` by `PaymentId`; `CheckOrder` by our order id when `Init`
+    /// gave no answer.
+    fn lookup(&self, charge: &Charge<'_>, acquirer_ref: Option<&str>) -> Call {
+        match acquirer_ref {
+            Some(id) => post("GetState", get_state_body(self, id)),
+            None => post("CheckOrder", check_order_body(self, charge.reference)),
+        }
+    }
+
+    fn parse_lookup(&self, acquirer_ref: Option<&str>, http_status: u16, body: &[u8]) -> Result<Lookup, AnswerError> {
+        if http_status >= 500 {
+            return Err(AnswerError::Http(http_status));
+        }
+        match acquirer_ref {
+            Some(_) => parse_state(self, body).map(|s| Lookup::Found(s.into())),
+            None => Ok(parse_check_order(self, body)?
+                .into_iter()
+                .next()
+                .map_or(Lookup::NotFound, |s| Lookup::Found(s.into()))),
+        }
+    }
+
+    fn map_status(&self, status: &str) -> Mapped {
+        map_status(status)
+    }
+
+    /// `Cancel` of a confirmed payment; T-Bank has no idempotency key.
+    fn refund(&self, payment_id: &str, amount_minor: i64, _currency: &str, _key: &str) -> Call {
+        post("Cancel", cancel_body(self, payment_id, amount_minor))
+    }
+
+    fn parse_refund(&self, http_status: u16, body: &[u8]) -> Result<(), String> {
+        if http_status >= 500 {
+            return Err(format!("HTTP {http_status}"));
+        }
+        let v: Value = serde_json::from_slice(body).map_err(|_| "not JSON".to_owned())?;
+        if v["Success"].as_bool() == Some(true) {
+            Ok(())
+        } else {
+            let (code, message) = refusal(&v);
+            Err(format!("refused: {code} {message}"))
+        }
+    }
 }
 
 /// A verified notification.
