@@ -94,6 +94,21 @@ pub const VARIABLES: &[Variable] = &[
         help: "the T-Bank Acquiring API's address",
     },
     Variable {
+        name: "HAUL_CLOUDPAYMENTS_URL",
+        default: "https://api.cloudpayments.ru",
+        help: "the CloudPayments API's address",
+    },
+    Variable {
+        name: "HAUL_YOOKASSA_URL",
+        default: "https://api.yookassa.ru/v3",
+        help: "the YooKassa API's address",
+    },
+    Variable {
+        name: "HAUL_STRIPE_URL",
+        default: "https://api.stripe.com",
+        help: "the Stripe API's address",
+    },
+    Variable {
         name: "HAUL_PUBLIC_URL",
         default: "http://HAUL_LISTEN",
         help: "the address buyers' browsers and acquirers reach this node at (http or https, no path)",

@@ -1,0 +1,577 @@
+//! CloudPayments, YooKassa and Stripe through their emulators
+//! (tests/emulators): each bank's payment is created, paid on its hosted
+//! page, reported the way that bank reports (CloudPayments' Check and Pay
+//! with `Content-HMAC`, YooKassa's unsigned notifications re-fetched from
+//! its API and captured, Stripe's signed webhooks) and refunded through the
+//! bank; forgeries change nothing and get the bank's expected refusal; a
+//! bank that refuses to serve hands the payment to another bank.
+
+mod common;
+mod emulators;
+
+use common::{Env, TestApp};
+use emulators::{cloudpayments as cp, stripe as st, yookassa as yk};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+async fn app(env: &Env, cp: &cp::Emulator, yk: &yk::Emulator, st: &st::Emulator) -> TestApp {
+    TestApp::start(
+        env,
+        &[
+            ("HAUL_CLOUDPAYMENTS_URL", &cp.base),
+            ("HAUL_YOOKASSA_URL", &yk.api()),
+            ("HAUL_STRIPE_URL", &st.base),
+        ],
+    )
+    .await
+}
+
+struct Banks {
+    cp: cp::Emulator,
+    yk: yk::Emulator,
+    st: st::Emulator,
+    app: TestApp,
+}
+
+async fn banks(env: &Env) -> Banks {
+    let (cp, yk, st) = (
+        cp::Emulator::start().await,
+        yk::Emulator::start().await,
+        st::Emulator::start().await,
+    );
+    let app = app(env, &cp, &yk, &st).await;
+    Banks { cp, yk, st, app }
+}
+
+async fn connect(app: &TestApp, body: Value) -> Value {
+    let (status, v) = app.seller(Method::POST, "/v1/acquirers", Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    v
+}
+
+async fn session(app: &TestApp, amount: i64, currency: &str) -> String {
+    let (status, s) = app
+        .seller(
+            Method::POST,
+            "/v1/checkout/sessions",
+            Some(json!({
+                "amount_minor": amount, "currency": currency, "reference": "B-1",
+                "items": [{ "name": "Lamp", "quantity": 2, "price_minor": amount / 2, "vat": "vat20" }],
+                "success_url": "https://shop.example/ok", "cancel_url": "https://shop.example/",
+                "customer_email": "buyer@example.com" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{s}");
+    s["id"].as_str().unwrap().to_owned()
+}
+
+async fn pay(app: &TestApp, session: &str, acquirer: &str) -> (StatusCode, Value) {
+    app.call(
+        Method::POST,
+        &format!("/v1/checkout/sessions/{session}/attempts"),
+        None,
+        Some(json!({ "acquirer": acquirer })),
+    )
+    .await
+}
+
+async fn state_until(app: &TestApp, session: &str, want: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, v) = app
+            .seller(Method::GET, &format!("/v1/checkout/sessions/{session}"), None)
+            .await;
+        if v["state"] == want {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never {want}: {v}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+async fn card(app: &TestApp, redirect: &str, number: &str) -> (StatusCode, String) {
+    let r = app
+        .http
+        .post(redirect)
+        .form(&[("number", number)])
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.text().await.unwrap())
+}
+
+async fn order_of(app: &TestApp, session: &str) -> Value {
+    let (_, s) = app
+        .seller(Method::GET, &format!("/v1/checkout/sessions/{session}"), None)
+        .await;
+    let (_, o) = app
+        .seller(
+            Method::GET,
+            &format!("/v1/orders/{}", s["order_id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    o
+}
+
+async fn refund(app: &TestApp, order: &str, amount: i64) -> (StatusCode, Value) {
+    app.seller(
+        Method::POST,
+        &format!("/v1/orders/{order}/refunds"),
+        Some(json!({ "amount_minor": amount })),
+    )
+    .await
+}
+
+async fn cloudpayments_checks_pays_refunds_and_refuses_forgeries(env: Env) {
+    let b = banks(&env).await;
+    let acct = connect(
+        &b.app,
+        json!({ "acquirer": "cloudpayments", "account": "pk_shop", "secret": "cp-api-secret",
+                "settings": { "taxation": "usn_income" } }),
+    )
+    .await;
+    assert!(!acct.to_string().contains("cp-api-secret"));
+    // The seller pastes these addresses into the site's settings.
+    let check = acct["notification_urls"]["check"].as_str().unwrap();
+    assert_eq!(
+        check,
+        format!("{}/v1/callbacks/cloudpayments/pk_shop/check", b.app.base)
+    );
+    b.cp.site(
+        "pk_shop",
+        "cp-api-secret",
+        check.trim_end_matches("/check"),
+        cp::Mode::Normal,
+    );
+    b.cp.bank.lock().unwrap().chaos = true;
+
+    let cs = session(&b.app, 259_000, "RUB").await;
+    let (status, attempt) = pay(&b.app, &cs, "cloudpayments").await;
+    assert_eq!(status, StatusCode::CREATED, "{attempt}");
+    let redirect = attempt["redirect_url"].as_str().unwrap();
+    assert!(redirect.starts_with(&b.cp.base), "{redirect}");
+    // The order carries the receipt in CloudPayments' shape (the bank
+    // checked that its lines sum to the amount).
+    let order = b.cp.bank.lock().unwrap().orders.values().next().unwrap().clone();
+    assert_eq!(
+        (order.amount, order.invoice_id.as_str()),
+        (259_000, attempt["id"].as_str().unwrap())
+    );
+    assert_eq!(order.receipt.as_ref().unwrap()["Items"][0]["vat"], 20);
+    // A Check for another amount than the open attempt's is refused (12).
+    let (wrong, sig) = b.cp.notification(&cp::Transaction {
+        id: 1,
+        site: "pk_shop".into(),
+        invoice_id: order.invoice_id.clone(),
+        amount: 100,
+        currency: "RUB".into(),
+        status: "Completed".into(),
+        refunded: 0,
+    });
+    let r = b
+        .app
+        .http
+        .post(check)
+        .header("Content-HMAC", sig)
+        .body(wrong)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], 12);
+    let (status, _) = card(&b.app, redirect, cp::GOOD_CARD).await;
+    assert_eq!(status, StatusCode::OK);
+    state_until(&b.app, &cs, "succeeded").await;
+    // Check said yes; Pay came twice and was answered code 0 both times.
+    assert_eq!(
+        b.cp.bank.lock().unwrap().delivered,
+        vec![("check".to_owned(), 0), ("pay".to_owned(), 0), ("pay".to_owned(), 0)]
+    );
+    let t = b.cp.bank.lock().unwrap().transactions[0].clone();
+
+    // Forged, foreign and tampered notifications: refused with a non-zero
+    // code, nothing changes.
+    let post = |path: &str, body: String, sig: String| {
+        b.app
+            .http
+            .post(format!("{}/v1/callbacks/cloudpayments/{path}", b.app.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("Content-HMAC", sig)
+            .body(body)
+            .send()
+    };
+    let code = |r: reqwest::Response| async move { r.json::<Value>().await.unwrap()["code"].as_i64().unwrap() };
+    let (body, sig) = b.cp.notification(&cp::Transaction {
+        status: "Declined".into(),
+        ..t.clone()
+    });
+    assert_eq!(
+        code(post("pk_shop/fail", body.clone(), "AAAA".into()).await.unwrap()).await,
+        13
+    );
+    assert_eq!(
+        code(post("pk_other/fail", body.clone(), sig.clone()).await.unwrap()).await,
+        13,
+        "unknown site"
+    );
+    let tampered = body.replace("Amount=2590.00", "Amount=1.00");
+    assert_eq!(
+        code(post("pk_shop/fail", tampered, sig.clone()).await.unwrap()).await,
+        13
+    );
+    // A Fail after the payment ended (a replay after a terminal state) is
+    // received and ignored.
+    assert_eq!(code(post("pk_shop/fail", body, sig).await.unwrap()).await, 0);
+    state_until(&b.app, &cs, "succeeded").await;
+    // A Check for an attempt that is over, or for no attempt, is refused.
+    let (wrong, sig) = b.cp.notification(&cp::Transaction {
+        amount: 1_000,
+        ..t.clone()
+    });
+    assert_eq!(code(post("pk_shop/check", wrong, sig).await.unwrap()).await, 20);
+    let (unknown, sig) = b.cp.notification(&cp::Transaction {
+        invoice_id: "pat_doesnotexist".into(),
+        ..t.clone()
+    });
+    assert_eq!(code(post("pk_shop/check", unknown, sig).await.unwrap()).await, 10);
+    let metrics = b.app.metrics().await;
+    assert!(
+        metrics.contains("haul_callbacks_total{outcome=\"applied\"} 1\n"),
+        "{metrics}"
+    );
+
+    // A refund names the transaction; the bank keeps its own count.
+    let o = order_of(&b.app, &cs).await;
+    let (status, r) = refund(&b.app, o["id"].as_str().unwrap(), 59_000).await;
+    assert_eq!(status, StatusCode::CREATED, "{r}");
+    assert_eq!(b.cp.bank.lock().unwrap().transactions[0].refunded, 59_000);
+    state_until(&b.app, &cs, "partially_refunded").await;
+}
+
+async fn yookassa_captures_and_trusts_only_its_api(env: Env) {
+    let b = banks(&env).await;
+    let acct = connect(
+        &b.app,
+        json!({ "acquirer": "yookassa", "account": "506751", "secret": "test_yk_key",
+                "settings": { "taxation": "osn" } }),
+    )
+    .await;
+    let url = acct["notification_urls"]["notification"].as_str().unwrap();
+    b.yk.shop("506751", "test_yk_key", url, yk::Mode::Normal);
+
+    let cs = session(&b.app, 120_000, "RUB").await;
+    let (status, attempt) = pay(&b.app, &cs, "yookassa").await;
+    assert_eq!(status, StatusCode::CREATED, "{attempt}");
+    let payment = b.yk.payments_of("506751").pop().unwrap();
+    let id = payment["id"].as_str().unwrap().to_owned();
+    assert_eq!(payment["capture"], false);
+
+    // Someone claims the payment succeeded: the API says it is pending, and
+    // that is what counts.
+    let mut lie = payment.clone();
+    lie["status"] = json!("succeeded");
+    let r = b
+        .app
+        .http
+        .post(url)
+        .json(&json!({ "type": "notification", "event": "payment.succeeded", "object": lie }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let (_, s) = b
+        .app
+        .seller(Method::GET, &format!("/v1/checkout/sessions/{cs}"), None)
+        .await;
+    assert_eq!(s["state"], "pending", "{s}");
+    // Junk and unknown payments are refused.
+    let r = b.app.http.post(url).body("{oops").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = b
+        .app
+        .http
+        .post(url)
+        .json(&json!({ "type": "notification", "event": "payment.succeeded", "object": { "id": "2f999999-0000" } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
+    // The buyer pays: authorized, Haul captures it once, the order is paid.
+    let (status, _) = card(&b.app, attempt["redirect_url"].as_str().unwrap(), yk::GOOD_CARD).await;
+    assert_eq!(status, StatusCode::OK);
+    state_until(&b.app, &cs, "succeeded").await;
+    assert_eq!(b.yk.payment(&id)["status"], "succeeded");
+    assert_eq!(b.yk.calls("POST /capture", "506751"), 1);
+    // YooKassa's own payment.succeeded follows; it changes nothing more.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !b
+        .yk
+        .bank
+        .lock()
+        .unwrap()
+        .delivered
+        .contains(&"payment.succeeded".to_owned())
+    {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    let o = order_of(&b.app, &cs).await;
+    let (status, r) = refund(&b.app, o["id"].as_str().unwrap(), 120_000).await;
+    assert_eq!(status, StatusCode::CREATED, "{r}");
+    assert_eq!(b.yk.bank.lock().unwrap().refunds[0]["amount"]["value"], "1200.00");
+    state_until(&b.app, &cs, "refunded").await;
+
+    // With the sender allow-list on, only YooKassa's networks may notify.
+    let (status, _) = b
+        .app
+        .seller(
+            Method::PATCH,
+            &format!("/v1/acquirers/{}", acct["id"].as_str().unwrap()),
+            Some(json!({ "settings": { "taxation": "osn", "sender_allow_list": true } })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        !b.yk.notify(&id, "payment.succeeded").await,
+        "127.0.0.1 is not YooKassa"
+    );
+}
+
+async fn stripe_checkout_pays_by_signed_webhook_and_refunds(env: Env) {
+    let b = banks(&env).await;
+    for (body, field) in [
+        (
+            json!({ "acquirer": "stripe", "account": "acct_1", "secret": "sk_test_1" }),
+            "webhook_secret",
+        ),
+        (
+            json!({ "acquirer": "stripe", "account": "acct_1", "secret": "pk_test_1", "webhook_secret": "whsec_x" }),
+            "secret",
+        ),
+        (
+            json!({ "acquirer": "tbank", "account": "T1", "secret": "p", "webhook_secret": "whsec_x" }),
+            "webhook_secret",
+        ),
+    ] {
+        let (status, v) = b.app.seller(Method::POST, "/v1/acquirers", Some(body)).await;
+        assert_eq!(
+            (status, v["error"]["field"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(field)),
+            "{v}"
+        );
+    }
+    let acct = connect(
+        &b.app,
+        json!({ "acquirer": "stripe", "account": "acct_1Shop", "secret": "sk_test_shop",
+                "webhook_secret": "whsec_endpoint_secret" }),
+    )
+    .await;
+    assert!(!acct.to_string().contains("whsec_endpoint_secret") && !acct.to_string().contains("sk_test_shop"));
+    let url = acct["notification_urls"]["notification"].as_str().unwrap();
+    b.st.account("sk_test_shop", url, "whsec_endpoint_secret");
+
+    // A decline keeps Checkout open; expiry ends the attempt, the order stays open.
+    let cs = session(&b.app, 4_000, "EUR").await;
+    let (status, first) = pay(&b.app, &cs, "stripe").await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let (_, page) = card(&b.app, first["redirect_url"].as_str().unwrap(), "4000000000000002").await;
+    assert!(page.contains("declined"), "{page}");
+    let session_id = b.st.sessions()[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(b.st.expire(&session_id).await, 200);
+    let o = order_of(&b.app, &cs).await;
+    assert_eq!(
+        (o["state"].as_str(), o["attempts"][0]["state"].as_str()),
+        (Some("created"), Some("cancelled")),
+        "{o}"
+    );
+
+    let (status, attempt) = pay(&b.app, &cs, "stripe").await;
+    assert_eq!(status, StatusCode::CREATED, "{attempt}");
+    let (status, _) = card(&b.app, attempt["redirect_url"].as_str().unwrap(), st::GOOD_CARD).await;
+    assert_eq!(status, StatusCode::OK);
+    state_until(&b.app, &cs, "succeeded").await;
+    let paid = b.st.sessions().into_iter().find(|s| s["status"] == "complete").unwrap();
+    let paid_id = paid["id"].as_str().unwrap().to_owned();
+
+    // The emulator signs as Stripe does: Stripe's own library accepts it.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let (body, sig) = b.st.event(&paid_id, "checkout.session.completed", now);
+    let script = r#"
+import sys, stripe
+stripe.Webhook.construct_event(sys.argv[1], sys.argv[2], sys.argv[3])
+print("verified")
+"#;
+    let out = std::process::Command::new(common::python())
+        .args(["-c", script, &body, &sig, "whsec_endpoint_secret"])
+        .output()
+        .expect("python runs");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "verified",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Replayed: received, no second effect. Forged, stale or for an unknown
+    // account: 400, nothing changes.
+    let post = |path: String, body: String, sig: String| {
+        b.app
+            .http
+            .post(format!("{}/v1/callbacks/stripe/{path}", b.app.base))
+            .header("Stripe-Signature", sig)
+            .body(body)
+            .send()
+    };
+    let r = post("acct_1Shop".into(), body.clone(), sig.clone()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.unwrap()["outcome"], "duplicate");
+    let (expired_body, _) = b.st.event(&paid_id, "checkout.session.expired", now);
+    let forged = st::sign("whsec_guess", now, &expired_body);
+    assert_eq!(
+        post("acct_1Shop".into(), expired_body.clone(), forged)
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    let (stale_body, stale_sig) = b.st.event(&paid_id, "checkout.session.completed", now - 600);
+    assert_eq!(
+        post("acct_1Shop".into(), stale_body, stale_sig).await.unwrap().status(),
+        400
+    );
+    assert_eq!(
+        post("acct_nobody".into(), body.clone(), sig.clone())
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    assert_eq!(
+        post("acct_1Shop".into(), body, String::new()).await.unwrap().status(),
+        400
+    );
+    state_until(&b.app, &cs, "succeeded").await;
+
+    // Refunds name the PaymentIntent.
+    let o = order_of(&b.app, &cs).await;
+    let (status, r) = refund(&b.app, o["id"].as_str().unwrap(), 1_000).await;
+    assert_eq!(status, StatusCode::CREATED, "{r}");
+    let refunds = b.st.bank.lock().unwrap().refunds.clone();
+    assert_eq!(
+        (refunds[0]["payment_intent"].clone(), refunds[0]["amount"].clone()),
+        (paid["payment_intent"].clone(), json!(1_000))
+    );
+}
+
+/// CloudPayments refuses to serve the seller: YooKassa, next in priority,
+/// takes the payment as a new attempt of the same order; one charge.
+async fn a_refusing_bank_hands_the_payment_to_another_bank(env: Env) {
+    let b = banks(&env).await;
+    let a = connect(
+        &b.app,
+        json!({ "acquirer": "cloudpayments", "account": "pk_blocked", "secret": "s1", "priority": 1 }),
+    )
+    .await;
+    let y = connect(
+        &b.app,
+        json!({ "acquirer": "yookassa", "account": "777", "secret": "s2", "priority": 2 }),
+    )
+    .await;
+    b.cp.site(
+        "pk_blocked",
+        "s1",
+        a["notification_urls"]["check"]
+            .as_str()
+            .unwrap()
+            .trim_end_matches("/check"),
+        cp::Mode::Refuse("Merchant is blocked".into()),
+    );
+    b.yk.shop(
+        "777",
+        "s2",
+        y["notification_urls"]["notification"].as_str().unwrap(),
+        yk::Mode::Normal,
+    );
+    let cs = session(&b.app, 50_000, "RUB").await;
+    let (_, status) = b
+        .app
+        .call(Method::GET, &format!("/v1/checkout/sessions/{cs}/status"), None, None)
+        .await;
+    assert_eq!(status["acquirers"], json!(["cloudpayments", "yookassa", "sandbox"]));
+    let (code, attempt) = pay(&b.app, &cs, "cloudpayments").await;
+    assert_eq!(code, StatusCode::CREATED, "{attempt}");
+    assert_eq!(attempt["acquirer"], "yookassa");
+    let (_, _) = card(&b.app, attempt["redirect_url"].as_str().unwrap(), yk::GOOD_CARD).await;
+    state_until(&b.app, &cs, "succeeded").await;
+    let o = order_of(&b.app, &cs).await;
+    let states: Vec<&str> = o["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states.len(), 2, "{o}");
+    assert!(states.contains(&"cancelled") && states.contains(&"succeeded"), "{o}");
+    assert!(
+        b.cp.bank.lock().unwrap().orders.is_empty(),
+        "nothing was made at the refusing bank"
+    );
+    assert_eq!(b.yk.payments_of("777").len(), 1);
+}
+
+/// YooKassa answers 500 ("result unknown") after making the payment: no
+/// other attempt starts until reconciliation asks again with the same
+/// Idempotence-Key, which answers the payment made the first time.
+async fn an_unclear_yookassa_answer_is_settled_by_asking_again(env: Env) {
+    let b = banks(&env).await;
+    let y = connect(
+        &b.app,
+        json!({ "acquirer": "yookassa", "account": "888", "secret": "s3" }),
+    )
+    .await;
+    b.yk.shop(
+        "888",
+        "s3",
+        y["notification_urls"]["notification"].as_str().unwrap(),
+        yk::Mode::Unclear,
+    );
+    let cs = session(&b.app, 30_000, "RUB").await;
+    let (code, v) = pay(&b.app, &cs, "yookassa").await;
+    assert_eq!(
+        (code, v["error"]["code"].as_str()),
+        (StatusCode::BAD_GATEWAY, Some("acquirer_no_answer")),
+        "{v}"
+    );
+    let (code, v) = pay(&b.app, &cs, "yookassa").await;
+    assert_eq!(
+        (code, v["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("payment_in_progress")),
+        "{v}"
+    );
+    assert_eq!(b.yk.calls("POST /payments", "888"), 1);
+    b.app.clock.advance(31_000);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let o = order_of(&b.app, &cs).await;
+        if o["attempts"][0]["state"] == "pending" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never reconciled: {o}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Asked again with the same key: the same payment, not a second one.
+    assert_eq!(b.yk.calls("POST /payments", "888"), 2);
+    assert_eq!(b.yk.payments_of("888").len(), 1);
+}
+
+on_both_backends!(
+    cloudpayments_checks_pays_refunds_and_refuses_forgeries,
+    yookassa_captures_and_trusts_only_its_api,
+    stripe_checkout_pays_by_signed_webhook_and_refunds,
+    a_refusing_bank_hands_the_payment_to_another_bank,
+    an_unclear_yookassa_answer_is_settled_by_asking_again,
+);
