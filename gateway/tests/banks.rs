@@ -568,7 +568,50 @@ async fn an_unclear_yookassa_answer_is_settled_by_asking_again(env: Env) {
     assert_eq!(b.yk.payments_of("888").len(), 1);
 }
 
+/// Notifications that never came: reconciliation reads each bank's status
+/// API (and captures YooKassa's authorized payment) and the orders are paid.
+async fn lost_notifications_are_made_up_by_polling_each_bank(env: Env) {
+    let b = banks(&env).await;
+    connect(
+        &b.app,
+        json!({ "acquirer": "yookassa", "account": "555", "secret": "s5" }),
+    )
+    .await;
+    connect(
+        &b.app,
+        json!({ "acquirer": "stripe", "account": "acct_quiet", "secret": "sk_test_quiet", "webhook_secret": "whsec_q" }),
+    )
+    .await;
+    let nowhere = "http://127.0.0.1:9/nowhere";
+    b.yk.shop("555", "s5", nowhere, yk::Mode::Normal);
+    b.st.account("sk_test_quiet", nowhere, "whsec_q");
+    let rub = session(&b.app, 10_000, "RUB").await;
+    let eur = session(&b.app, 2_000, "EUR").await;
+    for (cs, acquirer, good) in [(&rub, "yookassa", yk::GOOD_CARD), (&eur, "stripe", st::GOOD_CARD)] {
+        let (code, attempt) = pay(&b.app, cs, acquirer).await;
+        assert_eq!(code, StatusCode::CREATED, "{attempt}");
+        let (code, _) = card(&b.app, attempt["redirect_url"].as_str().unwrap(), good).await;
+        assert_eq!(code, StatusCode::OK);
+    }
+    let (_, s) = b
+        .app
+        .seller(Method::GET, &format!("/v1/checkout/sessions/{rub}"), None)
+        .await;
+    assert_eq!(s["state"], "created", "{s}");
+    b.app.clock.advance(31_000);
+    state_until(&b.app, &rub, "succeeded").await;
+    state_until(&b.app, &eur, "succeeded").await;
+    assert_eq!(b.yk.calls("POST /capture", "555"), 1);
+    assert_eq!(b.yk.payments_of("555")[0]["status"], "succeeded");
+    let metrics = b.app.metrics().await;
+    assert!(
+        metrics.contains("haul_reconciliation_total{outcome=\"moved\"} 2"),
+        "{metrics}"
+    );
+}
+
 on_both_backends!(
+    lost_notifications_are_made_up_by_polling_each_bank,
     cloudpayments_checks_pays_refunds_and_refuses_forgeries,
     yookassa_captures_and_trusts_only_its_api,
     stripe_checkout_pays_by_signed_webhook_and_refunds,

@@ -4,6 +4,7 @@
 //! and it says so when the node goes away.
 
 mod common;
+mod emulators;
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -173,9 +174,13 @@ async fn host_site(haul: &str, session: &str) -> (String, tokio::task::JoinHandl
 
 /// Runs the browser script against a host page with `card`; returns its steps.
 async fn pay_in_browser(host: &str, card: &str, mode: &str, shot: &std::path::Path) -> Vec<Value> {
+    pay_in_browser_with(host, card, mode, "sandbox", shot).await
+}
+
+async fn pay_in_browser_with(host: &str, card: &str, mode: &str, acquirer: &str, shot: &std::path::Path) -> Vec<Value> {
     let mut node = tokio::process::Command::new("node")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/js/checkout.mjs"))
-        .args([host, card, mode])
+        .args([host, card, mode, acquirer])
         .env("HAUL_TEST_SCREENSHOT", shot)
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -337,7 +342,69 @@ async fn a_shop_on_another_origin_takes_a_payment_through_the_widget(env: Env) {
     assert_eq!(read["state"], "succeeded");
 }
 
+/// The widget offers the seller's enabled banks that take the currency;
+/// the buyer pays on CloudPayments' page (its emulator) inside the overlay
+/// and comes back to the outcome.
+async fn the_widget_pays_through_a_sellers_bank(env: Env) {
+    use emulators::cloudpayments as cp;
+    let bank = cp::Emulator::start().await;
+    let app = TestApp::start(&env, &[("HAUL_CLOUDPAYMENTS_URL", &bank.base)]).await;
+    let mut notify = String::new();
+    for body in [
+        json!({ "acquirer": "cloudpayments", "account": "pk_widget", "secret": "cp-secret" }),
+        json!({ "acquirer": "stripe", "account": "acct_w", "secret": "sk_test_w", "webhook_secret": "whsec_w" }),
+        json!({ "acquirer": "yookassa", "account": "999", "secret": "off", "enabled": false }),
+    ] {
+        let (st, a) = app.seller(Method::POST, "/v1/acquirers", Some(body)).await;
+        assert_eq!(st, StatusCode::CREATED, "{a}");
+        if a["acquirer"] == "cloudpayments" {
+            notify = a["notification_urls"]["pay"]
+                .as_str()
+                .unwrap()
+                .trim_end_matches("/pay")
+                .to_owned();
+        }
+    }
+    bank.site("pk_widget", "cp-secret", &notify, cp::Mode::Normal);
+    let (st, s) = app
+        .seller(
+            Method::POST,
+            "/v1/checkout/sessions",
+            Some(json!({
+                "amount_minor": 149000, "currency": "RUB", "reference": "W-2",
+                "items": [{ "name": "Lamp", "quantity": 1, "price_minor": 149000, "vat": "vat20" }],
+                "success_url": "https://shop.example/ok", "cancel_url": "https://shop.example/",
+                "customer_email": "buyer@example.com" })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{s}");
+    let session = s["id"].as_str().unwrap().to_owned();
+    let (host, _server) = host_site(&app.base, &session).await;
+    let (st, _) = app
+        .seller(Method::PUT, "/v1/widget-origins", Some(json!({ "origins": [host] })))
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let shot = std::env::temp_dir().join(format!("haul-bank-checkout-{session}.png"));
+    let steps = pay_in_browser_with(&host, cp::GOOD_CARD, "overlay", "cloudpayments", &shot).await;
+    // Stripe does not take RUB and YooKassa is disabled: not offered.
+    assert_eq!(
+        step(&steps, "methods"),
+        Some(json!([
+            ["cloudpayments", "Pay with CloudPayments"],
+            ["sandbox", "Pay by card (test mode)"]
+        ])),
+        "{steps:?}"
+    );
+    assert_eq!(step(&steps, "result"), Some(json!("succeeded")), "{steps:?}");
+    let (_, read) = app
+        .seller(Method::GET, &format!("/v1/checkout/sessions/{session}"), None)
+        .await;
+    assert_eq!(read["state"], "succeeded");
+    assert_eq!(bank.bank.lock().unwrap().delivered.len(), 2, "Check and Pay");
+}
+
 on_both_backends!(
+    the_widget_pays_through_a_sellers_bank,
     a_shop_on_another_origin_takes_a_payment_through_the_widget,
     the_viewer_page_sells_live_in_a_real_browser,
     pages_and_assets_are_served_with_safe_headers,

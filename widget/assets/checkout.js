@@ -52,6 +52,8 @@
     told = true;
   }
 
+  const NAMES = { tbank: 'T-Bank', cloudpayments: 'CloudPayments', yookassa: 'YooKassa', stripe: 'Stripe' };
+
   const FINAL = { succeeded: ['ok', 'Paid. Thank you!'], failed: ['error', 'The payment did not go through.'],
     cancelled: ['error', 'This checkout was cancelled.'], expired: ['error', 'This checkout has expired.'],
     refunded: ['ok', 'Paid and refunded.'], partially_refunded: ['ok', 'Paid.'] };
@@ -77,7 +79,7 @@
         const b = document.createElement('button');
         b.type = 'button';
         b.dataset.test = `pay-${acquirer}`;
-        b.textContent = acquirer === 'sandbox' ? 'Pay by card (test mode)' : `Pay with ${acquirer}`;
+        b.textContent = acquirer === 'sandbox' ? 'Pay by card (test mode)' : `Pay with ${NAMES[acquirer] || acquirer}`;
         b.addEventListener('click', () => pay(acquirer, b));
         methods.append(b);
       }

@@ -275,12 +275,17 @@ pub struct Started {
 
 /// The bank accounts to try for `acquirer`, in order: the seller's enabled
 /// accounts at that bank, then its other enabled accounts by priority
-/// (failover).
-async fn candidates(s: &AppState, seller: &str, acquirer: &str) -> Result<Vec<payments::accounts::Account>, ApiError> {
+/// (failover); only banks that take the order's currency.
+async fn candidates(
+    s: &AppState,
+    seller: &str,
+    acquirer: &str,
+    currency: &str,
+) -> Result<Vec<payments::accounts::Account>, ApiError> {
     let all = payments::accounts::list(&s.pool, seller).await.map_err(unavailable)?;
     let (mut first, rest): (Vec<_>, Vec<_>) = all
         .into_iter()
-        .filter(|a| a.enabled)
+        .filter(|a| a.enabled && payments::acquirers::takes(&a.acquirer, currency))
         .partition(|a| a.acquirer == acquirer);
     if first.is_empty() {
         return Ok(Vec::new());
@@ -289,12 +294,12 @@ async fn candidates(s: &AppState, seller: &str, acquirer: &str) -> Result<Vec<pa
     Ok(first)
 }
 
-/// The acquirers a seller's buyers may choose: its enabled banks, then the
-/// sandbox (test mode).
-pub async fn offered(s: &AppState, seller: &str) -> Result<Vec<String>, ApiError> {
+/// The acquirers a seller's buyers may choose for `currency`: its enabled
+/// banks that take it, then the sandbox (test mode).
+pub async fn offered(s: &AppState, seller: &str, currency: &str) -> Result<Vec<String>, ApiError> {
     let mut out: Vec<String> = Vec::new();
     for a in payments::accounts::list(&s.pool, seller).await.map_err(unavailable)? {
-        if a.enabled && !out.contains(&a.acquirer) {
+        if a.enabled && !out.contains(&a.acquirer) && payments::acquirers::takes(&a.acquirer, currency) {
             out.push(a.acquirer);
         }
     }
@@ -317,11 +322,14 @@ pub async fn start_payment(s: &AppState, order: &Order, acquirer: &str) -> Resul
     let sandbox = acquirer == payments::sandbox::ACQUIRER;
     let mut banks = Vec::new();
     if !sandbox {
-        banks = candidates(s, &order.seller_id, acquirer).await?;
+        banks = candidates(s, &order.seller_id, acquirer, &order.currency).await?;
         if banks.is_empty() {
             return Err(ApiError::InvalidField {
                 field: "acquirer",
-                message: format!("one of: {}", offered(s, &order.seller_id).await?.join(", ")),
+                message: format!(
+                    "one of: {}",
+                    offered(s, &order.seller_id, &order.currency).await?.join(", ")
+                ),
             });
         }
         let attempts = s.payments.attempts(&order.id).await.map_err(unavailable)?;

@@ -131,7 +131,7 @@ async fn status(State(s): State<AppState>, Path(id): Path<String>) -> Answer {
             "cancel_url": session.cancel_url,
             "origins": origins,
             "stream": stream,
-            "acquirers": super::orders::offered(&s, &seller).await?,
+            "acquirers": super::orders::offered(&s, &seller, &order.currency).await?,
         })),
     ))
 }

@@ -1,12 +1,13 @@
 // A seller's page on another origin embeds Haul's widget; the buyer pays in
-// the overlay (or, on a phone-sized screen, a new tab) with a sandbox test
-// card; the page is told the outcome. Driven by gateway/tests/pages.rs in
+// the overlay (or, on a phone-sized screen, a new tab) with a test card, by
+// the sandbox or one of the seller's banks (an emulator's hosted page); the
+// page is told the outcome. Driven by gateway/tests/pages.rs in
 // Debian's chromium through playwright-core.
 //
-//   node checkout.mjs HOST_PAGE_URL CARD [overlay|tab]
+//   node checkout.mjs HOST_PAGE_URL CARD [overlay|tab] [sandbox|ACQUIRER]
 import { chromium } from 'playwright-core';
 
-const [hostUrl, card, mode = 'overlay'] = process.argv.slice(2);
+const [hostUrl, card, mode = 'overlay', acquirer = 'sandbox'] = process.argv.slice(2);
 const out = (step, value = null) => console.log(JSON.stringify({ step, value }));
 const browser = await chromium.launch({
   executablePath: process.env.HAUL_TEST_CHROMIUM || '/usr/bin/chromium',
@@ -34,10 +35,15 @@ try {
   out('opened_as', tab ? 'tab' : await page.evaluate(() => (document.querySelector('[data-haul-overlay] iframe') ? 'overlay' : 'none')));
   await checkout.locator('[data-test=total]').waitFor({ timeout: 10000 });
   out('summary', await checkout.locator('[data-test=total]').textContent());
-  await checkout.locator('[data-test=pay-sandbox]').click();
+  await checkout.locator('[data-test^=pay-]').first().waitFor({ timeout: 10000 });
+  out('methods', await checkout.locator('[data-test^=pay-]').evaluateAll(
+    (bs) => bs.map((b) => [b.dataset.test.slice(4), b.textContent])));
+  await checkout.locator(`[data-test=pay-${acquirer}]`).click();
   await checkout.locator('input[name=number]').fill(card);
-  await checkout.locator('input[name=expiry]').fill('12/39');
-  await checkout.locator('input[name=cvc]').fill('123');
+  if (acquirer === 'sandbox') {
+    await checkout.locator('input[name=expiry]').fill('12/39');
+    await checkout.locator('input[name=cvc]').fill('123');
+  }
   await checkout.locator('button[type=submit]').click();
   await checkout.locator('[data-test=return]').click();
   await page.waitForSelector('body[data-result]', { timeout: 20000 });

@@ -223,7 +223,7 @@ impl Acquirer for Site {
     }
 
     fn accepts(&self, currency: &str) -> bool {
-        CURRENCIES.contains(&currency)
+        super::takes(ACQUIRER, currency)
     }
 
     fn init(&self, charge: &Charge<'_>) -> Call {

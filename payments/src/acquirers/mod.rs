@@ -159,6 +159,17 @@ pub trait Acquirer: Send + Sync {
     }
 }
 
+/// Whether `acquirer` takes payments in `currency` (each module lists its
+/// currencies).
+pub fn takes(acquirer: &str, currency: &str) -> bool {
+    match acquirer {
+        tbank::ACQUIRER | yookassa::ACQUIRER => currency == "RUB",
+        cloudpayments::ACQUIRER => cloudpayments::CURRENCIES.contains(&currency),
+        stripe::ACQUIRER => stripe::CURRENCIES.contains(&currency),
+        _ => false,
+    }
+}
+
 /// The protocol of an account's bank under its credentials.
 pub fn for_account(c: &Credentials) -> Option<Box<dyn Acquirer>> {
     let a = &c.account;

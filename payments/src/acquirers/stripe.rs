@@ -125,7 +125,7 @@ impl Acquirer for Account {
     }
 
     fn accepts(&self, currency: &str) -> bool {
-        CURRENCIES.contains(&currency)
+        super::takes(ACQUIRER, currency)
     }
 
     fn init(&self, charge: &Charge<'_>) -> Call {

@@ -311,7 +311,7 @@ impl Acquirer for Terminal {
     }
 
     fn accepts(&self, currency: &str) -> bool {
-        currency == "RUB"
+        super::takes(ACQUIRER, currency)
     }
 
     fn init(&self, charge: &Charge<'_>) -> Call {

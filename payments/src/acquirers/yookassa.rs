@@ -179,7 +179,7 @@ impl Acquirer for Shop {
     }
 
     fn accepts(&self, currency: &str) -> bool {
-        currency == "RUB"
+        super::takes(ACQUIRER, currency)
     }
 
     fn init(&self, charge: &Charge<'_>) -> Call {
