@@ -28,6 +28,9 @@ pub async fn run(s: AppState, mut stop: watch::Receiver<bool>) {
     // Per attempt: when to poll next and the wait after that (doubling from
     // QUIET_MS to MAX_BACKOFF_MS while nothing changes).
     let mut next: std::collections::HashMap<String, (i64, i64)> = Default::default();
+    // Attempts whose disagreement the seller has been told of (once per
+    // attempt on this node; the log and metric count every poll).
+    let mut reported: std::collections::HashSet<String> = Default::default();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(TICK) => {}
@@ -43,13 +46,17 @@ pub async fn run(s: AppState, mut stop: watch::Receiver<bool>) {
         };
         let open: std::collections::HashSet<String> = due.iter().map(|a| a.id.to_string()).collect();
         next.retain(|id, _| open.contains(id));
+        reported.retain(|id| open.contains(id));
         for attempt in due {
             let key = attempt.id.to_string();
             let (at, wait) = next.get(&key).copied().unwrap_or((now, QUIET_MS));
             if at > now {
                 continue;
             }
-            let outcome = reconcile(&s, &attempt).await;
+            let outcome = reconcile(&s, &attempt, !reported.contains(&key)).await;
+            if outcome == "disagreement" {
+                reported.insert(key.clone());
+            }
             s.metrics.reconciled(outcome);
             let wait = if outcome == "moved" {
                 QUIET_MS
@@ -62,7 +69,8 @@ pub async fn run(s: AppState, mut stop: watch::Receiver<bool>) {
 }
 
 /// Polls one attempt; answers what it came to (for the metric).
-pub async fn reconcile(s: &AppState, attempt: &Attempt) -> &'static str {
+/// `report`: tell the seller of a disagreement (`payment.disagreement`).
+pub async fn reconcile(s: &AppState, attempt: &Attempt, report: bool) -> &'static str {
     let Some(account) = &attempt.account_id else {
         return "skipped";
     };
@@ -169,7 +177,15 @@ pub async fn reconcile(s: &AppState, attempt: &Attempt) -> &'static str {
             "moved"
         }
         Ok("ignored") => {
-            disagreement(s, &order, attempt, &state.status, "the attempt already ended otherwise").await;
+            disagreement(
+                s,
+                &order,
+                attempt,
+                &state.status,
+                "the attempt already ended otherwise",
+                report,
+            )
+            .await;
             "disagreement"
         }
         Ok(_) => "unchanged",
@@ -178,7 +194,7 @@ pub async fn reconcile(s: &AppState, attempt: &Attempt) -> &'static str {
             "error"
         }
         Err(e) => {
-            disagreement(s, &order, attempt, &state.status, &e.to_string()).await;
+            disagreement(s, &order, attempt, &state.status, &e.to_string(), report).await;
             "disagreement"
         }
     }
@@ -187,8 +203,18 @@ pub async fn reconcile(s: &AppState, attempt: &Attempt) -> &'static str {
 /// The bank's word differs from ours and ours stands: logged, counted (the
 /// reconciliation metric) and told to the seller (`payment.disagreement`),
 /// whose books should follow the bank's.
-async fn disagreement(s: &AppState, order: &payments::store::Order, attempt: &Attempt, bank_status: &str, why: &str) {
+async fn disagreement(
+    s: &AppState,
+    order: &payments::store::Order,
+    attempt: &Attempt,
+    bank_status: &str,
+    why: &str,
+    report: bool,
+) {
     tracing::error!(attempt = %attempt.id, ours = %attempt.state, bank = %bank_status, %why, "reconciliation: the bank disagrees with our records");
+    if !report {
+        return;
+    }
     let data = serde_json::json!({
         "order_id": order.id, "attempt_id": attempt.id, "acquirer": attempt.acquirer,
         "our_state": attempt.state, "bank_status": bank_status, "reason": why,

@@ -480,7 +480,71 @@ async fn concurrent_notifications_take_effect_once(env: Env) {
     );
 }
 
+/// The bank reports a payment of another amount than the attempt's: ours
+/// stands, and the disagreement is logged, counted, and told to the seller
+/// once (`payment.disagreement`), however often it is polled.
+async fn a_disagreement_with_the_bank_is_reported_to_the_seller(env: Env) {
+    let emu = Emulator::start().await;
+    emu.terminal("Odd", "odd-password", Mode::Normal);
+    let app = TestApp::start(
+        &env,
+        &[("HAUL_TBANK_URL", &emu.api()), ("HAUL_WEBHOOKS_ALLOW_PRIVATE", "true")],
+    )
+    .await;
+    let (st, ep) = app
+        .seller(
+            Method::POST,
+            "/v1/webhook-endpoints",
+            Some(json!({ "url": "http://127.0.0.1:9/hooks", "event_types": ["payment.disagreement"] })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{ep}");
+    connect(&app, "Odd", "odd-password", 1).await;
+    let cs = session(&app, 50_000).await;
+    let (st, _) = pay(&app, &cs, "tbank").await;
+    assert_eq!(st, StatusCode::CREATED);
+    let (payment_id, _) = emu.payments_of("Odd").pop().unwrap();
+    {
+        let mut bank = emu.bank.lock().unwrap();
+        let p = bank.payments.get_mut(&payment_id).unwrap();
+        p.amount = 5_000;
+        p.status = "CONFIRMED".into();
+    }
+    let disagreements = |app: &TestApp| {
+        let pool = app.state.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM webhook_messages WHERE event_type = 'payment.disagreement'",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    for _ in 0..2 {
+        let before = emu.calls("GetState", "Odd");
+        app.clock.advance(120_000);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while emu.calls("GetState", "Odd") == before {
+            assert!(tokio::time::Instant::now() < deadline, "reconciliation never asked");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert_eq!(disagreements(&app).await, 1);
+    }
+    let (_, s) = app
+        .seller(Method::GET, &format!("/v1/checkout/sessions/{cs}"), None)
+        .await;
+    assert_ne!(s["state"], "succeeded", "{s}");
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("haul_reconciliation_total{outcome=\"disagreement\"} 2"),
+        "{metrics}"
+    );
+}
+
 on_both_backends!(
+    a_disagreement_with_the_bank_is_reported_to_the_seller,
     concurrent_notifications_take_effect_once,
     an_unclear_answer_waits_for_reconciliation_before_another_attempt,
     a_lost_notification_is_made_up_by_polling,
