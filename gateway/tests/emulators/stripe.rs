@@ -2,7 +2,8 @@
 //! from form-encoded bodies with an `Idempotency-Key` (a repeat answers the
 //! first result), retrieved by id, refunds of their PaymentIntent, a hosted
 //! page, and webhook events to the account's endpoint signed with
-//! `Stripe-Signature` (computed here independently of Haul's code).
+//! `Stripe-Signature` (computed here independently of Haul's code; with
+//! `chaos`, each twice at once).
 //!
 //! Test cards: `4242 4242 4242 4242` pays; any other is declined and the
 //! session stays open, as Checkout does (it ends when it expires).
@@ -34,6 +35,8 @@ pub struct Bank {
     /// Event types the endpoint acknowledged.
     pub delivered: Vec<String>,
     pub next: u64,
+    /// Send each event twice at once.
+    pub chaos: bool,
 }
 
 #[derive(Clone)]
@@ -358,7 +361,14 @@ async fn pay(State(emu): State<Emulator>, Path(id): Path<String>, Form(card): Fo
         s["payment_intent"] = format!("pi_test_{n:04}").into();
         s["success_url"].as_str().unwrap_or("").to_owned()
     };
-    emu.send(&id, "checkout.session.completed").await;
+    if emu.bank.lock().unwrap().chaos {
+        tokio::join!(
+            emu.send(&id, "checkout.session.completed"),
+            emu.send(&id, "checkout.session.completed")
+        );
+    } else {
+        emu.send(&id, "checkout.session.completed").await;
+    }
     Html(format!(
         "<!doctype html><p>Done. <a data-test=return href=\"{back}\">Back to the shop</a></p>"
     ))

@@ -2,7 +2,7 @@
 //! `Idempotence-Key` (a repeat answers the first result), a redirect
 //! confirmation page, capture, refunds, and unsigned notifications to the
 //! shop's address (`payment.waiting_for_capture`, `payment.succeeded`,
-//! `payment.canceled`). Requests are validated as YooKassa does: HTTP
+//! `payment.canceled`; with `chaos`, each twice at once). Requests are validated as YooKassa does: HTTP
 //! Basic with a known shop and key, amounts as two-digit decimal strings,
 //! receipts that sum to the amount.
 //!
@@ -46,6 +46,8 @@ pub struct Bank {
     /// Notifications the shop answered 200.
     pub delivered: Vec<String>,
     pub next: u64,
+    /// Send each notification twice at once.
+    pub chaos: bool,
 }
 
 #[derive(Clone)]
@@ -378,7 +380,11 @@ async fn pay(State(emu): State<Emulator>, Path(id): Path<String>, Form(card): Fo
         };
         (event, p["confirmation"]["return_url"].as_str().unwrap_or("").to_owned())
     };
-    emu.notify(&id, event).await;
+    if emu.bank.lock().unwrap().chaos {
+        tokio::join!(emu.notify(&id, event), emu.notify(&id, event));
+    } else {
+        emu.notify(&id, event).await;
+    }
     Html(format!(
         "<!doctype html><p>Done. <a data-test=return href=\"{back}\">Back to the shop</a></p>"
     ))
