@@ -636,7 +636,87 @@ async fn lost_notifications_are_made_up_by_polling_each_bank(env: Env) {
     );
 }
 
+/// With `confirmation: embedded`, the buyer confirms on YooKassa's form
+/// inside a page of Haul's, framed like the checkout and returning to it.
+async fn yookassa_embedded_confirmation_runs_in_hauls_page(env: Env) {
+    let b = banks(&env).await;
+    let (code, v) = b
+        .app
+        .seller(
+            Method::POST,
+            "/v1/acquirers",
+            Some(json!({ "acquirer": "yookassa", "account": "1", "secret": "s", "settings": { "confirmation": "popup" } })),
+        )
+        .await;
+    assert_eq!(
+        (code, v["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("settings.confirmation"))
+    );
+    let y = connect(
+        &b.app,
+        json!({ "acquirer": "yookassa", "account": "321", "secret": "s4", "settings": { "confirmation": "embedded" } }),
+    )
+    .await;
+    b.yk.shop(
+        "321",
+        "s4",
+        y["notification_urls"]["notification"].as_str().unwrap(),
+        yk::Mode::Normal,
+    );
+    let cs = session(&b.app, 7_000, "RUB").await;
+    let (code, attempt) = pay(&b.app, &cs, "yookassa").await;
+    assert_eq!(code, StatusCode::CREATED, "{attempt}");
+    let url = attempt["redirect_url"].as_str().unwrap();
+    let id = b.yk.payments_of("321")[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        url,
+        format!(
+            "{}/yookassa/confirm/{}?token=ct-{id}",
+            b.app.base,
+            attempt["id"].as_str().unwrap()
+        )
+    );
+    let page = b.app.http.get(url).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.contains("script-src 'self' https://yookassa.ru;"), "{csp}");
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    let html = page.text().await.unwrap();
+    assert!(html.contains("https://yookassa.ru/checkout-widget/v1/checkout-widget.js"));
+    assert!(
+        html.contains(&format!("content=\"{}/checkout/{cs}?return=1\"", b.app.base)),
+        "{html}"
+    );
+    let js = b
+        .app
+        .http
+        .get(format!("{}/assets/yookassa.js", b.app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(js.status(), StatusCode::OK);
+    for (bad, want) in [
+        (url.replace("token=ct-", "token=%3Cscript%3E"), StatusCode::BAD_REQUEST),
+        (
+            format!("{}/yookassa/confirm/pat_nothing?token=ct-1", b.app.base),
+            StatusCode::NOT_FOUND,
+        ),
+    ] {
+        assert_eq!(b.app.http.get(&bad).send().await.unwrap().status(), want, "{bad}");
+    }
+    // YooKassa's form takes the card (here: the emulator's page for the
+    // same payment); the payment is captured and the order paid.
+    let (code, _) = card(&b.app, &format!("{}/pay/{id}", b.yk.base), yk::GOOD_CARD).await;
+    assert_eq!(code, StatusCode::OK);
+    state_until(&b.app, &cs, "succeeded").await;
+    assert_eq!(
+        b.app.http.get(url).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
 on_both_backends!(
+    yookassa_embedded_confirmation_runs_in_hauls_page,
     lost_notifications_are_made_up_by_polling_each_bank,
     cloudpayments_checks_pays_refunds_and_refuses_forgeries,
     yookassa_captures_and_trusts_only_its_api,

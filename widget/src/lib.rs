@@ -23,6 +23,10 @@ pub const WATCH_HTML: &str = include_str!("../assets/watch.html");
 /// The checkout page of a session (`/checkout/<session id>`).
 pub const CHECKOUT_HTML: &str = include_str!("../assets/checkout.html");
 
+/// The page running YooKassa's embedded form (`/yookassa/confirm/<attempt>`);
+/// `__RETURN__` is replaced by the (HTML-escaped) checkout address.
+pub const YOOKASSA_HTML: &str = include_str!("../assets/yookassa.html");
+
 /// The script sellers paste (`/widget.js`).
 pub const WIDGET_JS: &str = include_str!("../assets/widget.js");
 
@@ -37,6 +41,11 @@ pub const ASSETS: &[Asset] = &[
         name: "checkout.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_str!("../assets/checkout.js"),
+    },
+    Asset {
+        name: "yookassa.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../assets/yookassa.js"),
     },
     Asset {
         name: "checkout.css",
@@ -61,7 +70,7 @@ mod tests {
 
     #[test]
     fn the_page_refers_only_to_assets_that_exist() {
-        for part in [WATCH_HTML, CHECKOUT_HTML]
+        for part in [WATCH_HTML, CHECKOUT_HTML, YOOKASSA_HTML]
             .iter()
             .flat_map(|p| p.split("/assets/").skip(1))
         {

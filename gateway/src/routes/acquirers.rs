@@ -151,6 +151,14 @@ fn validate(
                         });
                     }
                 }
+                (yookassa::ACQUIRER, "confirmation") => {
+                    if !matches!(v.as_str(), Some("redirect" | "embedded")) {
+                        return Err(ApiError::InvalidPath {
+                            field: "settings.confirmation".into(),
+                            message: "redirect (YooKassa's page) or embedded (its form in Haul's page)".into(),
+                        });
+                    }
+                }
                 (yookassa::ACQUIRER, "sender_allow_list") => {
                     if !v.is_boolean() {
                         return Err(ApiError::InvalidPath {

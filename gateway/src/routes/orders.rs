@@ -394,25 +394,36 @@ pub async fn start_payment(s: &AppState, order: &Order, acquirer: &str) -> Resul
             .map_err(unavailable)?;
         let charge = parts.charge(order, attempt.id.as_str());
         use payments::acquirers::InitOutcome;
-        match crate::banks::init(s, adapter.as_ref(), &charge).await {
-            InitOutcome::Redirect { url, acquirer_ref } => {
-                s.breakers.succeeded(&bank.id);
-                s.payments
-                    .set_started(&attempt.id, Some(&bank.id), &acquirer_ref, s.streams.now())
-                    .await
-                    .map_err(unavailable)?;
-                let attempt = s
-                    .payments
-                    .attempt(&attempt.id)
-                    .await
-                    .map_err(unavailable)?
-                    .ok_or(ApiError::NotFound("attempt"))?;
-                return Ok(Started {
-                    attempt,
-                    hold_expires_at,
-                    redirect_url: url,
-                });
-            }
+        let outcome = crate::banks::init(s, adapter.as_ref(), &charge).await;
+        let made = match &outcome {
+            InitOutcome::Redirect { url, acquirer_ref } => Some((url.clone(), acquirer_ref)),
+            // The bank's form runs in a page of Haul's.
+            InitOutcome::Embedded { token, acquirer_ref } => Some((
+                format!("{}/yookassa/confirm/{}?token={token}", s.public_url, attempt.id),
+                acquirer_ref,
+            )),
+            _ => None,
+        };
+        if let Some((url, acquirer_ref)) = made {
+            s.breakers.succeeded(&bank.id);
+            s.payments
+                .set_started(&attempt.id, Some(&bank.id), acquirer_ref, s.streams.now())
+                .await
+                .map_err(unavailable)?;
+            let attempt = s
+                .payments
+                .attempt(&attempt.id)
+                .await
+                .map_err(unavailable)?
+                .ok_or(ApiError::NotFound("attempt"))?;
+            return Ok(Started {
+                attempt,
+                hold_expires_at,
+                redirect_url: url,
+            });
+        }
+        match outcome {
+            InitOutcome::Redirect { .. } | InitOutcome::Embedded { .. } => {}
             InitOutcome::Refused { code, message } => {
                 let why = format!("refused by {} ({code}): {message}", bank.acquirer);
                 moved_on(s, &bank.id, &attempt.id, &why).await;

@@ -3,7 +3,7 @@
 //! frame-ancestors`) and to be told the outcome (`postMessage` with that
 //! exact target origin).
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
@@ -24,6 +24,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/widget-origins", put(set_origins).get(get_origins))
         .route("/v1/checkout/sessions/{id}/status", get(status))
         .route("/checkout/{id}", get(page))
+        .route("/yookassa/confirm/{attempt}", get(yookassa_confirm))
         .route("/widget.js", get(widget_js))
 }
 
@@ -191,6 +192,94 @@ async fn page(State(s): State<AppState>, Path(id): Path<String>) -> Response {
          form-action 'self'; frame-ancestors {ancestors}"
     );
     let mut r = widget::CHECKOUT_HTML.into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    r
+}
+
+#[derive(Deserialize)]
+struct ConfirmQuery {
+    #[serde(default)]
+    token: String,
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// YooKassa's embedded confirmation of one attempt: YooKassa's own form
+/// (its script, from its origin) with the payment's one-time token, framed
+/// like the checkout page it came from, returning to it.
+async fn yookassa_confirm(
+    State(s): State<AppState>,
+    Path(raw): Path<String>,
+    Query(q): Query<ConfirmQuery>,
+) -> Response {
+    let token_ok = !q.token.is_empty()
+        && q.token.len() <= 200
+        && q.token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !token_ok {
+        return ApiError::InvalidField {
+            field: "token",
+            message: "YooKassa's confirmation token: letters, digits, `-`, `_`".into(),
+        }
+        .into_response();
+    }
+    let Ok(id) = payments::ids::AttemptId::parse(&raw) else {
+        return ApiError::NotFound("payment").into_response();
+    };
+    let attempt = match s.payments.attempt(&id).await {
+        Ok(Some(a)) if a.acquirer == payments::acquirers::yookassa::ACQUIRER && !a.state.is_final() => a,
+        Ok(_) => return ApiError::NotFound("payment").into_response(),
+        Err(e) => return unavailable(e).into_response(),
+    };
+    let order = match s.payments.order(&attempt.order_id).await {
+        Ok(Some(o)) => o,
+        Ok(None) => return ApiError::NotFound("payment").into_response(),
+        Err(e) => return unavailable(e).into_response(),
+    };
+    let session = match checkout::by_order_id(&s.pool, order.id.as_str()).await {
+        Ok(cs) => cs,
+        Err(e) => return unavailable(e).into_response(),
+    };
+    let back = match &session {
+        Some(cs) => format!("{}/checkout/{}?return=1", s.public_url, cs.id),
+        None => s.public_url.clone(),
+    };
+    let ancestors = if order.hold_id.is_some() {
+        Ok("'self'".to_owned())
+    } else {
+        frame_ancestors(&s, &order.seller_id).await
+    };
+    let ancestors = match ancestors {
+        Ok(a) => a,
+        Err(e) => return e.into_response(),
+    };
+    let csp = format!(
+        "default-src 'self'; script-src 'self' https://yookassa.ru; \
+         style-src 'self' 'unsafe-inline' https://yookassa.ru; img-src 'self' https: data:; \
+         connect-src 'self' https://yookassa.ru https://*.yookassa.ru; \
+         frame-src https://yookassa.ru https://*.yookassa.ru https://yoomoney.ru https://*.yoomoney.ru; \
+         object-src 'none'; base-uri 'none'; form-action 'self' https://yoomoney.ru https://*.yoomoney.ru; \
+         frame-ancestors {ancestors}"
+    );
+    let mut r = widget::YOOKASSA_HTML
+        .replace("__RETURN__", &html_escape(&back))
+        .into_response();
     let h = r.headers_mut();
     h.insert(
         header::CONTENT_TYPE,

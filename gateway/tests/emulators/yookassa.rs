@@ -1,7 +1,8 @@
 //! The bank's side of YooKassa API v3, for tests: payments created with an
 //! `Idempotence-Key` (a repeat answers the first result), a redirect
 //! confirmation page, capture, refunds, and unsigned notifications to the
-//! shop's address (`payment.waiting_for_capture`, `payment.succeeded`,
+//! shop's address; an `embedded` confirmation answers a token instead of
+//! the page's address (`payment.waiting_for_capture`, `payment.succeeded`,
 //! `payment.canceled`; with `chaos`, each twice at once). Requests are validated as YooKassa does: HTTP
 //! Basic with a known shop and key, amounts as two-digit decimal strings,
 //! receipts that sum to the amount.
@@ -198,7 +199,8 @@ async fn create(State(emu): State<Emulator>, headers: HeaderMap, Json(body): Jso
     let Some(amount) = minor(&body["amount"]["value"]).filter(|a| *a > 0) else {
         return error(StatusCode::BAD_REQUEST, "invalid_request", "amount.value is malformed");
     };
-    if body["amount"]["currency"] != "RUB" || body["confirmation"]["type"] != "redirect" {
+    let embedded = body["confirmation"]["type"] == "embedded";
+    if body["amount"]["currency"] != "RUB" || !(embedded || body["confirmation"]["type"] == "redirect") {
         return error(StatusCode::BAD_REQUEST, "invalid_request", "currency or confirmation");
     }
     if let Some(items) = body["receipt"]["items"].as_array() {
@@ -222,8 +224,12 @@ async fn create(State(emu): State<Emulator>, headers: HeaderMap, Json(body): Jso
     let payment = json!({
         "id": id, "status": "pending", "paid": false, "amount": body["amount"],
         "description": body["description"], "metadata": body["metadata"],
-        "confirmation": { "type": "redirect", "return_url": body["confirmation"]["return_url"],
-                          "confirmation_url": format!("{}/pay/{id}", emu.base) },
+        "confirmation": if embedded {
+            json!({ "type": "embedded", "confirmation_token": format!("ct-{id}") })
+        } else {
+            json!({ "type": "redirect", "return_url": body["confirmation"]["return_url"],
+                    "confirmation_url": format!("{}/pay/{id}", emu.base) })
+        },
         "capture": body["capture"], "receipt_sent": body.get("receipt").is_some(), "test": true,
     });
     bank.payments.insert(id, (shop.clone(), payment.clone()));

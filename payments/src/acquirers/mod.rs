@@ -40,6 +40,10 @@ pub struct Charge<'a> {
 pub enum InitOutcome {
     /// Created: send the buyer to `url`.
     Redirect { url: String, acquirer_ref: String },
+    /// Created: the buyer confirms on a page of Haul's that runs the
+    /// bank's own form with this one-time `token` (YooKassa's embedded
+    /// confirmation).
+    Embedded { token: String, acquirer_ref: String },
     /// The bank answered that it will not take this payment (a blocked
     /// terminal, a method not allowed, …): nothing was created, so another
     /// bank may take it.
@@ -188,6 +192,7 @@ pub fn for_account(c: &Credentials) -> Option<Box<dyn Acquirer>> {
             shop_id: a.account.clone(),
             secret_key: c.secret.clone(),
             tax_system: a.settings["taxation"].as_str().map(str::to_owned),
+            embedded: a.settings["confirmation"] == "embedded",
         }),
         stripe::ACQUIRER => Box::new(stripe::Account {
             api_key: c.secret.clone(),

@@ -5,7 +5,9 @@
 //!   answers the first result (the attempt id on creation; a key of our own
 //!   on captures and refunds).
 //! - A payment is created two-stage (`capture: false`) with a `redirect`
-//!   confirmation: the buyer pays on YooKassa's page, the payment waits for
+//!   confirmation (or, with the shop's `confirmation: "embedded"` setting,
+//!   an `embedded` one whose `confirmation_token` runs YooKassa's form in a
+//!   page of Haul's): the buyer pays on YooKassa's page, the payment waits for
 //!   capture, and Haul captures it ([`Acquirer::capture`]) when it hears of
 //!   it; our attempt id travels in `metadata.haul_attempt`.
 //! - **Amounts** are `{"value": "10.50", "currency": "RUB"}`: a decimal
@@ -58,6 +60,9 @@ pub struct Shop {
     pub secret_key: String,
     /// The seller's tax system for receipts; no receipt when `None`.
     pub tax_system: Option<String>,
+    /// Confirm on YooKassa's form embedded in Haul's page instead of a
+    /// redirect to YooKassa's.
+    pub embedded: bool,
 }
 
 impl std::fmt::Debug for Shop {
@@ -186,7 +191,11 @@ impl Acquirer for Shop {
         let mut body = json!({
             "amount": money(charge.amount_minor, charge.currency),
             "capture": false,
-            "confirmation": { "type": "redirect", "return_url": charge.success_url },
+            "confirmation": if self.embedded {
+                json!({ "type": "embedded" })
+            } else {
+                json!({ "type": "redirect", "return_url": charge.success_url })
+            },
             "description": charge.description.chars().take(128).collect::<String>(),
             "metadata": { "haul_attempt": charge.reference },
         });
@@ -219,6 +228,26 @@ impl Acquirer for Shop {
             Err(AnswerError::Refused(code, message)) => return InitOutcome::Refused { code, message },
             Err(e) => return InitOutcome::Unknown { why: e.to_string() },
         };
+        let token = v["confirmation"]["confirmation_token"].as_str();
+        if let (Some(id), Some(token)) = (v["id"].as_str(), token) {
+            return if !id.is_empty()
+                && id.len() <= 64
+                && !token.is_empty()
+                && token.len() <= 200
+                && token
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                InitOutcome::Embedded {
+                    token: token.to_owned(),
+                    acquirer_ref: id.to_owned(),
+                }
+            } else {
+                InitOutcome::Unknown {
+                    why: "a malformed confirmation_token".into(),
+                }
+            };
+        }
         match (v["id"].as_str(), v["confirmation"]["confirmation_url"].as_str()) {
             (Some(id), Some(url))
                 if !id.is_empty() && id.len() <= 64 && (url.starts_with("https://") || url.starts_with("http://")) =>
@@ -362,6 +391,7 @@ mod tests {
             shop_id: "123456".into(),
             secret_key: "test_secret".into(),
             tax_system: Some("osn".into()),
+            embedded: false,
         }
     }
 
@@ -426,6 +456,17 @@ mod tests {
             }))
         );
         assert_eq!(s.parse_lookup(Some("x"), 404, b"{}"), Ok(Lookup::NotFound));
+        let embedded = br#"{"id":"p2","status":"pending","amount":{"value":"2.00","currency":"RUB"},"confirmation":{"type":"embedded","confirmation_token":"ct-2442f7c5-000f-5000-9000-1a1f4c0b1b2f"}}"#;
+        assert_eq!(
+            s.parse_init(200, embedded),
+            InitOutcome::Embedded {
+                token: "ct-2442f7c5-000f-5000-9000-1a1f4c0b1b2f".into(),
+                acquirer_ref: "p2".into()
+            }
+        );
+        let odd =
+            br#"{"id":"p3","status":"pending","confirmation":{"type":"embedded","confirmation_token":"<script>"}}"#;
+        assert!(matches!(s.parse_init(200, odd), InitOutcome::Unknown { .. }));
         let waiting = Payment {
             reference: None,
             payment_id: "p1".into(),
