@@ -179,6 +179,31 @@ async fn cloudpayments_checks_pays_refunds_and_refuses_forgeries(env: Env) {
         .await
         .unwrap();
     assert_eq!(r.json::<Value>().await.unwrap()["code"], 12);
+    // A Pay for another amount, though signed, is refused (13) and changes nothing.
+    let (wrong, sig) = b.cp.notification(&cp::Transaction {
+        id: 2,
+        site: "pk_shop".into(),
+        invoice_id: order.invoice_id.clone(),
+        amount: 100,
+        currency: "RUB".into(),
+        status: "Completed".into(),
+        refunded: 0,
+    });
+    let r = b
+        .app
+        .http
+        .post(check.replace("/check", "/pay"))
+        .header("Content-HMAC", sig)
+        .body(wrong)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], 13);
+    let (_, s) = b
+        .app
+        .seller(Method::GET, &format!("/v1/checkout/sessions/{cs}"), None)
+        .await;
+    assert_eq!(s["state"], "created", "{s}");
     let (status, _) = card(&b.app, redirect, cp::GOOD_CARD).await;
     assert_eq!(status, StatusCode::OK);
     state_until(&b.app, &cs, "succeeded").await;
