@@ -9,7 +9,7 @@
 mod common;
 mod emulators;
 
-use common::{Env, TestApp};
+use common::{checkout_session, pay_session as pay, session_state_until as state_until, submit_card, Env, TestApp};
 use emulators::{cloudpayments as cp, stripe as st, yookassa as yk};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -47,57 +47,6 @@ async fn connect(app: &TestApp, body: Value) -> Value {
     let (status, v) = app.seller(Method::POST, "/v1/acquirers", Some(body)).await;
     assert_eq!(status, StatusCode::CREATED, "{v}");
     v
-}
-
-async fn session(app: &TestApp, amount: i64, currency: &str) -> String {
-    let (status, s) = app
-        .seller(
-            Method::POST,
-            "/v1/checkout/sessions",
-            Some(json!({
-                "amount_minor": amount, "currency": currency, "reference": "B-1",
-                "items": [{ "name": "Lamp", "quantity": 2, "price_minor": amount / 2, "vat": "vat20" }],
-                "success_url": "https://shop.example/ok", "cancel_url": "https://shop.example/",
-                "customer_email": "buyer@example.com" })),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{s}");
-    s["id"].as_str().unwrap().to_owned()
-}
-
-async fn pay(app: &TestApp, session: &str, acquirer: &str) -> (StatusCode, Value) {
-    app.call(
-        Method::POST,
-        &format!("/v1/checkout/sessions/{session}/attempts"),
-        None,
-        Some(json!({ "acquirer": acquirer })),
-    )
-    .await
-}
-
-async fn state_until(app: &TestApp, session: &str, want: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let (_, v) = app
-            .seller(Method::GET, &format!("/v1/checkout/sessions/{session}"), None)
-            .await;
-        if v["state"] == want {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never {want}: {v}");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-}
-
-async fn card(app: &TestApp, redirect: &str, number: &str) -> (StatusCode, String) {
-    let r = app
-        .http
-        .post(redirect)
-        .form(&[("number", number)])
-        .send()
-        .await
-        .unwrap();
-    (r.status(), r.text().await.unwrap())
 }
 
 async fn order_of(app: &TestApp, session: &str) -> Value {
@@ -146,7 +95,7 @@ async fn cloudpayments_checks_pays_refunds_and_refuses_forgeries(env: Env) {
     );
     b.cp.bank.lock().unwrap().chaos = true;
 
-    let cs = session(&b.app, 259_000, "RUB").await;
+    let cs = checkout_session(&b.app, 259_000, "RUB").await;
     let (status, attempt) = pay(&b.app, &cs, "cloudpayments").await;
     assert_eq!(status, StatusCode::CREATED, "{attempt}");
     let redirect = attempt["redirect_url"].as_str().unwrap();
@@ -204,7 +153,7 @@ async fn cloudpayments_checks_pays_refunds_and_refuses_forgeries(env: Env) {
         .seller(Method::GET, &format!("/v1/checkout/sessions/{cs}"), None)
         .await;
     assert_eq!(s["state"], "created", "{s}");
-    let (status, _) = card(&b.app, redirect, cp::GOOD_CARD).await;
+    let (status, _) = submit_card(&b.app, redirect, cp::GOOD_CARD).await;
     assert_eq!(status, StatusCode::OK);
     state_until(&b.app, &cs, "succeeded").await;
     // Check said yes; Pay came twice and was answered code 0 both times.
@@ -285,7 +234,7 @@ async fn yookassa_captures_and_trusts_only_its_api(env: Env) {
     b.yk.shop("506751", "test_yk_key", url, yk::Mode::Normal);
     b.yk.bank.lock().unwrap().chaos = true;
 
-    let cs = session(&b.app, 120_000, "RUB").await;
+    let cs = checkout_session(&b.app, 120_000, "RUB").await;
     let (status, attempt) = pay(&b.app, &cs, "yookassa").await;
     assert_eq!(status, StatusCode::CREATED, "{attempt}");
     let payment = b.yk.payments_of("506751").pop().unwrap();
@@ -324,7 +273,7 @@ async fn yookassa_captures_and_trusts_only_its_api(env: Env) {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 
     // The buyer pays: authorized, Haul captures it once, the order is paid.
-    let (status, _) = card(&b.app, attempt["redirect_url"].as_str().unwrap(), yk::GOOD_CARD).await;
+    let (status, _) = submit_card(&b.app, attempt["redirect_url"].as_str().unwrap(), yk::GOOD_CARD).await;
     assert_eq!(status, StatusCode::OK);
     state_until(&b.app, &cs, "succeeded").await;
     assert_eq!(b.yk.payment(&id)["status"], "succeeded");
@@ -413,10 +362,10 @@ async fn stripe_checkout_pays_by_signed_webhook_and_refunds(env: Env) {
     b.st.bank.lock().unwrap().chaos = true;
 
     // A decline keeps Checkout open; expiry ends the attempt, the order stays open.
-    let cs = session(&b.app, 4_000, "EUR").await;
+    let cs = checkout_session(&b.app, 4_000, "EUR").await;
     let (status, first) = pay(&b.app, &cs, "stripe").await;
     assert_eq!(status, StatusCode::CREATED, "{first}");
-    let (_, page) = card(&b.app, first["redirect_url"].as_str().unwrap(), "4000000000000002").await;
+    let (_, page) = submit_card(&b.app, first["redirect_url"].as_str().unwrap(), "4000000000000002").await;
     assert!(page.contains("declined"), "{page}");
     let session_id = b.st.sessions()[0]["id"].as_str().unwrap().to_owned();
     assert_eq!(b.st.expire(&session_id).await, 200);
@@ -429,7 +378,7 @@ async fn stripe_checkout_pays_by_signed_webhook_and_refunds(env: Env) {
 
     let (status, attempt) = pay(&b.app, &cs, "stripe").await;
     assert_eq!(status, StatusCode::CREATED, "{attempt}");
-    let (status, _) = card(&b.app, attempt["redirect_url"].as_str().unwrap(), st::GOOD_CARD).await;
+    let (status, _) = submit_card(&b.app, attempt["redirect_url"].as_str().unwrap(), st::GOOD_CARD).await;
     assert_eq!(status, StatusCode::OK);
     state_until(&b.app, &cs, "succeeded").await;
     let paid = b.st.sessions().into_iter().find(|s| s["status"] == "complete").unwrap();
@@ -547,7 +496,7 @@ async fn a_refusing_bank_hands_the_payment_to_another_bank(env: Env) {
         y["notification_urls"]["notification"].as_str().unwrap(),
         yk::Mode::Normal,
     );
-    let cs = session(&b.app, 50_000, "RUB").await;
+    let cs = checkout_session(&b.app, 50_000, "RUB").await;
     let (_, status) = b
         .app
         .call(Method::GET, &format!("/v1/checkout/sessions/{cs}/status"), None, None)
@@ -556,7 +505,7 @@ async fn a_refusing_bank_hands_the_payment_to_another_bank(env: Env) {
     let (code, attempt) = pay(&b.app, &cs, "cloudpayments").await;
     assert_eq!(code, StatusCode::CREATED, "{attempt}");
     assert_eq!(attempt["acquirer"], "yookassa");
-    let (_, _) = card(&b.app, attempt["redirect_url"].as_str().unwrap(), yk::GOOD_CARD).await;
+    let (_, _) = submit_card(&b.app, attempt["redirect_url"].as_str().unwrap(), yk::GOOD_CARD).await;
     state_until(&b.app, &cs, "succeeded").await;
     let o = order_of(&b.app, &cs).await;
     let states: Vec<&str> = o["attempts"]
@@ -590,7 +539,7 @@ async fn an_unclear_yookassa_answer_is_settled_by_asking_again(env: Env) {
         y["notification_urls"]["notification"].as_str().unwrap(),
         yk::Mode::Unclear,
     );
-    let cs = session(&b.app, 30_000, "RUB").await;
+    let cs = checkout_session(&b.app, 30_000, "RUB").await;
     let (code, v) = pay(&b.app, &cs, "yookassa").await;
     assert_eq!(
         (code, v["error"]["code"].as_str()),
@@ -636,12 +585,12 @@ async fn lost_notifications_are_made_up_by_polling_each_bank(env: Env) {
     let nowhere = "http://127.0.0.1:9/nowhere";
     b.yk.shop("555", "s5", nowhere, yk::Mode::Normal);
     b.st.account("sk_test_quiet", nowhere, "whsec_q");
-    let rub = session(&b.app, 10_000, "RUB").await;
-    let eur = session(&b.app, 2_000, "EUR").await;
+    let rub = checkout_session(&b.app, 10_000, "RUB").await;
+    let eur = checkout_session(&b.app, 2_000, "EUR").await;
     for (cs, acquirer, good) in [(&rub, "yookassa", yk::GOOD_CARD), (&eur, "stripe", st::GOOD_CARD)] {
         let (code, attempt) = pay(&b.app, cs, acquirer).await;
         assert_eq!(code, StatusCode::CREATED, "{attempt}");
-        let (code, _) = card(&b.app, attempt["redirect_url"].as_str().unwrap(), good).await;
+        let (code, _) = submit_card(&b.app, attempt["redirect_url"].as_str().unwrap(), good).await;
         assert_eq!(code, StatusCode::OK);
     }
     let (_, s) = b
@@ -688,7 +637,7 @@ async fn yookassa_embedded_confirmation_runs_in_hauls_page(env: Env) {
         y["notification_urls"]["notification"].as_str().unwrap(),
         yk::Mode::Normal,
     );
-    let cs = session(&b.app, 7_000, "RUB").await;
+    let cs = checkout_session(&b.app, 7_000, "RUB").await;
     let (code, attempt) = pay(&b.app, &cs, "yookassa").await;
     assert_eq!(code, StatusCode::CREATED, "{attempt}");
     let url = attempt["redirect_url"].as_str().unwrap();
@@ -731,7 +680,7 @@ async fn yookassa_embedded_confirmation_runs_in_hauls_page(env: Env) {
     }
     // YooKassa's form takes the card (here: the emulator's page for the
     // same payment); the payment is captured and the order paid.
-    let (code, _) = card(&b.app, &format!("{}/pay/{id}", b.yk.base), yk::GOOD_CARD).await;
+    let (code, _) = submit_card(&b.app, &format!("{}/pay/{id}", b.yk.base), yk::GOOD_CARD).await;
     assert_eq!(code, StatusCode::OK);
     state_until(&b.app, &cs, "succeeded").await;
     assert_eq!(

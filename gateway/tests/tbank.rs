@@ -8,7 +8,7 @@
 mod common;
 mod emulators;
 
-use common::{Env, TestApp};
+use common::{checkout_session, pay_session as pay, session_state_until as state_until, submit_card, Env, TestApp};
 use emulators::tbank::{Emulator, Mode, GOOD_CARD};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -28,56 +28,6 @@ async fn connect(app: &TestApp, terminal: &str, password: &str, priority: i64) -
         .await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
     v
-}
-
-async fn session(app: &TestApp, amount: i64) -> String {
-    let (st, s) = app
-        .seller(
-            Method::POST,
-            "/v1/checkout/sessions",
-            Some(json!({
-                "amount_minor": amount, "currency": "RUB", "reference": "T-1",
-                "items": [{ "name": "Kettle", "quantity": 2, "price_minor": amount / 2, "vat": "vat20" }],
-                "success_url": "https://shop.example/ok", "cancel_url": "https://shop.example/",
-                "customer_email": "buyer@example.com" })),
-        )
-        .await;
-    assert_eq!(st, StatusCode::CREATED, "{s}");
-    s["id"].as_str().unwrap().to_owned()
-}
-
-async fn pay(app: &TestApp, session: &str, acquirer: &str) -> (StatusCode, Value) {
-    app.call(
-        Method::POST,
-        &format!("/v1/checkout/sessions/{session}/attempts"),
-        None,
-        Some(json!({ "acquirer": acquirer })),
-    )
-    .await
-}
-
-async fn state_until(app: &TestApp, session: &str, want: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let (_, v) = app
-            .seller(Method::GET, &format!("/v1/checkout/sessions/{session}"), None)
-            .await;
-        if v["state"] == want {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never {want}: {v}");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-}
-
-async fn submit_card(app: &TestApp, redirect: &str, number: &str) -> StatusCode {
-    app.http
-        .post(redirect)
-        .form(&[("number", number)])
-        .send()
-        .await
-        .unwrap()
-        .status()
 }
 
 async fn sellers_connect_terminals_whose_secrets_never_come_back(env: Env) {
@@ -161,7 +111,7 @@ async fn a_checkout_pays_through_tbank_and_refunds_through_cancel(env: Env) {
     emu.bank.lock().unwrap().chaos = true;
     let app = app(&env, &emu).await;
     connect(&app, "ShopTerminal", "terminal-password", 1).await;
-    let cs = session(&app, 259_000).await;
+    let cs = checkout_session(&app, 259_000, "RUB").await;
     let (_, status) = app
         .call(Method::GET, &format!("/v1/checkout/sessions/{cs}/status"), None, None)
         .await;
@@ -177,7 +127,7 @@ async fn a_checkout_pays_through_tbank_and_refunds_through_cancel(env: Env) {
         (259_000, attempt["id"].as_str().unwrap())
     );
     assert_eq!(p.receipt.as_ref().unwrap()["Items"][0]["Tax"], "vat20");
-    assert_eq!(submit_card(&app, &redirect, GOOD_CARD).await, StatusCode::OK);
+    assert_eq!(submit_card(&app, &redirect, GOOD_CARD).await.0, StatusCode::OK);
     let paid = state_until(&app, &cs, "succeeded").await;
     // Four notifications arrived (two statuses, each twice, the first round
     // reversed); each took effect once.
@@ -245,11 +195,11 @@ async fn a_declined_card_fails_the_payment_without_trying_another_bank(env: Env)
     let app = app(&env, &emu).await;
     connect(&app, "First", "first-password", 1).await;
     connect(&app, "Second", "second-password", 2).await;
-    let cs = session(&app, 10_000).await;
+    let cs = checkout_session(&app, 10_000, "RUB").await;
     let (_, attempt) = pay(&app, &cs, "tbank").await;
     let redirect = attempt["redirect_url"].as_str().unwrap().to_owned();
     assert_eq!(
-        submit_card(&app, &redirect, "5000 0000 0000 0009").await,
+        submit_card(&app, &redirect, "5000 0000 0000 0009").await.0,
         StatusCode::OK
     );
     state_until(&app, &cs, "failed").await;
@@ -267,14 +217,14 @@ async fn a_refusing_terminal_hands_the_payment_to_the_next_one(env: Env) {
     let app = app(&env, &emu).await;
     connect(&app, "Blocked", "blocked-password", 1).await;
     connect(&app, "Working", "working-password", 2).await;
-    let cs = session(&app, 50_000).await;
+    let cs = checkout_session(&app, 50_000, "RUB").await;
     let (st, attempt) = pay(&app, &cs, "tbank").await;
     assert_eq!(st, StatusCode::CREATED, "{attempt}");
     assert_eq!(emu.calls("Init", "Blocked"), 1);
     let (payment_id, _) = emu.payments_of("Working").pop().unwrap();
     assert!(emu.payments_of("Blocked").is_empty());
     let redirect = attempt["redirect_url"].as_str().unwrap().to_owned();
-    assert_eq!(submit_card(&app, &redirect, GOOD_CARD).await, StatusCode::OK);
+    assert_eq!(submit_card(&app, &redirect, GOOD_CARD).await.0, StatusCode::OK);
     let paid = state_until(&app, &cs, "succeeded").await;
     // One order, two attempts: the refused one given up, the other paid; one charge.
     let order = paid["order_id"].as_str().unwrap();
@@ -302,14 +252,14 @@ async fn a_refusing_terminal_hands_the_payment_to_the_next_one(env: Env) {
     // A bank that keeps refusing is taken out of rotation: after three
     // refusals it is not asked again for a while.
     for _ in 0..3 {
-        let cs = session(&app, 50_000).await;
+        let cs = checkout_session(&app, 50_000, "RUB").await;
         let (st, _) = pay(&app, &cs, "tbank").await;
         assert_eq!(st, StatusCode::CREATED);
     }
     assert_eq!(emu.calls("Init", "Blocked"), 3);
     // Everything is out: a clear 502, and nothing charged.
     emu.set_mode("Working", Mode::Down);
-    let cs = session(&app, 50_000).await;
+    let cs = checkout_session(&app, 50_000, "RUB").await;
     let (st, v) = pay(&app, &cs, "tbank").await;
     assert_eq!(
         (st, v["error"]["code"].as_str()),
@@ -336,7 +286,7 @@ async fn an_unclear_answer_waits_for_reconciliation_before_another_attempt(env: 
     let app = app(&env, &emu).await;
     connect(&app, "Unclear", "unclear-password", 1).await;
     connect(&app, "Backup", "backup-password", 2).await;
-    let cs = session(&app, 30_000).await;
+    let cs = checkout_session(&app, 30_000, "RUB").await;
     let (st, v) = pay(&app, &cs, "tbank").await;
     assert_eq!(
         (st, v["error"]["code"].as_str()),
@@ -406,7 +356,7 @@ async fn a_lost_notification_is_made_up_by_polling(env: Env) {
     emu.terminal("Quiet", "quiet-password", Mode::Normal);
     let app = app(&env, &emu).await;
     connect(&app, "Quiet", "quiet-password", 1).await;
-    let cs = session(&app, 20_000).await;
+    let cs = checkout_session(&app, 20_000, "RUB").await;
     let (_, attempt) = pay(&app, &cs, "tbank").await;
     let (payment_id, _) = emu.payments_of("Quiet").pop().unwrap();
     // Paid at the bank, but its notifications go nowhere.
@@ -435,7 +385,7 @@ async fn concurrent_notifications_take_effect_once(env: Env) {
     emu.terminal("Busy", "busy-password", Mode::Normal);
     let app = std::sync::Arc::new(app(&env, &emu).await);
     connect(&app, "Busy", "busy-password", 1).await;
-    let cs = session(&app, 40_000).await;
+    let cs = checkout_session(&app, 40_000, "RUB").await;
     let (st, _) = pay(&app, &cs, "tbank").await;
     assert_eq!(st, StatusCode::CREATED);
     let (payment_id, _) = emu.payments_of("Busy").pop().unwrap();
@@ -500,7 +450,7 @@ async fn a_disagreement_with_the_bank_is_reported_to_the_seller(env: Env) {
         .await;
     assert_eq!(st, StatusCode::CREATED, "{ep}");
     connect(&app, "Odd", "odd-password", 1).await;
-    let cs = session(&app, 50_000).await;
+    let cs = checkout_session(&app, 50_000, "RUB").await;
     let (st, _) = pay(&app, &cs, "tbank").await;
     assert_eq!(st, StatusCode::CREATED);
     let (payment_id, _) = emu.payments_of("Odd").pop().unwrap();

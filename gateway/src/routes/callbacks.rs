@@ -114,6 +114,15 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// Logged, then answered as text: 400 with the reason, or 503 (retry).
+    fn plain(self, s: &AppState, acquirer: &str) -> Response {
+        self.log(s, acquirer);
+        match self {
+            Refusal::Bad(why) => (StatusCode::BAD_REQUEST, why).into_response(),
+            Refusal::Retry(why) => (StatusCode::SERVICE_UNAVAILABLE, why).into_response(),
+        }
+    }
+
     fn log(&self, s: &AppState, acquirer: &str) {
         match self {
             Refusal::Bad(reason) => {
@@ -253,13 +262,7 @@ async fn tbank_callback(State(s): State<AppState>, body: Bytes) -> Response {
     .await;
     match outcome {
         Ok(_) => (StatusCode::OK, "OK").into_response(),
-        Err(r) => {
-            r.log(&s, tbank::ACQUIRER);
-            match r {
-                Refusal::Bad(why) => (StatusCode::BAD_REQUEST, why).into_response(),
-                Refusal::Retry(why) => (StatusCode::SERVICE_UNAVAILABLE, why).into_response(),
-            }
-        }
+        Err(r) => r.plain(&s, tbank::ACQUIRER),
     }
 }
 
@@ -392,13 +395,7 @@ async fn yookassa_callback(
     .await;
     match outcome {
         Ok(_) => StatusCode::OK.into_response(),
-        Err(r) => {
-            r.log(&s, yookassa::ACQUIRER);
-            match r {
-                Refusal::Bad(why) => (StatusCode::BAD_REQUEST, why).into_response(),
-                Refusal::Retry(why) => (StatusCode::SERVICE_UNAVAILABLE, why).into_response(),
-            }
-        }
+        Err(r) => r.plain(&s, yookassa::ACQUIRER),
     }
 }
 

@@ -316,3 +316,53 @@ print("verified")
         String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
     )
 }
+
+/// A checkout session of two equal receipt lines summing to `amount`,
+/// with the buyer's email (banks that fiscalize need a contact).
+pub async fn checkout_session(app: &TestApp, amount: i64, currency: &str) -> String {
+    let (st, s) = app
+        .seller(
+            Method::POST,
+            "/v1/checkout/sessions",
+            Some(json!({
+                "amount_minor": amount, "currency": currency, "reference": "C-1",
+                "items": [{ "name": "Kettle", "quantity": 2, "price_minor": amount / 2, "vat": "vat20" }],
+                "success_url": "https://shop.example/ok", "cancel_url": "https://shop.example/",
+                "customer_email": "buyer@example.com" })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{s}");
+    s["id"].as_str().unwrap().to_owned()
+}
+
+/// The buyer starts paying a session at `acquirer` (as the checkout page does).
+pub async fn pay_session(app: &TestApp, session: &str, acquirer: &str) -> (StatusCode, Value) {
+    app.call(
+        Method::POST,
+        &format!("/v1/checkout/sessions/{session}/attempts"),
+        None,
+        Some(json!({ "acquirer": acquirer })),
+    )
+    .await
+}
+
+/// Waits (up to 10 s) for a session to reach `want`; its last reading.
+pub async fn session_state_until(app: &TestApp, session: &str, want: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, v) = app
+            .seller(Method::GET, &format!("/v1/checkout/sessions/{session}"), None)
+            .await;
+        if v["state"] == want {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never {want}: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Submits a card number on a bank emulator's hosted page.
+pub async fn submit_card(app: &TestApp, page: &str, number: &str) -> (StatusCode, String) {
+    let r = app.http.post(page).form(&[("number", number)]).send().await.unwrap();
+    (r.status(), r.text().await.unwrap())
+}

@@ -199,16 +199,10 @@ fn form(pairs: &[(&str, String)]) -> String {
 /// HTTP Basic with a known site and its secret; the Public ID.
 fn authenticate(bank: &mut Bank, path: &str, headers: &HeaderMap) -> Result<String, Box<Response>> {
     let denied = || Box::new((StatusCode::UNAUTHORIZED, "Authentication failed").into_response());
-    let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
-    let decoded = auth
-        .strip_prefix("Basic ")
-        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(denied)?;
-    let (id, secret) = decoded.split_once(':').ok_or_else(denied)?;
-    bank.calls.push((path.into(), id.into()));
-    match bank.sites.get(id) {
-        Some((s, _)) if s == secret => Ok(id.to_owned()),
+    let (id, secret) = super::basic_auth(headers).ok_or_else(denied)?;
+    bank.calls.push((path.into(), id.clone()));
+    match bank.sites.get(&id) {
+        Some((s, _)) if *s == secret => Ok(id),
         _ => Err(denied()),
     }
 }

@@ -17,7 +17,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
-use base64::Engine;
 use serde_json::{json, Value};
 
 pub const GOOD_CARD: &str = "5555555555554477";
@@ -154,16 +153,10 @@ fn authenticate(bank: &mut Bank, call: &str, headers: &HeaderMap) -> Result<Stri
             "Authentication by given credentials failed",
         ))
     };
-    let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
-    let decoded = auth
-        .strip_prefix("Basic ")
-        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(denied)?;
-    let (shop, key) = decoded.split_once(':').ok_or_else(denied)?;
-    bank.calls.push((call.into(), shop.into()));
-    match bank.shops.get(shop) {
-        Some((k, _)) if k == key => Ok(shop.to_owned()),
+    let (shop, key) = super::basic_auth(headers).ok_or_else(denied)?;
+    bank.calls.push((call.into(), shop.clone()));
+    match bank.shops.get(&shop) {
+        Some((k, _)) if *k == key => Ok(shop),
         _ => Err(denied()),
     }
 }
