@@ -21,6 +21,10 @@ pub const QUIET_MS: i64 = 30_000;
 /// How often the worker looks.
 const TICK: Duration = Duration::from_secs(2);
 
+/// Attempts older than this are no longer polled (every bank's payment
+/// page has long expired; what is still open is the seller's to look at).
+pub const HORIZON_MS: i64 = 7 * 24 * 3_600_000;
+
 /// Longest wait between two polls of one attempt.
 const MAX_BACKOFF_MS: i64 = 10 * 60_000;
 
@@ -37,7 +41,11 @@ pub async fn run(s: AppState, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => return,
         }
         let now = s.streams.now();
-        let due = match s.payments.open_bank_attempts(now - QUIET_MS, 500).await {
+        let due = match s
+            .payments
+            .open_bank_attempts(now - QUIET_MS, now - HORIZON_MS, 500)
+            .await
+        {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(error = ?e, "reconciliation: could not read open attempts");
@@ -54,6 +62,9 @@ pub async fn run(s: AppState, mut stop: watch::Receiver<bool>) {
                 continue;
             }
             let outcome = reconcile(&s, &attempt, !reported.contains(&key)).await;
+            if let Err(e) = s.payments.touch_attempt(&attempt.id, s.streams.now()).await {
+                tracing::warn!(attempt = %attempt.id, error = ?e, "reconciliation: could not record the poll");
+            }
             if outcome == "disagreement" {
                 reported.insert(key.clone());
             }

@@ -469,19 +469,32 @@ impl PaymentStore {
         Ok(moved)
     }
 
-    /// Attempts at real banks still open (created, pending, requires action)
-    /// and last changed before `before`, oldest first: what reconciliation polls.
-    pub async fn open_bank_attempts(&self, before: i64, limit: i64) -> Result<Vec<Attempt>> {
+    /// Attempts at real banks still open (created, pending, requires action),
+    /// made since `since`, neither changed nor asked about since `before`;
+    /// the least recently asked first: what reconciliation polls.
+    pub async fn open_bank_attempts(&self, before: i64, since: i64, limit: i64) -> Result<Vec<Attempt>> {
         let rows = sqlx::query(
             "SELECT * FROM payment_attempts WHERE account_id IS NOT NULL \
              AND state IN ('created', 'pending', 'requires_action') AND updated_at < $1 \
-             ORDER BY updated_at LIMIT $2",
+             AND (checked_at IS NULL OR checked_at < $1) AND created_at >= $2 \
+             ORDER BY COALESCE(checked_at, 0), updated_at LIMIT $3",
         )
         .bind(before)
+        .bind(since)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(attempt_from_row).collect()
+    }
+
+    /// Records that reconciliation asked the bank about an attempt.
+    pub async fn touch_attempt(&self, id: &AttemptId, now: i64) -> Result<()> {
+        sqlx::query("UPDATE payment_attempts SET checked_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Records the account an attempt goes to before the bank is asked.

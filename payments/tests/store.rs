@@ -292,6 +292,33 @@ async fn racing_refunds_never_return_more_than_was_paid(s: PaymentStore) {
     assert!(s.record_refund(&order.id, 1, "more", 9_300).await.is_err());
 }
 
+/// Reconciliation's queue: open bank attempts, least recently asked first,
+/// so a crowd of old ones never starves a new one; too old is left alone.
+async fn open_bank_attempts_take_turns(s: PaymentStore) {
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let (_, a) = order_with_attempt(&s, None).await;
+        s.set_account(&a.id, "acq_test").await.unwrap();
+        ids.push(a.id);
+    }
+    let (_, sandbox) = order_with_attempt(&s, None).await;
+    let mut seen = Vec::new();
+    for round in 0..3 {
+        let due = s.open_bank_attempts(100_000, 0, 1).await.unwrap();
+        assert_eq!(due.len(), 1);
+        assert!(!seen.contains(&due[0].id), "round {round}: {:?} again", due[0].id);
+        s.touch_attempt(&due[0].id, 50_000 + round).await.unwrap();
+        seen.push(due[0].id.clone());
+    }
+    seen.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    ids.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    assert_eq!(seen, ids, "every bank attempt had its turn, the sandbox's none");
+    assert!(!seen.contains(&sandbox.id));
+    // Asked since `before`: not due; made before the horizon: never.
+    assert!(s.open_bank_attempts(40_000, 0, 10).await.unwrap().is_empty());
+    assert!(s.open_bank_attempts(100_000, 2_000, 10).await.unwrap().is_empty());
+}
+
 macro_rules! on_both_databases {
     ($($test:ident),* $(,)?) => {
         mod sqlite {
@@ -321,4 +348,5 @@ on_both_databases!(
     one_order_per_hold,
     conflicting_callbacks_racing_leave_one_consistent_answer,
     racing_refunds_never_return_more_than_was_paid,
+    open_bank_attempts_take_turns,
 );
