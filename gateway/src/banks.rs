@@ -1,6 +1,7 @@
 //! Talking to real acquiring banks over HTTP: the [`Call`]s each bank's
-//! [`Acquirer`] builds are sent here. Every call has a time limit; a call that
-//! runs out of time has an unknown result and is never taken as a refusal.
+//! [`Acquirer`] builds are sent here. Every call has a time limit
+//! (`HAUL_ACQUIRER_TIMEOUT_MS`); a call that runs out of time has an unknown
+//! result and is never taken as a refusal.
 
 use std::time::Duration;
 
@@ -8,9 +9,6 @@ use payments::accounts::Credentials;
 use payments::acquirers::{self, Acquirer, AnswerError, Body, Call, Charge, InitOutcome, Lookup, Method, Payment};
 
 use crate::app::AppState;
-
-/// How long one call to a bank may take.
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The protocol of an account's bank.
 pub fn adapter(c: &Credentials) -> Result<Box<dyn Acquirer>, String> {
@@ -33,7 +31,7 @@ async fn send(s: &AppState, bank: &dyn Acquirer, call: Call) -> Result<(u16, Vec
         Method::Get => s.http.get(url),
         Method::Post => s.http.post(url),
     }
-    .timeout(CALL_TIMEOUT);
+    .timeout(s.config.acquirer_timeout);
     for (k, v) in call.headers {
         r = r.header(k, v);
     }

@@ -109,6 +109,11 @@ pub const VARIABLES: &[Variable] = &[
         help: "the Stripe API's address",
     },
     Variable {
+        name: "HAUL_ACQUIRER_TIMEOUT_MS",
+        default: "10000",
+        help: "how long one call to a bank may take before its result counts as unknown (100 to 60000 ms)",
+    },
+    Variable {
         name: "HAUL_PUBLIC_URL",
         default: "http://HAUL_LISTEN",
         help: "the address buyers' browsers and acquirers reach this node at (http or https, no path)",
@@ -199,6 +204,8 @@ pub struct Config {
     pub cloudpayments_url: String,
     pub yookassa_url: String,
     pub stripe_url: String,
+    /// How long one call to a bank may take.
+    pub acquirer_timeout: std::time::Duration,
     /// Where browsers and acquirers reach this node, without a trailing slash
     /// (unset: the address the node listens on).
     pub public_url: Option<String>,
@@ -443,6 +450,8 @@ impl Config {
         let history_size = number("HAUL_HISTORY_SIZE", "200", 10, 100_000)? as usize;
         let history_ttl_ms = number("HAUL_HISTORY_TTL", "300", 1, 86_400)? as i64 * 1000;
         let viewers_per_addr = number("HAUL_VIEWERS_PER_ADDR", "1000", 1, 1_000_000)? as u32;
+        let acquirer_timeout =
+            std::time::Duration::from_millis(number("HAUL_ACQUIRER_TIMEOUT_MS", "10000", 100, 60_000)?);
 
         Ok(Config {
             listen,
@@ -459,6 +468,7 @@ impl Config {
             cloudpayments_url,
             yookassa_url,
             stripe_url,
+            acquirer_timeout,
             public_url,
             sandbox_chaos,
             webhooks_allow_private,

@@ -349,6 +349,58 @@ async fn an_unclear_answer_waits_for_reconciliation_before_another_attempt(env: 
     );
 }
 
+/// The bank does not answer within the time limit: the payment's fate is
+/// unknown, so no other attempt starts (not even at the next bank) until
+/// reconciliation learns from the bank that nothing was made.
+async fn a_timeout_waits_for_reconciliation_before_another_attempt(env: Env) {
+    let emu = Emulator::start().await;
+    emu.terminal("Slow", "slow-password", Mode::Hang(std::time::Duration::from_secs(3)));
+    emu.terminal("Spare", "spare-password", Mode::Normal);
+    let app = TestApp::start(
+        &env,
+        &[("HAUL_TBANK_URL", &emu.api()), ("HAUL_ACQUIRER_TIMEOUT_MS", "300")],
+    )
+    .await;
+    connect(&app, "Slow", "slow-password", 1).await;
+    connect(&app, "Spare", "spare-password", 2).await;
+    let cs = checkout_session(&app, 25_000, "RUB").await;
+    let (st, v) = pay(&app, &cs, "tbank").await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::BAD_GATEWAY, Some("acquirer_no_answer")),
+        "{v}"
+    );
+    let (st, v) = pay(&app, &cs, "tbank").await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("payment_in_progress")),
+        "{v}"
+    );
+    assert_eq!(
+        emu.calls("Init", "Spare"),
+        0,
+        "no second attempt while the first is unknown"
+    );
+    // Reconciliation: CheckOrder at the slow terminal finds nothing, the
+    // attempt is given up, and the next payment may go on (the slow
+    // terminal now refuses, so the spare one takes it).
+    emu.set_mode("Slow", Mode::Refuse("1006".into(), "blocked".into()));
+    app.clock.advance(31_000);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (st, v) = pay(&app, &cs, "tbank").await;
+        if st == StatusCode::CREATED {
+            assert_eq!(emu.payments_of("Spare").len(), 1, "{v}");
+            break;
+        }
+        assert_eq!(v["error"]["code"], "payment_in_progress", "{v}");
+        assert!(tokio::time::Instant::now() < deadline, "never given up: {v}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(emu.calls("CheckOrder", "Slow") >= 1);
+    assert!(emu.payments_of("Slow").is_empty());
+}
+
 /// A notification that never came: reconciliation reads the bank's status
 /// and the order is paid (the seller's webhook follows as usual).
 async fn a_lost_notification_is_made_up_by_polling(env: Env) {
@@ -494,6 +546,7 @@ async fn a_disagreement_with_the_bank_is_reported_to_the_seller(env: Env) {
 }
 
 on_both_backends!(
+    a_timeout_waits_for_reconciliation_before_another_attempt,
     a_disagreement_with_the_bank_is_reported_to_the_seller,
     concurrent_notifications_take_effect_once,
     an_unclear_answer_waits_for_reconciliation_before_another_attempt,

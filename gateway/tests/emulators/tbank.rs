@@ -46,6 +46,8 @@ pub enum Mode {
     /// `Init` answers something unreadable (as a proxy timing out might),
     /// without creating a payment.
     Garbled,
+    /// `Init` answers nothing for this long (then a 504), creating nothing.
+    Hang(Duration),
 }
 
 #[derive(Default)]
@@ -215,6 +217,10 @@ async fn init(State(emu): State<Emulator>, Json(body): Json<Value>) -> Response 
     };
     match mode {
         Mode::Normal => {}
+        Mode::Hang(d) => {
+            tokio::time::sleep(d).await;
+            return (StatusCode::GATEWAY_TIMEOUT, "timed out").into_response();
+        }
         Mode::Refuse(code, message) => return refuse(&code, &message),
         Mode::Down => return (StatusCode::SERVICE_UNAVAILABLE, "maintenance").into_response(),
         Mode::Garbled => return (StatusCode::OK, "<html>504 Gateway Time-out</html>").into_response(),
