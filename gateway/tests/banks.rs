@@ -450,6 +450,21 @@ print("verified")
             .status(),
         400
     );
+    // A session of the same Stripe account made elsewhere: acknowledged, left alone.
+    let foreign = body.replace(
+        &format!("\"client_reference_id\":{}", paid["client_reference_id"]),
+        "\"client_reference_id\":null",
+    );
+    assert_ne!(foreign, body);
+    let r = post(
+        "acct_1Shop".into(),
+        foreign.clone(),
+        st::sign("whsec_endpoint_secret", now, &foreign),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.unwrap()["outcome"], "not_ours");
     assert_eq!(
         post("acct_1Shop".into(), body, String::new()).await.unwrap().status(),
         400

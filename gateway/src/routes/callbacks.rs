@@ -137,6 +137,20 @@ impl Refusal {
     }
 }
 
+/// Whether a bank's payment was made by Haul (it carries an attempt id):
+/// the same account may take payments elsewhere too, and their
+/// notifications are acknowledged and left alone.
+fn ours(acquirer: &str, payment: &Payment) -> bool {
+    let ours = payment
+        .reference
+        .as_deref()
+        .is_some_and(|r| payments::ids::AttemptId::parse(r).is_ok());
+    if !ours {
+        tracing::info!(%acquirer, payment = %payment.payment_id, "not a Haul payment: acknowledged, left alone");
+    }
+    ours
+}
+
 /// The bank account a notification names (`account` is the bank's id of
 /// it: terminal, site, shop).
 async fn account_of(s: &AppState, acquirer: &str, account: &str) -> Result<Credentials, Refusal> {
@@ -390,6 +404,9 @@ async fn yookassa_callback(
             }
             Err(e) => return Err(Refusal::Retry(format!("could not fetch the payment: {e}"))),
         };
+        if !ours(yookassa::ACQUIRER, &payment) {
+            return Ok("not_ours");
+        }
         follow(&s, &creds, bank.as_ref(), &payment, Some(&payment.payment_id)).await
     }
     .await;
@@ -424,6 +441,9 @@ async fn stripe_callback(
             return Ok("acknowledged");
         };
         let payment = payment.map_err(|e| Refusal::Bad(e.to_string()))?;
+        if !ours(stripe::ACQUIRER, &payment) {
+            return Ok("not_ours");
+        }
         let bank = crate::banks::adapter(&creds).map_err(Refusal::Retry)?;
         let session = event.object["id"].as_str().map(str::to_owned);
         follow(&s, &creds, bank.as_ref(), &payment, session.as_deref()).await
