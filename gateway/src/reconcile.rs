@@ -125,7 +125,12 @@ pub async fn reconcile(s: &AppState, attempt: &Attempt, report: bool) -> &'stati
             tracing::warn!(attempt = %attempt.id, payment = %p.payment_id, "reconciliation: the bank did create the payment");
             if let Err(e) = s
                 .payments
-                .set_started(&attempt.id, Some(account), &p.payment_id, s.streams.now())
+                .set_started(
+                    &attempt.id,
+                    Some(account),
+                    p.created_as.as_deref().unwrap_or(&p.payment_id),
+                    s.streams.now(),
+                )
                 .await
             {
                 tracing::error!(attempt = %attempt.id, error = ?e, "reconciliation: could not record the payment");

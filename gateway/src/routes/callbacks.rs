@@ -182,8 +182,8 @@ async fn attempt_of(s: &AppState, creds: &Credentials, payment: &Payment) -> Res
 }
 
 /// Takes a verified bank report of a payment: checks it is this account's
-/// attempt (and, where the bank names its payment as creation did,
-/// `created_as`, that very payment), captures it where the bank wants that,
+/// attempt (and, where the bank names its payment as creation did, that
+/// very payment), captures it where the bank wants that,
 /// and applies its status exactly once (deduplicated per payment and
 /// status, with reconciliation's polls too).
 pub async fn follow(
@@ -191,9 +191,9 @@ pub async fn follow(
     creds: &Credentials,
     bank: &dyn Acquirer,
     payment: &Payment,
-    created_as: Option<&str>,
 ) -> Result<&'static str, Refusal> {
     let attempt = attempt_of(s, creds, payment).await?;
+    let created_as = payment.created_as.as_deref();
     match (attempt.acquirer_ref.as_deref(), created_as) {
         (Some(ours), Some(theirs)) if ours != theirs => {
             return Err(Refusal::Bad("the payment id does not match the attempt".into()));
@@ -268,10 +268,11 @@ async fn tbank_callback(State(s): State<AppState>, body: Bytes) -> Response {
         let payment = Payment {
             reference: Some(n.order_id.clone()),
             payment_id: n.payment_id.clone(),
+            created_as: Some(n.payment_id.clone()),
             status: n.status.clone(),
             amount_minor: Some(n.amount_minor),
         };
-        follow(&s, &creds, bank.as_ref(), &payment, Some(&n.payment_id)).await
+        follow(&s, &creds, bank.as_ref(), &payment).await
     }
     .await;
     match outcome {
@@ -335,7 +336,7 @@ async fn cloudpayments_callback(
                 tracing::info!(transaction = %n.transaction_id, invoice = %n.invoice_id, "CloudPayments refund notification");
                 Ok(cp::CHECK_OK)
             }
-            Kind::Pay | Kind::Fail => follow(&s, &creds, bank.as_ref(), &payment, None)
+            Kind::Pay | Kind::Fail => follow(&s, &creds, bank.as_ref(), &payment)
                 .await
                 .map(|_| cp::CHECK_OK)
                 .map_err(refused(cp::CHECK_REFUSED)),
@@ -407,7 +408,7 @@ async fn yookassa_callback(
         if !ours(yookassa::ACQUIRER, &payment) {
             return Ok("not_ours");
         }
-        follow(&s, &creds, bank.as_ref(), &payment, Some(&payment.payment_id)).await
+        follow(&s, &creds, bank.as_ref(), &payment).await
     }
     .await;
     match outcome {
@@ -445,8 +446,7 @@ async fn stripe_callback(
             return Ok("not_ours");
         }
         let bank = crate::banks::adapter(&creds).map_err(Refusal::Retry)?;
-        let session = event.object["id"].as_str().map(str::to_owned);
-        follow(&s, &creds, bank.as_ref(), &payment, session.as_deref()).await
+        follow(&s, &creds, bank.as_ref(), &payment).await
     }
     .await;
     match outcome {

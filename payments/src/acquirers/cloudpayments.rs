@@ -209,6 +209,7 @@ fn payment_of(model: &Value) -> Result<Payment, AnswerError> {
     Ok(Payment {
         reference: model["InvoiceId"].as_str().map(str::to_owned),
         payment_id: transaction_id(&model["TransactionId"]).ok_or(AnswerError::Field("Model.TransactionId"))?,
+        created_as: None,
         status: model["Status"]
             .as_str()
             .ok_or(AnswerError::Field("Model.Status"))?
@@ -378,6 +379,7 @@ impl Notification {
         Payment {
             reference: Some(self.invoice_id.clone()),
             payment_id: self.transaction_id.clone(),
+            created_as: None,
             status: self.status.clone(),
             amount_minor: Some(self.amount_minor),
         }
@@ -588,6 +590,7 @@ mod tests {
             Ok(Lookup::Found(Payment {
                 reference: Some("pat_1".into()),
                 payment_id: "504".into(),
+                created_as: None,
                 status: "Completed".into(),
                 amount_minor: Some(10_000)
             }))

@@ -108,6 +108,10 @@ pub struct Payment {
     pub reference: Option<String>,
     /// The bank's id of the payment: what a refund names.
     pub payment_id: String,
+    /// The id the bank's creation answered, when it names it here too
+    /// (T-Bank's PaymentId, YooKassa's payment, Stripe's session): it must
+    /// be the attempt's.
+    pub created_as: Option<String>,
     /// The bank's own status word (see each module's mapping).
     pub status: String,
     /// What the bank says was charged, in minor units.

@@ -113,7 +113,8 @@ pub fn payment_of(session: &Value) -> Result<Payment, AnswerError> {
         .ok_or(AnswerError::Field("payment_status"))?;
     Ok(Payment {
         reference: session["client_reference_id"].as_str().map(str::to_owned),
-        payment_id: id(&session["payment_intent"], "pi_").unwrap_or(session_id),
+        payment_id: id(&session["payment_intent"], "pi_").unwrap_or_else(|| session_id.clone()),
+        created_as: Some(session_id),
         status: format!("{status}/{paid}"),
         amount_minor: session["amount_total"].as_i64(),
     })
@@ -417,6 +418,7 @@ mod tests {
             Lookup::Found(Payment {
                 reference: None,
                 payment_id: "cs_test_a1".into(),
+                created_as: Some("cs_test_a1".into()),
                 status: "open/unpaid".into(),
                 amount_minor: Some(1999)
             })

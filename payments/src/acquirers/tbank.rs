@@ -298,6 +298,7 @@ impl From<State> for Payment {
     fn from(s: State) -> Payment {
         Payment {
             reference: None,
+            created_as: Some(s.payment_id.clone()),
             payment_id: s.payment_id,
             status: s.status,
             amount_minor: s.amount_minor,

@@ -173,6 +173,7 @@ pub fn payment_of(v: &Value) -> Result<Payment, AnswerError> {
     Ok(Payment {
         reference: v["metadata"]["haul_attempt"].as_str().map(str::to_owned),
         payment_id: id.to_owned(),
+        created_as: Some(id.to_owned()),
         status: v["status"].as_str().ok_or(AnswerError::Field("status"))?.to_owned(),
         amount_minor: parse_decimal(&v["amount"]["value"]),
     })
@@ -451,6 +452,7 @@ mod tests {
             Ok(Lookup::Found(Payment {
                 reference: Some("pat_7".into()),
                 payment_id: "22e12f66-000f-5000-8000-18db351245c7".into(),
+                created_as: Some("22e12f66-000f-5000-8000-18db351245c7".into()),
                 status: "pending".into(),
                 amount_minor: Some(200)
             }))
@@ -470,6 +472,7 @@ mod tests {
         let waiting = Payment {
             reference: None,
             payment_id: "p1".into(),
+            created_as: Some("p1".into()),
             status: "waiting_for_capture".into(),
             amount_minor: Some(200),
         };
