@@ -475,6 +475,32 @@ print("verified")
     let o = order_of(&b.app, &cs).await;
     let (status, r) = refund(&b.app, o["id"].as_str().unwrap(), 1_000).await;
     assert_eq!(status, StatusCode::CREATED, "{r}");
+    // The bank refunds but its answer is lost (500): the seller's retry
+    // with the same Idempotency-Key asks the bank for the same refund, which
+    // it does not make twice.
+    b.st.bank.lock().unwrap().refund_then_fail = true;
+    let again = || {
+        b.app
+            .http
+            .post(format!(
+                "{}/v1/orders/{}/refunds",
+                b.app.base,
+                o["id"].as_str().unwrap()
+            ))
+            .bearer_auth(&b.app.key)
+            .header("Idempotency-Key", "refund-retry-1")
+            .json(&json!({ "amount_minor": 500 }))
+            .send()
+    };
+    assert_eq!(again().await.unwrap().status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(again().await.unwrap().status(), StatusCode::CREATED);
+    assert_eq!(
+        b.st.bank.lock().unwrap().refunds.len(),
+        2,
+        "one refund of 1 000, one of 500"
+    );
+    let o = order_of(&b.app, &cs).await;
+    assert_eq!(o["refunded_minor"], 1_500, "{o}");
     let refunds = b.st.bank.lock().unwrap().refunds.clone();
     assert_eq!(
         (refunds[0]["payment_intent"].clone(), refunds[0]["amount"].clone()),

@@ -142,11 +142,16 @@ struct NewRefund {
 }
 
 /// Refunds through the acquirer of the succeeded attempt, then records it.
+/// Refunds `amount` (the rest when `None`) of a paid order: a bank is asked
+/// first, under `bank_key` (the bank's idempotency key: the same key asks
+/// for the same refund, so a retry after a failure to record it is not
+/// refunded twice), and only what it refunded is recorded.
 pub async fn refund_order(
     s: &AppState,
     order: &Order,
     amount: Option<i64>,
     reason: &str,
+    bank_key: &str,
 ) -> Result<payments::store::Refund, ApiError> {
     let amount = amount.unwrap_or(order.amount_minor - order.refunded_minor);
     let attempts = s.payments.attempts(&order.id).await.map_err(unavailable)?;
@@ -204,8 +209,7 @@ pub async fn refund_order(
                 message: format!("{} does not know the payment", paid.acquirer),
             });
         };
-        let key = format!("refund-{}-{}-{}", paid.id, order.refunded_minor, amount);
-        crate::banks::refund(s, bank.as_ref(), &found.payment_id, amount, &order.currency, &key)
+        crate::banks::refund(s, bank.as_ref(), &found.payment_id, amount, &order.currency, bank_key)
             .await
             .map_err(|why| ApiError::Acquirer {
                 code: "refund_failed",
@@ -233,6 +237,7 @@ async fn refund(
     State(s): State<AppState>,
     Seller(seller): Seller,
     Path(raw): Path<String>,
+    headers: axum::http::HeaderMap,
     Json(body): Json<NewRefund>,
 ) -> Answer {
     let order = sellers(&s, &seller, &raw).await?;
@@ -243,8 +248,28 @@ async fn refund(
             message: "1 to 200 characters".into(),
         });
     }
-    let r = refund_order(&s, &order, body.amount_minor, &reason).await?;
+    // The seller's Idempotency-Key (the middleware lets one request per key
+    // run at a time) makes the bank's key: a retry of a refund whose
+    // recording failed asks the bank for the same refund. Without one, each
+    // request is a refund of its own.
+    let seller_key = headers.get("idempotency-key").and_then(|v| v.to_str().ok());
+    let bank_key = refund_key(order.id.as_str(), seller.as_str(), seller_key);
+    let r = refund_order(&s, &order, body.amount_minor, &reason, &bank_key).await?;
     Ok((StatusCode::CREATED, axum::Json(json!(r))))
+}
+
+/// A bank idempotency key for a refund (at most 64 characters, as
+/// YooKassa allows): derived from the seller's key, else random.
+fn refund_key(order: &str, seller: &str, seller_key: Option<&str>) -> String {
+    use sha2::{Digest, Sha256};
+    let part = match seller_key {
+        Some(k) => {
+            let d = Sha256::digest(format!("{seller}\n{order}\n{k}").as_bytes());
+            d.iter().take(16).map(|b| format!("{b:02x}")).collect::<String>()
+        }
+        None => (0..16).map(|_| format!("{:02x}", rand::random::<u8>())).collect(),
+    };
+    format!("rf-{part}")
 }
 
 #[derive(Debug, Deserialize)]
@@ -692,7 +717,17 @@ pub async fn settle_paid(s: &AppState, order: &OrderId) {
             }
         }
     }
-    match refund_order(s, &order, None, "paid after its hold expired and no stock was left").await {
+    // One full refund per order: a second try asks the bank for the same one.
+    let key = format!("rf-late-{}", order.id);
+    match refund_order(
+        s,
+        &order,
+        None,
+        "paid after its hold expired and no stock was left",
+        &key,
+    )
+    .await
+    {
         Ok(r) => {
             tracing::warn!(order = %order.id, refund = %r.id, "late payment refunded");
             settled(s, &order.id).await;
@@ -735,5 +770,20 @@ pub async fn run_settlement(s: AppState, mut stop: tokio::sync::watch::Receiver<
             s.metrics.settlements_retried(1);
             settle_paid(&s, &order).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod refund_key_tests {
+    use super::refund_key;
+
+    #[test]
+    fn the_sellers_key_makes_a_stable_bank_key_and_no_key_a_fresh_one() {
+        let a = refund_key("ord_1", "sel_1", Some("retry-me"));
+        assert_eq!(a, refund_key("ord_1", "sel_1", Some("retry-me")));
+        assert_ne!(a, refund_key("ord_1", "sel_2", Some("retry-me")));
+        assert_ne!(a, refund_key("ord_2", "sel_1", Some("retry-me")));
+        assert_ne!(refund_key("ord_1", "sel_1", None), refund_key("ord_1", "sel_1", None));
+        assert!(a.len() <= 64 && a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
     }
 }

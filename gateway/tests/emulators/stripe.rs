@@ -37,6 +37,8 @@ pub struct Bank {
     pub next: u64,
     /// Send each event twice at once.
     pub chaos: bool,
+    /// Make the next refund, then answer 500 (a failure after the fact).
+    pub refund_then_fail: bool,
 }
 
 #[derive(Clone)]
@@ -319,6 +321,9 @@ async fn refund(State(emu): State<Emulator>, headers: HeaderMap, Form(f): Form<V
     bank.refunds.push(r.clone());
     if let Some(i) = idem {
         bank.answered.insert((key, i), r.clone());
+    }
+    if std::mem::take(&mut bank.refund_then_fail) {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "api_error", "", "try again");
     }
     Json(r).into_response()
 }
