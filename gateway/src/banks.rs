@@ -102,6 +102,20 @@ pub async fn capture(
     }
 }
 
+/// Lets go of an authorized payment (see [`Acquirer::void`]); the payment
+/// as that left it.
+pub async fn void(s: &AppState, bank: &dyn Acquirer, payment: &Payment) -> Result<Option<Payment>, String> {
+    let Some(call) = bank.void(payment) else {
+        return Ok(None);
+    };
+    let (status, body) = send(s, bank, call).await.map_err(|e| e.to_string())?;
+    match bank.parse_lookup(Some(&payment.payment_id), status, &body) {
+        Ok(Lookup::Found(p)) => Ok(Some(p)),
+        Ok(Lookup::NotFound) => Err("the payment to void is not found".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Refunds `amount_minor` of a paid payment.
 pub async fn refund(
     s: &AppState,

@@ -157,11 +157,10 @@ pub async fn reconcile(s: &AppState, attempt: &Attempt, report: bool) -> &'stati
         }
     };
     // An authorized payment waiting for capture is captured while the
-    // attempt stands.
-    if bank.capture(&state, attempt.amount_minor, &attempt.currency).is_some() && !attempt.state.is_final() {
-        match crate::banks::capture(s, bank.as_ref(), &state, attempt.amount_minor, &attempt.currency).await {
-            Ok(Some(p)) => state = p,
-            Ok(None) => {}
+    // attempt and its order stand, else let go.
+    if bank.capture(&state, attempt.amount_minor, &attempt.currency).is_some() {
+        match crate::routes::callbacks::capture_or_void(s, bank.as_ref(), attempt, &state).await {
+            Ok(p) => state = p,
             Err(e) => {
                 tracing::warn!(attempt = %attempt.id, error = %e, "reconciliation: capture failed");
                 return "error";

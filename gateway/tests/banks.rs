@@ -730,7 +730,177 @@ async fn yookassa_embedded_confirmation_runs_in_hauls_page(env: Env) {
     );
 }
 
+async fn viewer(b: &Banks, name: &str) -> String {
+    let (_, t) = b
+        .app
+        .seller(Method::POST, "/v1/viewer-tokens", Some(json!({ "viewer_id": name })))
+        .await;
+    t["token"].as_str().unwrap().to_owned()
+}
+
+/// A viewer's stream purchase of a held unit at a bank, as the viewer page
+/// does it: the order, then the attempt.
+async fn stream_attempt(b: &Banks, oid: &str, token: &str, hold: &str, acquirer: &str) -> (String, Value) {
+    let (st, order) = b
+        .app
+        .call(
+            Method::POST,
+            &format!("/v1/offers/{oid}/holds/{hold}/order"),
+            Some(token),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{order}");
+    let order_id = order["id"].as_str().unwrap().to_owned();
+    let (st, attempt) = b
+        .app
+        .call(
+            Method::POST,
+            &format!("/v1/orders/{order_id}/attempts"),
+            Some(token),
+            Some(json!({ "acquirer": acquirer })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{attempt}");
+    (order_id, attempt)
+}
+
+async fn buyer_order_until(b: &Banks, order: &str, token: &str, want: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, v) = b
+            .app
+            .call(Method::GET, &format!("/v1/orders/{order}"), Some(token), None)
+            .await;
+        if v["state"] == want {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never {want}: {v}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Stock and money at a real bank: a stream purchase paid at CloudPayments
+/// sells its hold once; a buyer whose order expired while on the bank's
+/// page, and whose unit went to someone else, is stopped by the Check (no
+/// money taken) — never sold beyond the quantity.
+async fn stream_purchases_pay_at_a_bank_and_never_oversell(env: Env) {
+    let b = banks(&env).await;
+    let a = connect(
+        &b.app,
+        json!({ "acquirer": "cloudpayments", "account": "pk_live", "secret": "live-secret" }),
+    )
+    .await;
+    b.cp.site(
+        "pk_live",
+        "live-secret",
+        a["notification_urls"]["check"]
+            .as_str()
+            .unwrap()
+            .trim_end_matches("/check"),
+        cp::Mode::Normal,
+    );
+    let (_, _, oid) = b
+        .app
+        .live_offer(
+            json!({ "price_minor": 149000, "currency": "RUB", "quantity": 1, "per_buyer_limit": 1,
+                            "duration_seconds": 3600, "hold_ttl_seconds": 30 }),
+        )
+        .await;
+    // Alice starts paying, then leaves the bank's page open past her hold.
+    let alice = viewer(&b, "alice").await;
+    let (st, r) = b.app.reserve(&alice, &oid, 1, "a1").await;
+    assert_eq!(st, StatusCode::CREATED, "{r}");
+    let (alice_order, alice_attempt) =
+        stream_attempt(&b, &oid, &alice, r["hold"]["id"].as_str().unwrap(), "cloudpayments").await;
+    b.app.clock.advance(16 * 60_000);
+    buyer_order_until(&b, &alice_order, &alice, "expired").await;
+    // Bob takes the unit that came back and pays for it at the bank.
+    let bob = viewer(&b, "bob").await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut n = 0;
+    let hold = loop {
+        n += 1;
+        let (st, r) = b.app.reserve(&bob, &oid, 1, &format!("b{n}")).await;
+        if st == StatusCode::CREATED {
+            break r["hold"]["id"].as_str().unwrap().to_owned();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the unit never came back: {r}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let (bob_order, bob_attempt) = stream_attempt(&b, &oid, &bob, &hold, "cloudpayments").await;
+    let (code, _) = submit_card(&b.app, bob_attempt["redirect_url"].as_str().unwrap(), cp::GOOD_CARD).await;
+    assert_eq!(code, StatusCode::OK);
+    buyer_order_until(&b, &bob_order, &bob, "succeeded").await;
+    // Alice finally pays: the Check refuses (her attempt is over); no money moves.
+    let (_, page) = submit_card(&b.app, alice_attempt["redirect_url"].as_str().unwrap(), cp::GOOD_CARD).await;
+    assert!(page.contains("refused"), "{page}");
+    let bank = b.cp.bank.lock().unwrap();
+    assert_eq!(bank.transactions.len(), 1, "only Bob was charged");
+    assert_eq!(
+        bank.delivered.iter().filter(|(k, c)| k == "check" && *c == 20).count(),
+        1
+    );
+    drop(bank);
+    let (_, alice_view) = b
+        .app
+        .call(Method::GET, &format!("/v1/orders/{alice_order}"), Some(&alice), None)
+        .await;
+    assert_eq!(alice_view["state"], "expired", "{alice_view}");
+}
+
+/// At YooKassa a payment is only authorized until Haul captures it: one
+/// whose order expired meanwhile is let go (cancelled), never captured.
+async fn an_authorization_for_an_expired_order_is_let_go(env: Env) {
+    let b = banks(&env).await;
+    let y = connect(
+        &b.app,
+        json!({ "acquirer": "yookassa", "account": "4242", "secret": "ks" }),
+    )
+    .await;
+    b.yk.shop(
+        "4242",
+        "ks",
+        y["notification_urls"]["notification"].as_str().unwrap(),
+        yk::Mode::Normal,
+    );
+    let (_, _, oid) = b
+        .app
+        .live_offer(
+            json!({ "price_minor": 149000, "currency": "RUB", "quantity": 1, "per_buyer_limit": 1,
+                            "duration_seconds": 3600, "hold_ttl_seconds": 30 }),
+        )
+        .await;
+    let carol = viewer(&b, "carol").await;
+    let (st, r) = b.app.reserve(&carol, &oid, 1, "c1").await;
+    assert_eq!(st, StatusCode::CREATED, "{r}");
+    let (order, attempt) = stream_attempt(&b, &oid, &carol, r["hold"]["id"].as_str().unwrap(), "yookassa").await;
+    b.app.clock.advance(16 * 60_000);
+    buyer_order_until(&b, &order, &carol, "expired").await;
+    let (code, _) = submit_card(&b.app, attempt["redirect_url"].as_str().unwrap(), yk::GOOD_CARD).await;
+    assert_eq!(code, StatusCode::OK);
+    let id = b.yk.payments_of("4242")[0]["id"].as_str().unwrap().to_owned();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while b.yk.payment(&id)["status"] != "canceled" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never let go: {}",
+            b.yk.payment(&id)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(b.yk.calls("POST /capture", "4242"), 0);
+    let (_, v) = b
+        .app
+        .call(Method::GET, &format!("/v1/orders/{order}"), Some(&carol), None)
+        .await;
+    assert_eq!(v["state"], "expired", "{v}");
+    assert_eq!(v["attempts"][0]["state"], "failed", "{v}");
+}
+
 on_both_backends!(
+    an_authorization_for_an_expired_order_is_let_go,
+    stream_purchases_pay_at_a_bank_and_never_oversell,
     yookassa_embedded_confirmation_runs_in_hauls_page,
     lost_notifications_are_made_up_by_polling_each_bank,
     cloudpayments_checks_pays_refunds_and_refuses_forgeries,

@@ -216,18 +216,9 @@ pub async fn follow(
         .capture(&payment, attempt.amount_minor, &attempt.currency)
         .is_some()
     {
-        if attempt.state.is_final() {
-            tracing::warn!(attempt = %attempt.id, state = %attempt.state, "an authorized payment for an attempt that ended is not captured");
-            return Ok("ignored");
-        }
-        if payment.amount_minor.is_some_and(|a| a != attempt.amount_minor) {
-            return Err(Refusal::Bad("the authorized amount differs from the attempt".into()));
-        }
-        match crate::banks::capture(s, bank, &payment, attempt.amount_minor, &attempt.currency).await {
-            Ok(Some(captured)) => payment = captured,
-            Ok(None) => {}
-            Err(e) => return Err(Refusal::Retry(format!("capture failed: {e}"))),
-        }
+        payment = capture_or_void(s, bank, &attempt, &payment)
+            .await
+            .map_err(Refusal::Retry)?;
     }
     let state = match bank.map_status(&payment.status) {
         Mapped::State(st) => st,
@@ -251,6 +242,34 @@ pub async fn follow(
         Ok(word) => Ok(word),
         Err(CallbackError::Store(e)) => Err(Refusal::Retry(format!("not stored: {e}"))),
         Err(e) => Err(Refusal::Bad(e.to_string())),
+    }
+}
+
+/// An authorized payment waiting for capture: captured while its attempt
+/// and order stand (the amount must be the attempt's), else let go, so no
+/// money is taken for an order that is over; the payment as that left it.
+pub async fn capture_or_void(
+    s: &AppState,
+    bank: &dyn Acquirer,
+    attempt: &payments::store::Attempt,
+    payment: &Payment,
+) -> Result<Payment, String> {
+    let order_over = match s.payments.order(&attempt.order_id).await {
+        Ok(Some(o)) => o.state.is_final(),
+        Ok(None) => true,
+        Err(e) => return Err(format!("could not read the order: {e}")),
+    };
+    let wrong_amount = payment.amount_minor.is_some_and(|a| a != attempt.amount_minor);
+    if attempt.state.is_final() || order_over || wrong_amount {
+        tracing::warn!(attempt = %attempt.id, state = %attempt.state, order_over, wrong_amount, "an authorized payment is let go, not captured");
+        return match crate::banks::void(s, bank, payment).await {
+            Ok(p) => Ok(p.unwrap_or_else(|| payment.clone())),
+            Err(e) => Err(format!("void failed: {e}")),
+        };
+    }
+    match crate::banks::capture(s, bank, payment, attempt.amount_minor, &attempt.currency).await {
+        Ok(p) => Ok(p.unwrap_or_else(|| payment.clone())),
+        Err(e) => Err(format!("capture failed: {e}")),
     }
 }
 
@@ -317,10 +336,19 @@ async fn cloudpayments_callback(
                 let attempt = attempt_of(&s, &creds, &payment)
                     .await
                     .map_err(refused(cp::CHECK_UNKNOWN_INVOICE))?;
-                if attempt.state.is_final() {
+                let order_over = match s.payments.order(&attempt.order_id).await {
+                    Ok(o) => o.is_none_or(|o| o.state.is_final()),
+                    Err(e) => {
+                        return Err((
+                            cp::CHECK_REFUSED,
+                            Refusal::Retry(format!("could not read the order: {e}")),
+                        ))
+                    }
+                };
+                if attempt.state.is_final() || order_over {
                     return Err((
                         cp::CHECK_EXPIRED,
-                        Refusal::Bad(format!("the attempt is already {}", attempt.state)),
+                        Refusal::Bad(format!("the attempt is already {} (its order is over)", attempt.state)),
                     ));
                 }
                 if n.amount_minor != attempt.amount_minor || n.currency != attempt.currency {

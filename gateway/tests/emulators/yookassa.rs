@@ -1,6 +1,6 @@
 //! The bank's side of YooKassa API v3, for tests: payments created with an
 //! `Idempotence-Key` (a repeat answers the first result), a redirect
-//! confirmation page, capture, refunds, and unsigned notifications to the
+//! confirmation page, capture, cancellation of an authorized payment, refunds, and unsigned notifications to the
 //! shop's address; an `embedded` confirmation answers a token instead of
 //! the page's address (`payment.waiting_for_capture`, `payment.succeeded`,
 //! `payment.canceled`; with `chaos`, each twice at once). Requests are validated as YooKassa does: HTTP
@@ -86,6 +86,7 @@ impl Emulator {
             .route("/v3/payments", post(create))
             .route("/v3/payments/{id}", get(read))
             .route("/v3/payments/{id}/capture", post(capture))
+            .route("/v3/payments/{id}/cancel", post(cancel))
             .route("/v3/refunds", post(refund))
             .route("/pay/{id}", get(page).post(pay))
             .with_state(emu.clone());
@@ -296,6 +297,42 @@ async fn capture(
     tokio::spawn(async move {
         emu2.notify(&id, "payment.succeeded").await;
     });
+    Json(answer).into_response()
+}
+
+/// Cancels a payment waiting for capture (the money is never taken).
+async fn cancel(State(emu): State<Emulator>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let mut bank = emu.bank.lock().unwrap();
+    let shop = match authenticate(&mut bank, "POST /cancel", &headers) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let Some(key) = idempotence_key(&headers) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Idempotence-Key is required",
+        );
+    };
+    let path = format!("/payments/{id}/cancel");
+    if let Some(previous) = bank.answered.get(&(shop.clone(), key.clone(), path.clone())) {
+        return Json(previous.clone()).into_response();
+    }
+    let Some((_, p)) = bank.payments.get_mut(&id).filter(|(s, _)| *s == shop) else {
+        return error(StatusCode::NOT_FOUND, "not_found", "Payment not found");
+    };
+    if p["status"] != "waiting_for_capture" {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Payment is not waiting for capture",
+        );
+    }
+    p["status"] = "canceled".into();
+    p["paid"] = false.into();
+    p["cancellation_details"] = json!({ "party": "merchant", "reason": "canceled_by_merchant" });
+    let answer = p.clone();
+    bank.answered.insert((shop, key, path), answer.clone());
     Json(answer).into_response()
 }
 

@@ -165,6 +165,11 @@ pub trait Acquirer: Send + Sync {
     fn capture(&self, _payment: &Payment, _amount_minor: i64, _currency: &str) -> Option<Call> {
         None
     }
+    /// Lets go of a payment that waits for capture instead of taking the
+    /// money (its order is over); its answer reads like a lookup.
+    fn void(&self, _payment: &Payment) -> Option<Call> {
+        None
+    }
 }
 
 /// Whether `acquirer` takes payments in `currency` (each module lists its

@@ -314,9 +314,23 @@ impl Acquirer for Shop {
             )
         })
     }
+
+    /// An authorized payment whose order is over is cancelled: the money
+    /// is never taken.
+    fn void(&self, payment: &Payment) -> Option<Call> {
+        (payment.status == "waiting_for_capture").then(|| {
+            self.call(
+                Method::Post,
+                format!("/payments/{}/cancel", payment.payment_id),
+                Some(&format!("cancel-{}", payment.payment_id)),
+                Body::Json(json!({})),
+            )
+        })
+    }
 }
 
 pub fn map_status(status: &str) -> Mapped {
+    // (Haul voids an authorization whose order is over: `canceled`.)
     match status {
         "pending" | "waiting_for_capture" => Mapped::State(AttemptState::Pending),
         "succeeded" => Mapped::State(AttemptState::Succeeded),
@@ -477,6 +491,7 @@ mod tests {
             amount_minor: Some(200),
         };
         assert_eq!(s.capture(&waiting, 200, "RUB").unwrap().path, "/payments/p1/capture");
+        assert_eq!(s.void(&waiting).unwrap().path, "/payments/p1/cancel");
         assert!(s
             .capture(
                 &Payment {
