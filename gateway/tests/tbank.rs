@@ -401,6 +401,67 @@ async fn a_timeout_waits_for_reconciliation_before_another_attempt(env: Env) {
     assert!(emu.payments_of("Slow").is_empty());
 }
 
+/// A stream purchase has no buyer contact, and a terminal that fiscalizes
+/// needs one for the receipt: the checkout asks for the buyer's email, which
+/// goes into the receipt.
+async fn a_stream_purchase_asks_for_the_email_its_receipt_needs(env: Env) {
+    let emu = Emulator::start().await;
+    emu.terminal("Live", "live-password", Mode::Normal);
+    let app = app(&env, &emu).await;
+    connect(&app, "Live", "live-password", 1).await;
+    let (_, _, oid) = app.live_offer(common::offer_body(2, 1)).await;
+    let (_, t) = app
+        .seller(Method::POST, "/v1/viewer-tokens", Some(json!({ "viewer_id": "dana" })))
+        .await;
+    let token = t["token"].as_str().unwrap();
+    let (st, r) = app.reserve(token, &oid, 1, "d1").await;
+    assert_eq!(st, StatusCode::CREATED, "{r}");
+    let hold = r["hold"]["id"].as_str().unwrap();
+    let (st, order) = app
+        .call(
+            Method::POST,
+            &format!("/v1/offers/{oid}/holds/{hold}/order"),
+            Some(token),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{order}");
+    let cs = order["checkout_session"].as_str().unwrap().to_owned();
+    let (_, status) = app
+        .call(Method::GET, &format!("/v1/checkout/sessions/{cs}/status"), None, None)
+        .await;
+    assert_eq!(status["has_contact"], false, "{status}");
+    let (st, v) = pay(&app, &cs, "tbank").await;
+    assert_eq!(
+        (st, v["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("customer_email")),
+        "{v}"
+    );
+    assert_eq!(emu.calls("Init", "Live"), 0);
+    let path = format!("/v1/checkout/sessions/{cs}/attempts");
+    let attempt = |email: &str| {
+        app.call(
+            Method::POST,
+            &path,
+            None,
+            Some(json!({ "acquirer": "tbank", "customer_email": email })),
+        )
+    };
+    let (st, v) = attempt("not-an-email").await;
+    assert_eq!(
+        (st, v["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("customer_email"))
+    );
+    let (st, v) = attempt("dana@example.com").await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let (_, p) = emu.payments_of("Live").pop().unwrap();
+    assert_eq!(p.receipt.unwrap()["Email"], "dana@example.com");
+    let (_, status) = app
+        .call(Method::GET, &format!("/v1/checkout/sessions/{cs}/status"), None, None)
+        .await;
+    assert_eq!(status["has_contact"], true, "{status}");
+}
+
 /// A notification that never came: reconciliation reads the bank's status
 /// and the order is paid (the seller's webhook follows as usual).
 async fn a_lost_notification_is_made_up_by_polling(env: Env) {
@@ -546,6 +607,7 @@ async fn a_disagreement_with_the_bank_is_reported_to_the_seller(env: Env) {
 }
 
 on_both_backends!(
+    a_stream_purchase_asks_for_the_email_its_receipt_needs,
     a_timeout_waits_for_reconciliation_before_another_attempt,
     a_disagreement_with_the_bank_is_reported_to_the_seller,
     concurrent_notifications_take_effect_once,

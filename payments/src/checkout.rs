@@ -106,7 +106,7 @@ fn url_ok(s: &str) -> bool {
         && !s.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
-fn email_ok(s: &str) -> bool {
+pub fn email_ok(s: &str) -> bool {
     let Some((local, domain)) = s.split_once('@') else {
         return false;
     };
@@ -322,6 +322,20 @@ pub async fn for_order(
     by_order(pool, order)
         .await?
         .ok_or(StoreError::Contention("checkout_sessions"))
+}
+
+/// Gives a session without a buyer contact (a stream purchase's) the email
+/// the buyer typed for the receipt; a session that has one keeps it.
+pub async fn set_email(pool: &AnyPool, id: &str, email: &str) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE checkout_sessions SET customer_email = $1 WHERE id = $2 \
+         AND customer_email IS NULL AND customer_phone IS NULL",
+    )
+    .bind(email)
+    .bind(id)
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 /// The session of an order, if it has one.

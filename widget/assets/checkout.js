@@ -18,6 +18,7 @@
   try { hostOrigin = hostOrigin || sessionStorage.getItem(key); } catch { /* fine */ }
   let info = null;
   let told = false;
+  let typed = '';
 
   function money(minor, currency) {
     try {
@@ -74,6 +75,19 @@
     const methods = $('[data-test=methods]');
     methods.replaceChildren();
     const open = ['created', 'pending', 'requires_action'].includes(info.state);
+    // A stream purchase has no buyer contact: banks that issue receipts need one.
+    if (open && !info.has_contact && info.acquirers.some((a) => a !== 'sandbox')) {
+      const label = document.createElement('label');
+      label.textContent = 'Email for the receipt ';
+      const input = document.createElement('input');
+      input.type = 'email';
+      input.autocomplete = 'email';
+      input.dataset.test = 'email';
+      input.value = typed;
+      input.addEventListener('input', () => { typed = input.value.trim(); });
+      label.append(input);
+      methods.append(label);
+    }
     if (open) {
       for (const acquirer of info.acquirers) {
         const b = document.createElement('button');
@@ -104,7 +118,8 @@
     button.disabled = true;
     try {
       const r = await fetch(`/v1/checkout/sessions/${encodeURIComponent(id)}/attempts`, {
-        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ acquirer }) });
+        method: 'POST', headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(acquirer !== 'sandbox' && typed ? { acquirer, customer_email: typed } : { acquirer }) });
       const body = await r.json();
       if (!r.ok) throw new Error((body.error && body.error.message) || 'could not start the payment');
       location.href = body.redirect_url;

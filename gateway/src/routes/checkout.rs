@@ -31,6 +31,10 @@ pub fn router() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 struct PayWith {
     acquirer: String,
+    /// The buyer's email for the receipt, when the session has no contact
+    /// (a stream purchase); a session that has one keeps it.
+    #[serde(default)]
+    customer_email: Option<String>,
 }
 
 /// The buyer starts paying a session (its id is the capability, as in the
@@ -47,6 +51,17 @@ async fn pay_session(
         .await
         .map_err(unavailable)?
         .ok_or(ApiError::NotFound("checkout session"))?;
+    if let Some(email) = &body.customer_email {
+        if email.len() > 254 || !checkout::email_ok(email) {
+            return Err(ApiError::InvalidField {
+                field: "customer_email",
+                message: "not an email address".into(),
+            });
+        }
+        checkout::set_email(&s.pool, &session.id, email)
+            .await
+            .map_err(unavailable)?;
+    }
     let order = current_order(&s, &session).await?;
     let started = super::orders::start_payment(&s, &order, &body.acquirer).await?;
     Ok((StatusCode::CREATED, axum::Json(super::orders::attempt_view(&started))))

@@ -394,7 +394,15 @@ pub async fn start_payment(s: &AppState, order: &Order, acquirer: &str) -> Resul
     }
     let parts = ChargeParts::of(s, order).await?;
     let mut reasons = Vec::new();
+    let mut needs_contact = false;
     for bank in banks {
+        // A bank that fiscalizes needs the buyer's email or phone for the
+        // receipt (54-FZ); without one it is not asked.
+        if bank.settings.get("taxation").is_some() && parts.email.is_none() && parts.phone.is_none() {
+            needs_contact = true;
+            reasons.push(format!("{}: the receipt needs the buyer's email", bank.acquirer));
+            continue;
+        }
         if !s.breakers.allows(&bank.id) {
             reasons.push(format!("{}: out of rotation after outages", bank.acquirer));
             continue;
@@ -468,6 +476,12 @@ pub async fn start_payment(s: &AppState, order: &Order, acquirer: &str) -> Resul
                 });
             }
         }
+    }
+    if needs_contact {
+        return Err(ApiError::InvalidField {
+            field: "customer_email",
+            message: "the buyer's email is needed for the receipt".into(),
+        });
     }
     Err(ApiError::Acquirer {
         code: "acquirers_unavailable",

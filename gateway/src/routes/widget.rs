@@ -133,6 +133,8 @@ async fn status(State(s): State<AppState>, Path(id): Path<String>) -> Answer {
             "origins": origins,
             "stream": stream,
             "acquirers": super::orders::offered(&s, &seller, &order.currency).await?,
+            // Whether the receipt has the buyer's contact (else the page asks).
+            "has_contact": session.customer_email.is_some() || session.customer_phone.is_some(),
         })),
     ))
 }
