@@ -243,13 +243,12 @@ pub fn parse_decimal_text(text: &str) -> Option<i64> {
     if whole.is_empty() || whole.len() > 15 || !whole.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    if frac.len() > 2 && !frac[2..].bytes().all(|b| b == b'0') {
+    // Digits only (so the slicing below is on character boundaries), and
+    // nothing but zeros past the second.
+    if !frac.bytes().all(|b| b.is_ascii_digit()) || frac.bytes().skip(2).any(|b| b != b'0') {
         return None;
     }
     let frac = &frac[..frac.len().min(2)];
-    if !frac.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
     let cents: i64 = format!("{frac:0<2}").parse().ok()?;
     whole.parse::<i64>().ok()?.checked_mul(100)?.checked_add(cents)
 }
