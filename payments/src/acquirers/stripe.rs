@@ -290,7 +290,7 @@ pub fn verify_webhook(header: Option<&str>, body: &[u8], secret: &str, now: i64)
     if v1.is_empty() {
         return Err(WebhookError::BadSignature);
     }
-    if (now - t).abs() > TOLERANCE_SECS {
+    if now.saturating_sub(t).saturating_abs() > TOLERANCE_SECS {
         return Err(WebhookError::Stale);
     }
     let expected = signature(secret, t, body);
@@ -377,6 +377,11 @@ mod tests {
         assert_eq!(
             verify_webhook(Some("v1=abc"), body.as_bytes(), SECRET, t),
             Err(WebhookError::Header)
+        );
+        let extreme = format!("t={},v1={good}", i64::MIN);
+        assert_eq!(
+            verify_webhook(Some(&extreme), body.as_bytes(), SECRET, t),
+            Err(WebhookError::Stale)
         );
         assert_eq!(
             verify_webhook(None, body.as_bytes(), SECRET, t),
