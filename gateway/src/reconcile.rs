@@ -62,13 +62,13 @@ pub async fn run(s: AppState, mut stop: watch::Receiver<bool>) {
                 continue;
             }
             let outcome = reconcile(&s, &attempt, !reported.contains(&key)).await;
+            s.metrics.reconciled(outcome);
             if let Err(e) = s.payments.touch_attempt(&attempt.id, s.streams.now()).await {
                 tracing::warn!(attempt = %attempt.id, error = ?e, "reconciliation: could not record the poll");
             }
             if outcome == "disagreement" {
                 reported.insert(key.clone());
             }
-            s.metrics.reconciled(outcome);
             let wait = if outcome == "moved" {
                 QUIET_MS
             } else {

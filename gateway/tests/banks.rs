@@ -644,11 +644,9 @@ async fn lost_notifications_are_made_up_by_polling_each_bank(env: Env) {
     state_until(&b.app, &eur, "succeeded").await;
     assert_eq!(b.yk.calls("POST /capture", "555"), 1);
     assert_eq!(b.yk.payments_of("555")[0]["status"], "succeeded");
-    let metrics = b.app.metrics().await;
-    assert!(
-        metrics.contains("haul_reconciliation_total{outcome=\"moved\"} 2"),
-        "{metrics}"
-    );
+    b.app
+        .metrics_until("haul_reconciliation_total{outcome=\"moved\"} 2\n")
+        .await;
 }
 
 /// With `confirmation: embedded`, the buyer confirms on YooKassa's form

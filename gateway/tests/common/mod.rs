@@ -168,6 +168,20 @@ impl TestApp {
         self.call(method, path, Some(&self.key), body).await
     }
 
+    /// Waits (up to 10 s) for the node's metrics to contain `line`
+    /// (workers count after they act); the metrics text.
+    pub async fn metrics_until(&self, line: &str) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let m = self.metrics().await;
+            if m.contains(line) {
+                return m;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "never {line:?}: {m}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// The node's Prometheus text.
     pub async fn metrics(&self) -> String {
         self.http
