@@ -67,18 +67,21 @@ pub async fn init(s: &AppState, bank: &dyn Acquirer, charge: &Charge<'_>) -> Ini
     }
 }
 
-/// The payment's state at the bank (see [`Acquirer::lookup`]).
-pub async fn lookup(
-    s: &AppState,
-    bank: &dyn Acquirer,
-    charge: &Charge<'_>,
-    acquirer_ref: Option<&str>,
-) -> Result<Lookup, String> {
-    let (status, body) = send(s, bank, bank.lookup(charge, acquirer_ref))
+/// The state of the payment the creation answered as `acquirer_ref` (see
+/// [`Acquirer::lookup`]).
+pub async fn lookup(s: &AppState, bank: &dyn Acquirer, reference: &str, acquirer_ref: &str) -> Result<Lookup, String> {
+    let (status, body) = send(s, bank, bank.lookup(reference, acquirer_ref))
         .await
         .map_err(|e| e.to_string())?;
-    bank.parse_lookup(acquirer_ref, status, &body)
+    bank.parse_lookup(Some(acquirer_ref), status, &body)
         .map_err(|e| e.to_string())
+}
+
+/// Whether a creation with no clear answer made a payment (see
+/// [`Acquirer::find`]).
+pub async fn find(s: &AppState, bank: &dyn Acquirer, charge: &Charge<'_>) -> Result<Lookup, String> {
+    let (status, body) = send(s, bank, bank.find(charge)).await.map_err(|e| e.to_string())?;
+    bank.parse_lookup(None, status, &body).map_err(|e| e.to_string())
 }
 
 /// Captures a payment that waits for it, when the bank has that step; the

@@ -107,12 +107,15 @@ pub async fn reconcile(s: &AppState, attempt: &Attempt, report: bool) -> &'stati
             return "error";
         }
     };
-    let parts = match crate::routes::orders::ChargeParts::of(s, &order).await {
-        Ok(p) => p,
-        Err(_) => return "error",
+    let found = match &attempt.acquirer_ref {
+        Some(made) => crate::banks::lookup(s, bank.as_ref(), attempt.id.as_str(), made).await,
+        // The creation had no clear answer: ask by what it sent.
+        None => match crate::routes::orders::ChargeParts::of(s, &order).await {
+            Ok(parts) => crate::banks::find(s, bank.as_ref(), &parts.charge(&order, attempt.id.as_str())).await,
+            Err(_) => return "error",
+        },
     };
-    let charge = parts.charge(&order, attempt.id.as_str());
-    let found = match crate::banks::lookup(s, bank.as_ref(), &charge, attempt.acquirer_ref.as_deref()).await {
+    let found = match found {
         Ok(f) => f,
         Err(e) => {
             tracing::warn!(attempt = %attempt.id, error = %e, "reconciliation: no status from the bank");

@@ -413,20 +413,9 @@ async fn yookassa_callback(
             return Ok("acknowledged");
         }
         let bank = crate::banks::adapter(&creds).map_err(Refusal::Retry)?;
-        // The object as the API has it; the body is not trusted.
-        let nothing = payments::acquirers::Charge {
-            reference: "",
-            amount_minor: 0,
-            currency: "",
-            description: "",
-            items: &[],
-            email: None,
-            phone: None,
-            success_url: "",
-            fail_url: "",
-            notification_url: "",
-        };
-        let payment = match crate::banks::lookup(&s, bank.as_ref(), &nothing, Some(&notice.object_id)).await {
+        // The object as the API has it; the body is not trusted (our
+        // attempt id is in what the API answers).
+        let payment = match crate::banks::lookup(&s, bank.as_ref(), "", &notice.object_id).await {
             Ok(payments::acquirers::Lookup::Found(p)) => p,
             Ok(payments::acquirers::Lookup::NotFound) => {
                 return Err(Refusal::Bad(format!("YooKassa has no payment {:?}", notice.object_id)))

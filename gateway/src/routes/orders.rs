@@ -196,8 +196,7 @@ pub async fn refund_order(
         let bank = crate::banks::adapter(&creds).map_err(|e| ApiError::Internal(e.into()))?;
         // The bank names the payment to refund its own way (CloudPayments'
         // transaction, Stripe's PaymentIntent): ask it first.
-        let parts = ChargeParts::of(s, order).await?;
-        let found = crate::banks::lookup(s, bank.as_ref(), &parts.charge(order, paid.id.as_str()), Some(payment))
+        let found = crate::banks::lookup(s, bank.as_ref(), paid.id.as_str(), payment)
             .await
             .map_err(|why| ApiError::Acquirer {
                 code: "refund_failed",

@@ -286,9 +286,14 @@ impl Acquirer for Site {
         }
     }
 
-    /// `/payments/find` by our `InvoiceId`, whatever creation answered.
-    fn lookup(&self, charge: &Charge<'_>, _acquirer_ref: Option<&str>) -> Call {
-        self.call("/payments/find", None, json!({ "InvoiceId": charge.reference }))
+    /// `/payments/find` by our `InvoiceId` (the order's id does not name
+    /// the transaction).
+    fn lookup(&self, reference: &str, _acquirer_ref: &str) -> Call {
+        self.call("/payments/find", None, json!({ "InvoiceId": reference }))
+    }
+
+    fn find(&self, charge: &Charge<'_>) -> Call {
+        self.lookup(charge.reference, "")
     }
 
     fn parse_lookup(&self, _acquirer_ref: Option<&str>, http_status: u16, body: &[u8]) -> Result<Lookup, AnswerError> {

@@ -149,11 +149,15 @@ pub trait Acquirer: Send + Sync {
     /// Creates the payment; the answer goes to [`Acquirer::parse_init`].
     fn init(&self, charge: &Charge<'_>) -> Call;
     fn parse_init(&self, http_status: u16, body: &[u8]) -> InitOutcome;
-    /// Asks for the payment's state: by the bank's id when the creation
-    /// answered (`acquirer_ref`), else by what the attempt sent (a bank
-    /// with idempotent creation is asked the same creation again, which
-    /// answers the payment made the first time, if any).
-    fn lookup(&self, charge: &Charge<'_>, acquirer_ref: Option<&str>) -> Call;
+    /// Asks for the state of the payment the creation answered as
+    /// `acquirer_ref` (`reference`: our attempt id); the answer goes to
+    /// [`Acquirer::parse_lookup`] with `Some(acquirer_ref)`.
+    fn lookup(&self, reference: &str, acquirer_ref: &str) -> Call;
+    /// Asks whether a creation that had no clear answer made a payment, by
+    /// what it sent (a bank with idempotent creation is sent the same
+    /// creation again, which answers the payment made the first time, if
+    /// any); the answer goes to [`Acquirer::parse_lookup`] with `None`.
+    fn find(&self, charge: &Charge<'_>) -> Call;
     fn parse_lookup(&self, acquirer_ref: Option<&str>, http_status: u16, body: &[u8]) -> Result<Lookup, AnswerError>;
     fn map_status(&self, status: &str) -> Mapped;
     /// Refunds `amount_minor` of the payment; `key` makes a repeat of the

@@ -186,13 +186,19 @@ impl Acquirer for Account {
         }
     }
 
-    /// The session by id; without one, the creation again under the same
-    /// `Idempotency-Key`.
-    fn lookup(&self, charge: &Charge<'_>, acquirer_ref: Option<&str>) -> Call {
-        match acquirer_ref {
-            Some(id) => self.call(Method::Get, format!("/v1/checkout/sessions/{id}"), None, Body::Empty),
-            None => self.init(charge),
-        }
+    /// The session by id.
+    fn lookup(&self, _reference: &str, acquirer_ref: &str) -> Call {
+        self.call(
+            Method::Get,
+            format!("/v1/checkout/sessions/{acquirer_ref}"),
+            None,
+            Body::Empty,
+        )
+    }
+
+    /// The creation again under the same `Idempotency-Key`.
+    fn find(&self, charge: &Charge<'_>) -> Call {
+        self.init(charge)
     }
 
     fn parse_lookup(&self, _acquirer_ref: Option<&str>, http_status: u16, body: &[u8]) -> Result<Lookup, AnswerError> {

@@ -323,13 +323,14 @@ impl Acquirer for Terminal {
         parse_init(http_status, body)
     }
 
-    /// `GetState` by `PaymentId`; `CheckOrder` by our order id when `Init`
-    /// gave no answer.
-    fn lookup(&self, charge: &Charge<'_>, acquirer_ref: Option<&str>) -> Call {
-        match acquirer_ref {
-            Some(id) => post("GetState", get_state_body(self, id)),
-            None => post("CheckOrder", check_order_body(self, charge.reference)),
-        }
+    /// `GetState` by `PaymentId`.
+    fn lookup(&self, _reference: &str, acquirer_ref: &str) -> Call {
+        post("GetState", get_state_body(self, acquirer_ref))
+    }
+
+    /// `CheckOrder` by our order id.
+    fn find(&self, charge: &Charge<'_>) -> Call {
+        post("CheckOrder", check_order_body(self, charge.reference))
     }
 
     fn parse_lookup(&self, acquirer_ref: Option<&str>, http_status: u16, body: &[u8]) -> Result<Lookup, AnswerError> {

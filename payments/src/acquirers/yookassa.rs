@@ -264,13 +264,15 @@ impl Acquirer for Shop {
         }
     }
 
-    /// The payment by id; without one, the creation again under the same
-    /// `Idempotence-Key` (it answers the payment made the first time).
-    fn lookup(&self, charge: &Charge<'_>, acquirer_ref: Option<&str>) -> Call {
-        match acquirer_ref {
-            Some(id) => self.call(Method::Get, format!("/payments/{id}"), None, Body::Empty),
-            None => self.init(charge),
-        }
+    /// The payment by id.
+    fn lookup(&self, _reference: &str, acquirer_ref: &str) -> Call {
+        self.call(Method::Get, format!("/payments/{acquirer_ref}"), None, Body::Empty)
+    }
+
+    /// The creation again under the same `Idempotence-Key` (it answers the
+    /// payment made the first time).
+    fn find(&self, charge: &Charge<'_>) -> Call {
+        self.init(charge)
     }
 
     fn parse_lookup(&self, _acquirer_ref: Option<&str>, http_status: u16, body: &[u8]) -> Result<Lookup, AnswerError> {
@@ -442,7 +444,7 @@ mod tests {
         assert_eq!(b["receipt"]["tax_system_code"], 1);
         assert!(call.headers.contains(&("idempotence-key", "pat_7".into())));
         // Without the payment's id, the lookup is the same creation again.
-        let again = shop().lookup(&charge, None);
+        let again = shop().find(&charge);
         assert_eq!((again.method, again.path.as_str()), (Method::Post, "/payments"));
     }
 
