@@ -153,6 +153,16 @@ async fn widget_js() -> Response {
     r
 }
 
+/// Who may frame the page of an order's payment: a stream purchase's only
+/// Haul's viewer page, else the seller's origins.
+async fn order_ancestors(s: &AppState, seller: &str, stream: bool) -> Result<String, ApiError> {
+    if stream {
+        Ok("'self'".to_owned())
+    } else {
+        frame_ancestors(s, seller).await
+    }
+}
+
 /// The frame-ancestors of a seller's pages: its origins, or nobody.
 pub async fn frame_ancestors(s: &AppState, seller: &str) -> Result<String, ApiError> {
     let origins = origins_of(s, seller).await?;
@@ -180,12 +190,7 @@ async fn page(State(s): State<AppState>, Path(id): Path<String>) -> Response {
         },
         None => false,
     };
-    let ancestors = if stream {
-        Ok("'self'".to_owned())
-    } else {
-        frame_ancestors(&s, &seller).await
-    };
-    let ancestors = match ancestors {
+    let ancestors = match order_ancestors(&s, &seller, stream).await {
         Ok(a) => a,
         Err(e) => return e.into_response(),
     };
@@ -193,19 +198,7 @@ async fn page(State(s): State<AppState>, Path(id): Path<String>) -> Response {
         "default-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
          form-action 'self'; frame-ancestors {ancestors}"
     );
-    let mut r = widget::CHECKOUT_HTML.into_response();
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    if let Ok(v) = HeaderValue::from_str(&csp) {
-        h.insert(header::CONTENT_SECURITY_POLICY, v);
-    }
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    r
+    html_page(widget::CHECKOUT_HTML.to_owned(), &csp)
 }
 
 #[derive(Deserialize)]
@@ -262,12 +255,7 @@ async fn yookassa_confirm(
         Some(cs) => format!("{}/checkout/{}?return=1", s.public_url, cs.id),
         None => s.public_url.clone(),
     };
-    let ancestors = if order.hold_id.is_some() {
-        Ok("'self'".to_owned())
-    } else {
-        frame_ancestors(&s, &order.seller_id).await
-    };
-    let ancestors = match ancestors {
+    let ancestors = match order_ancestors(&s, &order.seller_id, order.hold_id.is_some()).await {
         Ok(a) => a,
         Err(e) => return e.into_response(),
     };
@@ -279,15 +267,18 @@ async fn yookassa_confirm(
          object-src 'none'; base-uri 'none'; form-action 'self' https://yoomoney.ru https://*.yoomoney.ru; \
          frame-ancestors {ancestors}"
     );
-    let mut r = widget::YOOKASSA_HTML
-        .replace("__RETURN__", &html_escape(&back))
-        .into_response();
+    html_page(widget::YOOKASSA_HTML.replace("__RETURN__", &html_escape(&back)), &csp)
+}
+
+/// A checkout page: never cached, never sniffed, no referrer, under `csp`.
+fn html_page(html: String, csp: &str) -> Response {
+    let mut r = html.into_response();
     let h = r.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
-    if let Ok(v) = HeaderValue::from_str(&csp) {
+    if let Ok(v) = HeaderValue::from_str(csp) {
         h.insert(header::CONTENT_SECURITY_POLICY, v);
     }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

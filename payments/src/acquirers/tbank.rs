@@ -233,8 +233,8 @@ pub struct State {
 
 pub use super::AnswerError;
 
-/// Parses a `GetState` answer; its `Token`, when present, must verify.
-pub fn parse_state(terminal: &Terminal, body: &[u8]) -> Result<State, AnswerError> {
+/// An answer whose `Token`, when present, verifies and that says `Success`.
+fn successful_answer(terminal: &Terminal, body: &[u8]) -> Result<Value, AnswerError> {
     let v: Value = serde_json::from_slice(body).map_err(|_| AnswerError::NotJson)?;
     let fields = v.as_object().ok_or(AnswerError::NotJson)?;
     if let Some(t) = fields.get("Token").and_then(Value::as_str) {
@@ -246,6 +246,12 @@ pub fn parse_state(terminal: &Terminal, body: &[u8]) -> Result<State, AnswerErro
         let (code, message) = refusal(&v);
         return Err(AnswerError::Refused(code, message));
     }
+    Ok(v)
+}
+
+/// Parses a `GetState` answer; its `Token`, when present, must verify.
+pub fn parse_state(terminal: &Terminal, body: &[u8]) -> Result<State, AnswerError> {
+    let v = successful_answer(terminal, body)?;
     Ok(State {
         payment_id: id_text(v.get("PaymentId")).ok_or(AnswerError::Field("PaymentId"))?,
         status: v["Status"].as_str().ok_or(AnswerError::Field("Status"))?.to_owned(),
@@ -256,17 +262,7 @@ pub fn parse_state(terminal: &Terminal, body: &[u8]) -> Result<State, AnswerErro
 /// A `CheckOrder` answer: the payments the bank has under our order id
 /// (the attempt id), as (PaymentId, Status, Amount).
 pub fn parse_check_order(terminal: &Terminal, body: &[u8]) -> Result<Vec<State>, AnswerError> {
-    let v: Value = serde_json::from_slice(body).map_err(|_| AnswerError::NotJson)?;
-    let fields = v.as_object().ok_or(AnswerError::NotJson)?;
-    if let Some(t) = fields.get("Token").and_then(Value::as_str) {
-        if !super::constant_time_eq(token(fields, &terminal.password).as_bytes(), t.as_bytes()) {
-            return Err(AnswerError::BadToken);
-        }
-    }
-    if v["Success"].as_bool() != Some(true) {
-        let (code, message) = refusal(&v);
-        return Err(AnswerError::Refused(code, message));
-    }
+    let v = successful_answer(terminal, body)?;
     let Some(list) = v.get("Payments") else {
         return Ok(Vec::new());
     };
