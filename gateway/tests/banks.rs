@@ -728,54 +728,13 @@ async fn yookassa_embedded_confirmation_runs_in_hauls_page(env: Env) {
     );
 }
 
-async fn viewer(b: &Banks, name: &str) -> String {
-    let (_, t) = b
-        .app
-        .seller(Method::POST, "/v1/viewer-tokens", Some(json!({ "viewer_id": name })))
-        .await;
-    t["token"].as_str().unwrap().to_owned()
-}
-
 /// A viewer's stream purchase of a held unit at a bank, as the viewer page
 /// does it: the order, then the attempt.
-async fn stream_attempt(b: &Banks, oid: &str, token: &str, hold: &str, acquirer: &str) -> (String, Value) {
-    let (st, order) = b
-        .app
-        .call(
-            Method::POST,
-            &format!("/v1/offers/{oid}/holds/{hold}/order"),
-            Some(token),
-            None,
-        )
-        .await;
-    assert_eq!(st, StatusCode::CREATED, "{order}");
+async fn stream_attempt(app: &TestApp, oid: &str, token: &str, hold: &str, acquirer: &str) -> (String, Value) {
+    let order = app.order_for_hold(token, oid, hold).await;
     let order_id = order["id"].as_str().unwrap().to_owned();
-    let (st, attempt) = b
-        .app
-        .call(
-            Method::POST,
-            &format!("/v1/orders/{order_id}/attempts"),
-            Some(token),
-            Some(json!({ "acquirer": acquirer })),
-        )
-        .await;
-    assert_eq!(st, StatusCode::CREATED, "{attempt}");
+    let attempt = app.start_attempt(token, &order_id, acquirer).await;
     (order_id, attempt)
-}
-
-async fn buyer_order_until(b: &Banks, order: &str, token: &str, want: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let (_, v) = b
-            .app
-            .call(Method::GET, &format!("/v1/orders/{order}"), Some(token), None)
-            .await;
-        if v["state"] == want {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never {want}: {v}");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
 }
 
 /// Stock and money at a real bank: a stream purchase paid at CloudPayments
@@ -806,15 +765,17 @@ async fn stream_purchases_pay_at_a_bank_and_never_oversell(env: Env) {
         )
         .await;
     // Alice starts paying, then leaves the bank's page open past her hold.
-    let alice = viewer(&b, "alice").await;
+    let alice = b.app.viewer_token("alice").await;
     let (st, r) = b.app.reserve(&alice, &oid, 1, "a1").await;
     assert_eq!(st, StatusCode::CREATED, "{r}");
     let (alice_order, alice_attempt) =
-        stream_attempt(&b, &oid, &alice, r["hold"]["id"].as_str().unwrap(), "cloudpayments").await;
+        stream_attempt(&b.app, &oid, &alice, r["hold"]["id"].as_str().unwrap(), "cloudpayments").await;
     b.app.clock.advance(16 * 60_000);
-    buyer_order_until(&b, &alice_order, &alice, "expired").await;
+    b.app
+        .order_until(&alice_order, &alice, |v| v["state"] == "expired")
+        .await;
     // Bob takes the unit that came back and pays for it at the bank.
-    let bob = viewer(&b, "bob").await;
+    let bob = b.app.viewer_token("bob").await;
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     let mut n = 0;
     let hold = loop {
@@ -826,10 +787,10 @@ async fn stream_purchases_pay_at_a_bank_and_never_oversell(env: Env) {
         assert!(tokio::time::Instant::now() < deadline, "the unit never came back: {r}");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     };
-    let (bob_order, bob_attempt) = stream_attempt(&b, &oid, &bob, &hold, "cloudpayments").await;
+    let (bob_order, bob_attempt) = stream_attempt(&b.app, &oid, &bob, &hold, "cloudpayments").await;
     let (code, _) = submit_card(&b.app, bob_attempt["redirect_url"].as_str().unwrap(), cp::GOOD_CARD).await;
     assert_eq!(code, StatusCode::OK);
-    buyer_order_until(&b, &bob_order, &bob, "succeeded").await;
+    b.app.order_until(&bob_order, &bob, |v| v["state"] == "succeeded").await;
     // Alice finally pays: the Check refuses (her attempt is over); no money moves.
     let (_, page) = submit_card(&b.app, alice_attempt["redirect_url"].as_str().unwrap(), cp::GOOD_CARD).await;
     assert!(page.contains("refused"), "{page}");
@@ -868,12 +829,12 @@ async fn an_authorization_for_an_expired_order_is_let_go(env: Env) {
                             "duration_seconds": 3600, "hold_ttl_seconds": 30 }),
         )
         .await;
-    let carol = viewer(&b, "carol").await;
+    let carol = b.app.viewer_token("carol").await;
     let (st, r) = b.app.reserve(&carol, &oid, 1, "c1").await;
     assert_eq!(st, StatusCode::CREATED, "{r}");
-    let (order, attempt) = stream_attempt(&b, &oid, &carol, r["hold"]["id"].as_str().unwrap(), "yookassa").await;
+    let (order, attempt) = stream_attempt(&b.app, &oid, &carol, r["hold"]["id"].as_str().unwrap(), "yookassa").await;
     b.app.clock.advance(16 * 60_000);
-    buyer_order_until(&b, &order, &carol, "expired").await;
+    b.app.order_until(&order, &carol, |v| v["state"] == "expired").await;
     let (code, _) = submit_card(&b.app, attempt["redirect_url"].as_str().unwrap(), yk::GOOD_CARD).await;
     assert_eq!(code, StatusCode::OK);
     let id = b.yk.payments_of("4242")[0]["id"].as_str().unwrap().to_owned();

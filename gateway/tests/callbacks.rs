@@ -304,21 +304,6 @@ async fn submit_card(app: &TestApp, redirect: &str, number: &str) -> (StatusCode
     (resp.status(), resp.text().await.unwrap())
 }
 
-/// Polls the buyer's order until `pred` holds (10 s at most).
-async fn order_until(app: &TestApp, order: &str, token: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let (_, v) = app
-            .call(reqwest::Method::GET, &format!("/v1/orders/{order}"), Some(token), None)
-            .await;
-        if pred(&v) {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "order never got there: {v}");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-}
-
 async fn the_sandbox_page_pays_through_duplicated_reordered_callbacks(env: Env) {
     let app = TestApp::start(&env, &[("HAUL_SANDBOX_SECRET", SECRET), ("HAUL_SANDBOX_CHAOS", "true")]).await;
     let (oid, order, attempt, token) = start_paying(&app, "carol").await;
@@ -336,7 +321,7 @@ async fn the_sandbox_page_pays_through_duplicated_reordered_callbacks(env: Env) 
     assert!(text.contains("not valid") && !text.contains("4242424242424241"));
     let (st, _) = submit_card(&app, redirect, "4242 4242 4242 4242").await;
     assert_eq!(st, StatusCode::OK);
-    let paid = order_until(&app, &order, &token, |v| v["state"] == "succeeded").await;
+    let paid = app.order_until(&order, &token, |v| v["state"] == "succeeded").await;
     assert_eq!(paid["attempts"][0]["state"], "succeeded");
     // Every callback came twice, the first round backwards: one took effect.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -380,7 +365,7 @@ async fn an_unpaid_order_expires_with_its_hold(env: Env) {
     let order = order["id"].as_str().unwrap().to_owned();
     // The hold lives 30 s; nobody pays.
     app.clock.advance(31_000);
-    order_until(&app, &order, &token, |v| v["state"] == "expired").await;
+    app.order_until(&order, &token, |v| v["state"] == "expired").await;
 
     // A buyer who gives the hold back cancels its unpaid order; the unit returns.
     let (_, r) = app.reserve(&token, &oid, 1, "r2").await;
@@ -422,7 +407,7 @@ async fn declined_and_challenged_cards_end_as_the_bank_says(env: Env) {
     let (oid, order, attempt, token) = start_paying(&app, "dave").await;
     let (st, _) = submit_card(&app, attempt["redirect_url"].as_str().unwrap(), "4000000000000002").await;
     assert_eq!(st, StatusCode::OK);
-    order_until(&app, &order, &token, |v| v["state"] == "failed").await;
+    app.order_until(&order, &token, |v| v["state"] == "failed").await;
     // The declined buyer's unit goes back to stock.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
@@ -442,7 +427,8 @@ async fn declined_and_challenged_cards_end_as_the_bank_says(env: Env) {
     let (st, text) = submit_card(&app, redirect, "4000 0000 0000 3220").await;
     assert_eq!(st, StatusCode::OK);
     assert!(text.contains("3-D Secure"));
-    order_until(&app, &order, &token, |v| v["state"] == "requires_action").await;
+    app.order_until(&order, &token, |v| v["state"] == "requires_action")
+        .await;
     let challenge = redirect.replace("/sandbox/pay/", "/sandbox/challenge/");
     let r = app
         .http
@@ -452,7 +438,7 @@ async fn declined_and_challenged_cards_end_as_the_bank_says(env: Env) {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    order_until(&app, &order, &token, |v| v["state"] == "succeeded").await;
+    app.order_until(&order, &token, |v| v["state"] == "succeeded").await;
 }
 
 async fn refunds_are_partial_or_full_and_never_exceed_the_amount(env: Env) {
@@ -533,7 +519,7 @@ async fn a_payment_after_the_hold_lapsed_retakes_stock_or_is_refunded(env: Env) 
     let (order_id, attempt, token) = paying(&app, &oid, "late1").await;
     let attempt = stored(&app, &attempt).await;
     app.clock.advance(16 * 60_000); // past the 15-minute payment window
-    order_until(&app, &order_id, &token, |v| v["state"] == "expired").await;
+    app.order_until(&order_id, &token, |v| v["state"] == "expired").await;
     let (st, v) = post(
         &app,
         &body(&attempt, "evt_late1", "succeeded", 149_000),
@@ -542,7 +528,7 @@ async fn a_payment_after_the_hold_lapsed_retakes_stock_or_is_refunded(env: Env) 
     )
     .await;
     assert_eq!((st, v["outcome"].as_str()), (StatusCode::OK, Some("applied")));
-    order_until(&app, &order_id, &token, |v| v["state"] == "succeeded").await;
+    app.order_until(&order_id, &token, |v| v["state"] == "succeeded").await;
     let (_, offer) = app
         .seller(reqwest::Method::GET, &format!("/v1/offers/{oid}"), None)
         .await;
@@ -553,7 +539,7 @@ async fn a_payment_after_the_hold_lapsed_retakes_stock_or_is_refunded(env: Env) 
     let (order_id, attempt, token) = paying(&app, &oid, "late2").await;
     let attempt = stored(&app, &attempt).await;
     app.clock.advance(16 * 60_000);
-    order_until(&app, &order_id, &token, |v| v["state"] == "expired").await;
+    app.order_until(&order_id, &token, |v| v["state"] == "expired").await;
     let rival = app.anonymous_viewer().await;
     let (st, r) = app.reserve(&rival, &oid, 1, "rival").await;
     assert_eq!(st, StatusCode::CREATED, "{r}");
@@ -574,7 +560,7 @@ async fn a_payment_after_the_hold_lapsed_retakes_stock_or_is_refunded(env: Env) 
     )
     .await;
     assert_eq!(st, StatusCode::OK);
-    let refunded = order_until(&app, &order_id, &token, |v| v["state"] == "refunded").await;
+    let refunded = app.order_until(&order_id, &token, |v| v["state"] == "refunded").await;
     assert_eq!(refunded["refunded_minor"], 149_000);
     let (_, offer) = app
         .seller(reqwest::Method::GET, &format!("/v1/offers/{oid}"), None)
@@ -598,7 +584,7 @@ async fn late_payments_racing_for_the_last_unit_never_oversell(env: Env) {
     }
     app.clock.advance(16 * 60_000);
     for (order_id, _, token) in &late {
-        order_until(&app, order_id, token, |v| v["state"] == "expired").await;
+        app.order_until(order_id, token, |v| v["state"] == "expired").await;
     }
     // Three units go to others meanwhile: one is left.
     for i in 0..3 {
@@ -627,10 +613,11 @@ async fn late_payments_racing_for_the_last_unit_never_oversell(env: Env) {
     }
     let mut ends = Vec::new();
     for (order_id, _, token) in &late {
-        let v = order_until(&app, order_id, token, |v| {
-            v["state"] == "refunded" || (v["state"] == "succeeded" && v["refunded_minor"] == 0)
-        })
-        .await;
+        let v = app
+            .order_until(order_id, token, |v| {
+                v["state"] == "refunded" || (v["state"] == "succeeded" && v["refunded_minor"] == 0)
+            })
+            .await;
         ends.push(v["state"].as_str().unwrap().to_owned());
     }
     ends.sort();
@@ -685,7 +672,7 @@ async fn a_payment_whose_sale_was_interrupted_is_settled_later(env: Env) {
     offer_until(&app, &oid, (0, 1)).await;
     app.clock.advance(31_000);
     offer_until(&app, &oid, (1, 0)).await;
-    let v = order_until(&app, &order_id, &token, |v| v["state"] == "succeeded").await;
+    let v = app.order_until(&order_id, &token, |v| v["state"] == "succeeded").await;
     assert_eq!(v["refunded_minor"], 0);
 
     // The hold lapsed before anyone settled: the stock is taken again.
@@ -699,7 +686,7 @@ async fn a_payment_whose_sale_was_interrupted_is_settled_later(env: Env) {
         .unwrap();
     app.clock.advance(16 * 60_000);
     offer_until(&app, &oid, (1, 0)).await;
-    let v = order_until(&app, &order_id, &token, |v| v["state"] == "succeeded").await;
+    let v = app.order_until(&order_id, &token, |v| v["state"] == "succeeded").await;
     assert_eq!(v["refunded_minor"], 0);
     let metrics = app.metrics().await;
     assert!(metrics.contains("haul_settlements_retried_total 2"), "{metrics}");
@@ -708,37 +695,11 @@ async fn a_payment_whose_sale_was_interrupted_is_settled_later(env: Env) {
 /// Reserve, order and start a sandbox attempt on `oid`; returns the order id,
 /// the attempt's answer and the viewer token.
 async fn paying(app: &TestApp, oid: &str, viewer: &str) -> (String, Value, String) {
-    let token = app
-        .seller(
-            reqwest::Method::POST,
-            "/v1/viewer-tokens",
-            Some(json!({ "viewer_id": viewer })),
-        )
-        .await
-        .1["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = app.viewer_token(viewer).await;
     let (_, r) = app.reserve(&token, oid, 1, "r").await;
-    let hold = r["hold"]["id"].as_str().unwrap().to_owned();
-    let (_, order) = app
-        .call(
-            reqwest::Method::POST,
-            &format!("/v1/offers/{oid}/holds/{hold}/order"),
-            Some(&token),
-            None,
-        )
-        .await;
+    let order = app.order_for_hold(&token, oid, r["hold"]["id"].as_str().unwrap()).await;
     let order_id = order["id"].as_str().unwrap().to_owned();
-    let (st, attempt) = app
-        .call(
-            reqwest::Method::POST,
-            &format!("/v1/orders/{order_id}/attempts"),
-            Some(&token),
-            Some(json!({ "acquirer": "sandbox" })),
-        )
-        .await;
-    assert_eq!(st, StatusCode::CREATED, "{attempt}");
+    let attempt = app.start_attempt(&token, &order_id, "sandbox").await;
     (order_id, attempt, token)
 }
 

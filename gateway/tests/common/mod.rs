@@ -182,6 +182,58 @@ impl TestApp {
         }
     }
 
+    /// A signed-in viewer's token (the seller mints it, as a shop's site does).
+    pub async fn viewer_token(&self, viewer: &str) -> String {
+        let (st, t) = self
+            .seller(Method::POST, "/v1/viewer-tokens", Some(json!({ "viewer_id": viewer })))
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{t}");
+        t["token"].as_str().unwrap().to_owned()
+    }
+
+    /// The buyer's order for a hold (its checkout session with it).
+    pub async fn order_for_hold(&self, token: &str, offer: &str, hold: &str) -> Value {
+        let (st, order) = self
+            .call(
+                Method::POST,
+                &format!("/v1/offers/{offer}/holds/{hold}/order"),
+                Some(token),
+                None,
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{order}");
+        order
+    }
+
+    /// The buyer starts paying its order at `acquirer`; the attempt's answer.
+    pub async fn start_attempt(&self, token: &str, order: &str, acquirer: &str) -> Value {
+        let (st, attempt) = self
+            .call(
+                Method::POST,
+                &format!("/v1/orders/{order}/attempts"),
+                Some(token),
+                Some(json!({ "acquirer": acquirer })),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{attempt}");
+        attempt
+    }
+
+    /// Polls the buyer's order until `pred` holds (10 s at most).
+    pub async fn order_until(&self, order: &str, token: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let (_, v) = self
+                .call(Method::GET, &format!("/v1/orders/{order}"), Some(token), None)
+                .await;
+            if pred(&v) {
+                return v;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "order never got there: {v}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// The node's Prometheus text.
     pub async fn metrics(&self) -> String {
         self.http
