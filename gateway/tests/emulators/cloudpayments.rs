@@ -107,9 +107,9 @@ fn no(message: &str) -> Response {
 
 impl Emulator {
     pub async fn start() -> Emulator {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (listener, base) = super::bind().await;
         let emu = Emulator {
-            base: format!("http://{}", listener.local_addr().unwrap()),
+            base,
             bank: Arc::new(Mutex::new(Bank {
                 next: 900_000,
                 ..Default::default()
@@ -122,9 +122,7 @@ impl Emulator {
             .route("/payments/refund", post(refund))
             .route("/pay/{id}", get(page).post(pay))
             .with_state(emu.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        super::serve(listener, app);
         emu
     }
 

@@ -19,3 +19,17 @@ pub fn basic_auth(headers: &axum::http::HeaderMap) -> Option<(String, String)> {
         .map(|(u, p)| (u.to_owned(), p.to_owned()))?;
     Some((user, password))
 }
+
+/// A listener on a free loopback port and its base address.
+pub async fn bind() -> (tokio::net::TcpListener, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    (listener, base)
+}
+
+/// Serves an emulator's routes until the test ends.
+pub fn serve(listener: tokio::net::TcpListener, app: axum::Router) {
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+}

@@ -66,9 +66,9 @@ fn error(status: StatusCode, kind: &str, code: &str, message: &str) -> Response 
 
 impl Emulator {
     pub async fn start() -> Emulator {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (listener, base) = super::bind().await;
         let emu = Emulator {
-            base: format!("http://{}", listener.local_addr().unwrap()),
+            base,
             bank: Arc::new(Mutex::new(Bank::default())),
             http: reqwest::Client::new(),
         };
@@ -78,9 +78,7 @@ impl Emulator {
             .route("/v1/refunds", post(refund))
             .route("/pay/{id}", get(page).post(pay))
             .with_state(emu.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        super::serve(listener, app);
         emu
     }
 
@@ -182,19 +180,31 @@ fn authenticate(bank: &mut Bank, path: &str, headers: &HeaderMap) -> Result<Stri
     }
 }
 
+/// The request's `Idempotency-Key`; a repeat is answered as the first time.
+fn idempotency(bank: &Bank, key: &str, headers: &HeaderMap) -> Result<Option<String>, Box<Response>> {
+    let idem = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    match idem
+        .as_ref()
+        .and_then(|i| bank.answered.get(&(key.to_owned(), i.clone())))
+    {
+        Some(previous) => Err(Box::new(Json(previous.clone()).into_response())),
+        None => Ok(idem),
+    }
+}
+
 async fn create(State(emu): State<Emulator>, headers: HeaderMap, Form(f): Form<Vec<(String, String)>>) -> Response {
     let mut bank = emu.bank.lock().unwrap();
     let key = match authenticate(&mut bank, "/v1/checkout/sessions", &headers) {
         Ok(k) => k,
         Err(r) => return *r,
     };
-    let idem = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    if let Some(previous) = idem.as_ref().and_then(|i| bank.answered.get(&(key.clone(), i.clone()))) {
-        return Json(previous.clone()).into_response();
-    }
+    let idem = match idempotency(&bank, &key, &headers) {
+        Ok(i) => i,
+        Err(r) => return *r,
+    };
     let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     if get("mode") != Some("payment") || get("success_url").is_none() {
         return error(
@@ -277,13 +287,10 @@ async fn refund(State(emu): State<Emulator>, headers: HeaderMap, Form(f): Form<V
         Ok(k) => k,
         Err(r) => return *r,
     };
-    let idem = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    if let Some(previous) = idem.as_ref().and_then(|i| bank.answered.get(&(key.clone(), i.clone()))) {
-        return Json(previous.clone()).into_response();
-    }
+    let idem = match idempotency(&bank, &key, &headers) {
+        Ok(i) => i,
+        Err(r) => return *r,
+    };
     let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let pi = get("payment_intent").unwrap_or_default();
     let Some(total) = bank

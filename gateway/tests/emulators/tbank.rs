@@ -100,8 +100,7 @@ fn refuse(code: &str, message: &str) -> Response {
 
 impl Emulator {
     pub async fn start() -> Emulator {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (listener, base) = super::bind().await;
         let emu = Emulator {
             base,
             bank: Arc::new(Mutex::new(Bank {
@@ -117,9 +116,7 @@ impl Emulator {
             .route("/v2/CheckOrder", post(check_order))
             .route("/pay/{id}", get(page).post(pay))
             .with_state(emu.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        super::serve(listener, app);
         emu
     }
 

@@ -76,9 +76,9 @@ fn minor(v: &Value) -> Option<i64> {
 
 impl Emulator {
     pub async fn start() -> Emulator {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (listener, base) = super::bind().await;
         let emu = Emulator {
-            base: format!("http://{}", listener.local_addr().unwrap()),
+            base,
             bank: Arc::new(Mutex::new(Bank::default())),
             http: reqwest::Client::new(),
         };
@@ -90,9 +90,7 @@ impl Emulator {
             .route("/v3/refunds", post(refund))
             .route("/pay/{id}", get(page).post(pay))
             .with_state(emu.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        super::serve(listener, app);
         emu
     }
 
@@ -258,31 +256,11 @@ async fn capture(
 ) -> Response {
     let answer = {
         let mut bank = emu.bank.lock().unwrap();
-        let shop = match authenticate(&mut bank, "POST /capture", &headers) {
-            Ok(s) => s,
+        let (shop, key, path) = match authorized(&mut bank, &headers, &id, "capture") {
+            Ok(t) => t,
             Err(r) => return *r,
         };
-        let Some(key) = idempotence_key(&headers) else {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "Idempotence-Key is required",
-            );
-        };
-        let path = format!("/payments/{id}/capture");
-        if let Some(previous) = bank.answered.get(&(shop.clone(), key.clone(), path.clone())) {
-            return Json(previous.clone()).into_response();
-        }
-        let Some((_, p)) = bank.payments.get_mut(&id).filter(|(s, _)| *s == shop) else {
-            return error(StatusCode::NOT_FOUND, "not_found", "Payment not found");
-        };
-        if p["status"] != "waiting_for_capture" {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "Payment is not waiting for capture",
-            );
-        }
+        let p = &mut bank.payments.get_mut(&id).unwrap().1;
         if minor(&body["amount"]["value"]) > minor(&p["amount"]["value"]) {
             return error(StatusCode::BAD_REQUEST, "invalid_request", "Capture amount is too big");
         }
@@ -300,34 +278,46 @@ async fn capture(
     Json(answer).into_response()
 }
 
-/// Cancels a payment waiting for capture (the money is never taken).
-async fn cancel(State(emu): State<Emulator>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let mut bank = emu.bank.lock().unwrap();
-    let shop = match authenticate(&mut bank, "POST /cancel", &headers) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
-    let Some(key) = idempotence_key(&headers) else {
-        return error(
+/// The shared checks of a capture or cancel (`step`): the shop, its key,
+/// a repeat (answered as the first time), a payment of this shop waiting
+/// for capture; the shop, key and path to store the answer under.
+fn authorized(
+    bank: &mut Bank,
+    headers: &HeaderMap,
+    id: &str,
+    step: &str,
+) -> Result<(String, String, String), Box<Response>> {
+    let shop = authenticate(bank, &format!("POST /{step}"), headers)?;
+    let Some(key) = idempotence_key(headers) else {
+        return Err(Box::new(error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
             "Idempotence-Key is required",
-        );
+        )));
     };
-    let path = format!("/payments/{id}/cancel");
+    let path = format!("/payments/{id}/{step}");
     if let Some(previous) = bank.answered.get(&(shop.clone(), key.clone(), path.clone())) {
-        return Json(previous.clone()).into_response();
+        return Err(Box::new(Json(previous.clone()).into_response()));
     }
-    let Some((_, p)) = bank.payments.get_mut(&id).filter(|(s, _)| *s == shop) else {
-        return error(StatusCode::NOT_FOUND, "not_found", "Payment not found");
-    };
-    if p["status"] != "waiting_for_capture" {
-        return error(
+    match bank.payments.get(id).filter(|(s, _)| *s == shop) {
+        None => Err(Box::new(error(StatusCode::NOT_FOUND, "not_found", "Payment not found"))),
+        Some((_, p)) if p["status"] != "waiting_for_capture" => Err(Box::new(error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
             "Payment is not waiting for capture",
-        );
+        ))),
+        Some(_) => Ok((shop, key, path)),
     }
+}
+
+/// Cancels a payment waiting for capture (the money is never taken).
+async fn cancel(State(emu): State<Emulator>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let mut bank = emu.bank.lock().unwrap();
+    let (shop, key, path) = match authorized(&mut bank, &headers, &id, "cancel") {
+        Ok(t) => t,
+        Err(r) => return *r,
+    };
+    let p = &mut bank.payments.get_mut(&id).unwrap().1;
     p["status"] = "canceled".into();
     p["paid"] = false.into();
     p["cancellation_details"] = json!({ "party": "merchant", "reason": "canceled_by_merchant" });
