@@ -74,7 +74,9 @@ pub struct AppInner {
     /// Seals and opens sellers' acquirer credentials.
     pub vault: payments::vault::Vault,
     /// Bank accounts taken out of rotation after outages.
-    pub breakers: crate::banks::Breakers,
+    pub breakers: payments::service::Breakers,
+    /// Carries bank calls over HTTP.
+    pub transport: crate::banks::HttpTransport,
     /// Where browsers and acquirers reach this node.
     pub public_url: String,
     /// Sends the sandbox acquirer's callbacks.
@@ -221,6 +223,7 @@ impl Application {
             .build()
             .map_err(StartError::HttpClient)?;
         let payments = payments::store::PaymentStore::new(pool.clone());
+        let transport = crate::banks::HttpTransport::new(http.clone(), &config);
         let state = AppState(Arc::new(AppInner {
             config,
             pool,
@@ -233,6 +236,7 @@ impl Application {
             sandbox_secret,
             vault,
             breakers: Default::default(),
+            transport,
             public_url,
             http,
             payments,

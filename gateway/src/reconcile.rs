@@ -100,7 +100,7 @@ pub async fn reconcile(s: &AppState, attempt: &Attempt, report: bool) -> &'stati
             return "error";
         }
     };
-    let bank = match crate::banks::adapter(&creds) {
+    let bank = match payments::service::bank::adapter(&creds) {
         Ok(b) => b,
         Err(e) => {
             tracing::error!(attempt = %attempt.id, error = %e, "reconciliation: no adapter");
@@ -108,10 +108,13 @@ pub async fn reconcile(s: &AppState, attempt: &Attempt, report: bool) -> &'stati
         }
     };
     let found = match &attempt.acquirer_ref {
-        Some(made) => crate::banks::lookup(s, bank.as_ref(), attempt.id.as_str(), made).await,
+        Some(made) => payments::service::bank::lookup(&s.transport, bank.as_ref(), attempt.id.as_str(), made).await,
         // The creation had no clear answer: ask by what it sent.
         None => match crate::routes::orders::ChargeParts::of(s, &order).await {
-            Ok(parts) => crate::banks::find(s, bank.as_ref(), &parts.charge(&order, attempt.id.as_str())).await,
+            Ok(parts) => {
+                payments::service::bank::find(&s.transport, bank.as_ref(), &parts.charge(&order, attempt.id.as_str()))
+                    .await
+            }
             Err(_) => return "error",
         },
     };

@@ -9,6 +9,8 @@
 //! - [`ids`]: `ord_…` and `pat_…` ids;
 //! - [`outbox`]: seller webhook endpoints, the outbox and deliveries;
 //! - [`sandbox`]: the built-in test acquirer's cards and signed callbacks;
+//! - [`service`]: bank calls through a transport the gateway provides, and
+//!   the circuit breaker that takes failing accounts out of rotation;
 //! - [`state`]: the order and attempt lifecycles (forward-only tables);
 //! - [`store`]: orders, attempts, transitions and the callback inbox (SQLite
 //!   and PostgreSQL); callbacks applied exactly once;
@@ -22,6 +24,7 @@ pub mod idempotency;
 pub mod ids;
 pub mod outbox;
 pub mod sandbox;
+pub mod service;
 pub mod state;
 pub mod store;
 pub mod vault;

@@ -262,12 +262,12 @@ pub async fn capture_or_void(
     let wrong_amount = payment.amount_minor.is_some_and(|a| a != attempt.amount_minor);
     if attempt.state.is_final() || order_over || wrong_amount {
         tracing::warn!(attempt = %attempt.id, state = %attempt.state, order_over, wrong_amount, "an authorized payment is let go, not captured");
-        return match crate::banks::void(s, bank, payment).await {
+        return match payments::service::bank::void(&s.transport, bank, payment).await {
             Ok(p) => Ok(p.unwrap_or_else(|| payment.clone())),
             Err(e) => Err(format!("void failed: {e}")),
         };
     }
-    match crate::banks::capture(s, bank, payment, attempt.amount_minor, &attempt.currency).await {
+    match payments::service::bank::capture(&s.transport, bank, payment, attempt.amount_minor, &attempt.currency).await {
         Ok(p) => Ok(p.unwrap_or_else(|| payment.clone())),
         Err(e) => Err(format!("capture failed: {e}")),
     }
@@ -283,7 +283,7 @@ async fn tbank_callback(State(s): State<AppState>, body: Bytes) -> Response {
         let key = tbank::terminal_of(&body).map_err(|e| Refusal::Bad(e.to_string()))?;
         let creds = account_of(&s, tbank::ACQUIRER, &key).await?;
         let n = tbank::verify_notification(&body, &creds.secret).map_err(|e| Refusal::Bad(e.to_string()))?;
-        let bank = crate::banks::adapter(&creds).map_err(Refusal::Retry)?;
+        let bank = payments::service::bank::adapter(&creds).map_err(|e| Refusal::Retry(e.to_string()))?;
         let payment = Payment {
             reference: Some(n.order_id.clone()),
             payment_id: n.payment_id.clone(),
@@ -329,7 +329,7 @@ async fn cloudpayments_callback(
             .collect();
         let n = cp::verify_notification(kind, &body, &signatures, &creds.secret)
             .map_err(|e| (cp::CHECK_REFUSED, Refusal::Bad(e.to_string())))?;
-        let bank = crate::banks::adapter(&creds).map_err(|e| (cp::CHECK_REFUSED, Refusal::Retry(e)))?;
+        let bank = payments::service::bank::adapter(&creds).map_err(|e| (cp::CHECK_REFUSED, Refusal::Retry(e.to_string())))?;
         let payment = n.payment();
         match kind {
             Kind::Check => {
@@ -412,10 +412,10 @@ async fn yookassa_callback(
             tracing::info!(event = %notice.event, object = %notice.object_id, "YooKassa notification acknowledged");
             return Ok("acknowledged");
         }
-        let bank = crate::banks::adapter(&creds).map_err(Refusal::Retry)?;
+        let bank = payments::service::bank::adapter(&creds).map_err(|e| Refusal::Retry(e.to_string()))?;
         // The object as the API has it; the body is not trusted (our
         // attempt id is in what the API answers).
-        let payment = match crate::banks::lookup(&s, bank.as_ref(), "", &notice.object_id).await {
+        let payment = match payments::service::bank::lookup(&s.transport, bank.as_ref(), "", &notice.object_id).await {
             Ok(payments::acquirers::Lookup::Found(p)) => p,
             Ok(payments::acquirers::Lookup::NotFound) => {
                 return Err(Refusal::Bad(format!("YooKassa has no payment {:?}", notice.object_id)))
@@ -462,7 +462,7 @@ async fn stripe_callback(
         if !ours(stripe::ACQUIRER, &payment) {
             return Ok("not_ours");
         }
-        let bank = crate::banks::adapter(&creds).map_err(Refusal::Retry)?;
+        let bank = payments::service::bank::adapter(&creds).map_err(|e| Refusal::Retry(e.to_string()))?;
         follow(&s, &creds, bank.as_ref(), &payment).await
     }
     .await;

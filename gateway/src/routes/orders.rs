@@ -193,10 +193,10 @@ pub async fn refund_order(
                 code: "refund_unavailable",
                 message: "the bank account of this payment was removed".into(),
             })?;
-        let bank = crate::banks::adapter(&creds).map_err(|e| ApiError::Internal(e.into()))?;
+        let bank = payments::service::bank::adapter(&creds).map_err(ApiError::internal)?;
         // The bank names the payment to refund its own way (CloudPayments'
         // transaction, Stripe's PaymentIntent): ask it first.
-        let found = crate::banks::lookup(s, bank.as_ref(), paid.id.as_str(), payment)
+        let found = payments::service::bank::lookup(&s.transport, bank.as_ref(), paid.id.as_str(), payment)
             .await
             .map_err(|why| ApiError::Acquirer {
                 code: "refund_failed",
@@ -208,12 +208,19 @@ pub async fn refund_order(
                 message: format!("{} does not know the payment", paid.acquirer),
             });
         };
-        crate::banks::refund(s, bank.as_ref(), &found.payment_id, amount, &order.currency, bank_key)
-            .await
-            .map_err(|why| ApiError::Acquirer {
-                code: "refund_failed",
-                message: format!("{} did not refund: {why}", paid.acquirer),
-            })?;
+        payments::service::bank::refund(
+            &s.transport,
+            bank.as_ref(),
+            &found.payment_id,
+            amount,
+            &order.currency,
+            bank_key,
+        )
+        .await
+        .map_err(|why| ApiError::Acquirer {
+            code: "refund_failed",
+            message: format!("{} did not refund: {why}", paid.acquirer),
+        })?;
     }
     s.payments
         .record_refund(&order.id, amount, reason, s.streams.now())
@@ -410,7 +417,7 @@ pub async fn start_payment(s: &AppState, order: &Order, acquirer: &str) -> Resul
             .await
             .map_err(|e| ApiError::Internal(Box::new(e)))?
             .ok_or(ApiError::NotFound("acquirer account"))?;
-        let adapter = crate::banks::adapter(&creds).map_err(|e| ApiError::Internal(e.into()))?;
+        let adapter = payments::service::bank::adapter(&creds).map_err(ApiError::internal)?;
         if !adapter.accepts(&order.currency) {
             reasons.push(format!("{}: does not take {}", bank.acquirer, order.currency));
             continue;
@@ -426,7 +433,7 @@ pub async fn start_payment(s: &AppState, order: &Order, acquirer: &str) -> Resul
             .map_err(unavailable)?;
         let charge = parts.charge(order, attempt.id.as_str());
         use payments::acquirers::InitOutcome;
-        let outcome = crate::banks::init(s, adapter.as_ref(), &charge).await;
+        let outcome = payments::service::bank::init(&s.transport, adapter.as_ref(), &charge).await;
         let made = match &outcome {
             InitOutcome::Redirect { url, acquirer_ref } => Some((url.clone(), acquirer_ref)),
             // The bank's form runs in a page of Haul's.

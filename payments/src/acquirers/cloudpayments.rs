@@ -219,8 +219,8 @@ fn payment_of(model: &Value) -> Result<Payment, AnswerError> {
 }
 
 impl Acquirer for Site {
-    fn name(&self) -> &'static str {
-        ACQUIRER
+    fn bank(&self) -> super::Bank {
+        super::Bank::CloudPayments
     }
 
     fn accepts(&self, currency: &str) -> bool {
@@ -324,12 +324,12 @@ impl Acquirer for Site {
         )
     }
 
-    fn parse_refund(&self, http_status: u16, body: &[u8]) -> Result<(), String> {
-        let v = answer(http_status, body).map_err(|e| e.to_string())?;
+    fn parse_refund(&self, http_status: u16, body: &[u8]) -> Result<(), AnswerError> {
+        let v = answer(http_status, body)?;
         if v["Success"].as_bool() == Some(true) {
             Ok(())
         } else {
-            Err(format!("refused: {}", message(&v)))
+            Err(AnswerError::Refused("Success=false".into(), message(&v)))
         }
     }
 }

@@ -138,12 +138,45 @@ pub enum AnswerError {
     Field(&'static str),
     #[error("the answer's signature does not verify")]
     BadToken,
+    /// A refund the bank did not make (its status word).
+    #[error("refund {0}")]
+    RefundStatus(String),
+}
+
+/// The real banks Haul speaks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Bank {
+    TBank,
+    CloudPayments,
+    YooKassa,
+    Stripe,
+}
+
+impl Bank {
+    pub const ALL: [Bank; 4] = [Bank::TBank, Bank::CloudPayments, Bank::YooKassa, Bank::Stripe];
+
+    /// The name accounts, attempts and URLs use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Bank::TBank => tbank::ACQUIRER,
+            Bank::CloudPayments => cloudpayments::ACQUIRER,
+            Bank::YooKassa => yookassa::ACQUIRER,
+            Bank::Stripe => stripe::ACQUIRER,
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Bank> {
+        Bank::ALL.into_iter().find(|b| b.name() == name)
+    }
 }
 
 /// One bank's protocol under one account's credentials. Every method only
 /// builds or reads bytes; the gateway does the I/O.
 pub trait Acquirer: Send + Sync {
-    fn name(&self) -> &'static str;
+    fn bank(&self) -> Bank;
+    fn name(&self) -> &'static str {
+        self.bank().name()
+    }
     /// Whether this bank takes payments in `currency` (ISO 4217).
     fn accepts(&self, currency: &str) -> bool;
     /// Creates the payment; the answer goes to [`Acquirer::parse_init`].
@@ -163,7 +196,7 @@ pub trait Acquirer: Send + Sync {
     /// Refunds `amount_minor` of the payment; `key` makes a repeat of the
     /// same refund harmless where the bank supports it.
     fn refund(&self, payment_id: &str, amount_minor: i64, currency: &str, key: &str) -> Call;
-    fn parse_refund(&self, http_status: u16, body: &[u8]) -> Result<(), String>;
+    fn parse_refund(&self, http_status: u16, body: &[u8]) -> Result<(), AnswerError>;
     /// A call a payment in this status needs before it is paid (YooKassa's
     /// capture of an authorized payment); its answer reads like a lookup.
     fn capture(&self, _payment: &Payment, _amount_minor: i64, _currency: &str) -> Option<Call> {
@@ -263,6 +296,18 @@ pub const TAX_SYSTEMS: &[&str] = &["osn", "usn_income", "usn_income_outcome", "e
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_bank_is_named_once_and_an_unknown_name_is_no_bank() {
+        for bank in Bank::ALL {
+            assert_eq!(Bank::parse(bank.name()), Some(bank));
+        }
+        let names: std::collections::HashSet<_> = Bank::ALL.iter().map(|b| b.name()).collect();
+        assert_eq!(names.len(), Bank::ALL.len());
+        for unknown in ["", "sandbox", "TBANK", "paypal"] {
+            assert_eq!(Bank::parse(unknown), None, "{unknown:?}");
+        }
+    }
 
     #[test]
     fn decimals_round_trip_and_refuse_junk() {

@@ -121,8 +121,8 @@ pub fn payment_of(session: &Value) -> Result<Payment, AnswerError> {
 }
 
 impl Acquirer for Account {
-    fn name(&self) -> &'static str {
-        ACQUIRER
+    fn bank(&self) -> super::Bank {
+        super::Bank::Stripe
     }
 
     fn accepts(&self, currency: &str) -> bool {
@@ -224,12 +224,12 @@ impl Acquirer for Account {
         )
     }
 
-    fn parse_refund(&self, http_status: u16, body: &[u8]) -> Result<(), String> {
-        let v = answer(http_status, body).map_err(|e| e.to_string())?;
+    fn parse_refund(&self, http_status: u16, body: &[u8]) -> Result<(), AnswerError> {
+        let v = answer(http_status, body)?;
         match v["status"].as_str() {
             Some("succeeded" | "pending" | "requires_action") => Ok(()),
-            Some(other) => Err(format!("refund {other}")),
-            None => Err("a refund without status".into()),
+            Some(other) => Err(AnswerError::RefundStatus(other.to_owned())),
+            None => Err(AnswerError::Field("status")),
         }
     }
 }

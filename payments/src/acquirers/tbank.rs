@@ -303,8 +303,8 @@ impl From<State> for Payment {
 }
 
 impl Acquirer for Terminal {
-    fn name(&self) -> &'static str {
-        ACQUIRER
+    fn bank(&self) -> super::Bank {
+        super::Bank::TBank
     }
 
     fn accepts(&self, currency: &str) -> bool {
@@ -351,16 +351,16 @@ impl Acquirer for Terminal {
         post("Cancel", cancel_body(self, payment_id, amount_minor))
     }
 
-    fn parse_refund(&self, http_status: u16, body: &[u8]) -> Result<(), String> {
+    fn parse_refund(&self, http_status: u16, body: &[u8]) -> Result<(), AnswerError> {
         if http_status >= 500 {
-            return Err(format!("HTTP {http_status}"));
+            return Err(AnswerError::Http(http_status));
         }
-        let v: Value = serde_json::from_slice(body).map_err(|_| "not JSON".to_owned())?;
+        let v: Value = serde_json::from_slice(body).map_err(|_| AnswerError::NotJson)?;
         if v["Success"].as_bool() == Some(true) {
             Ok(())
         } else {
             let (code, message) = refusal(&v);
-            Err(format!("refused: {code} {message}"))
+            Err(AnswerError::Refused(code, message))
         }
     }
 }

@@ -180,8 +180,8 @@ pub fn payment_of(v: &Value) -> Result<Payment, AnswerError> {
 }
 
 impl Acquirer for Shop {
-    fn name(&self) -> &'static str {
-        ACQUIRER
+    fn bank(&self) -> super::Bank {
+        super::Bank::YooKassa
     }
 
     fn accepts(&self, currency: &str) -> bool {
@@ -295,12 +295,12 @@ impl Acquirer for Shop {
         )
     }
 
-    fn parse_refund(&self, http_status: u16, body: &[u8]) -> Result<(), String> {
-        let v = object(http_status, body).map_err(|e| e.to_string())?;
+    fn parse_refund(&self, http_status: u16, body: &[u8]) -> Result<(), AnswerError> {
+        let v = object(http_status, body)?;
         match v["status"].as_str() {
             Some("succeeded" | "pending") => Ok(()),
-            Some(other) => Err(format!("refund {other}")),
-            None => Err("a refund without status".into()),
+            Some(other) => Err(AnswerError::RefundStatus(other.to_owned())),
+            None => Err(AnswerError::Field("status")),
         }
     }
 
