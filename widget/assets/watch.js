@@ -187,11 +187,17 @@
     el.textContent = text;
   }
 
+  // Every refusal the reserve call can give, by the server's code
+  // (streams' refusal codes, the socket's own answers).
   const REFUSALS = {
     sold_out: 'Sold out — someone was faster.',
+    not_enough_stock: 'Not that many left — try fewer.',
     over_buyer_limit: 'You already hold as many as one buyer may.',
-    ended: 'This offer has ended.',
-    not_started: 'This offer has not started yet.',
+    offer_ended: 'This offer has ended.',
+    offer_not_started: 'This offer has not started yet.',
+    not_loaded: 'Stock is being counted again — try again in a moment.',
+    request_id_reused: 'That tap was already counted — check your hold.',
+    not_found: 'This offer is no longer here.',
     too_many_requests: 'Easy — try again in a moment.',
   };
 
