@@ -5,10 +5,17 @@
 //! - [`config`] — `HAUL_*` variables, validated; the `--help` text.
 //! - [`app`] — `Application::build` + `run_until_stopped`; state; middleware.
 //! - [`routes`] — one module per resource, each with its `router()`.
+//! - [`realtime`] — the Centrifugo client protocol for viewers: connections,
+//!   channels, the Redis bus between nodes.
+//! - [`hub`] — publishes stream events to the realtime channels (and the bus).
 //! - [`error`] — the API error catalogue and its JSON form.
 //! - [`extract`] — JSON bodies, ids, seller keys, viewer tokens, client address.
+//! - [`idempotency`] — the `Idempotency-Key` middleware of creating calls.
 //! - [`sellers`], [`jwt`] — sellers' API keys; viewer tokens.
-//! - [`hub`], [`metrics`], [`ratelimit`], [`demo`], [`openapi`].
+//! - [`banks`] — the payments domain's bank `Transport` over HTTP.
+//! - [`reconcile`] — the worker that polls open bank attempts.
+//! - [`webhooks`] — the worker that delivers sellers' webhooks from the outbox.
+//! - [`metrics`], [`ratelimit`], [`demo`], [`openapi`].
 #![forbid(unsafe_code)]
 
 pub mod app;

@@ -1,5 +1,6 @@
 //! One conformance suite for the durable store, run on SQLite and on the real
-//! PostgreSQL server (each test on its own fresh database).
+//! PostgreSQL server (each test on its own fresh database), and a check that
+//! both sets of migrations build the same schema.
 
 use std::sync::Arc;
 
@@ -312,3 +313,148 @@ macro_rules! suite {
 }
 
 suite!(sqlite, postgres);
+
+/// One database's schema in comparable terms: per table its columns (name,
+/// kind of type, nullable), primary key, and other indexes (columns, unique,
+/// partial).
+#[derive(Debug, PartialEq, Eq, Default)]
+struct Schema {
+    tables: std::collections::BTreeMap<String, Table>,
+}
+
+#[derive(Debug, PartialEq, Eq, Default)]
+struct Table {
+    columns: std::collections::BTreeSet<(String, &'static str, bool)>,
+    primary_key: Vec<String>,
+    indexes: std::collections::BTreeSet<(String, bool, bool)>,
+}
+
+/// The kinds of column type that change what a value can be.
+fn kind(declared: &str) -> &'static str {
+    let t = declared.to_ascii_lowercase();
+    if t.contains("int") {
+        "integer"
+    } else if t.contains("char") || t.contains("text") || t.contains("clob") {
+        "text"
+    } else if t.contains("real") || t.contains("double") || t.contains("float") || t.contains("numeric") {
+        "real"
+    } else if t.contains("blob") || t.contains("bytea") {
+        "bytes"
+    } else if t.contains("bool") {
+        "boolean"
+    } else {
+        "other"
+    }
+}
+
+async fn sqlite_schema(pool: &AnyPool) -> Schema {
+    use sqlx::Row;
+    let mut schema = Schema::default();
+    let tables = sqlx::query(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_sqlx%' ESCAPE '\\'",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    for t in tables {
+        let name: String = t.get("name");
+        let mut table = Table::default();
+        let cols = sqlx::query("SELECT name, type, \"notnull\" AS nn, pk FROM pragma_table_info($1) ORDER BY pk")
+            .bind(&name)
+            .fetch_all(pool)
+            .await
+            .unwrap();
+        for c in cols {
+            let (col, ty, nn, pk): (String, String, i64, i64) =
+                (c.get("name"), c.get("type"), c.get("nn"), c.get("pk"));
+            // A primary key column is never null, whatever SQLite's table says.
+            table.columns.insert((col.clone(), kind(&ty), nn == 0 && pk == 0));
+            if pk > 0 {
+                table.primary_key.push(col);
+            }
+        }
+        let indexes = sqlx::query("SELECT name, \"unique\" AS u, origin, partial FROM pragma_index_list($1)")
+            .bind(&name)
+            .fetch_all(pool)
+            .await
+            .unwrap();
+        for i in indexes {
+            let (index, unique, origin, partial): (String, i64, String, i64) =
+                (i.get("name"), i.get("u"), i.get("origin"), i.get("partial"));
+            if origin == "pk" {
+                continue;
+            }
+            let cols = sqlx::query("SELECT name FROM pragma_index_info($1) ORDER BY seqno")
+                .bind(&index)
+                .fetch_all(pool)
+                .await
+                .unwrap();
+            let cols: Vec<String> = cols.iter().map(|r| r.get("name")).collect();
+            table.indexes.insert((cols.join(","), unique != 0, partial != 0));
+        }
+        schema.tables.insert(name, table);
+    }
+    schema
+}
+
+async fn postgres_schema(pool: &AnyPool) -> Schema {
+    use sqlx::Row;
+    let mut schema = Schema::default();
+    let cols = sqlx::query(
+        "SELECT table_name::text AS t, column_name::text AS c, data_type::text AS ty, \
+         CASE WHEN is_nullable = 'YES' THEN 1 ELSE 0 END AS nullable \
+         FROM information_schema.columns WHERE table_schema = current_schema() AND table_name NOT LIKE '\\_sqlx%'",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    for c in cols {
+        let (t, col, ty, nullable): (String, String, String, i32) =
+            (c.get("t"), c.get("c"), c.get("ty"), c.get("nullable"));
+        let table = schema.tables.entry(t).or_default();
+        table.columns.insert((col, kind(&ty), nullable != 0));
+    }
+    let indexes = sqlx::query(
+        "SELECT t.relname::text AS t, \
+         CASE WHEN ix.indisprimary THEN 1 ELSE 0 END AS pk, \
+         CASE WHEN ix.indisunique THEN 1 ELSE 0 END AS u, \
+         CASE WHEN ix.indpred IS NULL THEN 0 ELSE 1 END AS partial, \
+         array_to_string(ARRAY(SELECT a.attname::text FROM unnest(ix.indkey) WITH ORDINALITY AS k(attnum, ord) \
+           JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum ORDER BY k.ord), ',') AS cols \
+         FROM pg_index ix JOIN pg_class t ON t.oid = ix.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace \
+         WHERE n.nspname = current_schema() AND t.relname NOT LIKE '\\_sqlx%'",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    for i in indexes {
+        let (t, pk, unique, partial, cols): (String, i32, i32, i32, String) =
+            (i.get("t"), i.get("pk"), i.get("u"), i.get("partial"), i.get("cols"));
+        let table = schema.tables.entry(t).or_default();
+        if pk != 0 {
+            table.primary_key = cols.split(',').map(str::to_owned).collect();
+        } else {
+            table.indexes.insert((cols, unique != 0, partial != 0));
+        }
+    }
+    schema
+}
+
+#[tokio::test]
+async fn sqlite_and_postgres_migrate_to_the_same_schema() {
+    let (sqlite, _) = db::connect(&sqlite().await).await.expect("migrate SQLite");
+    let (postgres, _) = db::connect(&postgres().await).await.expect("migrate PostgreSQL");
+    let (a, b) = (sqlite_schema(&sqlite).await, postgres_schema(&postgres).await);
+    assert!(!a.tables.is_empty(), "SQLite has tables");
+    let names = |s: &Schema| s.tables.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(names(&a), names(&b), "the same tables");
+    for (name, ta) in &a.tables {
+        let tb = &b.tables[name];
+        assert_eq!(
+            ta.columns, tb.columns,
+            "columns of {name} (SQLite left, PostgreSQL right)"
+        );
+        assert_eq!(ta.primary_key, tb.primary_key, "primary key of {name}");
+        assert_eq!(ta.indexes, tb.indexes, "indexes of {name}");
+    }
+}
