@@ -1,8 +1,10 @@
 //! Real acquiring banks' protocols, without HTTP: how to sign and build each
 //! request, how to read each answer, how to verify and read each
 //! notification, and how the bank's statuses map onto attempt states. The
-//! gateway sends the [`Call`]s an [`Acquirer`] builds and applies what comes
-//! back through the store, like the sandbox's callbacks.
+//! [`Call`]s an [`Acquirer`] builds go out through the
+//! [`Transport`](crate::service::Transport) the gateway provides
+//! ([`crate::service::bank`]), and what comes back is applied through the
+//! store, like the sandbox's callbacks.
 //!
 //! Each module documents its bank's amount units, currency rules and status
 //! mapping next to the code.
