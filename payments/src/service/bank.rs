@@ -12,11 +12,11 @@ use super::Source;
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
     /// Nothing reached the bank (the connection was refused): nothing was made.
-    #[error("could not connect")]
+    #[error("could not connect: {0}")]
     Connect(#[source] Source),
     /// Sent, but no whole answer came (a timeout, a broken connection):
     /// anything may have happened.
-    #[error("no clear answer")]
+    #[error("no clear answer: {0}")]
     NoAnswer(#[source] Source),
 }
 
