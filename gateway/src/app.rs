@@ -24,6 +24,8 @@ use tokio::sync::watch;
 use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
 
+use crate::adapters::banks::HttpTransport;
+use crate::adapters::stock::{SharedClock, StreamsStock};
 use crate::config::{Config, Secret};
 use crate::error::ApiError;
 use crate::hub::{Hub, HubBus};
@@ -66,22 +68,19 @@ pub struct AppInner {
     pub db_kind: DbKind,
     pub streams: Arc<Streams>,
     pub hub: Arc<Hub>,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     pub limits: Limits,
     pub token_secret: Secret<String>,
     /// Signs and verifies the sandbox acquirer's callbacks.
     pub sandbox_secret: Secret<String>,
     /// Seals and opens sellers' acquirer credentials.
     pub vault: payments::vault::Vault,
-    /// Bank accounts taken out of rotation after outages.
-    pub breakers: payments::service::Breakers,
-    /// Carries bank calls over HTTP.
-    pub transport: crate::banks::HttpTransport,
     /// Where browsers and acquirers reach this node.
     pub public_url: String,
     /// Sends the sandbox acquirer's callbacks.
     pub http: reqwest::Client,
-    pub payments: payments::store::PaymentStore,
+    /// The payments domain (orders, attempts, banks, refunds, settlement).
+    pub payments: Arc<payments::service::Payments>,
     pub realtime: crate::realtime::Realtime,
 }
 
@@ -188,7 +187,7 @@ impl Application {
         let streams = Arc::new(Streams::new(
             StreamStore::new(pool.clone()),
             inventory,
-            clock,
+            clock.clone(),
             hub.clone(),
             Settings::default(),
         ));
@@ -222,21 +221,30 @@ impl Application {
             .timeout(Duration::from_secs(10))
             .build()
             .map_err(StartError::HttpClient)?;
-        let payments = payments::store::PaymentStore::new(pool.clone());
-        let transport = crate::banks::HttpTransport::new(http.clone(), &config);
+        let metrics = Arc::new(Metrics::default());
+        let payments = Arc::new(payments::service::Payments::new(payments::service::Parts {
+            pool: pool.clone(),
+            vault: vault.clone(),
+            clock: Arc::new(SharedClock(clock.clone())),
+            transport: Arc::new(HttpTransport::new(http.clone(), &config)),
+            fulfilment: Arc::new(StreamsStock(streams.clone())),
+            observer: metrics.clone(),
+            links: payments::service::Links {
+                public_url: public_url.clone(),
+            },
+            sandbox_secret: sandbox_secret.expose().clone(),
+        }));
         let state = AppState(Arc::new(AppInner {
             config,
             pool,
             db_kind,
             streams,
             hub,
-            metrics: Metrics::default(),
+            metrics,
             limits,
             token_secret,
             sandbox_secret,
             vault,
-            breakers: Default::default(),
-            transport,
             public_url,
             http,
             payments,
@@ -268,51 +276,7 @@ impl Application {
     pub async fn run_until_stopped(self, stop: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let state = self.state.clone();
-        let mut workers = Vec::new();
-
-        let (s, rx) = (state.clone(), shutdown_rx.clone());
-        workers.push(tokio::spawn(async move { s.streams.run_offer_timer(rx).await }));
-        let (s, rx) = (state.clone(), shutdown_rx.clone());
-        workers.push(tokio::spawn(async move {
-            let metrics_state = s.clone();
-            s.streams
-                .run_hold_sweeper(rx, move |expired| {
-                    metrics_state.metrics.holds_expired(1);
-                    let (st, hold) = (metrics_state.clone(), expired.hold.clone());
-                    tokio::spawn(async move { routes::orders::expire_with_hold(&st, &hold).await });
-                })
-                .await
-        }));
-        let (s, rx) = (state.clone(), shutdown_rx.clone());
-        workers.push(tokio::spawn(async move { s.hub.run(rx).await }));
-        let (s, rx) = (state.clone(), shutdown_rx.clone());
-        workers.push(tokio::spawn(crate::webhooks::run(s, rx)));
-        let (s, rx) = (state.clone(), shutdown_rx.clone());
-        workers.push(tokio::spawn(routes::orders::run_settlement(s, rx)));
-        let (s, rx) = (state.clone(), shutdown_rx.clone());
-        workers.push(tokio::spawn(crate::reconcile::run(s, rx)));
-        let (s, mut rx) = (state.clone(), shutdown_rx.clone());
-        workers.push(tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(60)) => {
-                        s.limits.per_buyer.tidy();
-                        s.limits.per_addr.tidy();
-                        s.hub.channels().tidy();
-                        match payments::idempotency::purge(&s.pool, s.streams.now()).await {
-                            Ok(0) => {}
-                            Ok(n) => tracing::debug!(keys = n, "expired idempotency keys removed"),
-                            Err(e) => tracing::warn!(error = %e, "could not remove expired idempotency keys"),
-                        }
-                    }
-                    _ = rx.changed() => return,
-                }
-            }
-        }));
-        if let Some(d) = self.demo.clone() {
-            let (s, rx) = (state.clone(), shutdown_rx.clone());
-            workers.push(tokio::spawn(async move { demo::run_cycle(s, d, rx).await }));
-        }
+        let workers = crate::workers::start(&state, &shutdown_rx, self.demo.clone());
 
         let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
         let tx = shutdown_tx.clone();

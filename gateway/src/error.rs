@@ -4,8 +4,9 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use payments::service::Error as PaymentsError;
 use serde_json::{json, Map, Value};
-use streams::inventory::{HoldError, Refusal};
+use streams::inventory::Refusal;
 use streams::service::Error as DomainError;
 
 type Source = Box<dyn std::error::Error + Send + Sync>;
@@ -122,31 +123,24 @@ impl ApiError {
 impl From<DomainError> for ApiError {
     fn from(e: DomainError) -> Self {
         match e {
-            DomainError::NotFound(what) => ApiError::NotFound(what),
-            DomainError::Invalid { field, message } => ApiError::InvalidField { field, message },
-            DomainError::Conflict(t) => ApiError::Conflict {
-                code: t.code,
-                message: t.message,
-            },
-            // An engine that lost an offer is rebuilt by the domain; if the
+            // A refusal keeps its details (units left, remaining allowance).
+            // An engine that lost an offer is rebuilt by the domain; if that
             // refusal still reaches here the engine is not answering properly.
-            DomainError::Refused(Refusal::NotLoaded) => ApiError::Unavailable("stock engine lost the offer".into()),
-            DomainError::Refused(r) => ApiError::Refused(r),
-            DomainError::Hold(h) => match h {
-                HoldError::NotFound | HoldError::NotOwner => ApiError::NotFound("hold"),
-                HoldError::NotActive(status) => ApiError::Conflict {
-                    code: "hold_not_active",
-                    message: format!(
-                        "the hold is {}",
-                        serde_json::to_value(status)
-                            .unwrap_or_default()
-                            .as_str()
-                            .unwrap_or("not active")
-                    ),
-                },
-            },
-            DomainError::Store(e) => ApiError::Unavailable(Box::new(e)),
-            DomainError::Engine(e) => ApiError::Unavailable(Box::new(e)),
+            DomainError::Refused(r) if r != Refusal::NotLoaded => ApiError::Refused(r),
+            e => crate::adapters::stock::answer(e).into(),
+        }
+    }
+}
+
+impl From<PaymentsError> for ApiError {
+    fn from(e: PaymentsError) -> Self {
+        match e {
+            PaymentsError::NotFound(what) => ApiError::NotFound(what),
+            PaymentsError::Invalid { field, message } => ApiError::InvalidField { field, message },
+            PaymentsError::Conflict { code, message } => ApiError::Conflict { code, message },
+            PaymentsError::Bank { code, message } => ApiError::Acquirer { code, message },
+            PaymentsError::Unavailable(e) => ApiError::Unavailable(e),
+            PaymentsError::Internal(e) => ApiError::Internal(e),
         }
     }
 }

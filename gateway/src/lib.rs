@@ -18,8 +18,8 @@
 //! - [`metrics`], [`ratelimit`], [`demo`], [`openapi`].
 #![forbid(unsafe_code)]
 
+pub mod adapters;
 pub mod app;
-pub mod banks;
 pub mod config;
 pub mod demo;
 pub mod error;
@@ -31,7 +31,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod ratelimit;
 pub mod realtime;
-pub mod reconcile;
 pub mod routes;
 pub mod sellers;
 pub mod webhooks;
+pub mod workers;

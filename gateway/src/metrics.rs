@@ -167,3 +167,18 @@ impl Metrics {
         out
     }
 }
+
+/// The payments service's outcomes, counted.
+impl payments::service::Observer for Metrics {
+    fn callback(&self, outcome: &'static str) {
+        Metrics::callback(self, outcome);
+    }
+
+    fn reconciled(&self, outcome: payments::service::Reconciled) {
+        Metrics::reconciled(self, outcome.as_str());
+    }
+
+    fn settlement_retried(&self) {
+        self.settlements_retried(1);
+    }
+}

@@ -21,7 +21,7 @@ async fn app(env: &Env) -> TestApp {
 }
 
 async fn order(app: &TestApp) -> (Order, Attempt) {
-    let store = &app.state.payments;
+    let store = app.state.payments.store();
     let (order, _) = store
         .create_order(
             &NewOrder {
@@ -97,9 +97,9 @@ async fn a_callback_takes_effect_once_over_http(env: Env) {
     )
     .await;
     assert_eq!((st, v["outcome"].as_str()), (StatusCode::OK, Some("ignored")));
-    let o = app.state.payments.order(&order.id).await.unwrap().unwrap();
+    let o = app.state.payments.store().order(&order.id).await.unwrap().unwrap();
     assert_eq!(o.state, OrderState::Succeeded);
-    let a = app.state.payments.attempt(&attempt.id).await.unwrap().unwrap();
+    let a = app.state.payments.store().attempt(&attempt.id).await.unwrap().unwrap();
     assert_eq!(a.state, AttemptState::Succeeded);
     let metrics = app.metrics().await;
     assert!(
@@ -142,9 +142,12 @@ async fn forged_stale_truncated_and_mismatched_callbacks_change_nothing(env: Env
             "case {i}: {v}"
         );
     }
-    let o = app.state.payments.order(&order.id).await.unwrap().unwrap();
+    let o = app.state.payments.store().order(&order.id).await.unwrap().unwrap();
     assert_eq!(o.state, OrderState::Created);
-    assert_eq!(app.state.payments.transitions(&order.id).await.unwrap().len(), 2);
+    assert_eq!(
+        app.state.payments.store().transitions(&order.id).await.unwrap().len(),
+        2
+    );
     // None of them used up the event id: the genuine callback still applies.
     let (st, v) = post(&app, &good, SECRET, t).await;
     assert_eq!((st, v["outcome"].as_str()), (StatusCode::OK, Some("applied")));
@@ -666,6 +669,7 @@ async fn a_payment_whose_sale_was_interrupted_is_settled_later(env: Env) {
     let attempt = stored(&app, &attempt).await;
     app.state
         .payments
+        .store()
         .apply_callback(&paid_in_store_only(&attempt, "evt_cut1"))
         .await
         .unwrap();
@@ -681,6 +685,7 @@ async fn a_payment_whose_sale_was_interrupted_is_settled_later(env: Env) {
     let attempt = stored(&app, &attempt).await;
     app.state
         .payments
+        .store()
         .apply_callback(&paid_in_store_only(&attempt, "evt_cut2"))
         .await
         .unwrap();
@@ -707,6 +712,7 @@ async fn paying(app: &TestApp, oid: &str, viewer: &str) -> (String, Value, Strin
 async fn stored(app: &TestApp, attempt: &Value) -> Attempt {
     app.state
         .payments
+        .store()
         .attempt(&payments::ids::AttemptId::parse(attempt["id"].as_str().unwrap()).unwrap())
         .await
         .unwrap()

@@ -94,7 +94,7 @@ async fn endpoint(app: &TestApp, url: &str) -> Value {
 
 /// An order paid through a signed sandbox callback.
 async fn pay_an_order(app: &TestApp, status: &str) -> String {
-    let store = &app.state.payments;
+    let store = app.state.payments.store();
     let (order, _) = store
         .create_order(
             &NewOrder {

@@ -7,6 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
+use payments::service::HoldEnd;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use streams::ids::{random_token, BuyerId, HoldId, OfferId};
@@ -192,6 +193,6 @@ async fn release(
     let oid = id(&raw_offer, OfferId::parse)?;
     let hid = id(&raw_hold, HoldId::parse)?;
     let hold = s.streams.release(&buyer, &oid, &hid).await?;
-    super::orders::cancel_with_hold(&s, &hid).await;
+    s.payments.end_with_hold(hid.as_str(), HoldEnd::Released).await;
     Ok((StatusCode::OK, axum::Json(json!({ "hold": hold }))))
 }

@@ -63,7 +63,7 @@ async fn pay_session(
             .map_err(unavailable)?;
     }
     let order = current_order(&s, &session).await?;
-    let started = super::orders::start_payment(&s, &order, &body.acquirer).await?;
+    let started = s.payments.start_payment(&order, &body.acquirer).await?;
     Ok((StatusCode::CREATED, axum::Json(super::orders::attempt_view(&started))))
 }
 
@@ -172,6 +172,7 @@ pub async fn current_order(s: &AppState, session: &Session) -> Result<payments::
     let oid = checkout::order_id(session).ok_or_else(|| ApiError::Internal("a session without an order".into()))?;
     let mut order = s
         .payments
+        .store()
         .order(&oid)
         .await
         .map_err(unavailable)?
@@ -179,6 +180,7 @@ pub async fn current_order(s: &AppState, session: &Session) -> Result<payments::
     if !order.state.is_final() && order.hold_id.is_none() && session.expires_at <= s.streams.now() {
         if let Ok(Ok(state)) = s
             .payments
+            .store()
             .move_order(
                 &oid,
                 OrderState::Expired,
@@ -225,7 +227,7 @@ async fn create(State(s): State<AppState>, Seller(seller): Seller, Json(body): J
     })?;
     let mut body = body;
     body.currency = currency.code().to_owned();
-    let (session, _) = checkout::create(&s.pool, &s.payments, seller.as_str(), &body, s.streams.now())
+    let (session, _) = checkout::create(&s.pool, s.payments.store(), seller.as_str(), &body, s.streams.now())
         .await
         .map_err(unavailable)?;
     Ok((StatusCode::CREATED, axum::Json(view(&s, &session).await?)))
@@ -270,6 +272,7 @@ async fn cancel(State(s): State<AppState>, Seller(seller): Seller, Path(id): Pat
     let oid = checkout::order_id(&session).ok_or_else(|| ApiError::Internal("a session without an order".into()))?;
     match s
         .payments
+        .store()
         .move_order(&oid, OrderState::Cancelled, "cancelled by the seller", s.streams.now())
         .await
         .map_err(unavailable)?

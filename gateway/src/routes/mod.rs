@@ -3,7 +3,6 @@
 mod acquirers;
 pub(crate) mod buyers;
 pub(crate) mod callbacks;
-pub(crate) use callbacks::apply as callbacks_apply;
 mod catalog;
 mod checkout;
 mod offers;

@@ -48,7 +48,7 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
                 "# HELP haul_acquirer_accounts_out_of_rotation Bank accounts this node skips after outages.\n\
                  # TYPE haul_acquirer_accounts_out_of_rotation gauge\n\
                  haul_acquirer_accounts_out_of_rotation {}\n",
-                s.breakers.open()
+                s.payments.breakers().open()
             )
             + &crate::realtime::render_metrics(&s.realtime, &s.hub),
     )

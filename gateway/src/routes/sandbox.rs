@@ -63,7 +63,7 @@ fn amount(a: &Attempt) -> String {
 
 /// Who may frame the pages of an attempt: Haul itself and the seller's origins.
 async fn ancestors(s: &AppState, attempt: &Attempt) -> String {
-    let seller = match s.payments.order(&attempt.order_id).await {
+    let seller = match s.payments.store().order(&attempt.order_id).await {
         Ok(Some(o)) => o.seller_id,
         _ => return "'self'".into(),
     };
@@ -83,7 +83,7 @@ async fn payable(s: &AppState, raw: &str) -> Result<Attempt, Response> {
         )
     };
     let id = AttemptId::parse(raw).map_err(|_| not_found())?;
-    let attempt = match s.payments.attempt(&id).await {
+    let attempt = match s.payments.store().attempt(&id).await {
         Ok(Some(a)) if a.acquirer == sandbox::ACQUIRER => a,
         Ok(_) => return Err(not_found()),
         Err(e) => {

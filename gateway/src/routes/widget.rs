@@ -132,7 +132,7 @@ async fn status(State(s): State<AppState>, Path(id): Path<String>) -> Answer {
             "cancel_url": session.cancel_url,
             "origins": origins,
             "stream": stream,
-            "acquirers": super::orders::offered(&s, &seller, &order.currency).await?,
+            "acquirers": s.payments.offered(&seller, &order.currency).await?,
             // Whether the receipt has the buyer's contact (else the page asks).
             "has_contact": session.customer_email.is_some() || session.customer_phone.is_some(),
         })),
@@ -184,7 +184,7 @@ async fn page(State(s): State<AppState>, Path(id): Path<String>) -> Response {
     };
     // A stream purchase's page is framed by Haul's viewer page only.
     let stream = match checkout::order_id(&session) {
-        Some(oid) => match s.payments.order(&oid).await {
+        Some(oid) => match s.payments.store().order(&oid).await {
             Ok(o) => o.is_some_and(|o| o.hold_id.is_some()),
             Err(e) => return unavailable(e).into_response(),
         },
@@ -237,12 +237,12 @@ async fn yookassa_confirm(
     let Ok(id) = payments::ids::AttemptId::parse(&raw) else {
         return ApiError::NotFound("payment").into_response();
     };
-    let attempt = match s.payments.attempt(&id).await {
+    let attempt = match s.payments.store().attempt(&id).await {
         Ok(Some(a)) if a.acquirer == payments::acquirers::yookassa::ACQUIRER && !a.state.is_final() => a,
         Ok(_) => return ApiError::NotFound("payment").into_response(),
         Err(e) => return unavailable(e).into_response(),
     };
-    let order = match s.payments.order(&attempt.order_id).await {
+    let order = match s.payments.store().order(&attempt.order_id).await {
         Ok(Some(o)) => o,
         Ok(None) => return ApiError::NotFound("payment").into_response(),
         Err(e) => return unavailable(e).into_response(),
