@@ -81,6 +81,10 @@ pub struct AppInner {
     pub http: reqwest::Client,
     /// The payments domain (orders, attempts, banks, refunds, settlement).
     pub payments: Arc<payments::service::Payments>,
+    /// Sellers' API keys and widget settings.
+    pub sellers: crate::sellers::Sellers,
+    /// Stored Idempotency-Keys and their answers.
+    pub keys: payments::idempotency::Keys,
     pub realtime: crate::realtime::Realtime,
 }
 
@@ -235,6 +239,8 @@ impl Application {
             sandbox_secret: sandbox_secret.expose().clone(),
         }));
         let state = AppState(Arc::new(AppInner {
+            sellers: crate::sellers::Sellers::new(pool.clone()),
+            keys: payments::idempotency::Keys::new(pool.clone()),
             config,
             pool,
             db_kind,

@@ -12,7 +12,6 @@ use streams::store::Page;
 use tokio::sync::watch;
 
 use crate::app::AppState;
-use crate::sellers;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -44,21 +43,21 @@ const LOTS: &[(&str, &str, i64)] = &[
 
 /// Finds or creates the demo seller, its key, its live stream and lots.
 pub async fn seed(state: &AppState) -> Result<Demo, BoxError> {
-    let pool = &state.pool;
+    let sellers = &state.sellers;
     let streams = &state.streams;
     let now = streams.now();
-    let (seller, created) = match sellers::demo_seller(pool).await? {
+    let (seller, created) = match sellers.demo().await? {
         Some(s) => (s, false),
-        None => (sellers::create_seller(pool, "Demo shop", true, now).await?, true),
+        None => (sellers.create("Demo shop", true, now).await?, true),
     };
     match (&state.config.demo_api_key, created) {
         (Some(key), _) => {
-            sellers::add_key(pool, &seller, key.expose(), now).await?;
+            sellers.add_key(&seller, key.expose(), now).await?;
             println!("Demo seller {seller}: API key from HAUL_DEMO_API_KEY");
         }
         (None, true) => {
-            let key = sellers::generate_key();
-            sellers::add_key(pool, &seller, &key, now).await?;
+            let key = crate::sellers::generate_key();
+            sellers.add_key(&seller, &key, now).await?;
             println!("Demo seller {seller}: API key {key}  (shown once; set HAUL_DEMO_API_KEY to fix it)");
         }
         (None, false) => {

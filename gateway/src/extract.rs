@@ -66,7 +66,7 @@ impl FromRequestParts<AppState> for Seller {
         if !sellers::valid_key_format(key) {
             return Err(ApiError::unauthorized("invalid_api_key", "the API key is not valid"));
         }
-        match sellers::seller_for_key(&state.pool, key).await {
+        match state.sellers.for_key(key).await {
             Ok(Some(seller)) => Ok(Seller(seller)),
             Ok(None) => Err(ApiError::unauthorized("invalid_api_key", "the API key is not valid")),
             Err(e) => Err(ApiError::Unavailable(Box::new(e))),

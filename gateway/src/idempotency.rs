@@ -43,7 +43,7 @@ pub async fn layer(State(s): State<AppState>, req: Request, next: Next) -> Respo
     // Keys belong to sellers; other callers (and bad keys) go on to the
     // handler, which answers them as it would without the header.
     let seller = match bearer(&parts).filter(|k| sellers::valid_key_format(k)) {
-        Some(api_key) => match sellers::seller_for_key(&s.pool, api_key).await {
+        Some(api_key) => match s.sellers.for_key(api_key).await {
             Ok(Some(seller)) => seller,
             Ok(None) => return next.run(Request::from_parts(parts, body)).await,
             Err(e) => return ApiError::Unavailable(Box::new(e)).into_response(),
@@ -63,7 +63,7 @@ pub async fn layer(State(s): State<AppState>, req: Request, next: Next) -> Respo
     let fingerprint: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
     let scope = seller.as_str().to_owned();
     let now = s.streams.now();
-    match idempotency::begin(&s.pool, &scope, &key, &fingerprint, now).await {
+    match s.keys.begin(&scope, &key, &fingerprint, now).await {
         Err(e) => ApiError::Unavailable(Box::new(e)).into_response(),
         Ok(Begin::Reused) => ApiError::bad_request(
             "idempotency_key_reused",
@@ -94,15 +94,17 @@ pub async fn layer(State(s): State<AppState>, req: Request, next: Next) -> Respo
             let out = match to_bytes(rbody, MAX_RESPONSE).await {
                 Ok(b) => b,
                 Err(e) => {
-                    let _ = idempotency::abandon(&s.pool, &scope, &key).await;
+                    let _ = s.keys.abandon(&scope, &key).await;
                     return ApiError::Internal(Box::new(e)).into_response();
                 }
             };
             let kept = if rparts.status.is_server_error() {
-                idempotency::abandon(&s.pool, &scope, &key).await
+                s.keys.abandon(&scope, &key).await
             } else {
                 let text = String::from_utf8_lossy(&out);
-                idempotency::finish(&s.pool, &scope, &key, rparts.status.as_u16(), &text, s.streams.now()).await
+                s.keys
+                    .finish(&scope, &key, rparts.status.as_u16(), &text, s.streams.now())
+                    .await
             };
             if let Err(e) = kept {
                 tracing::warn!(error = %e, "could not store an idempotent response");

@@ -31,7 +31,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod ratelimit;
 pub mod realtime;
+pub mod reserve;
 pub mod routes;
 pub mod sellers;
-pub mod webhooks;
 pub mod workers;

@@ -91,3 +91,88 @@ mod tests {
         assert_eq!(hash_key(&k).len(), 64);
     }
 }
+
+/// Sellers' keys and widget settings over one pool, as requests use them.
+#[derive(Clone)]
+pub struct Sellers {
+    pool: AnyPool,
+}
+
+impl Sellers {
+    pub fn new(pool: AnyPool) -> Self {
+        Sellers { pool }
+    }
+
+    /// A new seller (no key yet).
+    pub async fn create(&self, name: &str, is_demo: bool, now: Millis) -> Result<SellerId, sqlx::Error> {
+        create_seller(&self.pool, name, is_demo, now).await
+    }
+
+    /// Adds an API key (`false`: it was there already).
+    pub async fn add_key(&self, seller: &SellerId, key: &str, now: Millis) -> Result<bool, sqlx::Error> {
+        add_key(&self.pool, seller, key, now).await
+    }
+
+    /// The demo seller, once made.
+    pub async fn demo(&self) -> Result<Option<SellerId>, sqlx::Error> {
+        demo_seller(&self.pool).await
+    }
+
+    /// The seller an API key belongs to.
+    pub async fn for_key(&self, key: &str) -> Result<Option<SellerId>, sqlx::Error> {
+        seller_for_key(&self.pool, key).await
+    }
+
+    /// The secret a seller's pages sign checkout parameters with, if set.
+    pub async fn widget_secret(&self, seller: &SellerId) -> Result<Option<String>, sqlx::Error> {
+        let secret: Option<Option<String>> = sqlx::query_scalar("SELECT widget_secret FROM sellers WHERE id = $1")
+            .bind(seller.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(secret.flatten())
+    }
+
+    /// Replaces the widget secret (the old one stops working).
+    pub async fn set_widget_secret(&self, seller: &SellerId, secret: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE sellers SET widget_secret = $1 WHERE id = $2")
+            .bind(secret)
+            .bind(seller.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The origins that may frame the seller's checkout pages.
+    pub async fn widget_origins(&self, seller: &str) -> Result<Vec<String>, sqlx::Error> {
+        let raw: Option<Option<String>> = sqlx::query_scalar("SELECT widget_origins FROM sellers WHERE id = $1")
+            .bind(seller)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(raw
+            .flatten()
+            .unwrap_or_default()
+            .split(' ')
+            .filter(|o| !o.is_empty())
+            .map(str::to_owned)
+            .collect())
+    }
+
+    /// The frame-ancestors of a seller's pages: its origins, or nobody.
+    pub async fn frame_ancestors(&self, seller: &str) -> Result<String, sqlx::Error> {
+        let origins = self.widget_origins(seller).await?;
+        Ok(if origins.is_empty() {
+            "'none'".to_owned()
+        } else {
+            origins.join(" ")
+        })
+    }
+
+    pub async fn set_widget_origins(&self, seller: &SellerId, origins: &[String]) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE sellers SET widget_origins = $1 WHERE id = $2")
+            .bind(origins.join(" "))
+            .bind(seller.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

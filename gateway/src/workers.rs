@@ -32,7 +32,7 @@ pub fn start(state: &AppState, stop: &watch::Receiver<bool>, demo: Option<demo::
     let (s, rx) = (state.clone(), stop.clone());
     workers.push(tokio::spawn(async move { s.hub.run(rx).await }));
     let (s, rx) = (state.clone(), stop.clone());
-    workers.push(tokio::spawn(crate::webhooks::run(s, rx)));
+    workers.push(tokio::spawn(crate::adapters::webhooks::run(s, rx)));
     let (s, rx) = (state.clone(), stop.clone());
     workers.push(tokio::spawn(async move { s.payments.run_settlement(rx).await }));
     let (s, rx) = (state.clone(), stop.clone());
@@ -74,7 +74,7 @@ async fn housekeeping(s: AppState, mut stop: watch::Receiver<bool>) {
                 s.limits.per_buyer.tidy();
                 s.limits.per_addr.tidy();
                 s.hub.channels().tidy();
-                match payments::idempotency::purge(&s.pool, s.streams.now()).await {
+                match s.keys.purge(s.streams.now()).await {
                     Ok(0) => {}
                     Ok(n) => tracing::debug!(keys = n, "expired idempotency keys removed"),
                     Err(e) => tracing::warn!(error = %e, "could not remove expired idempotency keys"),

@@ -128,6 +128,38 @@ pub async fn purge(pool: &AnyPool, now: i64) -> Result<u64, sqlx::Error> {
         .rows_affected())
 }
 
+/// The stored keys over one pool, as the HTTP layer uses them.
+#[derive(Clone)]
+pub struct Keys {
+    pool: AnyPool,
+}
+
+impl Keys {
+    pub fn new(pool: AnyPool) -> Self {
+        Keys { pool }
+    }
+
+    /// See [`begin`].
+    pub async fn begin(&self, scope: &str, key: &str, fingerprint: &str, now: i64) -> Result<Begin, sqlx::Error> {
+        begin(&self.pool, scope, key, fingerprint, now).await
+    }
+
+    /// See [`finish`].
+    pub async fn finish(&self, scope: &str, key: &str, status: u16, body: &str, now: i64) -> Result<(), sqlx::Error> {
+        finish(&self.pool, scope, key, status, body, now).await
+    }
+
+    /// See [`abandon`].
+    pub async fn abandon(&self, scope: &str, key: &str) -> Result<(), sqlx::Error> {
+        abandon(&self.pool, scope, key).await
+    }
+
+    /// See [`purge`].
+    pub async fn purge(&self, now: i64) -> Result<u64, sqlx::Error> {
+        purge(&self.pool, now).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,8 @@
 //! The gateway's implementations of the domains' ports: bank calls over
 //! HTTP ([`banks`]), and the stock behind payments over the streams domain,
-//! with its clock ([`stock`]).
+//! with its clock ([`stock`]); seller webhooks delivered over HTTP
+//! ([`webhooks`]).
 
 pub mod banks;
 pub mod stock;
+pub mod webhooks;

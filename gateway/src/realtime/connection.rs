@@ -25,7 +25,7 @@ use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::ClientAddr;
 use crate::jwt;
-use crate::routes::buyers::{limit_reserve, reserve_counted};
+use crate::reserve::{limit_reserve, reserve_counted};
 
 /// The server pings this often; the client answers within [`PONG_GRACE_SECS`].
 pub const PING_SECS: u64 = 25;

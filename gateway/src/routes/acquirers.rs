@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
-use payments::accounts::{self, AccountError, Change, NewAccount};
+use payments::accounts::{self, Change, NewAccount};
 use payments::acquirers::{cloudpayments, stripe, tbank, yookassa};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -22,17 +22,6 @@ pub fn router() -> Router<AppState> {
 }
 
 type Answer = Result<(StatusCode, axum::Json<Value>), ApiError>;
-
-fn failed(e: AccountError) -> ApiError {
-    match e {
-        AccountError::Taken => ApiError::Conflict {
-            code: "account_taken",
-            message: "this bank account is already connected".into(),
-        },
-        AccountError::Store(e) => ApiError::Unavailable(Box::new(e)),
-        AccountError::Sealed(e) => ApiError::Internal(Box::new(e)),
-    }
-}
 
 /// The secret is write-only; this `Debug` never shows it.
 #[derive(Deserialize)]
@@ -223,39 +212,27 @@ async fn create(State(s): State<AppState>, Seller(seller): Seller, Json(body): J
     }
     let sealed = accounts::join_secret(&body.secret, body.webhook_secret.as_deref());
     priority_ok(body.priority)?;
-    let account = accounts::create(
-        &s.pool,
-        &s.vault,
-        seller.as_str(),
-        &NewAccount {
-            acquirer: &body.acquirer,
-            account: &body.account,
-            secret: &sealed,
-            settings: &settings,
-            priority: body.priority,
-            enabled: body.enabled,
-        },
-        s.streams.now(),
-    )
-    .await
-    .map_err(failed)?;
+    let new = NewAccount {
+        acquirer: &body.acquirer,
+        account: &body.account,
+        secret: &sealed,
+        settings: &settings,
+        priority: body.priority,
+        enabled: body.enabled,
+    };
+    let account = s.payments.connect_account(seller.as_str(), &new).await?;
     tracing::info!(seller = %seller, account = %account.id, acquirer = %account.acquirer, "acquirer account connected");
     Ok((StatusCode::CREATED, axum::Json(view(&s, &account))))
 }
 
 async fn list(State(s): State<AppState>, Seller(seller): Seller) -> Answer {
-    let all = accounts::list(&s.pool, seller.as_str())
-        .await
-        .map_err(|e| ApiError::Unavailable(Box::new(e)))?;
+    let all = s.payments.accounts(seller.as_str()).await?;
     let all: Vec<Value> = all.iter().map(|a| view(&s, a)).collect();
     Ok((StatusCode::OK, axum::Json(json!({ "data": all }))))
 }
 
 async fn read(State(s): State<AppState>, Seller(seller): Seller, Path(id): Path<String>) -> Answer {
-    let a = accounts::get(&s.pool, seller.as_str(), &id)
-        .await
-        .map_err(|e| ApiError::Unavailable(Box::new(e)))?
-        .ok_or(ApiError::NotFound("acquirer account"))?;
+    let a = s.payments.account(seller.as_str(), &id).await?;
     Ok((StatusCode::OK, axum::Json(view(&s, &a))))
 }
 
@@ -265,10 +242,7 @@ async fn update(
     Path(id): Path<String>,
     Json(body): Json<ChangeBody>,
 ) -> Answer {
-    let current = accounts::get(&s.pool, seller.as_str(), &id)
-        .await
-        .map_err(|e| ApiError::Unavailable(Box::new(e)))?
-        .ok_or(ApiError::NotFound("acquirer account"))?;
+    let current = s.payments.account(seller.as_str(), &id).await?;
     validate(
         &current.acquirer,
         None,
@@ -281,42 +255,24 @@ async fn update(
     let sealed = match (&body.secret, &body.webhook_secret) {
         (None, None) => None,
         (secret, webhook) => {
-            let old = accounts::credentials(&s.pool, &s.vault, seller.as_str(), &id)
-                .await
-                .map_err(failed)?
-                .ok_or(ApiError::NotFound("acquirer account"))?;
+            let old = s.payments.account_credentials(seller.as_str(), &id).await?;
             Some(accounts::join_secret(
                 secret.as_deref().unwrap_or(&old.secret),
                 webhook.as_deref().or(old.webhook_secret.as_deref()),
             ))
         }
     };
-    let a = accounts::update(
-        &s.pool,
-        &s.vault,
-        seller.as_str(),
-        &id,
-        &Change {
-            secret: sealed.as_deref(),
-            settings: body.settings.as_ref(),
-            priority: body.priority,
-            enabled: body.enabled,
-        },
-        s.streams.now(),
-    )
-    .await
-    .map_err(failed)?
-    .ok_or(ApiError::NotFound("acquirer account"))?;
+    let change = Change {
+        secret: sealed.as_deref(),
+        settings: body.settings.as_ref(),
+        priority: body.priority,
+        enabled: body.enabled,
+    };
+    let a = s.payments.change_account(seller.as_str(), &id, &change).await?;
     Ok((StatusCode::OK, axum::Json(view(&s, &a))))
 }
 
 async fn remove(State(s): State<AppState>, Seller(seller): Seller, Path(id): Path<String>) -> Answer {
-    if accounts::delete(&s.pool, seller.as_str(), &id)
-        .await
-        .map_err(|e| ApiError::Unavailable(Box::new(e)))?
-    {
-        Ok((StatusCode::OK, axum::Json(json!({ "id": id, "deleted": true }))))
-    } else {
-        Err(ApiError::NotFound("acquirer account"))
-    }
+    s.payments.remove_account(seller.as_str(), &id).await?;
+    Ok((StatusCode::OK, axum::Json(json!({ "id": id, "deleted": true }))))
 }

@@ -1,6 +1,5 @@
 //! Viewer identities and the buyer side: public offer state, reserve, release.
 
-use std::net::IpAddr;
 use std::time::Instant;
 
 use axum::extract::{Path, State};
@@ -11,13 +10,12 @@ use payments::service::HoldEnd;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use streams::ids::{random_token, BuyerId, HoldId, OfferId};
-use streams::inventory::Reserved;
-use streams::service::Error as DomainError;
 
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::{id, ClientAddr, Json, Seller, Viewer};
 use crate::jwt;
+use crate::reserve::{limit_reserve, reserve_counted};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -114,42 +112,6 @@ struct Reserve {
     quantity: i64,
     /// The client's id for this tap: a retry with the same id never takes more stock.
     request_id: String,
-}
-
-/// The buyer's and the address's rate limits for one reserve; over either,
-/// the attempt is counted as `rate_limited`. Shared by HTTP and the socket RPC.
-pub(crate) fn limit_reserve(s: &AppState, addr: &IpAddr, buyer: &BuyerId, started: Instant) -> Result<(), ApiError> {
-    let limited = s
-        .limits
-        .per_addr
-        .check(addr)
-        .and_then(|_| s.limits.per_buyer.check(&buyer.to_string()));
-    if limited.is_err() {
-        s.metrics.reserve("rate_limited", started.elapsed());
-    }
-    limited
-}
-
-/// Reserves, and counts the outcome and latency. Shared by HTTP and the socket RPC.
-pub(crate) async fn reserve_counted(
-    s: &AppState,
-    buyer: &BuyerId,
-    offer: &OfferId,
-    quantity: i64,
-    request_id: &str,
-    started: Instant,
-) -> Result<Reserved, DomainError> {
-    let result = s.streams.reserve(buyer, offer, quantity, request_id).await;
-    let outcome = match &result {
-        Ok(r) if r.replayed => "replayed",
-        Ok(_) => "held",
-        Err(DomainError::Refused(r)) => r.code(),
-        Err(DomainError::Invalid { .. }) => "invalid",
-        Err(DomainError::NotFound(_)) => "not_found",
-        Err(_) => "error",
-    };
-    s.metrics.reserve(outcome, started.elapsed());
-    result
 }
 
 async fn reserve(

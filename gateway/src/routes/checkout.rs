@@ -7,7 +7,6 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
 use payments::checkout::{self, NewSession, Session};
-use payments::state::OrderState;
 use serde_json::{json, Value};
 use streams::ids::SellerId;
 use streams::money::Currency;
@@ -47,10 +46,7 @@ async fn pay_session(
 ) -> Answer {
     // No key here: the per-address limit keeps a stranger from flooding it.
     s.limits.per_addr.check(&addr)?;
-    let (_, session) = checkout::by_id(&s.pool, &id)
-        .await
-        .map_err(unavailable)?
-        .ok_or(ApiError::NotFound("checkout session"))?;
+    let (_, session) = s.payments.session_by_id(&id).await?;
     if let Some(email) = &body.customer_email {
         if email.len() > 254 || !checkout::email_ok(email) {
             return Err(ApiError::InvalidField {
@@ -58,22 +54,18 @@ async fn pay_session(
                 message: "not an email address".into(),
             });
         }
-        checkout::set_email(&s.pool, &session.id, email)
-            .await
-            .map_err(unavailable)?;
+        s.payments.set_session_email(&session.id, email).await?;
     }
-    let order = current_order(&s, &session).await?;
+    let order = s.payments.session_order(&session).await?;
     let started = s.payments.start_payment(&order, &body.acquirer).await?;
-    Ok((StatusCode::CREATED, axum::Json(super::orders::attempt_view(&started))))
+    Ok((StatusCode::CREATED, axum::Json(super::attempt_view(&started))))
 }
 
 /// A new widget secret for the seller (shown once; the old one stops working).
 async fn new_widget_secret(State(s): State<AppState>, Seller(seller): Seller) -> Answer {
     let secret = format!("wsk_{}", streams::ids::random_token(40));
-    sqlx::query("UPDATE sellers SET widget_secret = $1 WHERE id = $2")
-        .bind(&secret)
-        .bind(seller.as_str())
-        .execute(&s.pool)
+    s.sellers
+        .set_widget_secret(&seller, &secret)
         .await
         .map_err(unavailable)?;
     Ok((StatusCode::CREATED, axum::Json(json!({ "widget_secret": secret }))))
@@ -96,19 +88,14 @@ async fn from_signed(
     s.limits.per_addr.check(&addr)?;
     use axum::response::IntoResponse;
     use payments::checkout::signed;
-    use payments::idempotency::{self, Begin};
+    use payments::idempotency::Begin;
     let seller = params
         .get("seller")
         .ok_or_else(|| refused("parameter seller is missing"))?;
     let seller = SellerId::parse(seller).map_err(|_| refused("unknown seller"))?;
-    let secret: Option<String> = sqlx::query_scalar("SELECT widget_secret FROM sellers WHERE id = $1")
-        .bind(seller.as_str())
-        .fetch_optional(&s.pool)
-        .await
-        .map_err(unavailable)?
-        .flatten();
+    let secret = s.sellers.widget_secret(&seller).await.map_err(unavailable)?;
     let secret = secret.ok_or_else(|| refused("unknown seller, or no widget secret set"))?;
-    signed::verify(&secret, &params, s.streams.now() / 1000).map_err(refused)?;
+    signed::verify(&secret, &params, s.payments.now() / 1000).map_err(refused)?;
     let signature = params.get("signature").cloned().unwrap_or_default();
     let canonical = signed::canonical(&params).map_err(refused)?;
     let get = |k: &str| params.get(k).cloned();
@@ -130,7 +117,9 @@ async fn from_signed(
     }))
     .map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?;
     let scope = format!("signed:{seller}");
-    match idempotency::begin(&s.pool, &scope, &signature, &canonical, s.streams.now())
+    match s
+        .keys
+        .begin(&scope, &signature, &canonical, s.payments.now())
         .await
         .map_err(unavailable)?
     {
@@ -147,11 +136,13 @@ async fn from_signed(
             match &made {
                 Ok((status, body)) => {
                     let text = body.0.to_string();
-                    let _ =
-                        idempotency::finish(&s.pool, &scope, &signature, status.as_u16(), &text, s.streams.now()).await;
+                    let _ = s
+                        .keys
+                        .finish(&scope, &signature, status.as_u16(), &text, s.payments.now())
+                        .await;
                 }
                 Err(_) => {
-                    let _ = idempotency::abandon(&s.pool, &scope, &signature).await;
+                    let _ = s.keys.abandon(&scope, &signature).await;
                 }
             }
             made.map(IntoResponse::into_response)
@@ -165,39 +156,9 @@ fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> ApiError {
     ApiError::Unavailable(Box::new(e))
 }
 
-/// A session's order as it stands now: an open session past its time
-/// expires (and its order with it) when read. A stream purchase's session
-/// lives as long as its hold instead, which the sweeper expires.
-pub async fn current_order(s: &AppState, session: &Session) -> Result<payments::store::Order, ApiError> {
-    let oid = checkout::order_id(session).ok_or_else(|| ApiError::Internal("a session without an order".into()))?;
-    let mut order = s
-        .payments
-        .store()
-        .order(&oid)
-        .await
-        .map_err(unavailable)?
-        .ok_or_else(|| ApiError::Internal("a session's order is missing".into()))?;
-    if !order.state.is_final() && order.hold_id.is_none() && session.expires_at <= s.streams.now() {
-        if let Ok(Ok(state)) = s
-            .payments
-            .store()
-            .move_order(
-                &oid,
-                OrderState::Expired,
-                "the checkout session expired",
-                s.streams.now(),
-            )
-            .await
-        {
-            order.state = state;
-        }
-    }
-    Ok(order)
-}
-
 /// The session with its order's state.
 async fn view(s: &AppState, session: &Session) -> Result<Value, ApiError> {
-    let order = current_order(s, session).await?;
+    let order = s.payments.session_order(session).await?;
     Ok(json!({
         "id": session.id,
         "order_id": session.order_id,
@@ -227,17 +188,12 @@ async fn create(State(s): State<AppState>, Seller(seller): Seller, Json(body): J
     })?;
     let mut body = body;
     body.currency = currency.code().to_owned();
-    let (session, _) = checkout::create(&s.pool, s.payments.store(), seller.as_str(), &body, s.streams.now())
-        .await
-        .map_err(unavailable)?;
+    let session = s.payments.create_session(seller.as_str(), &body).await?;
     Ok((StatusCode::CREATED, axum::Json(view(&s, &session).await?)))
 }
 
 async fn owned(s: &AppState, seller: &SellerId, id: &str) -> Result<Session, ApiError> {
-    checkout::get(&s.pool, seller.as_str(), id)
-        .await
-        .map_err(unavailable)?
-        .ok_or(ApiError::NotFound("checkout session"))
+    Ok(s.payments.session(seller.as_str(), id).await?)
 }
 
 async fn read(State(s): State<AppState>, Seller(seller): Seller, Path(id): Path<String>) -> Answer {
@@ -252,9 +208,7 @@ async fn list(
 ) -> Answer {
     let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let page = q.page()?;
-    let sessions = checkout::list(&s.pool, seller.as_str(), page.limit, q.before)
-        .await
-        .map_err(unavailable)?;
+    let sessions = s.payments.sessions(seller.as_str(), page.limit, q.before).await?;
     let mut data = Vec::with_capacity(sessions.len());
     for session in &sessions {
         data.push(view(&s, session).await?);
@@ -269,18 +223,6 @@ async fn list(
 /// Cancels an unpaid session (its order becomes `cancelled`); a paid one is refunded instead.
 async fn cancel(State(s): State<AppState>, Seller(seller): Seller, Path(id): Path<String>) -> Answer {
     let session = owned(&s, &seller, &id).await?;
-    let oid = checkout::order_id(&session).ok_or_else(|| ApiError::Internal("a session without an order".into()))?;
-    match s
-        .payments
-        .store()
-        .move_order(&oid, OrderState::Cancelled, "cancelled by the seller", s.streams.now())
-        .await
-        .map_err(unavailable)?
-    {
-        Ok(_) => Ok((StatusCode::OK, axum::Json(view(&s, &session).await?))),
-        Err(e) => Err(ApiError::Conflict {
-            code: "illegal_transition",
-            message: format!("{e}; refund a paid order instead"),
-        }),
-    }
+    s.payments.cancel_session(&session).await?;
+    Ok((StatusCode::OK, axum::Json(view(&s, &session).await?)))
 }

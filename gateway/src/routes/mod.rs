@@ -1,13 +1,13 @@
 //! The HTTP API, one module per resource, each exporting its `router()`.
 
 mod acquirers;
-pub(crate) mod buyers;
-pub(crate) mod callbacks;
+mod buyers;
+mod callbacks;
 mod catalog;
 mod checkout;
 mod offers;
 mod ops;
-pub(crate) mod orders;
+mod orders;
 mod pages;
 mod sandbox;
 mod webhooks;
@@ -67,4 +67,16 @@ pub fn list<T: serde::Serialize>(items: &[T], created_at: impl Fn(&T) -> i64, li
         .then(|| items.last().map(&created_at))
         .flatten();
     json!({ "data": items, "next_before": next })
+}
+
+/// A started attempt as the buyer sees it, with where to pay.
+pub fn attempt_view(started: &payments::service::Started) -> serde_json::Value {
+    let attempt = &started.attempt;
+    serde_json::json!({
+        "id": attempt.id, "order_id": attempt.order_id, "acquirer": attempt.acquirer, "state": attempt.state,
+        "amount_minor": attempt.amount_minor, "currency": attempt.currency,
+        "hold_expires_at": started.hold_expires_at,
+        // Where the buyer pays: the acquirer's hosted page.
+        "redirect_url": started.redirect_url,
+    })
 }

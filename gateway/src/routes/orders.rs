@@ -168,17 +168,5 @@ async fn start_attempt(
 ) -> Answer {
     let order = owned(&s, &buyer, &raw).await?;
     let started = s.payments.start_payment(&order, &body.acquirer).await?;
-    Ok((StatusCode::CREATED, axum::Json(attempt_view(&started))))
-}
-
-/// A started attempt as the buyer sees it, with where to pay.
-pub fn attempt_view(started: &payments::service::Started) -> Value {
-    let attempt = &started.attempt;
-    json!({
-        "id": attempt.id, "order_id": attempt.order_id, "acquirer": attempt.acquirer, "state": attempt.state,
-        "amount_minor": attempt.amount_minor, "currency": attempt.currency,
-        "hold_expires_at": started.hold_expires_at,
-        // Where the buyer pays: the acquirer's hosted page.
-        "redirect_url": started.redirect_url,
-    })
+    Ok((StatusCode::CREATED, axum::Json(super::attempt_view(&started))))
 }

@@ -67,7 +67,7 @@ async fn ancestors(s: &AppState, attempt: &Attempt) -> String {
         Ok(Some(o)) => o.seller_id,
         _ => return "'self'".into(),
     };
-    match super::widget::frame_ancestors(s, &seller).await {
+    match s.sellers.frame_ancestors(&seller).await {
         Ok(a) if a != "'none'" => format!("'self' {a}"),
         _ => "'self'".into(),
     }
@@ -181,7 +181,7 @@ async fn pay(
     let Some(card) = sandbox::card_behaviour(&form.number) else {
         return retry("The card number is not valid.");
     };
-    if !expiry_ok(&form.expiry, s.streams.now()) {
+    if !expiry_ok(&form.expiry, s.payments.now()) {
         return retry("The expiry date is not valid or has passed.");
     }
     if !(3..=4).contains(&form.cvc.len()) || !form.cvc.bytes().all(|b| b.is_ascii_digit()) {
@@ -208,10 +208,13 @@ async fn pay(
 /// The page after the sandbox answered: back to the checkout page the buyer
 /// came from, where the result is read from Haul.
 async fn done(s: &AppState, attempt: &Attempt, title: &str) -> Response {
-    let session = payments::checkout::session_for_order(&s.pool, attempt.order_id.as_str())
+    let session = s
+        .payments
+        .session_of_order(attempt.order_id.as_str())
         .await
         .ok()
-        .flatten();
+        .flatten()
+        .map(|cs| cs.id);
     let back = match session {
         Some(id) => {
             format!("<p><a data-test=\"return\" href=\"/checkout/{id}?return=1\">Return to the checkout</a></p>")
@@ -265,7 +268,7 @@ async fn send_reports(s: AppState, attempt: Attempt, reports: Vec<(&'static str,
                 "amount_minor": attempt.amount_minor,
                 "currency": attempt.currency,
                 "decline_code": decline,
-                "created_at": s.streams.now() / 1000,
+                "created_at": s.payments.now() / 1000,
             })
             .to_string()
         })
@@ -287,7 +290,7 @@ async fn deliver(s: &AppState, body: &str) {
     for _ in 0..8 {
         let signature = sandbox::sign(
             s.sandbox_secret.expose().as_bytes(),
-            s.streams.now() / 1000,
+            s.payments.now() / 1000,
             body.as_bytes(),
         );
         let sent = s

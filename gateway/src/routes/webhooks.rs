@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
-use payments::outbox::{self, Endpoint, EVENT_TYPES};
+use payments::outbox::{Endpoint, EVENT_TYPES};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -21,16 +21,9 @@ pub fn router() -> Router<AppState> {
         .route("/v1/webhook-endpoints/{id}/deliveries/{message}/resend", post(resend))
 }
 
-fn unavailable(e: sqlx::Error) -> ApiError {
-    ApiError::Unavailable(Box::new(e))
-}
-
 /// A new secret; the old one keeps signing beside it for a day.
 async fn rotate(State(s): State<AppState>, Seller(seller): Seller, Path(id): Path<String>) -> Answer {
-    let e = outbox::rotate_secret(&s.pool, seller.as_str(), &id, s.streams.now())
-        .await
-        .map_err(unavailable)?
-        .ok_or(ApiError::NotFound("webhook endpoint"))?;
+    let e = s.payments.rotate_endpoint_secret(seller.as_str(), &id).await?;
     let mut v = view(&e);
     v["secret"] = json!(e.secret.expose());
     v["previous_secret_until"] = json!(e.previous.as_ref().map(|(_, until)| until));
@@ -39,11 +32,7 @@ async fn rotate(State(s): State<AppState>, Seller(seller): Seller, Path(id): Pat
 
 /// The latest deliveries (100), newest first.
 async fn deliveries(State(s): State<AppState>, Seller(seller): Seller, Path(id): Path<String>) -> Answer {
-    outbox::endpoint(&s.pool, seller.as_str(), &id)
-        .await
-        .map_err(unavailable)?
-        .ok_or(ApiError::NotFound("webhook endpoint"))?;
-    let log = outbox::deliveries(&s.pool, &id, 100).await.map_err(unavailable)?;
+    let log = s.payments.deliveries(seller.as_str(), &id, 100).await?;
     Ok((StatusCode::OK, axum::Json(json!({ "data": log }))))
 }
 
@@ -52,16 +41,7 @@ async fn resend(
     Seller(seller): Seller,
     Path((id, message)): Path<(String, String)>,
 ) -> Answer {
-    outbox::endpoint(&s.pool, seller.as_str(), &id)
-        .await
-        .map_err(unavailable)?
-        .ok_or(ApiError::NotFound("webhook endpoint"))?;
-    if !outbox::resend(&s.pool, &id, &message, s.streams.now())
-        .await
-        .map_err(unavailable)?
-    {
-        return Err(ApiError::NotFound("delivery"));
-    }
+    s.payments.resend(seller.as_str(), &id, &message).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(json!({ "resending": true }))))
 }
 
@@ -88,7 +68,7 @@ async fn create(State(s): State<AppState>, Seller(seller): Seller, Json(body): J
     if body.url.len() > 2000 {
         return invalid("url", "at most 2000 characters".into());
     }
-    if let Err(why) = crate::webhooks::check_url(&body.url, s.config.webhooks_allow_private).await {
+    if let Err(why) = crate::adapters::webhooks::check_url(&body.url, s.config.webhooks_allow_private).await {
         return invalid("url", why);
     }
     let mut types = body.event_types.clone();
@@ -100,18 +80,14 @@ async fn create(State(s): State<AppState>, Seller(seller): Seller, Json(body): J
             format!("unknown type {bad:?}; known: {}", EVENT_TYPES.join(", ")),
         );
     }
-    let e = outbox::create_endpoint(&s.pool, seller.as_str(), &body.url, &types, s.streams.now())
-        .await
-        .map_err(|e| ApiError::Unavailable(Box::new(e)))?;
+    let e = s.payments.add_endpoint(seller.as_str(), &body.url, &types).await?;
     let mut v = view(&e);
     v["secret"] = json!(e.secret.expose());
     Ok((StatusCode::CREATED, axum::Json(v)))
 }
 
 async fn list(State(s): State<AppState>, Seller(seller): Seller) -> Answer {
-    let all = outbox::endpoints(&s.pool, seller.as_str())
-        .await
-        .map_err(|e| ApiError::Unavailable(Box::new(e)))?;
+    let all = s.payments.endpoints(seller.as_str()).await?;
     Ok((
         StatusCode::OK,
         axum::Json(json!({ "data": all.iter().map(view).collect::<Vec<_>>() })),

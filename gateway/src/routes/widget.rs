@@ -50,18 +50,7 @@ pub fn parse_origin(s: &str) -> Result<String, &'static str> {
 }
 
 async fn origins_of(s: &AppState, seller: &str) -> Result<Vec<String>, ApiError> {
-    let raw: Option<String> = sqlx::query_scalar("SELECT widget_origins FROM sellers WHERE id = $1")
-        .bind(seller)
-        .fetch_optional(&s.pool)
-        .await
-        .map_err(unavailable)?
-        .flatten();
-    Ok(raw
-        .unwrap_or_default()
-        .split(' ')
-        .filter(|o| !o.is_empty())
-        .map(str::to_owned)
-        .collect())
+    s.sellers.widget_origins(seller).await.map_err(unavailable)
 }
 
 #[derive(Deserialize)]
@@ -87,10 +76,8 @@ async fn set_origins(State(s): State<AppState>, Seller(seller): Seller, Json(bod
             origins.push(parsed);
         }
     }
-    sqlx::query("UPDATE sellers SET widget_origins = $1 WHERE id = $2")
-        .bind(origins.join(" "))
-        .bind(seller.as_str())
-        .execute(&s.pool)
+    s.sellers
+        .set_widget_origins(&seller, &origins)
         .await
         .map_err(unavailable)?;
     Ok((StatusCode::OK, axum::Json(json!({ "origins": origins }))))
@@ -106,11 +93,8 @@ async fn get_origins(State(s): State<AppState>, Seller(seller): Seller) -> Answe
 /// What the checkout page shows, by session id (no personal data). The
 /// state is read from the server, never taken from a redirect.
 async fn status(State(s): State<AppState>, Path(id): Path<String>) -> Answer {
-    let (seller, session) = checkout::by_id(&s.pool, &id)
-        .await
-        .map_err(unavailable)?
-        .ok_or(ApiError::NotFound("checkout session"))?;
-    let order = super::checkout::current_order(&s, &session).await?;
+    let (seller, session) = s.payments.session_by_id(&id).await?;
+    let order = s.payments.session_order(&session).await?;
     let state = order.state;
     // A stream purchase is paid from Haul's own viewer page, which is the
     // only page that hears the outcome.
@@ -159,28 +143,15 @@ async fn order_ancestors(s: &AppState, seller: &str, stream: bool) -> Result<Str
     if stream {
         Ok("'self'".to_owned())
     } else {
-        frame_ancestors(s, seller).await
+        s.sellers.frame_ancestors(seller).await.map_err(unavailable)
     }
-}
-
-/// The frame-ancestors of a seller's pages: its origins, or nobody.
-pub async fn frame_ancestors(s: &AppState, seller: &str) -> Result<String, ApiError> {
-    let origins = origins_of(s, seller).await?;
-    Ok(if origins.is_empty() {
-        "'none'".to_owned()
-    } else {
-        origins.join(" ")
-    })
 }
 
 /// The checkout page. Only the seller's origins may frame it.
 async fn page(State(s): State<AppState>, Path(id): Path<String>) -> Response {
-    let found = match checkout::by_id(&s.pool, &id).await {
-        Ok(f) => f,
-        Err(e) => return unavailable(e).into_response(),
-    };
-    let Some((seller, session)) = found else {
-        return ApiError::NotFound("checkout session").into_response();
+    let (seller, session) = match s.payments.session_by_id(&id).await {
+        Ok(found) => found,
+        Err(e) => return ApiError::from(e).into_response(),
     };
     // A stream purchase's page is framed by Haul's viewer page only.
     let stream = match checkout::order_id(&session) {
@@ -247,9 +218,9 @@ async fn yookassa_confirm(
         Ok(None) => return ApiError::NotFound("payment").into_response(),
         Err(e) => return unavailable(e).into_response(),
     };
-    let session = match checkout::by_order_id(&s.pool, order.id.as_str()).await {
+    let session = match s.payments.session_of_order(order.id.as_str()).await {
         Ok(cs) => cs,
-        Err(e) => return unavailable(e).into_response(),
+        Err(e) => return ApiError::from(e).into_response(),
     };
     let back = match &session {
         Some(cs) => format!("{}/checkout/{}?return=1", s.public_url, cs.id),

@@ -17,6 +17,8 @@
 //! - `notify`: banks' and the sandbox's notifications, verified and applied
 //!   exactly once ([`Outcome`], [`Refusal`]);
 //! - `reconcile`: open bank attempts polled until they end ([`Reconciled`]);
+//! - `seller`: a seller's bank accounts, webhook endpoints and checkout
+//!   sessions;
 //! - `settle`: refunds, paid orders' holds sold (or re-taken, or refunded),
 //!   unpaid orders ended with their holds;
 //! - `workers`: the reconciliation and settlement loops.
@@ -25,6 +27,7 @@ pub mod bank;
 pub mod breaker;
 mod notify;
 mod reconcile;
+mod seller;
 mod settle;
 mod start;
 mod workers;

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use payments::outbox::{self, Attempted, Due};
+use payments::outbox::{Attempted, Due};
 use payments::webhook::signature_header;
 use rand::Rng;
 use tokio::sync::{watch, Semaphore};
@@ -118,7 +118,7 @@ pub async fn run(s: AppState, mut stop: watch::Receiver<bool>) {
     };
     let slots = Arc::new(Semaphore::new(CONCURRENCY));
     loop {
-        match outbox::claim_due(&s.pool, s.streams.now(), CONCURRENCY as i64, LEASE_MS).await {
+        match s.payments.claim_deliveries(CONCURRENCY as i64, LEASE_MS).await {
             Ok(due) => {
                 for d in due {
                     let Ok(permit) = slots.clone().acquire_owned().await else {
@@ -144,12 +144,12 @@ async fn deliver(s: &AppState, client: &reqwest::Client, d: &Due) {
     let result = attempt(s, client, d).await;
     if let Attempted::Failed { status: Some(410), .. } = &result {
         tracing::warn!(endpoint = %d.endpoint.id, "webhook endpoint answered 410 Gone: disabled");
-        if let Err(e) = outbox::disable_endpoint(&s.pool, &d.endpoint.id, "answered 410 Gone").await {
+        if let Err(e) = s.payments.disable_endpoint(&d.endpoint.id, "answered 410 Gone").await {
             tracing::error!(error = %e, "could not disable a webhook endpoint");
         }
     }
     let jitter = rand::rng().random::<f64>();
-    match outbox::record(&s.pool, d, &result, s.streams.now(), jitter).await {
+    match s.payments.record_delivery(d, &result, jitter).await {
         Ok(next) => {
             tracing::debug!(message = %d.message_id, endpoint = %d.endpoint.id, ?result, ?next, "webhook attempt")
         }
@@ -164,7 +164,7 @@ async fn attempt(s: &AppState, client: &reqwest::Client, d: &Due) -> Attempted {
             error: format!("refused address: {why}"),
         };
     }
-    let now = s.streams.now();
+    let now = s.payments.now();
     let ts = now / 1000;
     let signature = signature_header(
         &d.endpoint.signing_secrets(now),

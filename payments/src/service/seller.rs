@@ -1,0 +1,217 @@
+//! What a seller sets up and reads back: bank accounts, webhook endpoints
+//! and their deliveries, checkout sessions. Each is the seller's own: an id
+//! of another seller's object is not found.
+
+use crate::accounts::{self, Account, AccountError, Change, Credentials, NewAccount};
+use crate::checkout::{self, NewSession, Session};
+use crate::outbox::{self, Attempted, DeliveryView, Due, Endpoint};
+use crate::state::OrderState;
+use crate::store::Order;
+
+use super::{Error, Payments, Result};
+
+fn account_error(e: AccountError) -> Error {
+    match e {
+        AccountError::Taken => Error::conflict("account_taken", "this bank account is already connected"),
+        AccountError::Store(e) => Error::unavailable(e),
+        AccountError::Sealed(e) => Error::internal(e),
+    }
+}
+
+const ACCOUNT: Error = Error::NotFound("acquirer account");
+
+impl Payments {
+    /// Connects a bank account (its secret sealed at rest).
+    pub async fn connect_account(&self, seller: &str, new: &NewAccount<'_>) -> Result<Account> {
+        accounts::create(&self.pool, &self.vault, seller, new, self.now())
+            .await
+            .map_err(account_error)
+    }
+
+    /// The seller's bank accounts, in priority order.
+    pub async fn accounts(&self, seller: &str) -> Result<Vec<Account>> {
+        accounts::list(&self.pool, seller).await.map_err(Error::unavailable)
+    }
+
+    pub async fn account(&self, seller: &str, id: &str) -> Result<Account> {
+        accounts::get(&self.pool, seller, id)
+            .await
+            .map_err(Error::unavailable)?
+            .ok_or(ACCOUNT)
+    }
+
+    /// An account with its opened secrets.
+    pub async fn account_credentials(&self, seller: &str, id: &str) -> Result<Credentials> {
+        accounts::credentials(&self.pool, &self.vault, seller, id)
+            .await
+            .map_err(account_error)?
+            .ok_or(ACCOUNT)
+    }
+
+    pub async fn change_account(&self, seller: &str, id: &str, change: &Change<'_>) -> Result<Account> {
+        accounts::update(&self.pool, &self.vault, seller, id, change, self.now())
+            .await
+            .map_err(account_error)?
+            .ok_or(ACCOUNT)
+    }
+
+    pub async fn remove_account(&self, seller: &str, id: &str) -> Result<()> {
+        match accounts::delete(&self.pool, seller, id).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(ACCOUNT),
+            Err(e) => Err(Error::unavailable(e)),
+        }
+    }
+
+    /// A new webhook endpoint, with its first signing secret.
+    pub async fn add_endpoint(&self, seller: &str, url: &str, event_types: &[String]) -> Result<Endpoint> {
+        outbox::create_endpoint(&self.pool, seller, url, event_types, self.now())
+            .await
+            .map_err(Error::unavailable)
+    }
+
+    pub async fn endpoints(&self, seller: &str) -> Result<Vec<Endpoint>> {
+        outbox::endpoints(&self.pool, seller).await.map_err(Error::unavailable)
+    }
+
+    pub async fn endpoint(&self, seller: &str, id: &str) -> Result<Endpoint> {
+        outbox::endpoint(&self.pool, seller, id)
+            .await
+            .map_err(Error::unavailable)?
+            .ok_or(Error::NotFound("webhook endpoint"))
+    }
+
+    /// A new signing secret; the old one keeps signing beside it for a day.
+    pub async fn rotate_endpoint_secret(&self, seller: &str, id: &str) -> Result<Endpoint> {
+        outbox::rotate_secret(&self.pool, seller, id, self.now())
+            .await
+            .map_err(Error::unavailable)?
+            .ok_or(Error::NotFound("webhook endpoint"))
+    }
+
+    /// An endpoint's latest deliveries, newest first.
+    pub async fn deliveries(&self, seller: &str, endpoint: &str, limit: i64) -> Result<Vec<DeliveryView>> {
+        self.endpoint(seller, endpoint).await?;
+        outbox::deliveries(&self.pool, endpoint, limit)
+            .await
+            .map_err(Error::unavailable)
+    }
+
+    /// Sends a delivered (or given up) message to an endpoint again.
+    pub async fn resend(&self, seller: &str, endpoint: &str, message: &str) -> Result<()> {
+        self.endpoint(seller, endpoint).await?;
+        match outbox::resend(&self.pool, endpoint, message, self.now()).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Error::NotFound("delivery")),
+            Err(e) => Err(Error::unavailable(e)),
+        }
+    }
+
+    /// A validated checkout session and its order.
+    pub async fn create_session(&self, seller: &str, new: &NewSession) -> Result<Session> {
+        let (session, _) = checkout::create(&self.pool, &self.store, seller, new, self.now())
+            .await
+            .map_err(Error::unavailable)?;
+        Ok(session)
+    }
+
+    pub async fn session(&self, seller: &str, id: &str) -> Result<Session> {
+        checkout::get(&self.pool, seller, id)
+            .await
+            .map_err(Error::unavailable)?
+            .ok_or(Error::NotFound("checkout session"))
+    }
+
+    /// A session by id alone (the id is the buyer's capability to pay it),
+    /// with its seller.
+    pub async fn session_by_id(&self, id: &str) -> Result<(String, Session)> {
+        checkout::by_id(&self.pool, id)
+            .await
+            .map_err(Error::unavailable)?
+            .ok_or(Error::NotFound("checkout session"))
+    }
+
+    /// The checkout session of an order, if it has one.
+    pub async fn session_of_order(&self, order: &str) -> Result<Option<Session>> {
+        checkout::by_order_id(&self.pool, order)
+            .await
+            .map_err(Error::unavailable)
+    }
+
+    /// The seller's sessions, newest first, before `before` (ms) when given.
+    pub async fn sessions(&self, seller: &str, limit: i64, before: Option<i64>) -> Result<Vec<Session>> {
+        checkout::list(&self.pool, seller, limit, before)
+            .await
+            .map_err(Error::unavailable)
+    }
+
+    /// Gives a session without a buyer contact (a stream purchase's) the
+    /// email the buyer typed for the receipt.
+    pub async fn set_session_email(&self, session: &str, email: &str) -> Result<()> {
+        checkout::set_email(&self.pool, session, email)
+            .await
+            .map_err(Error::unavailable)
+    }
+
+    /// A session's order as it stands now: an open session past its time
+    /// expires (and its order with it) when read. A stream purchase's
+    /// session lives as long as its hold instead, which the sweeper expires.
+    pub async fn session_order(&self, session: &Session) -> Result<Order> {
+        let oid = checkout::order_id(session).ok_or_else(|| Error::Internal("a session without an order".into()))?;
+        let mut order = self
+            .store
+            .order(&oid)
+            .await
+            .map_err(Error::unavailable)?
+            .ok_or_else(|| Error::Internal("a session's order is missing".into()))?;
+        let now = self.now();
+        if !order.state.is_final() && order.hold_id.is_none() && session.expires_at <= now {
+            let cause = "the checkout session expired";
+            if let Ok(Ok(state)) = self.store.move_order(&oid, OrderState::Expired, cause, now).await {
+                order.state = state;
+            }
+        }
+        Ok(order)
+    }
+
+    /// Cancels an unpaid session's order (a paid one is refunded instead).
+    pub async fn cancel_session(&self, session: &Session) -> Result<()> {
+        let oid = checkout::order_id(session).ok_or_else(|| Error::Internal("a session without an order".into()))?;
+        let cause = "cancelled by the seller";
+        match self
+            .store
+            .move_order(&oid, OrderState::Cancelled, cause, self.now())
+            .await
+            .map_err(Error::unavailable)?
+        {
+            Ok(_) => Ok(()),
+            Err(e) => Err(Error::conflict(
+                "illegal_transition",
+                format!("{e}; refund a paid order instead"),
+            )),
+        }
+    }
+
+    /// Deliveries due now, claimed for `lease_ms` (a node that dies
+    /// mid-send frees them by then).
+    pub async fn claim_deliveries(&self, limit: i64, lease_ms: i64) -> Result<Vec<Due>> {
+        outbox::claim_due(&self.pool, self.now(), limit, lease_ms)
+            .await
+            .map_err(Error::unavailable)
+    }
+
+    /// Records a delivery attempt; when the next is due, if there is one.
+    /// `jitter` in `[0, 1)` spreads retries.
+    pub async fn record_delivery(&self, due: &Due, result: &Attempted, jitter: f64) -> Result<Option<i64>> {
+        outbox::record(&self.pool, due, result, self.now(), jitter)
+            .await
+            .map_err(Error::unavailable)
+    }
+
+    /// Stops deliveries to an endpoint (it answered 410 Gone, say).
+    pub async fn disable_endpoint(&self, id: &str, reason: &str) -> Result<()> {
+        outbox::disable_endpoint(&self.pool, id, reason)
+            .await
+            .map_err(Error::unavailable)
+    }
+}
