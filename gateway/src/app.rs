@@ -26,12 +26,13 @@ use tracing::Instrument;
 
 use crate::adapters::banks::HttpTransport;
 use crate::adapters::stock::{SharedClock, StreamsStock};
-use crate::config::{Config, Secret};
+use crate::config::Config;
 use crate::error::ApiError;
-use crate::hub::{Hub, HubBus};
 use crate::metrics::Metrics;
 use crate::ratelimit::{Limiter, Limits};
+use crate::realtime::publisher::{Hub, HubBus};
 use crate::{demo, routes};
+use secrecy::{ExposeSecret, SecretString};
 use streams::db::{self, DbKind};
 
 /// Why `haul` could not start.
@@ -42,7 +43,7 @@ pub enum StartError {
     #[error("HAUL_REDIS_URL: could not connect to Redis")]
     Redis(#[source] streams::inventory::EngineError),
     #[error("HAUL_REDIS_URL: could not start the realtime bus")]
-    Bus(#[source] crate::realtime::bus::BusError),
+    Bus(#[source] crate::realtime::engine::EngineError),
     #[error("HAUL_LISTEN: could not listen on {addr}")]
     Listen {
         addr: SocketAddr,
@@ -70,9 +71,9 @@ pub struct AppInner {
     pub hub: Arc<Hub>,
     pub metrics: Arc<Metrics>,
     pub limits: Limits,
-    pub token_secret: Secret<String>,
+    pub token_secret: SecretString,
     /// Signs and verifies the sandbox acquirer's callbacks.
-    pub sandbox_secret: Secret<String>,
+    pub sandbox_secret: SecretString,
     /// Seals and opens sellers' acquirer credentials.
     pub vault: payments::vault::Vault,
     /// Where browsers and acquirers reach this node.
@@ -109,9 +110,9 @@ pub struct Application {
 /// created there once.
 fn load_or_create_secret(
     config: &Config,
-    given: Option<&Secret<String>>,
+    given: Option<&SecretString>,
     file: &str,
-) -> Result<Secret<String>, StartError> {
+) -> Result<SecretString, StartError> {
     if let Some(s) = given {
         return Ok(s.clone());
     }
@@ -121,7 +122,7 @@ fn load_or_create_secret(
         source,
     };
     match std::fs::read_to_string(&path) {
-        Ok(s) if s.trim().len() >= 32 => return Ok(Secret::new(s.trim().to_owned())),
+        Ok(s) if s.trim().len() >= 32 => return Ok(SecretString::from(s.trim().to_owned())),
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(wrap(e)),
@@ -129,7 +130,7 @@ fn load_or_create_secret(
     std::fs::create_dir_all(&config.data_dir).map_err(wrap)?;
     let secret = random_token(48);
     write_private(&path, &secret).map_err(wrap)?;
-    Ok(Secret::new(secret))
+    Ok(SecretString::from(secret))
 }
 
 #[cfg(unix)]
@@ -158,10 +159,10 @@ impl Application {
     }
 
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, StartError> {
-        let (pool, db_kind) = db::connect(config.database_url.expose()).await?;
+        let (pool, db_kind) = db::connect(config.database_url.expose_secret()).await?;
         let inventory: Arc<dyn Inventory> = match &config.redis_url {
             Some(url) => Arc::new(
-                RedisInventory::connect(url.expose(), &config.redis_prefix)
+                RedisInventory::connect(url.expose_secret(), &config.redis_prefix)
                     .await
                     .map_err(StartError::Redis)?,
             ),
@@ -171,14 +172,14 @@ impl Application {
         let token_secret = load_or_create_secret(&config, config.token_secret.as_ref(), "token_secret")?;
         let sandbox_secret = load_or_create_secret(&config, config.sandbox_secret.as_ref(), "sandbox_secret")?;
         let credentials_key = load_or_create_secret(&config, config.credentials_key.as_ref(), "credentials_key")?;
-        let vault = payments::vault::Vault::new(credentials_key.expose());
+        let vault = payments::vault::Vault::new(credentials_key.expose_secret());
         let history = crate::realtime::channels::HistoryLimits {
             size: config.history_size,
             ttl_ms: config.history_ttl_ms,
         };
         let bus = match &config.redis_url {
             Some(url) => HubBus::Redis {
-                url: url.expose().clone(),
+                url: url.expose_secret().to_owned(),
                 prefix: config.redis_prefix.clone(),
             },
             None => HubBus::Own,
@@ -236,7 +237,7 @@ impl Application {
             links: payments::service::Links {
                 public_url: public_url.clone(),
             },
-            sandbox_secret: sandbox_secret.expose().clone(),
+            sandbox_secret: sandbox_secret.expose_secret().to_owned(),
         }));
         let state = AppState(Arc::new(AppInner {
             sellers: crate::sellers::Sellers::new(pool.clone()),
@@ -303,10 +304,8 @@ impl Application {
         for w in workers {
             let _ = tokio::time::timeout(Duration::from_secs(5), w).await;
         }
-        if let Some(bus) = self.state.hub.bus() {
-            if !bus.drain(Duration::from_secs(5)).await {
-                tracing::warn!("stopped with publications not yet in Redis");
-            }
+        if !self.state.hub.engine().drain(Duration::from_secs(5)).await {
+            tracing::warn!("stopped with publications not yet in Redis");
         }
         tracing::info!("stopped");
         served

@@ -5,30 +5,11 @@
 //! naming the variable.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 
-/// A value that never shows in `Debug` output or logs.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret<T>(T);
-
-impl<T> Secret<T> {
-    pub fn new(v: T) -> Self {
-        Self(v)
-    }
-
-    pub fn expose(&self) -> &T {
-        &self.0
-    }
-}
-
-impl<T> fmt::Debug for Secret<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
+use secrecy::{ExposeSecret, SecretString};
 
 /// One configurable variable: its name, default (as text) and meaning.
 pub struct Variable {
@@ -190,15 +171,15 @@ pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     /// May carry a password, so it is secret.
-    pub database_url: Secret<String>,
-    pub redis_url: Option<Secret<String>>,
+    pub database_url: SecretString,
+    pub redis_url: Option<SecretString>,
     pub redis_prefix: String,
     pub log_format: LogFormat,
     pub log_filter: String,
-    pub token_secret: Option<Secret<String>>,
-    pub sandbox_secret: Option<Secret<String>>,
+    pub token_secret: Option<SecretString>,
+    pub sandbox_secret: Option<SecretString>,
     /// Seals sellers' acquirer credentials at rest.
-    pub credentials_key: Option<Secret<String>>,
+    pub credentials_key: Option<SecretString>,
     /// The banks' API base URLs (their production addresses unless set).
     pub tbank_url: String,
     pub cloudpayments_url: String,
@@ -211,7 +192,7 @@ pub struct Config {
     pub public_url: Option<String>,
     pub sandbox_chaos: bool,
     pub webhooks_allow_private: bool,
-    pub demo_api_key: Option<Secret<String>>,
+    pub demo_api_key: Option<SecretString>,
     pub rate_buyer: Option<Rate>,
     pub rate_addr: Option<Rate>,
     pub trust_forwarded_for: bool,
@@ -305,7 +286,7 @@ impl Config {
 
         let redis_url = match get("HAUL_REDIS_URL") {
             Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
-                Some(Secret::new(url.to_owned()))
+                Some(SecretString::from(url.to_owned()))
             }
             Some(url) => {
                 let scheme = url.split(':').next().unwrap_or("");
@@ -337,19 +318,19 @@ impl Config {
         let log_filter = get("HAUL_LOG").unwrap_or("info").to_owned();
 
         let token_secret = match get("HAUL_TOKEN_SECRET") {
-            Some(s) if s.len() >= 32 => Some(Secret::new(s.to_owned())),
+            Some(s) if s.len() >= 32 => Some(SecretString::from(s.to_owned())),
             Some(_) => return Err(err("HAUL_TOKEN_SECRET", "must be at least 32 bytes")),
             None => None,
         };
 
         let sandbox_secret = match get("HAUL_SANDBOX_SECRET") {
-            Some(s) if s.len() >= 32 => Some(Secret::new(s.to_owned())),
+            Some(s) if s.len() >= 32 => Some(SecretString::from(s.to_owned())),
             Some(_) => return Err(err("HAUL_SANDBOX_SECRET", "must be at least 32 bytes")),
             None => None,
         };
 
         let credentials_key = match get("HAUL_CREDENTIALS_KEY") {
-            Some(s) if s.len() >= 32 => Some(Secret::new(s.to_owned())),
+            Some(s) if s.len() >= 32 => Some(SecretString::from(s.to_owned())),
             Some(_) => return Err(err("HAUL_CREDENTIALS_KEY", "must be at least 32 bytes")),
             None => None,
         };
@@ -404,7 +385,7 @@ impl Config {
         };
 
         let demo_api_key = match get("HAUL_DEMO_API_KEY") {
-            Some(k) if crate::sellers::valid_key_format(k) => Some(Secret::new(k.to_owned())),
+            Some(k) if crate::sellers::valid_key_format(k) => Some(SecretString::from(k.to_owned())),
             Some(_) => {
                 return Err(err(
                     "HAUL_DEMO_API_KEY",
@@ -456,7 +437,7 @@ impl Config {
         Ok(Config {
             listen,
             data_dir,
-            database_url: Secret::new(database_url),
+            database_url: SecretString::from(database_url),
             redis_url,
             redis_prefix,
             log_format,
@@ -486,7 +467,7 @@ impl Config {
 
     /// Is the durable store the embedded SQLite file?
     pub fn is_embedded_db(&self) -> bool {
-        self.database_url.expose().starts_with("sqlite:")
+        self.database_url.expose_secret().starts_with("sqlite:")
     }
 
     /// The `--help` text.

@@ -2,6 +2,7 @@
 //! cycle of offers with a few simulated buyers, so a newcomer sees a live sale
 //! the moment `haul` starts.
 
+use secrecy::ExposeSecret;
 use std::time::Duration;
 
 use rand::Rng;
@@ -52,7 +53,7 @@ pub async fn seed(state: &AppState) -> Result<Demo, BoxError> {
     };
     match (&state.config.demo_api_key, created) {
         (Some(key), _) => {
-            sellers.add_key(&seller, key.expose(), now).await?;
+            sellers.add_key(&seller, key.expose_secret(), now).await?;
             println!("Demo seller {seller}: API key from HAUL_DEMO_API_KEY");
         }
         (None, true) => {

@@ -1,6 +1,7 @@
 //! Extractors that answer in Haul's error format: JSON bodies, path ids,
 //! seller API keys, viewer tokens and the client address.
 
+use secrecy::ExposeSecret;
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::rejection::JsonRejection;
@@ -104,7 +105,7 @@ impl FromRequestParts<AppState> for Viewer {
         let token = bearer(parts)
             .ok_or_else(|| ApiError::unauthorized("missing_token", "send a viewer token as Authorization: Bearer"))?;
         let now = state.streams.now() / 1000;
-        let claims = jwt::decode(token, state.token_secret.expose().as_bytes(), now)
+        let claims = jwt::decode(token, state.token_secret.expose_secret().as_bytes(), now)
             .map_err(|e| ApiError::unauthorized(e.code(), e.to_string()))?;
         let buyer =
             BuyerId::parse(&claims.sub).map_err(|e| ApiError::unauthorized("token_bad_claims", format!("sub: {e}")))?;

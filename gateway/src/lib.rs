@@ -24,7 +24,6 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod extract;
-pub mod hub;
 pub mod idempotency;
 pub mod jwt;
 pub mod metrics;

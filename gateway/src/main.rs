@@ -1,6 +1,7 @@
 //! The `haul` binary: reads configuration, builds the application, runs it
 //! until SIGINT or SIGTERM.
 
+use secrecy::ExposeSecret;
 use std::process::ExitCode;
 
 use gateway::app::Application;
@@ -91,7 +92,7 @@ async fn main() -> ExitCode {
         }
         Command::SellerCreate { name } => {
             let result = async {
-                let (pool, _) = db::connect(config.database_url.expose()).await?;
+                let (pool, _) = db::connect(config.database_url.expose_secret()).await?;
                 let now = SystemClock.now_ms();
                 let seller = sellers::create_seller(&pool, &name, false, now).await?;
                 let key = sellers::generate_key();

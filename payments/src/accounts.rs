@@ -1,6 +1,7 @@
 //! Sellers' accounts at acquiring banks: which banks, in which order, with
 //! sealed credentials ([`crate::vault`]).
 
+use secrecy::SecretString;
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::{AnyPool, Row};
@@ -223,24 +224,13 @@ fn split_secret(opened: &str) -> (String, Option<String>) {
 }
 
 /// An account with its secret opened, for talking to the bank.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Credentials {
     pub account: Account,
     pub seller_id: String,
-    pub secret: String,
+    pub secret: SecretString,
     /// A second secret some banks have (Stripe's webhook signing secret).
-    pub webhook_secret: Option<String>,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials")
-            .field("account", &self.account)
-            .field("seller_id", &self.seller_id)
-            .field("secret", &"<redacted>")
-            .field("webhook_secret", &self.webhook_secret.as_ref().map(|_| "<redacted>"))
-            .finish()
-    }
+    pub webhook_secret: Option<SecretString>,
 }
 
 fn open_row(vault: &Vault, row: &sqlx::any::AnyRow) -> Result<Credentials, AccountError> {
@@ -251,8 +241,8 @@ fn open_row(vault: &Vault, row: &sqlx::any::AnyRow) -> Result<Credentials, Accou
     Ok(Credentials {
         seller_id: row.try_get("seller_id").map_err(StoreError::from)?,
         account,
-        secret,
-        webhook_secret,
+        secret: secret.into(),
+        webhook_secret: webhook_secret.map(Into::into),
     })
 }
 

@@ -10,16 +10,11 @@ use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-/// Seals and opens credentials.
+/// Seals and opens credentials. It has no `Debug`: nothing of its key is
+/// ever printed.
 #[derive(Clone)]
 pub struct Vault {
     cipher: ChaCha20Poly1305,
-}
-
-impl std::fmt::Debug for Vault {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Vault(<key>)")
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

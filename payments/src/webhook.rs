@@ -10,7 +10,7 @@
 //! [`verify`] is the receiving side (used by tests and by the sandbox): it
 //! compares in constant time and allows a bounded clock skew.
 
-use std::fmt;
+use secrecy::{ExposeSecret, SecretSlice};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -27,16 +27,19 @@ const GENERATED_LEN: usize = 24;
 pub const TOLERANCE_SECS: i64 = 5 * 60;
 
 /// A signing secret, `whsec_<base64 key>`. Never shown by `Debug`.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct WebhookSecret {
-    key: Vec<u8>,
+    key: SecretSlice<u8>,
 }
 
-impl fmt::Debug for WebhookSecret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("WebhookSecret([redacted])")
+/// Equal keys, compared in constant time.
+impl PartialEq for WebhookSecret {
+    fn eq(&self, other: &Self) -> bool {
+        crate::acquirers::constant_time_eq(self.key.expose_secret(), other.key.expose_secret())
     }
 }
+
+impl Eq for WebhookSecret {}
 
 /// Why a secret or a signature was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -62,24 +65,24 @@ impl WebhookSecret {
         if !(16..=64).contains(&key.len()) {
             return Err(SignatureError::BadSecret);
         }
-        Ok(Self { key })
+        Ok(Self { key: key.into() })
     }
 
     /// A new random secret.
     pub fn generate() -> Self {
         let mut key = vec![0u8; GENERATED_LEN];
         rand::rng().fill_bytes(&mut key);
-        Self { key }
+        Self { key: key.into() }
     }
 
     /// The secret as the seller stores it: `whsec_<base64>`.
     pub fn expose(&self) -> String {
-        format!("{PREFIX}{}", STANDARD.encode(&self.key))
+        format!("{PREFIX}{}", STANDARD.encode(self.key.expose_secret()))
     }
 
     fn mac(&self, id: &str, timestamp: i64, body: &[u8]) -> HmacSha256 {
         // Any key length is valid for HMAC.
-        let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC takes keys of any length");
+        let mut mac = HmacSha256::new_from_slice(self.key.expose_secret()).expect("HMAC takes keys of any length");
         mac.update(id.as_bytes());
         mac.update(b".");
         mac.update(timestamp.to_string().as_bytes());

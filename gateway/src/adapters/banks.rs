@@ -9,6 +9,7 @@ use std::time::Duration;
 use payments::acquirers::{Bank, Body, Call, Method};
 use payments::service::bank::Answer;
 use payments::service::{Transport, TransportError};
+use secrecy::ExposeSecret;
 
 use crate::config::Config;
 
@@ -53,6 +54,12 @@ impl Transport for HttpTransport {
             Method::Post => self.http.post(url),
         }
         .timeout(self.timeout);
+        if let Some(auth) = &call.authorization {
+            let mut value = reqwest::header::HeaderValue::from_str(auth.expose_secret())
+                .map_err(|e| TransportError::Connect(Box::new(e)))?;
+            value.set_sensitive(true);
+            r = r.header(reqwest::header::AUTHORIZATION, value);
+        }
         for (k, v) in call.headers {
             r = r.header(k, v);
         }

@@ -24,6 +24,7 @@ use streams::ids::random_token;
 use tokio::sync::mpsc;
 
 use super::channels::{Channels, HistoryLimits, Position};
+use super::engine::{Counted, Engine, EngineError, Link};
 
 /// Publications queued for Redis before new ones are dropped (and counted).
 const QUEUE: usize = 65_536;
@@ -55,14 +56,6 @@ pub struct RedisBus {
     listening: Arc<AtomicBool>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum BusError {
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
-    #[error("redis answered something unexpected: {0}")]
-    Protocol(String),
-}
-
 impl RedisBus {
     /// Connects, starts listening (returns once the node hears the bus) and
     /// starts the publisher.
@@ -71,7 +64,7 @@ impl RedisBus {
         prefix: &str,
         limits: HistoryLimits,
         channels: &Arc<Channels>,
-    ) -> Result<Arc<Self>, BusError> {
+    ) -> Result<Arc<Self>, EngineError> {
         let client = redis::Client::open(url)?;
         let conn = ConnectionManager::new(client.clone()).await?;
         let scripts = Arc::new(Scripts {
@@ -157,7 +150,7 @@ impl RedisBus {
     }
 
     /// A channel's position and, with `since`, what the client missed.
-    pub async fn position(&self, channel: &str, since: Option<(&str, u64)>) -> Result<Position, BusError> {
+    pub async fn position(&self, channel: &str, since: Option<(&str, u64)>) -> Result<Position, EngineError> {
         let (epoch, offset) = since.unwrap_or(("", 0));
         let mut attempt = 0;
         loop {
@@ -189,7 +182,7 @@ impl RedisBus {
     /// Reports this node's viewer count of a stream. Returns the count over
     /// all nodes when this node is to announce it, and whether a change is
     /// still held back by the interval (report again next time).
-    pub async fn viewers(&self, stream: &str, count: usize) -> Result<(Option<u64>, bool), BusError> {
+    pub async fn viewers(&self, stream: &str, count: usize) -> Result<(Option<u64>, bool), EngineError> {
         let (sum, changed, held_back): (u64, u8, u8) = self
             .scripts
             .viewers
@@ -204,8 +197,55 @@ impl RedisBus {
     }
 }
 
-fn parse_position(out: Vec<String>) -> Result<Position, BusError> {
-    let bad = |what: &str| BusError::Protocol(format!("position: {what}"));
+#[async_trait::async_trait]
+impl Engine for RedisBus {
+    fn publish(&self, channel: Arc<str>, data: Arc<str>) {
+        RedisBus::publish(self, channel, data)
+    }
+
+    async fn position(&self, channel: &str, since: Option<(&str, u64)>) -> Result<Position, EngineError> {
+        RedisBus::position(self, channel, since).await
+    }
+
+    async fn count_viewers(&self, stream: &str, here: usize, before: Option<usize>, _open: bool) -> Counted {
+        // Nothing to tell Redis about a stream nobody watched here.
+        if here == 0 && before.is_none() {
+            return Counted {
+                announce: None,
+                again: false,
+            };
+        }
+        // Counted again while there are viewers here or a change not yet
+        // announced.
+        match self.viewers(stream, here).await {
+            Ok((announce, held_back)) => Counted {
+                announce,
+                again: here > 0 || held_back,
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "could not count viewers in Redis");
+                Counted {
+                    announce: None,
+                    again: true,
+                }
+            }
+        }
+    }
+
+    async fn drain(&self, within: Duration) -> bool {
+        RedisBus::drain(self, within).await
+    }
+
+    fn link(&self) -> Option<Link> {
+        Some(Link {
+            listening: self.listening(),
+            dropped: self.dropped(),
+        })
+    }
+}
+
+fn parse_position(out: Vec<String>) -> Result<Position, EngineError> {
+    let bad = |what: &str| EngineError::Protocol(format!("position: {what}"));
     let mut it = out.into_iter();
     let epoch = it.next().ok_or_else(|| bad("no epoch"))?;
     let top: u64 = it

@@ -138,20 +138,10 @@ pub struct HistoryLimits {
     pub ttl_ms: i64,
 }
 
-/// Who keeps offsets and history.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// This node: offsets assigned by [`Channels::publish`].
-    Own,
-    /// Redis: offsets arrive with each publication through [`Channels::deliver`].
-    Shared,
-}
-
 pub struct Channels {
     map: RwLock<HashMap<Arc<str>, Arc<Channel>>>,
     limits: HistoryLimits,
     clock: Arc<dyn Clock>,
-    mode: Mode,
     published: AtomicU64,
     slow: AtomicU64,
 }
@@ -177,19 +167,14 @@ pub fn recover<'a>(
 }
 
 impl Channels {
-    pub fn new(limits: HistoryLimits, clock: Arc<dyn Clock>, mode: Mode) -> Self {
+    pub fn new(limits: HistoryLimits, clock: Arc<dyn Clock>) -> Self {
         Self {
             map: RwLock::new(HashMap::new()),
             limits,
             clock,
-            mode,
             published: AtomicU64::new(0),
             slow: AtomicU64::new(0),
         }
-    }
-
-    pub fn mode(&self) -> Mode {
-        self.mode
     }
 
     fn get(&self, name: &str) -> Option<Arc<Channel>> {
@@ -442,14 +427,13 @@ mod tests {
     use super::*;
     use streams::clock::ManualClock;
 
-    fn channels(clock: &ManualClock, mode: Mode) -> Channels {
+    fn channels(clock: &ManualClock) -> Channels {
         Channels::new(
             HistoryLimits {
                 size: 3,
                 ttl_ms: 10_000,
             },
             Arc::new(clock.clone()),
-            mode,
         )
     }
 
@@ -464,7 +448,7 @@ mod tests {
     #[test]
     fn a_resubscriber_gets_exactly_what_it_missed() {
         let clock = ManualClock::new(0);
-        let ch = channels(&clock, Mode::Own);
+        let ch = channels(&clock);
         let (a, mut rx) = ConnHandle::new(1, 16);
         ch.join("c", &a);
         let start = ch.position("c", None);
@@ -486,7 +470,7 @@ mod tests {
     #[test]
     fn recovery_fails_whole_when_history_no_longer_reaches_back() {
         let clock = ManualClock::new(0);
-        let ch = channels(&clock, Mode::Own);
+        let ch = channels(&clock);
         let start = ch.position("c", None);
         for n in 0..5 {
             ch.publish("c", format!("{{\"n\":{n}}}").into());
@@ -511,7 +495,7 @@ mod tests {
     #[test]
     fn a_subscriber_with_a_full_queue_is_told_to_go_and_dropped() {
         let clock = ManualClock::new(0);
-        let ch = channels(&clock, Mode::Own);
+        let ch = channels(&clock);
         let (slow, _rx) = ConnHandle::new(1, 2);
         let (fast, mut fast_rx) = ConnHandle::new(2, 16);
         ch.join("c", &slow);
@@ -528,7 +512,7 @@ mod tests {
     #[test]
     fn every_subscriber_gets_the_same_bytes() {
         let clock = ManualClock::new(0);
-        let ch = channels(&clock, Mode::Own);
+        let ch = channels(&clock);
         let (a, mut ra) = ConnHandle::new(1, 4);
         let (b, mut rb) = ConnHandle::new(2, 4);
         ch.join("c", &a);
@@ -542,7 +526,7 @@ mod tests {
     #[test]
     fn shared_delivery_skips_old_offsets_and_sends_subscribers_away_on_a_gap() {
         let clock = ManualClock::new(0);
-        let ch = channels(&clock, Mode::Shared);
+        let ch = channels(&clock);
         let (a, mut rx) = ConnHandle::new(1, 16);
         // Nobody watches: nothing is kept.
         ch.deliver("c", 1, "{}");
@@ -564,7 +548,7 @@ mod tests {
     #[test]
     fn a_reset_sends_everyone_away() {
         let clock = ManualClock::new(0);
-        let ch = channels(&clock, Mode::Shared);
+        let ch = channels(&clock);
         let (a, _ra) = ConnHandle::new(1, 4);
         let (b, _rb) = ConnHandle::new(2, 4);
         ch.join("x", &a);
@@ -578,7 +562,7 @@ mod tests {
     #[test]
     fn joins_racing_with_leaves_are_never_lost() {
         let clock = ManualClock::new(0);
-        let ch = Arc::new(channels(&clock, Mode::Shared));
+        let ch = Arc::new(channels(&clock));
         let threads: Vec<_> = (0..4u64)
             .map(|t| {
                 let ch = ch.clone();

@@ -3,6 +3,7 @@
 //! the channels' pushes are written from the connection's bounded queue and
 //! the server pings every [`PING_SECS`].
 
+use secrecy::ExposeSecret;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -257,7 +258,7 @@ impl Connection {
             }
         } else {
             let now = self.s.streams.now() / 1000;
-            match jwt::decode(&c.token, self.s.token_secret.expose().as_bytes(), now) {
+            match jwt::decode(&c.token, self.s.token_secret.expose_secret().as_bytes(), now) {
                 Ok(claims) => match BuyerId::parse(&claims.sub) {
                     Ok(v) => v,
                     Err(_) => return Next::Close(Disconnect::InvalidToken),

@@ -3,8 +3,13 @@
 //!
 //! # Layout
 //! - [`protocol`]: frames, replies, error and disconnect codes;
-//! - [`channels`]: this node's channels, offsets, history, fan-out;
-//! - [`connection`]: one viewer connection.
+//! - [`connection`]: one viewer connection;
+//! - [`channels`]: this node's channels, offsets, history, fan-out to its
+//!   connections;
+//! - [`engine`]: the fan-out engine trait, with the in-process one; [`bus`]
+//!   is the Redis one (every node as one);
+//! - [`publisher`]: stream events onto channels (stock coalesced, viewer
+//!   counts).
 //!
 //! Channels: `stream:<stream id>` (the stream's public events; the subscribe
 //! reply's `data` is the stream's current state) and `holds#<viewer id>`,
@@ -13,7 +18,9 @@
 pub mod bus;
 pub mod channels;
 pub mod connection;
+pub mod engine;
 pub mod protocol;
+pub mod publisher;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -90,7 +97,7 @@ impl Realtime {
 }
 
 /// The realtime series of `/metrics` (Prometheus text).
-pub fn render_metrics(rt: &Realtime, hub: &crate::hub::Hub) -> String {
+pub fn render_metrics(rt: &Realtime, hub: &publisher::Hub) -> String {
     use std::fmt::Write;
     let ch = hub.channels();
     let mut out = String::new();
@@ -133,18 +140,18 @@ pub fn render_metrics(rt: &Realtime, hub: &crate::hub::Hub) -> String {
         "Viewers disconnected for not reading fast enough (they reconnect and recover).",
         ch.slow_disconnects(),
     );
-    if let Some(bus) = hub.bus() {
+    if let Some(link) = hub.engine().link() {
         series(
             "haul_bus_listening",
             "gauge",
             "1 while this node hears the Redis realtime bus.",
-            bus.listening() as u64,
+            link.listening as u64,
         );
         series(
             "haul_bus_dropped_total",
             "counter",
             "Publications dropped because Redis could not take them in time.",
-            bus.dropped(),
+            link.dropped,
         );
     }
     out

@@ -8,6 +8,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use payments::accounts::{self, Change, NewAccount};
 use payments::acquirers::{cloudpayments, stripe, tbank, yookassa};
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -257,8 +258,10 @@ async fn update(
         (secret, webhook) => {
             let old = s.payments.account_credentials(seller.as_str(), &id).await?;
             Some(accounts::join_secret(
-                secret.as_deref().unwrap_or(&old.secret),
-                webhook.as_deref().or(old.webhook_secret.as_deref()),
+                secret.as_deref().unwrap_or(old.secret.expose_secret()),
+                webhook
+                    .as_deref()
+                    .or(old.webhook_secret.as_ref().map(ExposeSecret::expose_secret)),
             ))
         }
     };

@@ -1,5 +1,6 @@
 //! Viewer identities and the buyer side: public offer state, reserve, release.
 
+use secrecy::ExposeSecret;
 use std::time::Instant;
 
 use axum::extract::{Path, State};
@@ -50,7 +51,7 @@ fn issue(s: &AppState, viewer: &BuyerId, ttl_secs: i64) -> Value {
         iat: Some(now),
         nbf: None,
     };
-    let token = jwt::encode(&claims, s.token_secret.expose().as_bytes());
+    let token = jwt::encode(&claims, s.token_secret.expose_secret().as_bytes());
     json!({ "viewer_id": viewer, "token": token, "expires_at": claims.exp * 1000 })
 }
 

@@ -6,6 +6,7 @@
 //! With `HAUL_SANDBOX_CHAOS` on, every callback is sent twice and the first
 //! round in reverse order, so the exactly-once path runs on every payment.
 
+use secrecy::ExposeSecret;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
@@ -289,7 +290,7 @@ async fn deliver(s: &AppState, body: &str) {
     let mut backoff = Duration::from_millis(200);
     for _ in 0..8 {
         let signature = sandbox::sign(
-            s.sandbox_secret.expose().as_bytes(),
+            s.sandbox_secret.expose_secret().as_bytes(),
             s.payments.now() / 1000,
             body.as_bytes(),
         );

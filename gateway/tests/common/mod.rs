@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use gateway::app::{AppState, Application};
 use gateway::config::Config;
-use gateway::hub::Published;
+use gateway::realtime::publisher::Published;
 use gateway::sellers;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};

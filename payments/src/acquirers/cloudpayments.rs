@@ -40,6 +40,7 @@
 
 use base64::Engine;
 use hmac::{Hmac, Mac};
+use secrecy::SecretString;
 use serde_json::{json, Map, Value};
 use sha2::Sha256;
 
@@ -60,21 +61,12 @@ pub const CHECK_REFUSED: i64 = 13;
 pub const CHECK_EXPIRED: i64 = 20;
 
 /// A site's credentials.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Site {
     pub public_id: String,
-    pub api_secret: String,
+    pub api_secret: SecretString,
     /// The seller's tax system for receipts; no receipt when `None`.
     pub taxation: Option<String>,
-}
-
-impl std::fmt::Debug for Site {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Site")
-            .field("public_id", &self.public_id)
-            .field("api_secret", &"<redacted>")
-            .finish()
-    }
 }
 
 fn taxation_code(t: &str) -> Option<i64> {
@@ -168,13 +160,14 @@ fn receipt(site: &Site, charge: &Charge<'_>) -> Option<Value> {
 
 impl Site {
     fn call(&self, path: &str, request_id: Option<&str>, body: Value) -> Call {
-        let mut headers = vec![("authorization", super::basic(&self.public_id, &self.api_secret))];
-        if let Some(id) = request_id {
-            headers.push(("x-request-id", id.to_owned()));
-        }
+        let headers = request_id
+            .map(|id| ("x-request-id", id.to_owned()))
+            .into_iter()
+            .collect();
         Call {
             method: Method::Post,
             path: path.into(),
+            authorization: Some(super::basic(&self.public_id, &self.api_secret)),
             headers,
             body: Body::Json(body),
         }

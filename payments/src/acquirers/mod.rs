@@ -14,6 +14,7 @@ pub mod stripe;
 pub mod tbank;
 pub mod yookassa;
 
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use crate::accounts::Credentials;
@@ -71,23 +72,17 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// An HTTP request to a bank, relative to its API's base URL.
+/// An HTTP request to a bank, relative to its API's base URL. It has no
+/// `Debug`: its body carries buyers' contacts, which never go to logs.
 pub struct Call {
     pub method: Method,
     /// Path and query after the base URL, starting with `/`.
     pub path: String,
-    /// Headers, the authorization among them.
+    /// The `Authorization` header's value, when the bank takes one.
+    pub authorization: Option<SecretString>,
+    /// Other headers.
     pub headers: Vec<(&'static str, String)>,
     pub body: Body,
-}
-
-impl std::fmt::Debug for Call {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Call")
-            .field("method", &self.method)
-            .field("path", &self.path)
-            .finish_non_exhaustive()
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -250,12 +245,10 @@ pub fn for_account(c: &Credentials) -> Option<Box<dyn Acquirer>> {
 }
 
 /// `HTTP Basic` credentials.
-pub(crate) fn basic(user: &str, password: &str) -> String {
+pub(crate) fn basic(user: &str, password: &SecretString) -> SecretString {
     use base64::Engine;
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-    )
+    let pair = format!("{user}:{}", password.expose_secret());
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair)).into()
 }
 
 /// Minor units as a decimal with two digits after the point (`1050` →
@@ -298,6 +291,60 @@ pub const TAX_SYSTEMS: &[&str] = &["osn", "usn_income", "usn_income_outcome", "e
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_never_show_their_secrets_in_debug() {
+        const SECRET: &str = "s3cret-Value-42";
+        let secret = || SecretString::from(SECRET);
+        let creds = Credentials {
+            account: crate::accounts::Account {
+                id: "acq_1".into(),
+                acquirer: "stripe".into(),
+                account: "acct_1".into(),
+                settings: serde_json::json!({}),
+                priority: 1,
+                enabled: true,
+                created_at: 0,
+                updated_at: 0,
+            },
+            seller_id: "sel_1".into(),
+            secret: secret(),
+            webhook_secret: Some(secret()),
+        };
+        let shown = [
+            format!("{creds:?}"),
+            format!(
+                "{:?}",
+                tbank::Terminal {
+                    terminal_key: "T".into(),
+                    password: secret(),
+                    taxation: None
+                }
+            ),
+            format!(
+                "{:?}",
+                cloudpayments::Site {
+                    public_id: "pk".into(),
+                    api_secret: secret(),
+                    taxation: None
+                }
+            ),
+            format!("{:?}", stripe::Account { api_key: secret() }),
+            format!(
+                "{:?}",
+                yookassa::Shop {
+                    shop_id: "1".into(),
+                    secret_key: secret(),
+                    tax_system: None,
+                    embedded: false
+                }
+            ),
+            format!("{:?}", basic("user", &secret())),
+        ];
+        for s in shown {
+            assert!(!s.contains(SECRET) && !s.contains("czNjcmV0"), "{s}");
+        }
+    }
 
     #[test]
     fn every_bank_is_named_once_and_an_unknown_name_is_no_bank() {

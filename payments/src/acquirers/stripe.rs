@@ -31,6 +31,7 @@
 //! | `expired/*` | cancelled |
 
 use hmac::{Hmac, Mac};
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use sha2::Sha256;
 
@@ -45,26 +46,18 @@ pub const CURRENCIES: &[&str] = &[
 ];
 
 /// An account's secret API key.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Account {
-    pub api_key: String,
-}
-
-impl std::fmt::Debug for Account {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Account { api_key: <redacted> }")
-    }
+    pub api_key: SecretString,
 }
 
 impl Account {
     fn call(&self, method: Method, path: String, key: Option<&str>, body: Body) -> Call {
-        let mut headers = vec![("authorization", format!("Bearer {}", self.api_key))];
-        if let Some(k) = key {
-            headers.push(("idempotency-key", k.to_owned()));
-        }
+        let headers = key.map(|k| ("idempotency-key", k.to_owned())).into_iter().collect();
         Call {
             method,
             path,
+            authorization: Some(format!("Bearer {}", self.api_key.expose_secret()).into()),
             headers,
             body,
         }

@@ -26,6 +26,7 @@
 //!
 //! Anything else is unknown: the attempt stays as it is and is polled again.
 
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -37,22 +38,13 @@ pub const ACQUIRER: &str = "tbank";
 pub const DEFAULT_BASE_URL: &str = "https://securepay.tinkoff.ru/v2";
 
 /// A terminal's credentials.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Terminal {
     pub terminal_key: String,
-    pub password: String,
+    pub password: SecretString,
     /// The seller's tax system for receipts (`osn`, `usn_income`,
     /// `usn_income_outcome`, `esn`, `patent`); no receipt when `None`.
     pub taxation: Option<String>,
-}
-
-impl std::fmt::Debug for Terminal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Terminal")
-            .field("terminal_key", &self.terminal_key)
-            .field("password", &"<redacted>")
-            .finish()
-    }
 }
 
 /// Tax systems T-Bank accepts in `Receipt.Taxation`.
@@ -84,7 +76,7 @@ pub fn token(fields: &Map<String, Value>, password: &str) -> String {
 
 fn signed(terminal: &Terminal, mut fields: Map<String, Value>) -> Value {
     fields.insert("TerminalKey".into(), Value::String(terminal.terminal_key.clone()));
-    let t = token(&fields, &terminal.password);
+    let t = token(&fields, terminal.password.expose_secret());
     fields.insert("Token".into(), Value::String(t));
     Value::Object(fields)
 }
@@ -238,7 +230,10 @@ fn successful_answer(terminal: &Terminal, body: &[u8]) -> Result<Value, AnswerEr
     let v: Value = serde_json::from_slice(body).map_err(|_| AnswerError::NotJson)?;
     let fields = v.as_object().ok_or(AnswerError::NotJson)?;
     if let Some(t) = fields.get("Token").and_then(Value::as_str) {
-        if !super::constant_time_eq(token(fields, &terminal.password).as_bytes(), t.as_bytes()) {
+        if !super::constant_time_eq(
+            token(fields, terminal.password.expose_secret()).as_bytes(),
+            t.as_bytes(),
+        ) {
             return Err(AnswerError::BadToken);
         }
     }
@@ -285,6 +280,7 @@ fn post(method: &str, body: Value) -> Call {
     Call {
         method: Method::Post,
         path: format!("/{method}"),
+        authorization: None,
         headers: Vec::new(),
         body: Body::Json(body),
     }
@@ -471,11 +467,11 @@ mod tests {
         let mut n = json!({ "TerminalKey": "TestTerminal", "OrderId": "pat_1", "Success": true,
             "Status": "CONFIRMED", "PaymentId": 13660, "ErrorCode": "0", "Amount": 149000,
             "CardId": 1, "Pan": "430000******0777", "ExpDate": "1122" });
-        let tok = token(n.as_object().unwrap(), &t.password);
+        let tok = token(n.as_object().unwrap(), t.password.expose_secret());
         n["Token"] = tok.into();
         let body = n.to_string();
         assert_eq!(terminal_of(body.as_bytes()).unwrap(), "TestTerminal");
-        let got = verify_notification(body.as_bytes(), &t.password).unwrap();
+        let got = verify_notification(body.as_bytes(), t.password.expose_secret()).unwrap();
         assert_eq!(
             (
                 got.payment_id.as_str(),
@@ -492,20 +488,23 @@ mod tests {
         );
         let tampered = body.replace("149000", "1");
         assert_eq!(
-            verify_notification(tampered.as_bytes(), &t.password),
+            verify_notification(tampered.as_bytes(), t.password.expose_secret()),
             Err(NotificationError::BadToken)
         );
         let mut unsigned = n.clone();
         unsigned.as_object_mut().unwrap().remove("Token");
         assert_eq!(
-            verify_notification(unsigned.to_string().as_bytes(), &t.password),
+            verify_notification(unsigned.to_string().as_bytes(), t.password.expose_secret()),
             Err(NotificationError::Field("Token"))
         );
         assert_eq!(
-            verify_notification(b"[1]", &t.password),
+            verify_notification(b"[1]", t.password.expose_secret()),
             Err(NotificationError::NotJson)
         );
-        assert_eq!(verify_notification(b"{", &t.password), Err(NotificationError::NotJson));
+        assert_eq!(
+            verify_notification(b"{", t.password.expose_secret()),
+            Err(NotificationError::NotJson)
+        );
     }
 
     #[test]
@@ -533,7 +532,10 @@ mod tests {
         };
         let body = init_body(&t, &charge);
         let fields = body.as_object().unwrap();
-        assert_eq!(fields["Token"].as_str().unwrap(), token(fields, &t.password));
+        assert_eq!(
+            fields["Token"].as_str().unwrap(),
+            token(fields, t.password.expose_secret())
+        );
         assert_eq!(body["Receipt"]["Items"][0]["Amount"], 100_000);
         assert_eq!(body["Receipt"]["Taxation"], "usn_income");
         assert_eq!(body["Receipt"]["Email"], "buyer@example.com");

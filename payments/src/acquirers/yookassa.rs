@@ -32,6 +32,7 @@
 //! | `succeeded` | succeeded |
 //! | `canceled` | failed (declined, expired unconfirmed, or not captured) |
 
+use secrecy::SecretString;
 use serde_json::{json, Value};
 
 use super::{
@@ -54,24 +55,15 @@ pub const SENDER_NETWORKS: &[&str] = &[
 ];
 
 /// A shop's credentials.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Shop {
     pub shop_id: String,
-    pub secret_key: String,
+    pub secret_key: SecretString,
     /// The seller's tax system for receipts; no receipt when `None`.
     pub tax_system: Option<String>,
     /// Confirm on YooKassa's form embedded in Haul's page instead of a
     /// redirect to YooKassa's.
     pub embedded: bool,
-}
-
-impl std::fmt::Debug for Shop {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shop")
-            .field("shop_id", &self.shop_id)
-            .field("secret_key", &"<redacted>")
-            .finish()
-    }
 }
 
 fn tax_system_code(t: &str) -> Option<i64> {
@@ -133,13 +125,11 @@ fn receipt(shop: &Shop, charge: &Charge<'_>) -> Option<Value> {
 
 impl Shop {
     fn call(&self, method: Method, path: String, key: Option<&str>, body: Body) -> Call {
-        let mut headers = vec![("authorization", super::basic(&self.shop_id, &self.secret_key))];
-        if let Some(k) = key {
-            headers.push(("idempotence-key", k.to_owned()));
-        }
+        let headers = key.map(|k| ("idempotence-key", k.to_owned())).into_iter().collect();
         Call {
             method,
             path,
+            authorization: Some(super::basic(&self.shop_id, &self.secret_key)),
             headers,
             body,
         }

@@ -7,6 +7,8 @@
 
 use std::net::IpAddr;
 
+use secrecy::ExposeSecret;
+
 use crate::accounts::{self, Credentials};
 use crate::acquirers::cloudpayments::{self as cp, Kind};
 use crate::acquirers::{stripe, tbank, yookassa, Acquirer, Lookup, Mapped, Payment};
@@ -134,7 +136,8 @@ impl Payments {
         let r = async {
             let key = tbank::terminal_of(body).map_err(|e| Refusal::Bad(e.to_string()))?;
             let creds = self.account_of(tbank::ACQUIRER, &key).await?;
-            let n = tbank::verify_notification(body, &creds.secret).map_err(|e| Refusal::Bad(e.to_string()))?;
+            let n = tbank::verify_notification(body, creds.secret.expose_secret())
+                .map_err(|e| Refusal::Bad(e.to_string()))?;
             let payment = Payment {
                 reference: Some(n.order_id.clone()),
                 payment_id: n.payment_id.clone(),
@@ -166,7 +169,7 @@ impl Payments {
                 .account_of(cp::ACQUIRER, account)
                 .await
                 .map_err(refused(cp::CHECK_REFUSED))?;
-            let n = cp::verify_notification(kind, body, signatures, &creds.secret)
+            let n = cp::verify_notification(kind, body, signatures, creds.secret.expose_secret())
                 .map_err(|e| (cp::CHECK_REFUSED, Refusal::Bad(e.to_string())))?;
             let payment = n.payment();
             match kind {
@@ -268,7 +271,8 @@ impl Payments {
             let creds = self.account_of(stripe::ACQUIRER, account).await?;
             let secret = creds
                 .webhook_secret
-                .as_deref()
+                .as_ref()
+                .map(ExposeSecret::expose_secret)
                 .ok_or_else(|| Refusal::Bad("the account has no webhook secret".into()))?;
             let event = stripe::verify_webhook(header, body, secret, self.now() / 1000)
                 .map_err(|e| Refusal::Bad(e.to_string()))?;

@@ -1,6 +1,7 @@
-//! Delivery of stream events to viewers. Each event is serialized once, with
-//! `server_time`, and published on the stream's channel: straight into this
-//! node's channels, or through Redis to every node.
+//! The publisher of stream events to viewers. Each event is serialized
+//! once, with `server_time`, and published on the stream's channel through
+//! the node's fan-out [`Engine`] (this node's channels, or Redis to every
+//! node).
 //!
 //! `offer.stock` is coalesced per offer: the first change after a quiet
 //! [`STOCK_INTERVAL`] goes out at once, later ones at most once per interval
@@ -23,9 +24,10 @@ use streams::model::EndReason;
 use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 
-use crate::realtime::bus::RedisBus;
-use crate::realtime::channels::{Channels, HistoryLimits, Mode, Position};
-use crate::realtime::connection::STREAM_PREFIX;
+use super::bus::RedisBus;
+use super::channels::{Channels, HistoryLimits, Position};
+use super::connection::STREAM_PREFIX;
+use super::engine::{Engine, EngineError, Local};
 
 /// At most one `offer.stock` per offer per this interval (from each node).
 pub const STOCK_INTERVAL: Duration = Duration::from_millis(250);
@@ -51,7 +53,7 @@ struct StockEntry {
 pub struct Hub {
     tx: broadcast::Sender<Arc<Published>>,
     channels: Arc<Channels>,
-    bus: Option<Arc<RedisBus>>,
+    engine: Arc<dyn Engine>,
     clock: Arc<dyn Clock>,
     inventory: Arc<dyn Inventory>,
     stock: Mutex<HashMap<OfferId, StockEntry>>,
@@ -77,20 +79,17 @@ impl Hub {
         history: HistoryLimits,
         inventory: Arc<dyn Inventory>,
         bus: HubBus,
-    ) -> Result<Self, crate::realtime::bus::BusError> {
+    ) -> Result<Self, EngineError> {
         let (tx, _) = broadcast::channel(4096);
-        let (channels, bus) = match bus {
-            HubBus::Own => (Arc::new(Channels::new(history, clock.clone(), Mode::Own)), None),
-            HubBus::Redis { url, prefix } => {
-                let channels = Arc::new(Channels::new(history, clock.clone(), Mode::Shared));
-                let bus = RedisBus::start(&url, &prefix, history, &channels).await?;
-                (channels, Some(bus))
-            }
+        let channels = Arc::new(Channels::new(history, clock.clone()));
+        let engine: Arc<dyn Engine> = match bus {
+            HubBus::Own => Arc::new(Local::new(channels.clone())),
+            HubBus::Redis { url, prefix } => RedisBus::start(&url, &prefix, history, &channels).await?,
         };
         Ok(Self {
             tx,
             channels,
-            bus,
+            engine,
             clock,
             inventory,
             stock: Mutex::new(HashMap::new()),
@@ -110,9 +109,9 @@ impl Hub {
         &self.channels
     }
 
-    /// The Redis bus, when the node shares its channels with others.
-    pub fn bus(&self) -> Option<&Arc<RedisBus>> {
-        self.bus.as_ref()
+    /// The fan-out engine.
+    pub fn engine(&self) -> &dyn Engine {
+        self.engine.as_ref()
     }
 
     /// Every event this node publishes (for tests and tools).
@@ -121,15 +120,8 @@ impl Hub {
     }
 
     /// Where a new subscriber of `channel` starts, and (with `since`) what it missed.
-    pub async fn position(
-        &self,
-        channel: &str,
-        since: Option<(&str, u64)>,
-    ) -> Result<Position, crate::realtime::bus::BusError> {
-        match &self.bus {
-            None => Ok(self.channels.position(channel, since)),
-            Some(bus) => bus.position(channel, since).await,
-        }
+    pub async fn position(&self, channel: &str, since: Option<(&str, u64)>) -> Result<Position, EngineError> {
+        self.engine.position(channel, since).await
     }
 
     fn lock_stock(&self) -> MutexGuard<'_, HashMap<OfferId, StockEntry>> {
@@ -150,12 +142,7 @@ impl Hub {
         }
         let data: Arc<str> = value.to_string().into();
         let channel: Arc<str> = format!("{STREAM_PREFIX}{stream}").into();
-        match &self.bus {
-            None => {
-                self.channels.publish(&channel, data.clone());
-            }
-            Some(bus) => bus.publish(channel, data.clone()),
-        }
+        self.engine.publish(channel, data.clone());
         // No receiver is not an error: nobody is watching yet.
         let _ = self.tx.send(Arc::new(Published {
             stream: stream.clone(),
@@ -244,20 +231,11 @@ impl Hub {
         }
         let mut keep = HashMap::new();
         for (sid, (count, exists)) in now {
-            let prev = before.get(&sid).copied();
-            let (announce, pending) = match &self.bus {
-                None => (prev.map_or(count > 0, |p| p != count).then_some(count as u64), false),
-                // Nothing to tell Redis about a stream nobody watched here.
-                Some(_) if count == 0 && prev.is_none() => (None, false),
-                Some(bus) => match bus.viewers(sid.as_str(), count).await {
-                    Ok(answer) => answer,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "could not count viewers in Redis");
-                        (None, true)
-                    }
-                },
-            };
-            if let Some(count) = announce {
+            let counted = self
+                .engine
+                .count_viewers(sid.as_str(), count, before.get(&sid).copied(), exists)
+                .await;
+            if let Some(count) = counted.announce {
                 self.publish(
                     &sid,
                     StreamEvent::Viewers {
@@ -266,14 +244,7 @@ impl Hub {
                     },
                 );
             }
-            // Counted again next time: while the channel lives here (one
-            // node), or while there are viewers or a change not yet
-            // announced (several nodes).
-            let again = match &self.bus {
-                None => exists,
-                Some(_) => count > 0 || pending,
-            };
-            if again {
+            if counted.again {
                 keep.insert(sid, count);
             }
         }
