@@ -1,7 +1,8 @@
 //! The viewer page in real headless Chromium (Debian's chromium, driven by
 //! playwright-core from npm): it loads, receives an offer as it starts, the
 //! countdown runs, buy reserves, a second viewer sees the units left drop,
-//! and it says so when the node goes away.
+//! and it says so when the node goes away; every reserve refusal reads as a
+//! sentence.
 
 mod common;
 mod emulators;
@@ -44,40 +45,9 @@ async fn the_viewer_page_sells_live_in_a_real_browser(env: Env) {
     assert_eq!(st, StatusCode::CREATED, "{offer}");
     let oid = offer["id"].as_str().unwrap().to_owned();
 
-    let modules = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/js/node_modules/playwright-core");
-    assert!(
-        std::path::Path::new(modules).exists(),
-        "playwright-core is missing: ./scripts/test installs it"
-    );
-    let shot = std::env::temp_dir().join(format!("haul-watch-{sid}.png"));
-    let mut node = tokio::process::Command::new("node")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/js/watch.mjs"))
-        .args([&app.base, &sid, &oid, &app.key, "5"])
-        .env("HAUL_TEST_SCREENSHOT", &shot)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node runs");
-    let mut lines = BufReader::new(node.stdout.take().unwrap()).lines();
-    let mut steps: Vec<Value> = Vec::new();
+    let mut browser = Browser::start("watch.mjs", &[&app.base, &sid, &oid, &app.key, "5"], &sid);
     let mut app = Some(app);
-    let mut step = async |name: &str| -> Value {
-        loop {
-            let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-                .await
-                .unwrap_or_else(|_| panic!("the browser went quiet; saw {steps:?}"))
-                .unwrap()
-                .unwrap_or_else(|| panic!("the browser script ended; saw {steps:?}"));
-            let v: Value = serde_json::from_str(&line).unwrap();
-            steps.push(v.clone());
-            assert_ne!(v["step"], "error", "{steps:?} (screenshot: {})", shot.display());
-            assert_ne!(v["step"], "page_error", "{steps:?}");
-            if v["step"] == name {
-                return v["value"].clone();
-            }
-        }
-    };
+    let mut step = async |name: &str| browser.step(name).await;
     let loaded = step("loaded").await;
     assert_eq!(loaded, json!({ "title": "Sale", "lot": "Kettle", "no_offer": true }));
     let offer = step("offer").await;
@@ -116,11 +86,120 @@ async fn the_viewer_page_sells_live_in_a_real_browser(env: Env) {
     step("stop_the_node").await;
     drop(app.take());
     assert!(step("reconnecting").await.as_str().unwrap().contains("Reconnecting"));
-    let status = tokio::time::timeout(Duration::from_secs(15), node.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success());
+    assert!(browser.finished().await);
+}
+
+/// A browser script's run (`tests/js/<script>` under node, driving Debian's
+/// chromium through playwright-core): one JSON line per step.
+struct Browser {
+    node: tokio::process::Child,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    steps: Vec<Value>,
+    shot: std::path::PathBuf,
+}
+
+impl Browser {
+    fn start(script: &str, args: &[&str], name: &str) -> Browser {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/js");
+        assert!(
+            std::path::Path::new(dir).join("node_modules/playwright-core").exists(),
+            "playwright-core is missing: ./scripts/test installs it"
+        );
+        let shot = std::env::temp_dir().join(format!("haul-{script}-{name}.png"));
+        let mut node = tokio::process::Command::new("node")
+            .arg(format!("{dir}/{script}"))
+            .args(args)
+            .env("HAUL_TEST_SCREENSHOT", &shot)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node runs");
+        let lines = BufReader::new(node.stdout.take().unwrap()).lines();
+        Browser {
+            node,
+            lines,
+            steps: Vec::new(),
+            shot,
+        }
+    }
+
+    /// The value of the step `name` (steps before it are kept for messages).
+    async fn step(&mut self, name: &str) -> Value {
+        loop {
+            let line = tokio::time::timeout(Duration::from_secs(60), self.lines.next_line())
+                .await
+                .unwrap_or_else(|_| panic!("the browser went quiet; saw {:?}", self.steps))
+                .unwrap()
+                .unwrap_or_else(|| panic!("the browser script ended; saw {:?}", self.steps));
+            let v: Value = serde_json::from_str(&line).unwrap();
+            self.steps.push(v.clone());
+            assert_ne!(
+                v["step"],
+                "error",
+                "{:?} (screenshot: {})",
+                self.steps,
+                self.shot.display()
+            );
+            assert_ne!(v["step"], "page_error", "{:?}", self.steps);
+            if v["step"] == name {
+                return v["value"].clone();
+            }
+        }
+    }
+
+    /// Whether the script ended well (within 15 s).
+    async fn finished(&mut self) -> bool {
+        let status = tokio::time::timeout(Duration::from_secs(15), self.node.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        status.success()
+    }
+}
+
+/// Every refusal of a reserve reads as a sentence on the viewer page, each
+/// the server's own answer to the page: two units of one left, the last unit
+/// taken by someone else, an offer ended, an offer not started (over the
+/// limit is in the test above).
+async fn the_viewer_page_names_every_refusal_in_a_real_browser(env: Env) {
+    let app = TestApp::start(&env, &[]).await;
+    let (sid, _, last_one) = app.live_offer(common::offer_body(2, 2)).await;
+    let mut offers = Vec::new();
+    for title in ["Kettle", "Teapot"] {
+        let (st, lot) = app
+            .seller(
+                Method::POST,
+                &format!("/v1/streams/{sid}/lots"),
+                Some(json!({ "title": title })),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{lot}");
+        let lid = lot["id"].as_str().unwrap();
+        let (st, offer) = app
+            .seller(
+                Method::POST,
+                &format!("/v1/lots/{lid}/offers"),
+                Some(common::offer_body(5, 5)),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{offer}");
+        offers.push(offer["id"].as_str().unwrap().to_owned());
+    }
+    let args = [&app.base, &sid, &app.key, &last_one, &offers[0], &offers[1]];
+    let mut browser = Browser::start("refusals.mjs", &args.map(String::as_str), &sid);
+    let said = [
+        ("not_enough_stock", "Not that many left"),
+        ("sold_out", "Sold out — someone was faster"),
+        ("offer_ended", "This offer has ended"),
+        ("offer_not_started", "This offer has not started yet"),
+    ];
+    for (code, sentence) in said {
+        let shown = browser.step(code).await;
+        assert!(shown.as_str().unwrap().contains(sentence), "{code}: {shown}");
+    }
+    browser.step("done").await;
+    assert!(browser.finished().await);
 }
 
 async fn pages_and_assets_are_served_with_safe_headers(env: Env) {
@@ -407,5 +486,6 @@ on_both_backends!(
     the_widget_pays_through_a_sellers_bank,
     a_shop_on_another_origin_takes_a_payment_through_the_widget,
     the_viewer_page_sells_live_in_a_real_browser,
+    the_viewer_page_names_every_refusal_in_a_real_browser,
     pages_and_assets_are_served_with_safe_headers,
 );
