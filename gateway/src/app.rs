@@ -74,8 +74,6 @@ pub struct AppInner {
     pub token_secret: SecretString,
     /// Signs and verifies the sandbox acquirer's callbacks.
     pub sandbox_secret: SecretString,
-    /// Seals and opens sellers' acquirer credentials.
-    pub vault: payments::vault::Vault,
     /// Where browsers and acquirers reach this node.
     pub public_url: String,
     /// Sends the sandbox acquirer's callbacks.
@@ -160,68 +158,17 @@ impl Application {
 
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, StartError> {
         let (pool, db_kind) = db::connect(config.database_url.expose_secret()).await?;
-        let inventory: Arc<dyn Inventory> = match &config.redis_url {
-            Some(url) => Arc::new(
-                RedisInventory::connect(url.expose_secret(), &config.redis_prefix)
-                    .await
-                    .map_err(StartError::Redis)?,
-            ),
-            None => Arc::new(MemoryInventory::new()),
-        };
-        inventory.ping().await.map_err(StartError::Redis)?;
         let token_secret = load_or_create_secret(&config, config.token_secret.as_ref(), "token_secret")?;
         let sandbox_secret = load_or_create_secret(&config, config.sandbox_secret.as_ref(), "sandbox_secret")?;
         let credentials_key = load_or_create_secret(&config, config.credentials_key.as_ref(), "credentials_key")?;
         let vault = payments::vault::Vault::new(credentials_key.expose_secret());
-        let history = crate::realtime::channels::HistoryLimits {
-            size: config.history_size,
-            ttl_ms: config.history_ttl_ms,
-        };
-        let bus = match &config.redis_url {
-            Some(url) => HubBus::Redis {
-                url: url.expose_secret().to_owned(),
-                prefix: config.redis_prefix.clone(),
-            },
-            None => HubBus::Own,
-        };
-        let hub = Arc::new(
-            Hub::new(clock.clone(), history, inventory.clone(), bus)
-                .await
-                .map_err(StartError::Bus)?,
-        );
-        let streams = Arc::new(Streams::new(
-            StreamStore::new(pool.clone()),
-            inventory,
-            clock.clone(),
-            hub.clone(),
-            Settings::default(),
-        ));
-        match streams.rebuild_all().await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(offers = n, "loaded live offers into the stock engine"),
-            Err(e) => tracing::warn!(error = ?e, "could not rebuild live offers; they load on first reserve"),
-        }
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| StartError::Listen {
-                addr: config.listen,
-                source,
-            })?;
+        let (hub, streams) = stock_and_events(&config, &pool, clock.clone()).await?;
+        let (listener, public_url) = listen(&config).await?;
         let limits = Limits {
             per_buyer: Limiter::new(config.rate_buyer),
             per_addr: Limiter::new(config.rate_addr),
         };
         let realtime = crate::realtime::Realtime::new(config.viewers_per_addr);
-        let public_url = match &config.public_url {
-            Some(u) => u.clone(),
-            None => format!(
-                "http://{}",
-                listener.local_addr().map_err(|source| StartError::Listen {
-                    addr: config.listen,
-                    source,
-                })?
-            ),
-        };
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
@@ -229,7 +176,7 @@ impl Application {
         let metrics = Arc::new(Metrics::default());
         let payments = Arc::new(payments::service::Payments::new(payments::service::Parts {
             pool: pool.clone(),
-            vault: vault.clone(),
+            vault,
             clock: Arc::new(SharedClock(clock.clone())),
             transport: Arc::new(HttpTransport::new(http.clone(), &config)),
             fulfilment: Arc::new(StreamsStock(streams.clone())),
@@ -251,7 +198,6 @@ impl Application {
             limits,
             token_secret,
             sandbox_secret,
-            vault,
             public_url,
             http,
             payments,
@@ -310,6 +256,74 @@ impl Application {
         tracing::info!("stopped");
         served
     }
+}
+
+/// The stock engine, the realtime publisher over the fan-out engine, and the
+/// streams domain on them (live offers loaded into the engine).
+async fn stock_and_events(
+    config: &Config,
+    pool: &AnyPool,
+    clock: Arc<dyn Clock>,
+) -> Result<(Arc<Hub>, Arc<Streams>), StartError> {
+    let inventory: Arc<dyn Inventory> = match &config.redis_url {
+        Some(url) => Arc::new(
+            RedisInventory::connect(url.expose_secret(), &config.redis_prefix)
+                .await
+                .map_err(StartError::Redis)?,
+        ),
+        None => Arc::new(MemoryInventory::new()),
+    };
+    inventory.ping().await.map_err(StartError::Redis)?;
+    let history = crate::realtime::channels::HistoryLimits {
+        size: config.history_size,
+        ttl_ms: config.history_ttl_ms,
+    };
+    let bus = match &config.redis_url {
+        Some(url) => HubBus::Redis {
+            url: url.expose_secret().to_owned(),
+            prefix: config.redis_prefix.clone(),
+        },
+        None => HubBus::Own,
+    };
+    let hub = Arc::new(
+        Hub::new(clock.clone(), history, inventory.clone(), bus)
+            .await
+            .map_err(StartError::Bus)?,
+    );
+    let streams = Arc::new(Streams::new(
+        StreamStore::new(pool.clone()),
+        inventory,
+        clock.clone(),
+        hub.clone(),
+        Settings::default(),
+    ));
+    match streams.rebuild_all().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(offers = n, "loaded live offers into the stock engine"),
+        Err(e) => tracing::warn!(error = ?e, "could not rebuild live offers; they load on first reserve"),
+    }
+    Ok((hub, streams))
+}
+
+/// The listener, and where browsers and banks reach it.
+async fn listen(config: &Config) -> Result<(TcpListener, String), StartError> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let public_url = match &config.public_url {
+        Some(u) => u.clone(),
+        None => format!(
+            "http://{}",
+            listener.local_addr().map_err(|source| StartError::Listen {
+                addr: config.listen,
+                source,
+            })?
+        ),
+    };
+    Ok((listener, public_url))
 }
 
 /// The whole HTTP surface.

@@ -42,11 +42,10 @@ const LOTS: &[(&str, &str, i64)] = &[
     ),
 ];
 
-/// Finds or creates the demo seller, its key, its live stream and lots.
-pub async fn seed(state: &AppState) -> Result<Demo, BoxError> {
+/// The demo seller (made on first start) and its API key.
+async fn demo_seller(state: &AppState) -> Result<SellerId, BoxError> {
     let sellers = &state.sellers;
-    let streams = &state.streams;
-    let now = streams.now();
+    let now = state.streams.now();
     let (seller, created) = match sellers.demo().await? {
         Some(s) => (s, false),
         None => (sellers.create("Demo shop", true, now).await?, true),
@@ -65,7 +64,13 @@ pub async fn seed(state: &AppState) -> Result<Demo, BoxError> {
             println!("Demo seller {seller}: its API key was printed at first start (HAUL_DEMO_API_KEY sets one)");
         }
     }
+    Ok(seller)
+}
 
+/// Finds or creates the demo seller, its key, its live stream and lots.
+pub async fn seed(state: &AppState) -> Result<Demo, BoxError> {
+    let streams = &state.streams;
+    let seller = demo_seller(state).await?;
     let existing = streams
         .list_streams(
             &seller,

@@ -54,13 +54,7 @@ pub async fn layer(State(s): State<AppState>, req: Request, next: Next) -> Respo
         Ok(b) => b,
         Err(_) => return ApiError::PayloadTooLarge.into_response(),
     };
-    let mut hash = Sha256::new();
-    hash.update(parts.method.as_str());
-    hash.update(b"\n");
-    hash.update(parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or(""));
-    hash.update(b"\n");
-    hash.update(&bytes);
-    let fingerprint: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let fingerprint = fingerprint(&parts, &bytes);
     let scope = seller.as_str().to_owned();
     let now = s.streams.now();
     match s.keys.begin(&scope, &key, &fingerprint, now).await {
@@ -70,46 +64,69 @@ pub async fn layer(State(s): State<AppState>, req: Request, next: Next) -> Respo
             "this Idempotency-Key was used with a different request",
         )
         .into_response(),
-        Ok(Begin::InFlight) => {
-            let mut r = ApiError::Conflict {
-                code: "idempotency_key_in_use",
-                message: "a request with this Idempotency-Key is still running; retry shortly".into(),
-            }
-            .into_response();
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            r
-        }
-        Ok(Begin::Replay { status, body }) => {
-            let mut r = Response::new(Body::from(body));
-            *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-            let h = r.headers_mut();
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            h.insert("idempotent-replayed", HeaderValue::from_static("true"));
-            r
-        }
+        Ok(Begin::InFlight) => in_flight(),
+        Ok(Begin::Replay { status, body }) => replay(status, body),
         Ok(Begin::Run) => {
             let resp = next.run(Request::from_parts(parts, Body::from(bytes))).await;
-            let (rparts, rbody) = resp.into_parts();
-            let out = match to_bytes(rbody, MAX_RESPONSE).await {
-                Ok(b) => b,
-                Err(e) => {
-                    let _ = s.keys.abandon(&scope, &key).await;
-                    return ApiError::Internal(Box::new(e)).into_response();
-                }
-            };
-            let kept = if rparts.status.is_server_error() {
-                s.keys.abandon(&scope, &key).await
-            } else {
-                let text = String::from_utf8_lossy(&out);
-                s.keys
-                    .finish(&scope, &key, rparts.status.as_u16(), &text, s.streams.now())
-                    .await
-            };
-            if let Err(e) = kept {
-                tracing::warn!(error = %e, "could not store an idempotent response");
-            }
-            Response::from_parts(rparts, Body::from(out))
+            keep(&s, &scope, &key, resp).await
         }
     }
+}
+
+/// What makes two requests under one key the same: method, path and query,
+/// body.
+fn fingerprint(parts: &axum::http::request::Parts, body: &[u8]) -> String {
+    let mut hash = Sha256::new();
+    hash.update(parts.method.as_str());
+    hash.update(b"\n");
+    hash.update(parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or(""));
+    hash.update(b"\n");
+    hash.update(body);
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn in_flight() -> Response {
+    let mut r = ApiError::Conflict {
+        code: "idempotency_key_in_use",
+        message: "a request with this Idempotency-Key is still running; retry shortly".into(),
+    }
+    .into_response();
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
+}
+
+/// The stored answer of a request that ran, sent again.
+fn replay(status: u16, body: String) -> Response {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    r
+}
+
+/// Stores the answer of the request that ran under the key (a server error
+/// frees the key for a retry instead), and passes it on.
+async fn keep(s: &AppState, scope: &str, key: &str, resp: Response) -> Response {
+    let (rparts, rbody) = resp.into_parts();
+    let out = match to_bytes(rbody, MAX_RESPONSE).await {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = s.keys.abandon(scope, key).await;
+            return ApiError::Internal(Box::new(e)).into_response();
+        }
+    };
+    let kept = if rparts.status.is_server_error() {
+        s.keys.abandon(scope, key).await
+    } else {
+        let text = String::from_utf8_lossy(&out);
+        s.keys
+            .finish(scope, key, rparts.status.as_u16(), &text, s.streams.now())
+            .await
+    };
+    if let Err(e) = kept {
+        tracing::warn!(error = %e, "could not store an idempotent response");
+    }
+    Response::from_parts(rparts, Body::from(out))
 }

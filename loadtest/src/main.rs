@@ -6,6 +6,12 @@
 //! It reports reserve throughput, latency percentiles and refusals by reason,
 //! and checks throughout and afterwards that held + sold never exceeds the
 //! quantity and that no buyer ever held more than the limit.
+//!
+//! # Layout
+//! - this file: the command line and `buy-storm`;
+//! - `viewers`: many viewers over the realtime protocol, publishing and
+//!   measuring delivery;
+//! - `callbacks`: signed sandbox callbacks against the callback endpoint.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

@@ -1,5 +1,6 @@
 //! Payments: orders and their attempts at acquirers, inbound callback
-//! verification, seller webhooks. No HTTP here; the gateway wires it.
+//! verification, refunds, settlement, seller webhooks. No HTTP here; the
+//! gateway wires it.
 //!
 //! # Layout
 //! - [`accounts`]: sellers' accounts at banks, in priority order, secrets sealed;
@@ -9,8 +10,10 @@
 //! - [`ids`]: `ord_…` and `pat_…` ids;
 //! - [`outbox`]: seller webhook endpoints, the outbox and deliveries;
 //! - [`sandbox`]: the built-in test acquirer's cards and signed callbacks;
-//! - [`service`]: bank calls through a transport the gateway provides, and
-//!   the circuit breaker that takes failing accounts out of rotation;
+//! - [`service`]: the domain's operations and workers ([`service::Payments`]):
+//!   starting payments, notifications, reconciliation, refunds, settlement;
+//!   banks through a transport and stock through a fulfilment trait the
+//!   gateway provides;
 //! - [`state`]: the order and attempt lifecycles (forward-only tables);
 //! - [`store`]: orders, attempts, transitions and the callback inbox (SQLite
 //!   and PostgreSQL); callbacks applied exactly once;

@@ -741,9 +741,32 @@ impl PaymentStore {
             cb.at,
         )
         .await?;
+        let Some((order_state, late_success)) = Self::order_follows_attempt(&mut tx, &attempt, cb, &cause).await?
+        else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        tx.commit().await?;
+        Ok(Some(CallbackOutcome::Applied {
+            attempt: cb.state,
+            order: order_state,
+            late_success,
+        }))
+    }
+
+    /// The order of an attempt a callback just moved follows it (and its
+    /// webhook is queued), in the same transaction: the order's state then,
+    /// and whether this was money for an order already over; `None` when a
+    /// concurrent change won the race.
+    async fn order_follows_attempt(
+        tx: &mut Transaction<'_, Any>,
+        attempt: &Attempt,
+        cb: &Callback,
+        cause: &str,
+    ) -> Result<Option<(OrderState, bool)>> {
         let row = sqlx::query("SELECT * FROM orders WHERE id = $1")
             .bind(attempt.order_id.as_str())
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut **tx)
             .await?;
         let order = order_from_row(&row)?;
         let others: i64 = sqlx::query(
@@ -752,7 +775,7 @@ impl PaymentStore {
         )
         .bind(order.id.as_str())
         .bind(attempt.id.as_str())
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut **tx)
         .await?
         .try_get("n")?;
         let mut order_state = order.state;
@@ -763,35 +786,29 @@ impl PaymentStore {
                 .bind(cb.at)
                 .bind(order.id.as_str())
                 .bind(order.state.as_str())
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?
                 .rows_affected()
                 == 1;
             if !moved {
-                tx.rollback().await?;
                 return Ok(None);
             }
             late_success =
                 to == OrderState::Succeeded && matches!(order.state, OrderState::Cancelled | OrderState::Expired);
             Self::record(
-                &mut tx,
+                tx,
                 &order.id,
                 None,
                 Some(order.state.as_str()),
                 to.as_str(),
-                &cause,
+                cause,
                 cb.at,
             )
             .await?;
-            report(&mut tx, &order, to, cb.at).await?;
+            report(tx, &order, to, cb.at).await?;
             order_state = to;
         }
-        tx.commit().await?;
-        Ok(Some(CallbackOutcome::Applied {
-            attempt: cb.state,
-            order: order_state,
-            late_success,
-        }))
+        Ok(Some((order_state, late_success)))
     }
 }
 

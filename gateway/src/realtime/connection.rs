@@ -164,20 +164,7 @@ impl Connection {
                     return Some(if self.viewer.is_none() { Disconnect::BadRequest } else { Disconnect::NoPong });
                 }
                 push = self.queue.recv() => {
-                    // This push and whatever else is waiting, in one write.
-                    let mut next = Some(push?);
-                    let mut fed = 0;
-                    while let Some(push) = next {
-                        // Skip what a subscribe reply covered, and channels left since.
-                        if matches!(self.subscriptions.get(&*push.channel), Some(&covered) if push.offset > covered) {
-                            if socket.feed(Message::Text(push.frame.clone())).await.is_err() {
-                                return None;
-                            }
-                            fed += 1;
-                        }
-                        next = if fed < 64 { self.queue.try_recv().ok() } else { None };
-                    }
-                    if fed > 0 && socket.flush().await.is_err() {
+                    if !self.write_pushes(socket, push?).await {
                         return None;
                     }
                 }
@@ -194,34 +181,67 @@ impl Connection {
                         Some(Ok(Message::Binary(_))) => return Some(Disconnect::BadRequest),
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                     };
-                    let frames = match protocol::parse_frame(text.as_str()) {
-                        Ok(f) => f,
-                        Err(e) => {
-                            tracing::debug!(addr = %self.addr, error = %e, "bad frame");
-                            return Some(Disconnect::BadRequest);
-                        }
-                    };
-                    let mut replies = Vec::new();
-                    for frame in frames {
-                        match frame {
-                            Frame::Pong => last_pong = Instant::now(),
-                            Frame::Command { id, request } => match self.command(id, request).await {
-                                Next::Reply(r) => replies.push(r),
-                                Next::Close(why) => {
-                                    for r in replies {
-                                        let _ = socket.send(Message::Text(r.into())).await;
-                                    }
-                                    return Some(why);
-                                }
-                            },
-                        }
-                    }
-                    if !replies.is_empty() && socket.send(Message::Text(replies.join("\n").into())).await.is_err() {
-                        return None;
+                    if let Err(end) = self.take_frames(socket, text.as_str(), &mut last_pong).await {
+                        return end;
                     }
                 }
             }
         }
+    }
+
+    /// Writes `first` and whatever else is waiting (up to 64) in one write;
+    /// false when the socket is gone.
+    async fn write_pushes(&mut self, socket: &mut WebSocket, first: Arc<Push>) -> bool {
+        let mut next = Some(first);
+        let mut fed = 0;
+        while let Some(push) = next {
+            // Skip what a subscribe reply covered, and channels left since.
+            if matches!(self.subscriptions.get(&*push.channel), Some(&covered) if push.offset > covered) {
+                if socket.feed(Message::Text(push.frame.clone())).await.is_err() {
+                    return false;
+                }
+                fed += 1;
+            }
+            next = if fed < 64 { self.queue.try_recv().ok() } else { None };
+        }
+        fed == 0 || socket.flush().await.is_ok()
+    }
+
+    /// Runs the commands of one incoming frame and sends their replies
+    /// together. `Err`: the connection ends (with a disconnect to send, or
+    /// none when the socket is gone).
+    async fn take_frames(
+        &mut self,
+        socket: &mut WebSocket,
+        text: &str,
+        last_pong: &mut Instant,
+    ) -> Result<(), Option<Disconnect>> {
+        let frames = match protocol::parse_frame(text) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::debug!(addr = %self.addr, error = %e, "bad frame");
+                return Err(Some(Disconnect::BadRequest));
+            }
+        };
+        let mut replies = Vec::new();
+        for frame in frames {
+            match frame {
+                Frame::Pong => *last_pong = Instant::now(),
+                Frame::Command { id, request } => match self.command(id, request).await {
+                    Next::Reply(r) => replies.push(r),
+                    Next::Close(why) => {
+                        for r in replies {
+                            let _ = socket.send(Message::Text(r.into())).await;
+                        }
+                        return Err(Some(why));
+                    }
+                },
+            }
+        }
+        if !replies.is_empty() && socket.send(Message::Text(replies.join("\n").into())).await.is_err() {
+            return Err(None);
+        }
+        Ok(())
     }
 
     async fn command(&mut self, id: u32, request: Request) -> Next {

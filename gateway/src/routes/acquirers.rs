@@ -125,44 +125,50 @@ fn validate(
         }
     }
     if let Some(settings) = settings {
-        let Some(map) = settings.as_object() else {
-            return Err(ApiError::InvalidField {
-                field: "settings",
-                message: "an object".into(),
-            });
-        };
-        for (k, v) in map {
-            match (acquirer, k.as_str()) {
-                (tbank::ACQUIRER | cloudpayments::ACQUIRER | yookassa::ACQUIRER, "taxation") => {
-                    if !v.as_str().is_some_and(|t| tbank::TAXATION.contains(&t)) {
-                        return Err(ApiError::InvalidPath {
-                            field: "settings.taxation".into(),
-                            message: format!("one of: {}", tbank::TAXATION.join(", ")),
-                        });
-                    }
-                }
-                (yookassa::ACQUIRER, "confirmation") => {
-                    if !matches!(v.as_str(), Some("redirect" | "embedded")) {
-                        return Err(ApiError::InvalidPath {
-                            field: "settings.confirmation".into(),
-                            message: "redirect (YooKassa's page) or embedded (its form in Haul's page)".into(),
-                        });
-                    }
-                }
-                (yookassa::ACQUIRER, "sender_allow_list") => {
-                    if !v.is_boolean() {
-                        return Err(ApiError::InvalidPath {
-                            field: "settings.sender_allow_list".into(),
-                            message: "true or false".into(),
-                        });
-                    }
-                }
-                _ => {
+        validate_settings(acquirer, settings)?;
+    }
+    Ok(())
+}
+
+/// Checks the settings a bank's account takes (and only those).
+fn validate_settings(acquirer: &str, settings: &Value) -> Result<(), ApiError> {
+    let Some(map) = settings.as_object() else {
+        return Err(ApiError::InvalidField {
+            field: "settings",
+            message: "an object".into(),
+        });
+    };
+    for (k, v) in map {
+        match (acquirer, k.as_str()) {
+            (tbank::ACQUIRER | cloudpayments::ACQUIRER | yookassa::ACQUIRER, "taxation") => {
+                if !v.as_str().is_some_and(|t| tbank::TAXATION.contains(&t)) {
                     return Err(ApiError::InvalidPath {
-                        field: format!("settings.{k}"),
-                        message: format!("not a setting of {acquirer}"),
-                    })
+                        field: "settings.taxation".into(),
+                        message: format!("one of: {}", tbank::TAXATION.join(", ")),
+                    });
                 }
+            }
+            (yookassa::ACQUIRER, "confirmation") => {
+                if !matches!(v.as_str(), Some("redirect" | "embedded")) {
+                    return Err(ApiError::InvalidPath {
+                        field: "settings.confirmation".into(),
+                        message: "redirect (YooKassa's page) or embedded (its form in Haul's page)".into(),
+                    });
+                }
+            }
+            (yookassa::ACQUIRER, "sender_allow_list") => {
+                if !v.is_boolean() {
+                    return Err(ApiError::InvalidPath {
+                        field: "settings.sender_allow_list".into(),
+                        message: "true or false".into(),
+                    });
+                }
+            }
+            _ => {
+                return Err(ApiError::InvalidPath {
+                    field: format!("settings.{k}"),
+                    message: format!("not a setting of {acquirer}"),
+                })
             }
         }
     }

@@ -6,9 +6,6 @@
 //! With `HAUL_SANDBOX_CHAOS` on, every callback is sent twice and the first
 //! round in reverse order, so the exactly-once path runs on every payment.
 
-use secrecy::ExposeSecret;
-use std::time::Duration;
-
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -18,8 +15,6 @@ use payments::ids::AttemptId;
 use payments::sandbox::{self, CardBehaviour};
 use payments::store::Attempt;
 use serde::Deserialize;
-use serde_json::json;
-use streams::ids::random_token;
 
 use crate::app::AppState;
 use crate::extract::ClientAddr;
@@ -188,7 +183,11 @@ async fn pay(
     if !(3..=4).contains(&form.cvc.len()) || !form.cvc.bytes().all(|b| b.is_ascii_digit()) {
         return retry("The CVC is 3 or 4 digits.");
     }
-    tokio::spawn(send_reports(s.clone(), attempt.clone(), sandbox::reports(card)));
+    tokio::spawn(crate::adapters::sandbox::send_reports(
+        s.clone(),
+        attempt.clone(),
+        sandbox::reports(card),
+    ));
     match card {
         CardBehaviour::Challenge => page_framed(
             StatusCode::OK,
@@ -249,72 +248,12 @@ async fn challenge(
         Err(r) => return r,
     };
     let passed = form.passed == "yes";
-    tokio::spawn(send_reports(
+    tokio::spawn(crate::adapters::sandbox::send_reports(
         s.clone(),
         attempt.clone(),
         vec![sandbox::after_challenge(passed)],
     ));
     done(&s, &attempt, if passed { "Confirmed" } else { "Cancelled" }).await
-}
-
-/// Sends the sandbox's callbacks for an attempt, as the acquirer would.
-async fn send_reports(s: AppState, attempt: Attempt, reports: Vec<(&'static str, Option<&'static str>)>) {
-    let bodies: Vec<String> = reports
-        .iter()
-        .map(|(status, decline)| {
-            json!({
-                "event_id": format!("evt_{}", random_token(20)),
-                "payment_id": attempt.id,
-                "status": status,
-                "amount_minor": attempt.amount_minor,
-                "currency": attempt.currency,
-                "decline_code": decline,
-                "created_at": s.payments.now() / 1000,
-            })
-            .to_string()
-        })
-        .collect();
-    let mut order: Vec<&String> = bodies.iter().collect();
-    if s.config.sandbox_chaos {
-        // Out of order first, then every one again.
-        order = bodies.iter().rev().chain(bodies.iter()).collect();
-    }
-    for body in order {
-        deliver(&s, body).await;
-    }
-}
-
-/// Posts one callback until Haul takes it (2xx) or refuses it (4xx).
-async fn deliver(s: &AppState, body: &str) {
-    let url = format!("{}/v1/callbacks/sandbox", s.public_url);
-    let mut backoff = Duration::from_millis(200);
-    for _ in 0..8 {
-        let signature = sandbox::sign(
-            s.sandbox_secret.expose_secret().as_bytes(),
-            s.payments.now() / 1000,
-            body.as_bytes(),
-        );
-        let sent = s
-            .http
-            .post(&url)
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(sandbox::SIGNATURE_HEADER, signature)
-            .body(body.to_owned())
-            .send()
-            .await;
-        match sent {
-            Ok(r) if r.status().is_success() => return,
-            Ok(r) if r.status().is_client_error() => {
-                tracing::error!(status = %r.status(), "the sandbox's callback was refused");
-                return;
-            }
-            Ok(r) => tracing::warn!(status = %r.status(), "sandbox callback not taken; retrying"),
-            Err(e) => tracing::warn!(error = %e, "sandbox callback not delivered; retrying"),
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(10));
-    }
-    tracing::error!("gave up delivering a sandbox callback");
 }
 
 #[cfg(test)]

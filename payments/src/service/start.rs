@@ -288,10 +288,9 @@ impl Payments {
                 account.acquirer, order.currency
             )));
         }
-        let now = self.now();
         let attempt = self
             .store
-            .create_attempt(order, &account.acquirer, now)
+            .create_attempt(order, &account.acquirer, self.now())
             .await
             .map_err(Error::unavailable)?;
         self.store
@@ -304,31 +303,9 @@ impl Payments {
             &parts.charge(order, attempt.id.as_str()),
         )
         .await;
-        let (url, acquirer_ref) = match outcome {
-            InitOutcome::Redirect { url, acquirer_ref } => (url, acquirer_ref),
-            // The bank's form runs in a page of Haul's.
-            InitOutcome::Embedded { token, acquirer_ref } => (
-                self.links
-                    .url(&format!("/yookassa/confirm/{}?token={token}", attempt.id)),
-                acquirer_ref,
-            ),
-            InitOutcome::Refused { code, message } => {
-                let why = format!("refused by {} ({code}): {message}", account.acquirer);
-                self.moved_on(&account.id, &attempt.id, &why).await;
-                return Ok(Tried::Next(why));
-            }
-            InitOutcome::Unavailable { why } => {
-                let why = format!("{} is unavailable: {why}", account.acquirer);
-                self.moved_on(&account.id, &attempt.id, &why).await;
-                return Ok(Tried::Next(why));
-            }
-            InitOutcome::Unknown { why } => {
-                tracing::warn!(attempt = %attempt.id, bank = %account.id, %why, "no clear answer from the bank: reconciliation decides");
-                return Err(Error::bank(
-                    "acquirer_no_answer",
-                    "the bank did not answer clearly; the payment is being checked, try again in a minute",
-                ));
-            }
+        let (url, acquirer_ref) = match self.made(account, &attempt, outcome).await? {
+            Ok(made) => made,
+            Err(why) => return Ok(Tried::Next(why)),
         };
         self.breakers.succeeded(&account.id);
         self.store
@@ -346,6 +323,38 @@ impl Payments {
             hold_expires_at,
             redirect_url: url,
         }))
+    }
+
+    /// Where the buyer pays a payment the bank made, and the bank's id of
+    /// it; `Ok(Err(why))` when the bank refused to serve or was out (the
+    /// attempt is given up and the next bank is tried).
+    async fn made(
+        &self,
+        account: &Account,
+        attempt: &Attempt,
+        outcome: InitOutcome,
+    ) -> Result<std::result::Result<(String, String), String>> {
+        let why = match outcome {
+            InitOutcome::Redirect { url, acquirer_ref } => return Ok(Ok((url, acquirer_ref))),
+            // The bank's form runs in a page of Haul's.
+            InitOutcome::Embedded { token, acquirer_ref } => {
+                let url = self
+                    .links
+                    .url(&format!("/yookassa/confirm/{}?token={token}", attempt.id));
+                return Ok(Ok((url, acquirer_ref)));
+            }
+            InitOutcome::Refused { code, message } => format!("refused by {} ({code}): {message}", account.acquirer),
+            InitOutcome::Unavailable { why } => format!("{} is unavailable: {why}", account.acquirer),
+            InitOutcome::Unknown { why } => {
+                tracing::warn!(attempt = %attempt.id, bank = %account.id, %why, "no clear answer from the bank: reconciliation decides");
+                return Err(Error::bank(
+                    "acquirer_no_answer",
+                    "the bank did not answer clearly; the payment is being checked, try again in a minute",
+                ));
+            }
+        };
+        self.moved_on(&account.id, &attempt.id, &why).await;
+        Ok(Err(why))
     }
 
     /// A bank refused to serve or was out: the attempt is given up (the

@@ -239,7 +239,7 @@ async fn init(State(emu): State<Emulator>, Json(body): Json<Value>) -> Response 
     let mut bank = emu.bank.lock().unwrap();
     bank.next_id += 1;
     let id = bank.next_id.to_string();
-    let key = body["TerminalKey"].as_str().unwrap().to_owned();
+    let key = crate::common::text(&body, "TerminalKey");
     bank.payments.insert(
         id.clone(),
         Payment {

@@ -5,8 +5,8 @@
 //! change nothing, and a terminal that refuses to serve hands the payment
 //! to the next one: one order, one charge.
 
-mod common;
-mod emulators;
+use crate::common;
+use crate::emulators;
 
 use common::{checkout_session, pay_session as pay, session_state_until as state_until, submit_card, Env, TestApp};
 use emulators::tbank::{Emulator, Mode, GOOD_CARD};
@@ -118,7 +118,7 @@ async fn a_checkout_pays_through_tbank_and_refunds_through_cancel(env: Env) {
     assert_eq!(status["acquirers"], json!(["tbank", "sandbox"]));
     let (st, attempt) = pay(&app, &cs, "tbank").await;
     assert_eq!(st, StatusCode::CREATED, "{attempt}");
-    let redirect = attempt["redirect_url"].as_str().unwrap().to_owned();
+    let redirect = common::text(&attempt, "redirect_url");
     assert!(redirect.starts_with(&emu.base), "{redirect}");
     // The bank received a signed Init with the 54-FZ receipt.
     let (payment_id, p) = emu.payments_of("ShopTerminal").pop().unwrap();
@@ -197,7 +197,7 @@ async fn a_declined_card_fails_the_payment_without_trying_another_bank(env: Env)
     connect(&app, "Second", "second-password", 2).await;
     let cs = checkout_session(&app, 10_000, "RUB").await;
     let (_, attempt) = pay(&app, &cs, "tbank").await;
-    let redirect = attempt["redirect_url"].as_str().unwrap().to_owned();
+    let redirect = common::text(&attempt, "redirect_url");
     assert_eq!(
         submit_card(&app, &redirect, "5000 0000 0000 0009").await.0,
         StatusCode::OK
@@ -223,7 +223,7 @@ async fn a_refusing_terminal_hands_the_payment_to_the_next_one(env: Env) {
     assert_eq!(emu.calls("Init", "Blocked"), 1);
     let (payment_id, _) = emu.payments_of("Working").pop().unwrap();
     assert!(emu.payments_of("Blocked").is_empty());
-    let redirect = attempt["redirect_url"].as_str().unwrap().to_owned();
+    let redirect = common::text(&attempt, "redirect_url");
     assert_eq!(submit_card(&app, &redirect, GOOD_CARD).await.0, StatusCode::OK);
     let paid = state_until(&app, &cs, "succeeded").await;
     // One order, two attempts: the refused one given up, the other paid; one charge.
@@ -411,7 +411,7 @@ async fn a_stream_purchase_asks_for_the_email_its_receipt_needs(env: Env) {
     let (st, r) = app.reserve(token, &oid, 1, "d1").await;
     assert_eq!(st, StatusCode::CREATED, "{r}");
     let order = app.order_for_hold(token, &oid, r["hold"]["id"].as_str().unwrap()).await;
-    let cs = order["checkout_session"].as_str().unwrap().to_owned();
+    let cs = common::text(&order, "checkout_session");
     let (_, status) = app
         .call(Method::GET, &format!("/v1/checkout/sessions/{cs}/status"), None, None)
         .await;
@@ -465,7 +465,7 @@ async fn a_lost_notification_is_made_up_by_polling(env: Env) {
         .get_mut(&payment_id)
         .unwrap()
         .notification_url = "http://127.0.0.1:9/nowhere".into();
-    let redirect = attempt["redirect_url"].as_str().unwrap().to_owned();
+    let redirect = common::text(&attempt, "redirect_url");
     let _ = submit_card(&app, &redirect, GOOD_CARD).await;
     let (_, s) = app
         .seller(Method::GET, &format!("/v1/checkout/sessions/{cs}"), None)

@@ -1,7 +1,7 @@
 //! The viewer gateway over WebSocket: the official Centrifugo JS SDK as the
 //! client, and raw frames for recovery and bad input.
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -20,7 +20,7 @@ async fn mint(app: &TestApp, viewer: &str) -> String {
         .seller(Method::POST, "/v1/viewer-tokens", Some(json!({ "viewer_id": viewer })))
         .await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
-    v["token"].as_str().unwrap().to_owned()
+    common::text(&v, "token")
 }
 
 fn ws_url(app: &TestApp) -> String {
@@ -221,7 +221,7 @@ async fn a_resubscriber_recovers_exactly_what_it_missed(env: Env) {
     let mut ws = connect(&app, &mint(&app, "watcher").await).await;
     send(&mut ws, json!({ "id": 2, "subscribe": { "channel": channel } })).await;
     let sub = next(&mut ws).await;
-    let epoch = sub["subscribe"]["epoch"].as_str().unwrap().to_owned();
+    let epoch = common::text(&sub["subscribe"], "epoch");
     let offset = sub["subscribe"]["offset"].as_u64().unwrap();
     ws.close(None).await.unwrap();
 

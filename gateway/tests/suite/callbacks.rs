@@ -2,7 +2,7 @@
 //! once however often and in whatever order they arrive; forged, stale,
 //! truncated and mismatched ones are refused and change nothing.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 
@@ -170,7 +170,7 @@ async fn a_paid_stream_order_commits_its_hold_once(env: Env) {
         .to_owned();
     let (st, r) = app.reserve(&token, &oid, 1, "buy-1").await;
     assert_eq!(st, StatusCode::CREATED, "{r}");
-    let hold = r["hold"]["id"].as_str().unwrap().to_owned();
+    let hold = common::text(&r["hold"], "id");
     let order_path = format!("/v1/offers/{oid}/holds/{hold}/order");
     let (st, order) = app.call(reqwest::Method::POST, &order_path, Some(&token), None).await;
     assert_eq!(st, StatusCode::CREATED, "{order}");
@@ -183,7 +183,7 @@ async fn a_paid_stream_order_commits_its_hold_once(env: Env) {
     assert_eq!((st, &again["id"]), (StatusCode::OK, &order["id"]));
     // It is paid through its own checkout session, framed only by Haul's
     // viewer page and telling nobody else.
-    let session = order["checkout_session"].as_str().unwrap().to_owned();
+    let session = common::text(&order, "checkout_session");
     assert_eq!(again["checkout_session"].as_str(), Some(session.as_str()));
     assert!(order["checkout_url"]
         .as_str()
@@ -222,7 +222,7 @@ async fn a_paid_stream_order_commits_its_hold_once(env: Env) {
     let other = app.anonymous_viewer().await;
     let (st, _) = app.call(reqwest::Method::POST, &order_path, Some(&other), None).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
-    let order_id = order["id"].as_str().unwrap().to_owned();
+    let order_id = common::text(&order, "id");
     let (st, _) = app
         .call(
             reqwest::Method::GET,
@@ -356,7 +356,7 @@ async fn an_unpaid_order_expires_with_its_hold(env: Env) {
     let (_, _, oid) = app.live_offer(common::offer_body(3, 1)).await;
     let token = app.anonymous_viewer().await;
     let (_, r) = app.reserve(&token, &oid, 1, "r").await;
-    let hold = r["hold"]["id"].as_str().unwrap().to_owned();
+    let hold = common::text(&r["hold"], "id");
     let (_, order) = app
         .call(
             reqwest::Method::POST,
@@ -365,14 +365,14 @@ async fn an_unpaid_order_expires_with_its_hold(env: Env) {
             None,
         )
         .await;
-    let order = order["id"].as_str().unwrap().to_owned();
+    let order = common::text(&order, "id");
     // The hold lives 30 s; nobody pays.
     app.clock.advance(31_000);
     app.order_until(&order, &token, |v| v["state"] == "expired").await;
 
     // A buyer who gives the hold back cancels its unpaid order; the unit returns.
     let (_, r) = app.reserve(&token, &oid, 1, "r2").await;
-    let hold = r["hold"]["id"].as_str().unwrap().to_owned();
+    let hold = common::text(&r["hold"], "id");
     let (_, order) = app
         .call(
             reqwest::Method::POST,
@@ -381,7 +381,7 @@ async fn an_unpaid_order_expires_with_its_hold(env: Env) {
             None,
         )
         .await;
-    let order = order["id"].as_str().unwrap().to_owned();
+    let order = common::text(&order, "id");
     let (st, _) = app
         .call(
             reqwest::Method::POST,
@@ -621,7 +621,7 @@ async fn late_payments_racing_for_the_last_unit_never_oversell(env: Env) {
                 v["state"] == "refunded" || (v["state"] == "succeeded" && v["refunded_minor"] == 0)
             })
             .await;
-        ends.push(v["state"].as_str().unwrap().to_owned());
+        ends.push(common::text(&v, "state"));
     }
     ends.sort();
     assert_eq!(ends, ["refunded", "refunded", "refunded", "succeeded"]);
@@ -703,7 +703,7 @@ async fn paying(app: &TestApp, oid: &str, viewer: &str) -> (String, Value, Strin
     let token = app.viewer_token(viewer).await;
     let (_, r) = app.reserve(&token, oid, 1, "r").await;
     let order = app.order_for_hold(&token, oid, r["hold"]["id"].as_str().unwrap()).await;
-    let order_id = order["id"].as_str().unwrap().to_owned();
+    let order_id = common::text(&order, "id");
     let attempt = app.start_attempt(&token, &order_id, "sandbox").await;
     (order_id, attempt, token)
 }

@@ -188,7 +188,7 @@ impl TestApp {
             .seller(Method::POST, "/v1/viewer-tokens", Some(json!({ "viewer_id": viewer })))
             .await;
         assert_eq!(st, StatusCode::CREATED, "{t}");
-        t["token"].as_str().unwrap().to_owned()
+        text(&t, "token")
     }
 
     /// The buyer's order for a hold (its checkout session with it).
@@ -249,7 +249,7 @@ impl TestApp {
     pub async fn anonymous_viewer(&self) -> String {
         let (status, v) = self.call(Method::POST, "/v1/viewers/anonymous", None, None).await;
         assert_eq!(status, StatusCode::CREATED, "{v}");
-        v["token"].as_str().unwrap().to_owned()
+        text(&v, "token")
     }
 
     pub async fn reserve(&self, token: &str, offer: &str, quantity: i64, request_id: &str) -> (StatusCode, Value) {
@@ -268,7 +268,7 @@ impl TestApp {
             .seller(Method::POST, "/v1/streams", Some(json!({ "title": "Sale" })))
             .await;
         assert_eq!(st, StatusCode::CREATED, "{s}");
-        let sid = s["id"].as_str().unwrap().to_owned();
+        let sid = text(&s, "id");
         let (st, v) = self
             .seller(Method::POST, &format!("/v1/streams/{sid}/live"), None)
             .await;
@@ -281,12 +281,12 @@ impl TestApp {
             )
             .await;
         assert_eq!(st, StatusCode::CREATED, "{l}");
-        let lid = l["id"].as_str().unwrap().to_owned();
+        let lid = text(&l, "id");
         let (st, o) = self
             .seller(Method::POST, &format!("/v1/lots/{lid}/offers"), Some(offer))
             .await;
         assert_eq!(st, StatusCode::CREATED, "{o}");
-        let oid = o["id"].as_str().unwrap().to_owned();
+        let oid = text(&o, "id");
         let (st, v) = self
             .seller(Method::POST, &format!("/v1/offers/{oid}/start"), None)
             .await;
@@ -309,6 +309,15 @@ impl TestApp {
     pub fn events(&self) -> broadcast::Receiver<Arc<Published>> {
         self.state.hub.subscribe()
     }
+}
+
+/// The string at `key` of a JSON answer (panics, showing the answer, when
+/// it is not one).
+pub fn text(v: &Value, key: &str) -> String {
+    v[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("{key} is not a string in {v}"))
+        .to_owned()
 }
 
 /// A typical offer body.
@@ -398,7 +407,7 @@ pub async fn checkout_session(app: &TestApp, amount: i64, currency: &str) -> Str
         )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{s}");
-    s["id"].as_str().unwrap().to_owned()
+    text(&s, "id")
 }
 
 /// The buyer starts paying a session at `acquirer` (as the checkout page does).

@@ -3,7 +3,7 @@
 //! names its field; Idempotency-Key makes a retried create return the same
 //! session.
 
-mod common;
+use crate::common;
 
 use common::{Env, TestApp};
 use reqwest::{Method, StatusCode};
@@ -152,7 +152,7 @@ async fn signed_parameters_make_one_session_and_tampering_is_refused(env: Env) {
     let app = TestApp::start(&env, &[]).await;
     let (st, v) = app.seller(Method::POST, "/v1/widget-secret", None).await;
     assert_eq!(st, StatusCode::CREATED);
-    let secret = v["widget_secret"].as_str().unwrap().to_owned();
+    let secret = common::text(&v, "widget_secret");
     let expires = (app.clock.now_ms() / 1000 + 600).to_string();
     let mut p: BTreeMap<String, String> = [
         ("seller", app.seller.as_str()),
@@ -211,7 +211,7 @@ async fn the_checkout_page_is_framed_only_by_the_sellers_origins(env: Env) {
     )
     .await;
     let (_, s) = create(&app, session(), None).await;
-    let id = s["id"].as_str().unwrap().to_owned();
+    let id = common::text(&s, "id");
     let csp = |r: &reqwest::Response| r.headers()["content-security-policy"].to_str().unwrap().to_owned();
     // No origins yet: nobody may frame it.
     let r = app.http.get(s["url"].as_str().unwrap()).send().await.unwrap();

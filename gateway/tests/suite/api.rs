@@ -1,7 +1,7 @@
 //! The seller API over HTTP: authentication, lifecycles, validation and the
 //! error format, on both backends.
 
-mod common;
+use crate::common;
 
 use common::{offer_body, Env, TestApp};
 use reqwest::{Method, StatusCode};
@@ -71,7 +71,7 @@ async fn lots_are_added_updated_and_pinned_one_at_a_time(env: Env) {
             )
             .await;
         assert_eq!(st, StatusCode::CREATED, "{l}");
-        lots.push(l["id"].as_str().unwrap().to_owned());
+        lots.push(common::text(&l, "id"));
     }
     let mut events = app.events();
     let (st, v) = app
@@ -167,7 +167,7 @@ async fn another_sellers_objects_are_not_found(env: Env) {
     let app = TestApp::start(&env, &[]).await;
     let (_, _, oid) = app.live_offer(offer_body(5, 1)).await;
     let (_, streams) = app.seller(Method::GET, "/v1/streams", None).await;
-    let sid = streams["data"][0]["id"].as_str().unwrap().to_owned();
+    let sid = common::text(&streams["data"][0], "id");
     let other = app.other_seller_key().await;
     for (m, path) in [
         (Method::GET, format!("/v1/streams/{sid}")),
@@ -409,7 +409,7 @@ async fn concurrent_requests_with_one_key_create_one_object(env: Env) {
     for (st, v, _) in &answers {
         match *st {
             StatusCode::CREATED => {
-                ids.insert(v["id"].as_str().unwrap().to_owned());
+                ids.insert(common::text(v, "id"));
             }
             StatusCode::CONFLICT => assert_eq!(code(v), "idempotency_key_in_use"),
             other => panic!("unexpected {other}: {v}"),

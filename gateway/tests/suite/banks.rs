@@ -6,8 +6,8 @@
 //! bank; forgeries change nothing and get the bank's expected refusal; a
 //! bank that refuses to serve hands the payment to another bank.
 
-mod common;
-mod emulators;
+use crate::common;
+use crate::emulators;
 
 use common::{checkout_session, pay_session as pay, session_state_until as state_until, submit_card, Env, TestApp};
 use emulators::{cloudpayments as cp, stripe as st, yookassa as yk};
@@ -238,7 +238,7 @@ async fn yookassa_captures_and_trusts_only_its_api(env: Env) {
     let (status, attempt) = pay(&b.app, &cs, "yookassa").await;
     assert_eq!(status, StatusCode::CREATED, "{attempt}");
     let payment = b.yk.payments_of("506751").pop().unwrap();
-    let id = payment["id"].as_str().unwrap().to_owned();
+    let id = common::text(&payment, "id");
     assert_eq!(payment["capture"], false);
 
     // Someone claims the payment succeeded: the API says it is pending, and
@@ -382,7 +382,7 @@ async fn stripe_checkout_pays_by_signed_webhook_and_refunds(env: Env) {
     assert_eq!(status, StatusCode::OK);
     state_until(&b.app, &cs, "succeeded").await;
     let paid = b.st.sessions().into_iter().find(|s| s["status"] == "complete").unwrap();
-    let paid_id = paid["id"].as_str().unwrap().to_owned();
+    let paid_id = common::text(&paid, "id");
 
     // The emulator signs as Stripe does: Stripe's own library accepts it.
     let now = std::time::SystemTime::now()
@@ -732,7 +732,7 @@ async fn yookassa_embedded_confirmation_runs_in_hauls_page(env: Env) {
 /// does it: the order, then the attempt.
 async fn stream_attempt(app: &TestApp, oid: &str, token: &str, hold: &str, acquirer: &str) -> (String, Value) {
     let order = app.order_for_hold(token, oid, hold).await;
-    let order_id = order["id"].as_str().unwrap().to_owned();
+    let order_id = common::text(&order, "id");
     let attempt = app.start_attempt(token, &order_id, acquirer).await;
     (order_id, attempt)
 }
@@ -782,7 +782,7 @@ async fn stream_purchases_pay_at_a_bank_and_never_oversell(env: Env) {
         n += 1;
         let (st, r) = b.app.reserve(&bob, &oid, 1, &format!("b{n}")).await;
         if st == StatusCode::CREATED {
-            break r["hold"]["id"].as_str().unwrap().to_owned();
+            break common::text(&r["hold"], "id");
         }
         assert!(tokio::time::Instant::now() < deadline, "the unit never came back: {r}");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;

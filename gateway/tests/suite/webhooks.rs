@@ -3,7 +3,7 @@
 //! verifies it; failures are retried with the same webhook-id; 410 disables
 //! the endpoint; private addresses are refused unless allowed.
 
-mod common;
+use crate::common;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -164,7 +164,7 @@ async fn failed_deliveries_are_retried_and_gone_endpoints_disabled(env: Env) {
     assert_ne!(both[1].1, first[0].1, "and carries this attempt's timestamp");
     // The delivery log tells the story; a manual re-send goes out again.
     let (_, list) = app.seller(Method::GET, "/v1/webhook-endpoints", None).await;
-    let ep_id = list["data"][0]["id"].as_str().unwrap().to_owned();
+    let ep_id = common::text(&list["data"][0], "id");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let log = loop {
         let (_, log) = app
@@ -228,13 +228,13 @@ async fn a_rotated_secret_overlaps_with_the_old_one(env: Env) {
     let app = app(&env).await;
     let (receiver, url) = Receiver::start(&[]).await;
     let ep = endpoint(&app, &url).await;
-    let old = ep["secret"].as_str().unwrap().to_owned();
+    let old = common::text(&ep, "secret");
     let id = ep["id"].as_str().unwrap();
     let (st, rotated) = app
         .seller(Method::POST, &format!("/v1/webhook-endpoints/{id}/rotate"), None)
         .await;
     assert_eq!(st, reqwest::StatusCode::OK, "{rotated}");
-    let new = rotated["secret"].as_str().unwrap().to_owned();
+    let new = common::text(&rotated, "secret");
     assert_ne!(new, old);
     pay_an_order(&app, "succeeded").await;
     let got = receiver.wait_for(1).await;
@@ -259,7 +259,7 @@ async fn an_expired_hold_is_reported(env: Env) {
     let (_, _, oid) = app.live_offer(common::offer_body(5, 2)).await;
     let viewer = app.anonymous_viewer().await;
     let (_, r) = app.reserve(&viewer, &oid, 2, "r").await;
-    let hold = r["hold"]["id"].as_str().unwrap().to_owned();
+    let hold = common::text(&r["hold"], "id");
     app.clock.advance(31_000);
     let got = receiver.wait_for(1).await;
     let payload: Value = serde_json::from_str(&got[0].3).unwrap();

@@ -1,7 +1,7 @@
 //! Operations: health, readiness, metrics, the OpenAPI document, the command
 //! line, and the embedded demo.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -147,7 +147,7 @@ impl Cluster {
                 Some(json!({ "viewer_id": viewer })),
             )
             .await;
-        v["token"].as_str().unwrap().to_owned()
+        crate::common::text(&v, "token")
     }
 }
 
@@ -223,7 +223,7 @@ async fn until(ws: &mut Socket, pred: impl Fn(&Value) -> bool) -> Vec<(u64, Valu
 fn texts(pubs: &[(u64, Value)]) -> Vec<String> {
     pubs.iter()
         .filter(|(_, d)| d["type"] == "message")
-        .map(|(_, d)| d["text"].as_str().unwrap().to_owned())
+        .map(|(_, d)| crate::common::text(d, "text"))
         .collect()
 }
 
@@ -237,7 +237,7 @@ async fn two_processes_behave_as_one() {
     let s = c
         .seller(&a, Method::POST, "/v1/streams", Some(json!({ "title": "Two" })))
         .await;
-    let sid = s["id"].as_str().unwrap().to_owned();
+    let sid = crate::common::text(&s, "id");
     let channel = format!("stream:{sid}");
     c.seller(&a, Method::POST, &format!("/v1/streams/{sid}/live"), None)
         .await;
@@ -249,7 +249,7 @@ async fn two_processes_behave_as_one() {
             Some(json!({ "title": "Kettle" })),
         )
         .await;
-    let lid = lot["id"].as_str().unwrap().to_owned();
+    let lid = crate::common::text(&lot, "id");
     let offer = c
         .seller(
             &a,
@@ -261,7 +261,7 @@ async fn two_processes_behave_as_one() {
             ),
         )
         .await;
-    let oid = offer["id"].as_str().unwrap().to_owned();
+    let oid = crate::common::text(&offer, "id");
     let (mut on_b, _) = watch(&b, &c.token(&b, "vb").await, &channel, None).await;
     c.seller(&a, Method::POST, &format!("/v1/offers/{oid}/start"), None)
         .await;
@@ -273,7 +273,7 @@ async fn two_processes_behave_as_one() {
     let (ws, reply) = watch(&a, &token, &channel, None).await;
     // Viewers are counted over both nodes: one on B, one on A.
     until(&mut on_b, |d| d["type"] == "viewers" && d["count"] == 2).await;
-    let epoch = reply["epoch"].as_str().unwrap().to_owned();
+    let epoch = crate::common::text(&reply, "epoch");
     let offset = reply["offset"].as_u64().unwrap();
     drop(ws);
     for n in 0..3 {
@@ -347,10 +347,7 @@ async fn two_processes_behave_as_one() {
     // A stops gracefully: its viewer is told to reconnect (3001), comes back
     // on B and has lost nothing, including what A published as it stopped.
     let (mut leaving, reply) = watch(&a, &c.token(&a, "leaver").await, &channel, None).await;
-    let (epoch, offset) = (
-        reply["epoch"].as_str().unwrap().to_owned(),
-        reply["offset"].as_u64().unwrap(),
-    );
+    let (epoch, offset) = (crate::common::text(&reply, "epoch"), reply["offset"].as_u64().unwrap());
     let mut got = Vec::new();
     c.seller(
         &a,
@@ -427,13 +424,13 @@ async fn viewers_recover_after_redis_restarts() {
     let s = c
         .seller(&a, Method::POST, "/v1/streams", Some(json!({ "title": "Fault" })))
         .await;
-    let sid = s["id"].as_str().unwrap().to_owned();
+    let sid = crate::common::text(&s, "id");
     let channel = format!("stream:{sid}");
     c.seller(&a, Method::POST, &format!("/v1/streams/{sid}/live"), None)
         .await;
     let token = c.token(&a, "steady").await;
     let (mut ws, reply) = watch(&a, &token, &channel, None).await;
-    let epoch = reply["epoch"].as_str().unwrap().to_owned();
+    let epoch = crate::common::text(&reply, "epoch");
     let note = |t: &str| json!({ "text": t });
     c.seller(
         &a,

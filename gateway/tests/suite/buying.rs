@@ -1,7 +1,7 @@
 //! Buyers over HTTP: holds, sales, offer timing, expiry, tokens and rate
 //! limits on both backends; several nodes and a Redis loss on the shared one.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 
@@ -20,7 +20,7 @@ async fn mint(app: &TestApp, viewer: &str) -> String {
         .await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
     assert!(v["viewer_id"].as_str().unwrap().ends_with(&format!(".{viewer}")));
-    v["token"].as_str().unwrap().to_owned()
+    common::text(&v, "token")
 }
 
 async fn hold_release_and_commit_over_http(env: Env) {
@@ -33,7 +33,7 @@ async fn hold_release_and_commit_over_http(env: Env) {
         (v["units_left"].as_i64(), v["replayed"].as_bool()),
         (Some(3), Some(false))
     );
-    let hold = v["hold"]["id"].as_str().unwrap().to_owned();
+    let hold = common::text(&v["hold"], "id");
     // A retried tap gets the same hold and takes nothing more.
     let (st, v) = app.reserve(&alice, &oid, 2, "tap-1").await;
     assert_eq!(
@@ -81,7 +81,7 @@ async fn hold_release_and_commit_over_http(env: Env) {
     assert_eq!((st, code(&v)), (StatusCode::CONFLICT, "over_buyer_limit"));
     let (st, v) = app.reserve(&bob, &oid, 3, "b1").await;
     assert_eq!((st, v["units_left"].as_i64()), (StatusCode::CREATED, Some(0)));
-    let bob_hold = v["hold"]["id"].as_str().unwrap().to_owned();
+    let bob_hold = common::text(&v["hold"], "id");
     let carol = mint(&app, "carol").await;
     let (st, v) = app.reserve(&carol, &oid, 1, "c1").await;
     assert_eq!((st, code(&v)), (StatusCode::CONFLICT, "sold_out"));
@@ -152,7 +152,7 @@ async fn concurrent_http_reserves_never_oversell(env: Env) {
         let (st, v) = t.await.unwrap();
         match st {
             StatusCode::CREATED => assert!(
-                buyers.insert(v["hold"]["buyer_id"].as_str().unwrap().to_owned()),
+                buyers.insert(common::text(&v["hold"], "buyer_id")),
                 "a buyer got two units"
             ),
             StatusCode::CONFLICT => assert!(["sold_out", "over_buyer_limit"].contains(&code(&v)), "{v}"),
@@ -199,7 +199,7 @@ async fn an_offer_ends_early_when_sold_out(env: Env) {
         let t = mint(&app, v).await;
         let (st, r) = app.reserve(&t, &oid, 1, "x").await;
         assert_eq!(st, StatusCode::CREATED);
-        holds.push(r["hold"]["id"].as_str().unwrap().to_owned());
+        holds.push(common::text(&r["hold"], "id"));
     }
     let (_, v) = app
         .seller(
@@ -232,7 +232,7 @@ async fn unpaid_holds_come_back_when_they_expire(env: Env) {
     let (_, _, oid) = app.live_offer(offer_body(5, 5)).await;
     let viewer = app.anonymous_viewer().await;
     let (_, v) = app.reserve(&viewer, &oid, 3, "x").await;
-    let hold = v["hold"]["id"].as_str().unwrap().to_owned();
+    let hold = common::text(&v["hold"], "id");
     let mut events = app.events();
     app.clock.advance(30_000);
     let e = wait_for_event(&mut events, |e| e["type"] == "offer.stock" && e["units_left"] == 5).await;
@@ -470,7 +470,7 @@ async fn stock_is_rebuilt_from_the_database_after_redis_loses_it() {
     let (_, _, oid) = app.live_offer(offer_body(5, 2)).await;
     let alice = mint(&app, "alice").await;
     let (_, v) = app.reserve(&alice, &oid, 2, "a").await;
-    let hold = v["hold"]["id"].as_str().unwrap().to_owned();
+    let hold = common::text(&v["hold"], "id");
     app.seller(Method::POST, &format!("/v1/offers/{oid}/holds/{hold}/commit"), None)
         .await;
 

@@ -1,0 +1,30 @@
+//! The gateway's integration tests, in one binary: each module is one area
+//! of the running application, started in-process (`common`) on both
+//! backends, with the banks' emulators (`emulators`) where money moves.
+//!
+//! - `api`: the seller API's shape, validation and errors;
+//! - `buying`: reserves, holds, orders and their lifecycles;
+//! - `callbacks`: sandbox callbacks, settlement and reconciliation;
+//! - `checkout`: checkout sessions and the signed widget parameters;
+//! - `banks`, `tbank`: paying, refunding and refusing forgeries at each bank;
+//! - `webhooks`: seller webhooks, checked with the official library;
+//! - `realtime`: the viewer protocol with the official SDKs;
+//! - `pages`: the viewer and checkout pages in headless Chromium;
+//! - `nodes`: two `haul` processes on one database and Redis;
+//! - `ops`: health, metrics, configuration and the command line.
+
+#[macro_use]
+mod common;
+mod emulators;
+
+mod api;
+mod banks;
+mod buying;
+mod callbacks;
+mod checkout;
+mod nodes;
+mod ops;
+mod pages;
+mod realtime;
+mod tbank;
+mod webhooks;
