@@ -27,11 +27,12 @@ use tracing::Instrument;
 use crate::adapters::banks::HttpTransport;
 use crate::adapters::stock::{SharedClock, StreamsStock};
 use crate::config::Config;
-use crate::error::ApiError;
+use crate::demo;
+use crate::http::error::ApiError;
+use crate::http::ratelimit::{Limiter, Limits};
+use crate::http::routes;
 use crate::metrics::Metrics;
-use crate::ratelimit::{Limiter, Limits};
 use crate::realtime::publisher::{Hub, HubBus};
-use crate::{demo, routes};
 use secrecy::{ExposeSecret, SecretString};
 use streams::db::{self, DbKind};
 
@@ -334,7 +335,10 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async {
             ApiError::bad_request("method_not_allowed", "this route does not take that method").into_response()
         })
-        .layer(middleware::from_fn_with_state(state.clone(), crate::idempotency::layer))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::http::idempotency::layer,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(CatchPanicLayer::custom(|_| {

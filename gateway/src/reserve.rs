@@ -10,7 +10,7 @@ use streams::inventory::Reserved;
 use streams::service::Error as DomainError;
 
 use crate::app::AppState;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// The buyer's and the address's rate limits for one reserve; over either,
 /// the attempt is counted as `rate_limited`. Shared by HTTP and the socket RPC.

@@ -77,19 +77,13 @@ struct Planned {
     final_state: &'static str,
 }
 
-pub async fn run(o: Options) -> Result<bool, Failure> {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .pool_max_idle_per_host(o.concurrency)
-        .build()?;
-    let auth = format!("Bearer {}", o.api_key);
-
-    // Orders to pay: checkout sessions, each with a sandbox attempt.
+/// Checkout sessions to pay, each with a sandbox attempt.
+async fn plan(o: &Options, http: &reqwest::Client, auth: &str) -> Result<Vec<Planned>, Failure> {
     let started = Instant::now();
     let mut planned = Vec::with_capacity(o.orders);
     for chunk in (0..o.orders).collect::<Vec<_>>().chunks(o.concurrency) {
         let made = chunk.iter().map(|&i| {
-            let (http, auth, url) = (http.clone(), auth.clone(), o.url.clone());
+            let (http, auth, url) = (http.clone(), auth.to_owned(), o.url.clone());
             async move {
                 let amount = 10_000 + (i as i64 % 90) * 1_000;
                 let s = expect(
@@ -130,22 +124,12 @@ pub async fn run(o: Options) -> Result<bool, Failure> {
         started.elapsed().as_secs_f64()
     );
 
-    // Every callback, `copies` times, all shuffled.
-    let mut storm: Vec<String> = Vec::new();
-    for p in &planned {
-        for status in ["pending", p.final_state] {
-            let body = json!({
-                "event_id": format!("evt_{}_{status}", p.attempt), "payment_id": p.attempt, "status": status,
-                "amount_minor": p.amount, "currency": "RUB",
-                "decline_code": if status == "failed" { Some("card_declined") } else { None },
-                "created_at": 0 })
-            .to_string();
-            for _ in 0..o.copies {
-                storm.push(body.clone());
-            }
-        }
-    }
-    storm.shuffle(&mut rand::rng());
+    Ok(planned)
+}
+
+/// Sends every callback (`concurrency` at a time), then prints the rate,
+/// latency and outcomes; the outcomes.
+async fn send_all(o: &Options, http: &reqwest::Client, storm: Vec<String>) -> BTreeMap<String, u64> {
     let storm = Arc::new(storm);
     let next = Arc::new(AtomicUsize::new(0));
     let outcomes = Arc::new(Mutex::new(BTreeMap::<String, u64>::new()));
@@ -210,6 +194,37 @@ pub async fn run(o: Options) -> Result<bool, Failure> {
         percentile(&lat, 99.9)
     );
     println!("outcomes: {outcomes:?}");
+
+    outcomes
+}
+
+pub async fn run(o: Options) -> Result<bool, Failure> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(o.concurrency)
+        .build()?;
+    let auth = format!("Bearer {}", o.api_key);
+
+    // Orders to pay: checkout sessions, each with a sandbox attempt.
+    let planned = plan(&o, &http, &auth).await?;
+
+    // Every callback, `copies` times, all shuffled.
+    let mut storm: Vec<String> = Vec::new();
+    for p in &planned {
+        for status in ["pending", p.final_state] {
+            let body = json!({
+                "event_id": format!("evt_{}_{status}", p.attempt), "payment_id": p.attempt, "status": status,
+                "amount_minor": p.amount, "currency": "RUB",
+                "decline_code": if status == "failed" { Some("card_declined") } else { None },
+                "created_at": 0 })
+            .to_string();
+            for _ in 0..o.copies {
+                storm.push(body.clone());
+            }
+        }
+    }
+    storm.shuffle(&mut rand::rng());
+    let outcomes = send_all(&o, &http, storm).await;
 
     // Every order in exactly the state its final callback set.
     let mut wrong = Vec::new();

@@ -234,31 +234,37 @@ async fn buyer(storm: Arc<Storm>, client: reqwest::Client, token: String, n: usi
             rng ^= rng << 17;
             let commit = rng % 100 < storm.o.commit_percent;
             t.live.fetch_sub(1, Ordering::SeqCst);
-            let req = if commit {
-                client
-                    .post(format!("{}/v1/offers/{}/holds/{hold}/commit", storm.o.url, storm.offer))
-                    .bearer_auth(&storm.o.api_key)
-            } else {
-                client
-                    .post(format!(
-                        "{}/v1/offers/{}/holds/{hold}/release",
-                        storm.o.url, storm.offer
-                    ))
-                    .bearer_auth(&token)
-            };
-            match call(req).await {
-                Ok((200, _)) if commit => {
-                    t.commits.fetch_add(1, Ordering::Relaxed);
-                }
-                Ok((200, _)) => {
-                    t.releases.fetch_add(1, Ordering::Relaxed);
-                }
-                Ok((status, body)) => t.violation(format!("hold {hold} could not be settled: HTTP {status}: {body}")),
-                Err(e) => t.violation(format!("hold {hold} could not be settled: {}", e.0)),
-            }
+            settle_hold(&storm, &client, &token, &hold, commit).await;
         }
     }
     latencies
+}
+
+/// Commits a hold as the seller, or releases it as the buyer, and counts it.
+async fn settle_hold(storm: &Storm, client: &reqwest::Client, token: &str, hold: &str, commit: bool) {
+    let t = &storm.tally;
+    let req = if commit {
+        client
+            .post(format!("{}/v1/offers/{}/holds/{hold}/commit", storm.o.url, storm.offer))
+            .bearer_auth(&storm.o.api_key)
+    } else {
+        client
+            .post(format!(
+                "{}/v1/offers/{}/holds/{hold}/release",
+                storm.o.url, storm.offer
+            ))
+            .bearer_auth(token)
+    };
+    match call(req).await {
+        Ok((200, _)) if commit => {
+            t.commits.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok((200, _)) => {
+            t.releases.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok((status, body)) => t.violation(format!("hold {hold} could not be settled: HTTP {status}: {body}")),
+        Err(e) => t.violation(format!("hold {hold} could not be settled: {}", e.0)),
+    }
 }
 
 /// Samples the seller's view of the offer while the storm runs.
@@ -309,9 +315,9 @@ fn clients(o: &Options) -> Result<Vec<reqwest::Client>, Failure> {
         .collect()
 }
 
-async fn buy_storm(o: Options) -> Result<bool, Failure> {
-    let clients = clients(&o)?;
-    let seller = &clients[0];
+/// A live stream with one lot and a started offer, and one viewer token per
+/// buyer: the offer's id and the tokens.
+async fn set_up_offer(o: &Options, seller: &reqwest::Client) -> Result<(String, Vec<String>), Failure> {
     let key = o.api_key.as_str();
     let stream = expect(
         seller
@@ -387,6 +393,55 @@ async fn buy_storm(o: Options) -> Result<bool, Failure> {
         o.quantity, o.limit, o.buyers, o.sources, run_secs
     );
 
+    Ok((offer_id, tokens))
+}
+
+/// Prints the run's figures and checks; the number of violations.
+fn report(storm: &Storm, latencies: &[u32], elapsed: Duration, samples: u64, after: (i64, i64, i64)) -> usize {
+    let (held, sold, commits) = after;
+    let (o, t) = (&storm.o, &storm.tally);
+    let reserves = t.reserves.load(Ordering::Relaxed);
+    let secs = elapsed.as_secs_f64();
+    println!(
+        "reserves:        {reserves} in {secs:.1}s = {:.0}/s",
+        reserves as f64 / secs
+    );
+    println!(
+        "holds granted:   {} ({:.0}/s)",
+        t.holds.load(Ordering::Relaxed),
+        t.holds.load(Ordering::Relaxed) as f64 / secs
+    );
+    println!(
+        "reserve latency: p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms, max {:.2} ms",
+        percentile(latencies, 50.0),
+        percentile(latencies, 99.0),
+        percentile(latencies, 99.9),
+        percentile(latencies, 100.0)
+    );
+    println!("released: {}, committed: {commits}", t.releases.load(Ordering::Relaxed));
+    println!("refusals:");
+    for (code, n) in t.refusals.lock().expect("tally lock").iter() {
+        println!("  {code}: {n}");
+    }
+    println!(
+        "stock check: {samples} samples during the storm, at most {} holds live at once (quantity {}), after: held {held}, sold {sold}",
+        t.max_live.load(Ordering::Relaxed),
+        o.quantity
+    );
+    let violations = t.violations.lock().expect("tally lock").len();
+    if violations == 0 {
+        println!("OK: held + sold never exceeded the quantity; no buyer went over the limit");
+    } else {
+        println!("FAILED: {violations} violation(s)");
+    }
+    violations
+}
+
+async fn buy_storm(o: Options) -> Result<bool, Failure> {
+    let clients = clients(&o)?;
+    let seller = &clients[0];
+    let (offer_id, tokens) = set_up_offer(&o, seller).await?;
+    let key = o.api_key.as_str();
     let storm = Arc::new(Storm {
         o: o.clone(),
         offer: offer_id.clone(),
@@ -433,40 +488,7 @@ async fn buy_storm(o: Options) -> Result<bool, Failure> {
     .await;
 
     latencies.sort_unstable();
-    let reserves = t.reserves.load(Ordering::Relaxed);
-    let secs = elapsed.as_secs_f64();
-    println!(
-        "reserves:        {reserves} in {secs:.1}s = {:.0}/s",
-        reserves as f64 / secs
-    );
-    println!(
-        "holds granted:   {} ({:.0}/s)",
-        t.holds.load(Ordering::Relaxed),
-        t.holds.load(Ordering::Relaxed) as f64 / secs
-    );
-    println!(
-        "reserve latency: p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms, max {:.2} ms",
-        percentile(&latencies, 50.0),
-        percentile(&latencies, 99.0),
-        percentile(&latencies, 99.9),
-        percentile(&latencies, 100.0)
-    );
-    println!("released: {}, committed: {commits}", t.releases.load(Ordering::Relaxed));
-    println!("refusals:");
-    for (code, n) in t.refusals.lock().expect("tally lock").iter() {
-        println!("  {code}: {n}");
-    }
-    println!(
-        "stock check: {samples} samples during the storm, at most {} holds live at once (quantity {}), after: held {held}, sold {sold}",
-        t.max_live.load(Ordering::Relaxed),
-        o.quantity
-    );
-    let violations = t.violations.lock().expect("tally lock").len();
-    if violations == 0 {
-        println!("OK: held + sold never exceeded the quantity; no buyer went over the limit");
-    } else {
-        println!("FAILED: {violations} violation(s)");
-    }
+    let violations = report(&storm, &latencies, elapsed, samples, (held, sold, commits));
     Ok(violations == 0)
 }
 

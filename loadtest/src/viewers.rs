@@ -131,6 +131,118 @@ fn percentile(hist: &[u64], p: f64) -> f64 {
     (BUCKETS as u64 * BUCKET_US) as f64 / 1000.0
 }
 
+/// A worker process and the lines it prints.
+type Worker = (
+    tokio::process::Child,
+    tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+);
+
+/// Starts the worker processes, each with its share of the viewers, and
+/// waits until all have connected: the workers, viewers connected, failed.
+async fn start_workers(o: &Options, sid: &str) -> Result<(Vec<Worker>, u64, u64), Failure> {
+    let exe = std::env::current_exe()?;
+    let workers = o.viewers.div_ceil(o.per_worker);
+    let mut children = Vec::new();
+    for w in 0..workers {
+        let share = (o.viewers - w * o.per_worker).min(o.per_worker);
+        let mut child = tokio::process::Command::new(&exe)
+            .args([
+                "viewers-worker",
+                &o.urls.join(","),
+                sid,
+                &share.to_string(),
+                &o.sources.to_string(),
+                &(w * o.per_worker).to_string(),
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let lines = BufReader::new(child.stdout.take().ok_or_else(|| Failure("no stdout".into()))?).lines();
+        children.push((child, lines));
+    }
+    let mut connected = 0u64;
+    let mut failed = 0u64;
+    for (_, lines) in children.iter_mut() {
+        let line = tokio::time::timeout(Duration::from_secs(600), lines.next_line())
+            .await
+            .map_err(|_| Failure("a worker did not finish connecting in 10 minutes".into()))??
+            .ok_or_else(|| Failure("a worker ended early".into()))?;
+        let v: Value = serde_json::from_str(&line)?;
+        connected += v["connected"].as_u64().unwrap_or(0);
+        failed += v["failed"].as_u64().unwrap_or(0);
+    }
+    Ok((children, connected, failed))
+}
+
+/// Publishes notes at the set rate for the run, round-robin over the
+/// nodes: how many were taken, and how many failed.
+async fn publish(o: &Options, http: &reqwest::Client, auth: &str, sid: &str) -> (u64, u64) {
+    let published = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let period = Duration::from_secs_f64(1.0 / o.rate as f64);
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let end = Instant::now() + o.duration;
+    let mut n = 0usize;
+    let mut sends = Vec::new();
+    while Instant::now() < end {
+        tick.tick().await;
+        let url = format!("{}/v1/streams/{sid}/messages", o.urls[n % o.urls.len()]);
+        n += 1;
+        let (http, auth, published, errors) = (http.clone(), auth.to_owned(), published.clone(), errors.clone());
+        sends.push(tokio::spawn(async move {
+            let body = json!({ "text": format!("t={}", now_us()) });
+            match http.post(url).header("authorization", auth).json(&body).send().await {
+                Ok(r) if r.status().as_u16() == 202 => published.fetch_add(1, Ordering::Relaxed),
+                _ => errors.fetch_add(1, Ordering::Relaxed),
+            };
+        }));
+    }
+    for s in sends {
+        let _ = s.await;
+    }
+    (published.load(Ordering::Relaxed), errors.load(Ordering::Relaxed))
+}
+
+/// What the workers received.
+struct Collected {
+    hist: Vec<u64>,
+    received: u64,
+    gaps: u64,
+    closed: u64,
+}
+
+/// Tells each worker to stop and reads its report.
+async fn collect(children: Vec<Worker>) -> Result<Collected, Failure> {
+    let mut hist = vec![0u64; BUCKETS];
+    let (mut received, mut gaps, mut closed) = (0u64, 0u64, 0u64);
+    for (mut child, mut lines) in children {
+        drop(child.stdin.take());
+        let line = tokio::time::timeout(Duration::from_secs(120), lines.next_line())
+            .await
+            .map_err(|_| Failure("a worker did not report".into()))??
+            .ok_or_else(|| Failure("a worker ended without a report".into()))?;
+        let v: Value = serde_json::from_str(&line)?;
+        received += v["received"].as_u64().unwrap_or(0);
+        gaps += v["gaps"].as_u64().unwrap_or(0);
+        closed += v["closed"].as_u64().unwrap_or(0);
+        for pair in v["hist"].as_array().into_iter().flatten() {
+            let (i, c) = (pair[0].as_u64().unwrap_or(0) as usize, pair[1].as_u64().unwrap_or(0));
+            if i < BUCKETS {
+                hist[i] += c;
+            }
+        }
+        let _ = child.wait().await;
+    }
+    Ok(Collected {
+        hist,
+        received,
+        gaps,
+        closed,
+    })
+}
+
 /// The coordinator.
 pub async fn run(o: Options) -> Result<bool, Failure> {
     let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
@@ -155,39 +267,8 @@ pub async fn run(o: Options) -> Result<bool, Failure> {
     let rss_before: Vec<Option<u64>> = o.pids.iter().map(|p| rss_bytes(*p)).collect();
 
     // Workers, each with its share.
-    let exe = std::env::current_exe()?;
-    let workers = o.viewers.div_ceil(o.per_worker);
-    let mut children = Vec::new();
     let started = Instant::now();
-    for w in 0..workers {
-        let share = (o.viewers - w * o.per_worker).min(o.per_worker);
-        let mut child = tokio::process::Command::new(&exe)
-            .args([
-                "viewers-worker",
-                &o.urls.join(","),
-                &sid,
-                &share.to_string(),
-                &o.sources.to_string(),
-                &(w * o.per_worker).to_string(),
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()?;
-        let lines = BufReader::new(child.stdout.take().ok_or_else(|| Failure("no stdout".into()))?).lines();
-        children.push((child, lines));
-    }
-    let mut connected = 0u64;
-    let mut failed = 0u64;
-    for (_, lines) in children.iter_mut() {
-        let line = tokio::time::timeout(Duration::from_secs(600), lines.next_line())
-            .await
-            .map_err(|_| Failure("a worker did not finish connecting in 10 minutes".into()))??
-            .ok_or_else(|| Failure("a worker ended early".into()))?;
-        let v: Value = serde_json::from_str(&line)?;
-        connected += v["connected"].as_u64().unwrap_or(0);
-        failed += v["failed"].as_u64().unwrap_or(0);
-    }
+    let (children, connected, failed) = start_workers(&o, &sid).await?;
     let connect_secs = started.elapsed().as_secs_f64();
     println!(
         "viewers: {connected} connected, {failed} failed, in {connect_secs:.1} s ({:.0} connections/s)",
@@ -208,58 +289,19 @@ pub async fn run(o: Options) -> Result<bool, Failure> {
     }
 
     // Publish at the set rate, round-robin over the nodes.
-    let published = Arc::new(AtomicU64::new(0));
-    let errors = Arc::new(AtomicU64::new(0));
-    let period = Duration::from_secs_f64(1.0 / o.rate as f64);
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let end = Instant::now() + o.duration;
-    let mut n = 0usize;
-    let mut sends = Vec::new();
-    while Instant::now() < end {
-        tick.tick().await;
-        let url = format!("{}/v1/streams/{sid}/messages", o.urls[n % o.urls.len()]);
-        n += 1;
-        let (http, auth, published, errors) = (http.clone(), auth.clone(), published.clone(), errors.clone());
-        sends.push(tokio::spawn(async move {
-            let body = json!({ "text": format!("t={}", now_us()) });
-            match http.post(url).header("authorization", auth).json(&body).send().await {
-                Ok(r) if r.status().as_u16() == 202 => published.fetch_add(1, Ordering::Relaxed),
-                _ => errors.fetch_add(1, Ordering::Relaxed),
-            };
-        }));
-    }
-    for s in sends {
-        let _ = s.await;
-    }
+    let (published, errors) = publish(&o, &http, &auth, &sid).await;
     // Let the last ones arrive, then collect.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let mut hist = vec![0u64; BUCKETS];
-    let (mut received, mut gaps, mut closed) = (0u64, 0u64, 0u64);
-    for (mut child, mut lines) in children {
-        drop(child.stdin.take());
-        let line = tokio::time::timeout(Duration::from_secs(120), lines.next_line())
-            .await
-            .map_err(|_| Failure("a worker did not report".into()))??
-            .ok_or_else(|| Failure("a worker ended without a report".into()))?;
-        let v: Value = serde_json::from_str(&line)?;
-        received += v["received"].as_u64().unwrap_or(0);
-        gaps += v["gaps"].as_u64().unwrap_or(0);
-        closed += v["closed"].as_u64().unwrap_or(0);
-        for pair in v["hist"].as_array().into_iter().flatten() {
-            let (i, c) = (pair[0].as_u64().unwrap_or(0) as usize, pair[1].as_u64().unwrap_or(0));
-            if i < BUCKETS {
-                hist[i] += c;
-            }
-        }
-        let _ = child.wait().await;
-    }
-    let published = published.load(Ordering::Relaxed);
+    let Collected {
+        hist,
+        received,
+        gaps,
+        closed,
+    } = collect(children).await?;
     let expected = published * connected;
     let secs = o.duration.as_secs_f64();
     println!(
-        "published {published} events ({} failed) at {}/s for {secs:.0} s",
-        errors.load(Ordering::Relaxed),
+        "published {published} events ({errors} failed) at {}/s for {secs:.0} s",
         o.rate
     );
     println!(
@@ -334,17 +376,7 @@ pub async fn worker(args: &[String]) -> Result<bool, Failure> {
         });
     }
     drop(ready_tx);
-    let (mut ok, mut failed) = (0u64, 0u64);
-    while let Some(r) = ready_rx.recv().await {
-        if r {
-            ok += 1
-        } else {
-            failed += 1
-        }
-        if (ok + failed) as usize == count {
-            break;
-        }
-    }
+    let (ok, failed) = connected(&mut ready_rx, count).await;
     let mut out = tokio::io::stdout();
     out.write_all(format!("{}\n", json!({ "connected": ok, "failed": failed })).as_bytes())
         .await?;
@@ -354,6 +386,31 @@ pub async fn worker(args: &[String]) -> Result<bool, Failure> {
     while let Ok(Some(_)) = stdin.next_line().await {}
     let _ = stop_tx.send(true);
     tokio::time::sleep(Duration::from_millis(200)).await;
+    out.write_all(format!("{}\n", report(&tally)).as_bytes()).await?;
+    out.flush().await?;
+    Ok(true)
+}
+
+/// Waits until each of `count` viewers has connected or failed: how many
+/// of each.
+async fn connected(ready: &mut tokio::sync::mpsc::Receiver<bool>, count: usize) -> (u64, u64) {
+    let (mut ok, mut failed) = (0u64, 0u64);
+    while let Some(r) = ready.recv().await {
+        if r {
+            ok += 1
+        } else {
+            failed += 1
+        }
+        if (ok + failed) as usize == count {
+            break;
+        }
+    }
+    (ok, failed)
+}
+
+/// A worker's report: what its viewers received, with the latency
+/// histogram's non-empty buckets.
+fn report(tally: &Tally) -> Value {
     let hist: Vec<(usize, u64)> = tally
         .hist
         .iter()
@@ -361,15 +418,12 @@ pub async fn worker(args: &[String]) -> Result<bool, Failure> {
         .map(|(i, c)| (i, c.load(Ordering::Relaxed)))
         .filter(|(_, c)| *c > 0)
         .collect();
-    let report = json!({
+    json!({
         "received": tally.received.load(Ordering::Relaxed),
         "gaps": tally.gaps.load(Ordering::Relaxed),
         "closed": tally.closed.load(Ordering::Relaxed),
         "hist": hist,
-    });
-    out.write_all(format!("{report}\n").as_bytes()).await?;
-    out.flush().await?;
-    Ok(true)
+    })
 }
 
 /// The number right after the last occurrence of `key` in `line`.

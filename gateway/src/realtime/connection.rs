@@ -23,8 +23,8 @@ use super::channels::{ConnHandle, Push};
 use super::protocol::{self, Disconnect, ErrorCode, Frame, Request};
 use super::AddrSlot;
 use crate::app::AppState;
-use crate::error::ApiError;
-use crate::extract::ClientAddr;
+use crate::http::error::ApiError;
+use crate::http::extract::ClientAddr;
 use crate::jwt;
 use crate::reserve::{limit_reserve, reserve_counted};
 

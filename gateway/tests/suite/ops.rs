@@ -6,7 +6,7 @@ use crate::common;
 use std::process::Command;
 
 use common::{Env, TestApp};
-use gateway::openapi::OPERATIONS;
+use gateway::http::openapi::OPERATIONS;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 

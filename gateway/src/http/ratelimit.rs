@@ -7,7 +7,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::config::Rate;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// A keyed limiter, or nothing when the limit is off.
 pub struct Limiter<K: std::hash::Hash + Eq + Clone> {

@@ -10,8 +10,8 @@ use streams::service::{LotPatch, NewLot, NewStream};
 
 use super::{list, PageQuery};
 use crate::app::AppState;
-use crate::error::ApiError;
-use crate::extract::{id, Json, Seller};
+use crate::http::error::ApiError;
+use crate::http::extract::{id, Json, Seller};
 
 pub fn router() -> Router<AppState> {
     Router::new()

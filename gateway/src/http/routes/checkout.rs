@@ -13,8 +13,8 @@ use streams::money::Currency;
 
 use super::PageQuery;
 use crate::app::AppState;
-use crate::error::ApiError;
-use crate::extract::{ClientAddr, Json, Seller};
+use crate::http::error::ApiError;
+use crate::http::extract::{ClientAddr, Json, Seller};
 
 pub fn router() -> Router<AppState> {
     Router::new()

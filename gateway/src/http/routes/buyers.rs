@@ -13,8 +13,8 @@ use serde_json::{json, Value};
 use streams::ids::{random_token, BuyerId, HoldId, OfferId};
 
 use crate::app::AppState;
-use crate::error::ApiError;
-use crate::extract::{id, ClientAddr, Json, Seller, Viewer};
+use crate::http::error::ApiError;
+use crate::http::extract::{id, ClientAddr, Json, Seller, Viewer};
 use crate::jwt;
 use crate::reserve::{limit_reserve, reserve_counted};
 

@@ -13,8 +13,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::app::AppState;
-use crate::error::ApiError;
-use crate::extract::{Json, Seller};
+use crate::http::error::ApiError;
+use crate::http::extract::{Json, Seller};
 
 /// At most this many origins per seller.
 const MAX_ORIGINS: usize = 20;

@@ -13,8 +13,8 @@ use serde_json::{json, Value};
 use streams::ids::{HoldId, OfferId, SellerId};
 
 use crate::app::AppState;
-use crate::error::ApiError;
-use crate::extract::{id, Caller, Json, Seller, Viewer};
+use crate::http::error::ApiError;
+use crate::http::extract::{id, Caller, Json, Seller, Viewer};
 
 pub fn router() -> Router<AppState> {
     Router::new()

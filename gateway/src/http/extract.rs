@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use streams::ids::{BuyerId, SellerId};
 
 use crate::app::AppState;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::{jwt, sellers};
 
 /// A JSON body; malformed, mistyped or oversized bodies get a clear 4xx.

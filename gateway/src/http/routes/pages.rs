@@ -8,7 +8,7 @@ use axum::Router;
 use streams::ids::StreamId;
 
 use crate::app::AppState;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// Scripts, styles and sockets from this origin only; lot images from anywhere secure.
 const PAGE_CSP: &str = "default-src 'self'; img-src 'self' https: data:; connect-src 'self'; \

@@ -15,8 +15,8 @@ use payments::idempotency::{self, Begin};
 use sha2::{Digest, Sha256};
 
 use crate::app::AppState;
-use crate::error::ApiError;
-use crate::extract::bearer;
+use crate::http::error::ApiError;
+use crate::http::extract::bearer;
 use crate::sellers;
 
 /// Largest response kept for a replay.

@@ -19,7 +19,7 @@ pub fn router() -> Router<AppState> {
         .route("/metrics", get(metrics))
         .route(
             "/openapi.json",
-            get(|| async { axum::Json(crate::openapi::document()) }),
+            get(|| async { axum::Json(crate::http::openapi::document()) }),
         )
 }
 

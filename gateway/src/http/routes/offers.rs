@@ -11,8 +11,8 @@ use streams::model::Offer;
 use streams::service::{NewOffer, OfferEnd};
 
 use crate::app::AppState;
-use crate::error::ApiError;
-use crate::extract::{id, Json, Seller};
+use crate::http::error::ApiError;
+use crate::http::extract::{id, Json, Seller};
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::app::AppState;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 pub fn router() -> Router<AppState> {
     Router::new()

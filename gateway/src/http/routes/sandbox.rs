@@ -17,7 +17,7 @@ use payments::store::Attempt;
 use serde::Deserialize;
 
 use crate::app::AppState;
-use crate::extract::ClientAddr;
+use crate::http::extract::ClientAddr;
 
 /// Only this origin's forms, no scripts; framed only by Haul's checkout page
 /// and, around it, the seller's allowed origins.
@@ -101,6 +101,12 @@ async fn payable(s: &AppState, raw: &str) -> Result<Attempt, Response> {
     Ok(attempt)
 }
 
+/// A form posted for a payable attempt, within the address's rate limit.
+async fn submitted(s: &AppState, addr: std::net::IpAddr, raw: &str) -> Result<Attempt, Response> {
+    s.limits.per_addr.check(&addr).map_err(IntoResponse::into_response)?;
+    payable(s, raw).await
+}
+
 async fn card_page(State(s): State<AppState>, Path(raw): Path<String>) -> Response {
     let attempt = match payable(&s, &raw).await {
         Ok(a) => a,
@@ -155,10 +161,7 @@ async fn pay(
     Path(raw): Path<String>,
     Form(form): Form<CardForm>,
 ) -> Response {
-    if let Err(e) = s.limits.per_addr.check(&addr) {
-        return e.into_response();
-    }
-    let attempt = match payable(&s, &raw).await {
+    let attempt = match submitted(&s, addr, &raw).await {
         Ok(a) => a,
         Err(r) => return r,
     };
@@ -240,10 +243,7 @@ async fn challenge(
     Path(raw): Path<String>,
     Form(form): Form<ChallengeForm>,
 ) -> Response {
-    if let Err(e) = s.limits.per_addr.check(&addr) {
-        return e.into_response();
-    }
-    let attempt = match payable(&s, &raw).await {
+    let attempt = match submitted(&s, addr, &raw).await {
         Ok(a) => a,
         Err(r) => return r,
     };

@@ -21,7 +21,7 @@ use payments::service::{Outcome, Refusal};
 use serde_json::json;
 
 use crate::app::AppState;
-use crate::extract::ClientAddr;
+use crate::http::extract::ClientAddr;
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -1,0 +1,12 @@
+//! The HTTP edge: the API's resources ([`routes`], thin handlers over the
+//! service layers), what they extract from requests ([`extract`]), the one
+//! error catalogue ([`error`]), the `Idempotency-Key` middleware
+//! ([`idempotency`]), rate limits ([`ratelimit`]) and the OpenAPI document
+//! ([`openapi`]).
+
+pub mod error;
+pub mod extract;
+pub mod idempotency;
+pub mod openapi;
+pub mod ratelimit;
+pub mod routes;
