@@ -3,7 +3,6 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::ops::Deref;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,8 +32,9 @@ use crate::http::ratelimit::{Limiter, Limits};
 use crate::http::routes;
 use crate::metrics::Metrics;
 use crate::realtime::publisher::{Hub, HubBus};
+use crate::state::{AppInner, AppState};
 use secrecy::{ExposeSecret, SecretString};
-use streams::db::{self, DbKind};
+use streams::db;
 
 /// Why `haul` could not start.
 #[derive(Debug, thiserror::Error)]
@@ -61,41 +61,6 @@ pub enum StartError {
     HttpClient(#[source] reqwest::Error),
     #[error("could not create the demo data")]
     Demo(#[source] Box<dyn std::error::Error + Send + Sync>),
-}
-
-/// Shared state of every request handler and worker.
-pub struct AppInner {
-    pub config: Config,
-    pub pool: AnyPool,
-    pub db_kind: DbKind,
-    pub streams: Arc<Streams>,
-    pub hub: Arc<Hub>,
-    pub metrics: Arc<Metrics>,
-    pub limits: Limits,
-    pub token_secret: SecretString,
-    /// Signs and verifies the sandbox acquirer's callbacks.
-    pub sandbox_secret: SecretString,
-    /// Where browsers and acquirers reach this node.
-    pub public_url: String,
-    /// Sends the sandbox acquirer's callbacks.
-    pub http: reqwest::Client,
-    /// The payments domain (orders, attempts, banks, refunds, settlement).
-    pub payments: Arc<payments::service::Payments>,
-    /// Sellers' API keys and widget settings.
-    pub sellers: crate::sellers::Sellers,
-    /// Stored Idempotency-Keys and their answers.
-    pub keys: payments::idempotency::Keys,
-    pub realtime: crate::realtime::Realtime,
-}
-
-#[derive(Clone)]
-pub struct AppState(Arc<AppInner>);
-
-impl Deref for AppState {
-    type Target = AppInner;
-    fn deref(&self) -> &AppInner {
-        &self.0
-    }
 }
 
 /// A built application, listening but not yet serving.
@@ -187,7 +152,7 @@ impl Application {
             },
             sandbox_secret: sandbox_secret.expose_secret().to_owned(),
         }));
-        let state = AppState(Arc::new(AppInner {
+        let state = AppState::new(AppInner {
             sellers: crate::sellers::Sellers::new(pool.clone()),
             keys: payments::idempotency::Keys::new(pool.clone()),
             config,
@@ -203,7 +168,7 @@ impl Application {
             http,
             payments,
             realtime,
-        }));
+        });
         let demo = if state.config.demo {
             Some(demo::seed(&state).await.map_err(StartError::Demo)?)
         } else {

@@ -12,7 +12,7 @@ use streams::service::{NewLot, NewOffer, NewStream, OfferEnd};
 use streams::store::Page;
 use tokio::sync::watch;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

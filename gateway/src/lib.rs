@@ -5,7 +5,9 @@
 //! Edges and wiring only; the domains are `streams::service` and
 //! `payments::service`.
 //! - [`config`] — `HAUL_*` variables, validated; the `--help` text.
-//! - [`app`] — `Application::build` + `run_until_stopped`; state; middleware.
+//! - [`app`] — `Application::build` + `run_until_stopped`; the router's
+//!   middleware.
+//! - [`state`] — what every handler and worker shares.
 //! - [`workers`] — the one place that starts every background loop.
 //! - [`http`] — the HTTP edge: [`http::routes`] (one module per resource,
 //!   thin handlers over the service layers), extractors, the error
@@ -30,4 +32,5 @@ pub mod metrics;
 pub mod realtime;
 pub mod reserve;
 pub mod sellers;
+pub mod state;
 pub mod workers;

@@ -9,8 +9,8 @@ use streams::ids::{BuyerId, OfferId};
 use streams::inventory::Reserved;
 use streams::service::Error as DomainError;
 
-use crate::app::AppState;
 use crate::http::error::ApiError;
+use crate::state::AppState;
 
 /// The buyer's and the address's rate limits for one reserve; over either,
 /// the attempt is counted as `rate_limited`. Shared by HTTP and the socket RPC.

@@ -10,8 +10,8 @@ use serde_json::json;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::app::AppState;
 use crate::demo;
+use crate::state::AppState;
 
 /// Starts them all.
 pub fn start(state: &AppState, stop: &watch::Receiver<bool>, demo: Option<demo::Demo>) -> Vec<JoinHandle<()>> {

@@ -12,7 +12,7 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 use streams::ids::random_token;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// Sends the sandbox's callbacks for an attempt, as the acquirer would.
 pub async fn send_reports(s: AppState, attempt: Attempt, reports: Vec<(&'static str, Option<&'static str>)>) {

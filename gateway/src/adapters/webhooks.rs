@@ -13,7 +13,7 @@ use payments::webhook::signature_header;
 use rand::Rng;
 use tokio::sync::{watch, Semaphore};
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// Deliveries in flight at once per node.
 const CONCURRENCY: usize = 16;

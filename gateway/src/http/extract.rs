@@ -11,8 +11,8 @@ use axum::http::{header, StatusCode};
 use serde::de::DeserializeOwned;
 use streams::ids::{BuyerId, SellerId};
 
-use crate::app::AppState;
 use crate::http::error::ApiError;
+use crate::state::AppState;
 use crate::{jwt, sellers};
 
 /// A JSON body; malformed, mistyped or oversized bodies get a clear 4xx.

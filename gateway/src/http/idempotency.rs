@@ -14,10 +14,10 @@ use axum::response::{IntoResponse, Response};
 use payments::idempotency::{self, Begin};
 use sha2::{Digest, Sha256};
 
-use crate::app::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::bearer;
 use crate::sellers;
+use crate::state::AppState;
 
 /// Largest response kept for a replay.
 const MAX_RESPONSE: usize = 1024 * 1024;

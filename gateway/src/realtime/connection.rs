@@ -22,11 +22,11 @@ use streams::service::Error as DomainError;
 use super::channels::{ConnHandle, Push};
 use super::protocol::{self, Disconnect, ErrorCode, Frame, Request};
 use super::AddrSlot;
-use crate::app::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::ClientAddr;
 use crate::jwt;
 use crate::reserve::{limit_reserve, reserve_counted};
+use crate::state::AppState;
 
 /// The server pings this often; the client answers within [`PONG_GRACE_SECS`].
 pub const PING_SECS: u64 = 25;

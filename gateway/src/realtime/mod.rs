@@ -31,7 +31,7 @@ use axum::routing::get;
 use axum::Router;
 use tokio::sync::watch;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// Node-wide realtime state.
 pub struct Realtime {

@@ -12,11 +12,11 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use streams::ids::{random_token, BuyerId, HoldId, OfferId};
 
-use crate::app::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::{id, ClientAddr, Json, Seller, Viewer};
 use crate::jwt;
 use crate::reserve::{limit_reserve, reserve_counted};
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()

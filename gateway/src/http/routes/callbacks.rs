@@ -20,8 +20,8 @@ use payments::sandbox;
 use payments::service::{Outcome, Refusal};
 use serde_json::json;
 
-use crate::app::AppState;
 use crate::http::extract::ClientAddr;
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -9,9 +9,9 @@ use streams::ids::{LotId, StreamId};
 use streams::service::{LotPatch, NewLot, NewStream};
 
 use super::{list, PageQuery};
-use crate::app::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::{id, Json, Seller};
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -12,9 +12,9 @@ use streams::ids::SellerId;
 use streams::money::Currency;
 
 use super::PageQuery;
-use crate::app::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::{ClientAddr, Json, Seller};
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -10,9 +10,9 @@ use streams::ids::{HoldId, LotId, OfferId, StreamId};
 use streams::model::Offer;
 use streams::service::{NewOffer, OfferEnd};
 
-use crate::app::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::{id, Json, Seller};
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()

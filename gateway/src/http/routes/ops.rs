@@ -7,7 +7,7 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::json;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -12,9 +12,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use streams::ids::{HoldId, OfferId, SellerId};
 
-use crate::app::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::{id, Caller, Json, Seller, Viewer};
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()

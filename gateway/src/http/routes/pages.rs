@@ -7,8 +7,8 @@ use axum::routing::get;
 use axum::Router;
 use streams::ids::StreamId;
 
-use crate::app::AppState;
 use crate::http::error::ApiError;
+use crate::state::AppState;
 
 /// Scripts, styles and sockets from this origin only; lot images from anywhere secure.
 const PAGE_CSP: &str = "default-src 'self'; img-src 'self' https: data:; connect-src 'self'; \

@@ -16,8 +16,8 @@ use payments::sandbox::{self, CardBehaviour};
 use payments::store::Attempt;
 use serde::Deserialize;
 
-use crate::app::AppState;
 use crate::http::extract::ClientAddr;
+use crate::state::AppState;
 
 /// Only this origin's forms, no scripts; framed only by Haul's checkout page
 /// and, around it, the seller's allowed origins.

@@ -9,9 +9,9 @@ use payments::outbox::{Endpoint, EVENT_TYPES};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::app::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::{Json, Seller};
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()

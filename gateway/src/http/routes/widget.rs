@@ -12,9 +12,9 @@ use payments::checkout;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::app::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::{Json, Seller};
+use crate::state::AppState;
 
 /// At most this many origins per seller.
 const MAX_ORIGINS: usize = 20;

@@ -9,10 +9,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gateway::app::{AppState, Application};
+use gateway::app::Application;
 use gateway::config::Config;
 use gateway::realtime::publisher::Published;
 use gateway::sellers;
+use gateway::state::AppState;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use streams::clock::{Clock, ManualClock, SystemClock};
