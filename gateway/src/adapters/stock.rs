@@ -31,6 +31,22 @@ fn failed(why: impl Into<String>) -> StockError {
     StockError::Failed(why.into().into())
 }
 
+/// An order's offer and hold ids.
+fn held(offer: &str, hold: &str) -> Result<(OfferId, HoldId), StockError> {
+    let offer = stored("offer", offer, OfferId::parse).map_err(failed)?;
+    let hold = stored("hold", hold, HoldId::parse).map_err(failed)?;
+    Ok((offer, hold))
+}
+
+/// A hold operation's end: done, the hold gone, or a failure.
+fn done<T>(r: streams::service::Result<T>) -> Result<(), StockError> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(DomainError::Hold(_) | DomainError::NotFound(_)) => Err(StockError::Gone),
+        Err(e) => Err(StockError::Failed(Box::new(e))),
+    }
+}
+
 /// A streams error as payments answers it (the same HTTP answer as from a
 /// streams route, but for a refusal's details).
 pub(crate) fn answer(e: DomainError) -> Error {
@@ -73,24 +89,14 @@ impl Fulfilment for StreamsStock {
 
     async fn commit(&self, seller: &str, offer: &str, hold: &str) -> Result<(), StockError> {
         let seller = stored("seller", seller, SellerId::parse).map_err(failed)?;
-        let offer = stored("offer", offer, OfferId::parse).map_err(failed)?;
-        let hold = stored("hold", hold, HoldId::parse).map_err(failed)?;
-        match self.0.commit_hold(&seller, &offer, &hold).await {
-            Ok(_) => Ok(()),
-            Err(DomainError::Hold(_) | DomainError::NotFound(_)) => Err(StockError::Gone),
-            Err(e) => Err(StockError::Failed(Box::new(e))),
-        }
+        let (offer, hold) = held(offer, hold)?;
+        done(self.0.commit_hold(&seller, &offer, &hold).await)
     }
 
     async fn release(&self, buyer: &str, offer: &str, hold: &str) -> Result<(), StockError> {
         let buyer = stored("buyer", buyer, BuyerId::parse).map_err(failed)?;
-        let offer = stored("offer", offer, OfferId::parse).map_err(failed)?;
-        let hold = stored("hold", hold, HoldId::parse).map_err(failed)?;
-        match self.0.release(&buyer, &offer, &hold).await {
-            Ok(_) => Ok(()),
-            Err(DomainError::Hold(_) | DomainError::NotFound(_)) => Err(StockError::Gone),
-            Err(e) => Err(StockError::Failed(Box::new(e))),
-        }
+        let (offer, hold) = held(offer, hold)?;
+        done(self.0.release(&buyer, &offer, &hold).await)
     }
 
     async fn retake(&self, buyer: &str, offer: &str, amount_minor: i64, key: &str) -> Result<String, StockError> {

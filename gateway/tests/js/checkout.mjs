@@ -5,20 +5,13 @@
 // Debian's chromium through playwright-core.
 //
 //   node checkout.mjs HOST_PAGE_URL CARD [overlay|tab] [sandbox|ACQUIRER]
-import { chromium } from 'playwright-core';
+import { drive, out } from './browser.mjs';
 
 const [hostUrl, card, mode = 'overlay', acquirer = 'sandbox'] = process.argv.slice(2);
-const out = (step, value = null) => console.log(JSON.stringify({ step, value }));
-const browser = await chromium.launch({
-  executablePath: process.env.HAUL_TEST_CHROMIUM || '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
-const timer = setTimeout(() => { out('error', 'timed out'); process.exit(2); }, 60000);
-let page;
-try {
+await drive(async (browser, shoot) => {
   const phone = mode === 'tab' ? { viewport: { width: 390, height: 800 } } : {};
-  page = await (await browser.newContext(phone)).newPage();
+  const page = await (await browser.newContext(phone)).newPage();
+  shoot(page);
   page.on('pageerror', (e) => out('page_error', String(e)));
   await page.goto(hostUrl);
   out('host_loaded', await page.evaluate(() => typeof window.Haul));
@@ -53,13 +46,4 @@ try {
     await tab.waitForEvent('close', { timeout: 5000 }).catch(() => {});
     out('tab_closed', tab.isClosed());
   }
-} catch (e) {
-  if (page) await page.screenshot({ path: process.env.HAUL_TEST_SCREENSHOT || 'checkout-failure.png' }).catch(() => {});
-  out('error', String((e && e.message) || e));
-  clearTimeout(timer);
-  await browser.close();
-  process.exit(1);
-}
-clearTimeout(timer);
-await browser.close();
-process.exit(0);
+});

@@ -10,10 +10,9 @@
 // TWO_UNIT_OFFER: started, 2 units, 2 per buyer.
 //
 // Prints one JSON line per step; {"step":"error"} when a check fails.
-import { chromium } from 'playwright-core';
+import { drive, out } from './browser.mjs';
 
 const [base, streamId, key, lastOne, ending, draft] = process.argv.slice(2);
-const out = (step, value = null) => console.log(JSON.stringify({ step, value }));
 const fail = (msg) => { throw new Error(msg); };
 const seller = (path, method = 'POST', body) => fetch(`${base}${path}`, {
   method,
@@ -21,16 +20,10 @@ const seller = (path, method = 'POST', body) => fetch(`${base}${path}`, {
   body: body && JSON.stringify(body),
 });
 
-const browser = await chromium.launch({
-  executablePath: process.env.HAUL_TEST_CHROMIUM || '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
-const timer = setTimeout(() => { out('error', 'timed out'); process.exit(2); }, 60000);
-let page;
-try {
+await drive(async (browser, shoot) => {
   const wire = { frozen: false, held: [], twoUnits: false, toPage: null };
-  page = await (await browser.newContext()).newPage();
+  const page = await (await browser.newContext()).newPage();
+  shoot(page);
   page.on('pageerror', (e) => out('page_error', String(e)));
   await page.routeWebSocket(/\/connection\/websocket$/, (ws) => {
     const server = ws.connectToServer();
@@ -115,13 +108,4 @@ try {
   await card(draft).waitFor({ timeout: 10000 });
   out('offer_not_started', await refusal(draft));
   out('done');
-} catch (e) {
-  if (page) await page.screenshot({ path: process.env.HAUL_TEST_SCREENSHOT || 'refusals-failure.png' }).catch(() => {});
-  out('error', String(e && e.message || e));
-  clearTimeout(timer);
-  await browser.close();
-  process.exit(1);
-}
-clearTimeout(timer);
-await browser.close();
-process.exit(0);
+});

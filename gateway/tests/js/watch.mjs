@@ -6,21 +6,14 @@
 //
 // After the last step it waits for stdin to end; the test stops the node in
 // between and expects the page to say it is reconnecting.
-import { chromium } from 'playwright-core';
+import { drive, out } from './browser.mjs';
 
 const [base, streamId, offerId, key, quantityArg] = process.argv.slice(2);
 const quantity = Number(quantityArg);
-const out = (step, value = null) => console.log(JSON.stringify({ step, value }));
 const fail = (msg) => { throw new Error(msg); };
 
-const browser = await chromium.launch({
-  executablePath: process.env.HAUL_TEST_CHROMIUM || '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
-const timer = setTimeout(() => { out('error', 'timed out'); process.exit(2); }, 60000);
-let pages = [];
-try {
+await drive(async (browser, shoot) => {
+  const pages = [];
   // Two viewers in separate profiles: two anonymous buyers.
   for (let i = 0; i < 2; i++) {
     const ctx = await browser.newContext();
@@ -28,6 +21,7 @@ try {
     page.on('pageerror', (e) => out('page_error', String(e)));
     await page.goto(`${base}/watch/${streamId}`);
     pages.push(page);
+    if (i === 0) shoot(page);
   }
   const [a, b] = pages;
   for (const p of pages) {
@@ -117,13 +111,4 @@ try {
   out('stop_the_node');
   await b.locator('[data-test=status][data-state=reconnecting]').waitFor({ timeout: 15000 });
   out('reconnecting', await b.locator('[data-test=status]').textContent());
-} catch (e) {
-  if (pages[0]) await pages[0].screenshot({ path: process.env.HAUL_TEST_SCREENSHOT || 'watch-failure.png' }).catch(() => {});
-  out('error', String(e && e.message || e));
-  clearTimeout(timer);
-  await browser.close();
-  process.exit(1);
-}
-clearTimeout(timer);
-await browser.close();
-process.exit(0);
+});
