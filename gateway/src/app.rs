@@ -45,6 +45,9 @@ pub enum StartError {
     Redis(#[source] streams::inventory::EngineError),
     #[error("HAUL_REDIS_URL: could not start the realtime bus")]
     Bus(#[source] crate::realtime::engine::EngineError),
+    /// A backing server did not answer at start.
+    #[error("{variable}: no answer within {} s", START_LIMIT.as_secs())]
+    NoAnswer { variable: &'static str },
     #[error("HAUL_LISTEN: could not listen on {addr}")]
     Listen {
         addr: SocketAddr,
@@ -57,6 +60,14 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    #[error("HAUL_DATA_DIR: could not lock {path}")]
+    Lock {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("HAUL_DATA_DIR: {path} is in use by another haul process ({holder}); stop it first, or give this one another directory")]
+    DataDirInUse { path: String, holder: String },
     #[error("could not set up the outgoing HTTP client")]
     HttpClient(#[source] reqwest::Error),
     #[error("could not create the demo data")]
@@ -68,6 +79,61 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     demo: Option<demo::Demo>,
+    /// The embedded data directory's lock, held until the node has stopped.
+    _dir_lock: Option<std::fs::File>,
+}
+
+/// How long a backing server may take to answer at start.
+pub const START_LIMIT: Duration = Duration::from_secs(5);
+
+/// `f`, or [`StartError::NoAnswer`] naming `variable` after [`START_LIMIT`].
+async fn within<T>(variable: &'static str, f: impl Future<Output = T>) -> Result<T, StartError> {
+    tokio::time::timeout(START_LIMIT, f)
+        .await
+        .map_err(|_| StartError::NoAnswer { variable })
+}
+
+/// The one writer of an embedded data directory: an exclusive lock on
+/// `haul.lock` in it (released by the system when the process ends, however
+/// it ends), with the holder's pid written in for the next one to name.
+fn lock_data_dir(config: &Config) -> Result<Option<std::fs::File>, StartError> {
+    use std::io::{Read, Seek, Write};
+    if !config.is_embedded_db() {
+        return Ok(None);
+    }
+    let path = config.data_dir.join("haul.lock");
+    let wrap = |source| StartError::Lock {
+        path: path.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(&config.data_dir).map_err(wrap)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&path).map_err(wrap)?;
+    match file.try_lock() {
+        Ok(()) => {
+            file.set_len(0).map_err(wrap)?;
+            file.rewind().map_err(wrap)?;
+            write!(file, "pid {}", std::process::id()).map_err(wrap)?;
+            Ok(Some(file))
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            Err(StartError::DataDirInUse {
+                path: config.data_dir.display().to_string(),
+                holder: if holder.is_empty() {
+                    "pid unknown".into()
+                } else {
+                    holder.chars().take(40).collect()
+                },
+            })
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(wrap(e)),
+    }
 }
 
 /// A secret from configuration, or else read from the data directory,
@@ -123,7 +189,8 @@ impl Application {
     }
 
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, StartError> {
-        let (pool, db_kind) = db::connect(config.database_url.expose_secret()).await?;
+        let dir_lock = lock_data_dir(&config)?;
+        let (pool, db_kind) = within("HAUL_DATABASE_URL", db::connect(config.database_url.expose_secret())).await??;
         let token_secret = load_or_create_secret(&config, config.token_secret.as_ref(), "token_secret")?;
         let sandbox_secret = load_or_create_secret(&config, config.sandbox_secret.as_ref(), "sandbox_secret")?;
         let credentials_key = load_or_create_secret(&config, config.credentials_key.as_ref(), "credentials_key")?;
@@ -174,7 +241,12 @@ impl Application {
         } else {
             None
         };
-        Ok(Self { listener, state, demo })
+        Ok(Self {
+            listener,
+            state,
+            demo,
+            _dir_lock: dir_lock,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -233,13 +305,18 @@ async fn stock_and_events(
 ) -> Result<(Arc<Hub>, Arc<Streams>), StartError> {
     let inventory: Arc<dyn Inventory> = match &config.redis_url {
         Some(url) => Arc::new(
-            RedisInventory::connect(url.expose_secret(), &config.redis_prefix)
-                .await
-                .map_err(StartError::Redis)?,
+            within(
+                "HAUL_REDIS_URL",
+                RedisInventory::connect(url.expose_secret(), &config.redis_prefix),
+            )
+            .await?
+            .map_err(StartError::Redis)?,
         ),
         None => Arc::new(MemoryInventory::new()),
     };
-    inventory.ping().await.map_err(StartError::Redis)?;
+    within("HAUL_REDIS_URL", inventory.ping())
+        .await?
+        .map_err(StartError::Redis)?;
     let history = crate::realtime::channels::HistoryLimits {
         size: config.history_size,
         ttl_ms: config.history_ttl_ms,
@@ -252,9 +329,12 @@ async fn stock_and_events(
         None => HubBus::Own,
     };
     let hub = Arc::new(
-        Hub::new(clock.clone(), history, inventory.clone(), bus)
-            .await
-            .map_err(StartError::Bus)?,
+        within(
+            "HAUL_REDIS_URL",
+            Hub::new(clock.clone(), history, inventory.clone(), bus),
+        )
+        .await?
+        .map_err(StartError::Bus)?,
     );
     let streams = Arc::new(Streams::new(
         StreamStore::new(pool.clone()),

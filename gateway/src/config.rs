@@ -316,6 +316,12 @@ impl Config {
             other => return Err(err("HAUL_LOG_FORMAT", format!("expected text or json, got {other:?}"))),
         };
         let log_filter = get("HAUL_LOG").unwrap_or("info").to_owned();
+        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&log_filter) {
+            return Err(err(
+                "HAUL_LOG",
+                format!("not a log filter ({e}), e.g. info,gateway=debug"),
+            ));
+        }
 
         let token_secret = match get("HAUL_TOKEN_SECRET") {
             Some(s) if s.len() >= 32 => Some(SecretString::from(s.to_owned())),

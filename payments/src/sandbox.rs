@@ -142,6 +142,11 @@ pub enum Rejection {
     MissingSignature,
     #[error("the Haul-Sandbox-Signature header is malformed")]
     MalformedSignature,
+    #[error(
+        "the Haul-Sandbox-Signature header carries more than {} signatures",
+        crate::acquirers::MAX_SIGNATURES
+    )]
+    TooManySignatures,
     #[error("the callback's timestamp is too far from now")]
     Stale,
     #[error("the signature does not match the body")]
@@ -187,6 +192,9 @@ pub fn verify(secret: &[u8], header: Option<&str>, body: &[u8], now: i64) -> Res
     for part in header.split(',') {
         match part.trim().split_once('=') {
             Some(("t", v)) if t.is_none() => t = Some(v.parse::<i64>().map_err(|_| Rejection::MalformedSignature)?),
+            Some(("v1", _)) if sigs.len() == crate::acquirers::MAX_SIGNATURES => {
+                return Err(Rejection::TooManySignatures)
+            }
             Some(("v1", v)) => sigs.push(unhex(v).ok_or(Rejection::MalformedSignature)?),
             Some((_, _)) => {}
             None => return Err(Rejection::MalformedSignature),
@@ -199,7 +207,9 @@ pub fn verify(secret: &[u8], header: Option<&str>, body: &[u8], now: i64) -> Res
     if (now - t).abs() > TOLERANCE_SECS {
         return Err(Rejection::Stale);
     }
-    if !sigs.iter().any(|s| mac(secret, t, body).verify_slice(s).is_ok()) {
+    // One MAC, compared with each signature in constant time.
+    let expected = mac(secret, t, body).finalize().into_bytes();
+    if !sigs.iter().any(|s| crate::acquirers::constant_time_eq(&expected, s)) {
         return Err(Rejection::BadSignature);
     }
     let cb: SandboxCallback = serde_json::from_slice(body).map_err(|e| Rejection::BadBody(e.to_string()))?;
@@ -278,6 +288,20 @@ mod tests {
             (c.state, c.amount_minor, c.acquirer.as_str()),
             (AttemptState::Succeeded, 149000, "sandbox")
         );
+    }
+
+    #[test]
+    fn a_header_with_many_signatures_is_refused_before_any_mac() {
+        let b = body("succeeded");
+        let good = sign(SECRET, NOW, &b);
+        let v1 = good.split_once(",v1=").unwrap().1;
+        // The good one among a few verifies; one too many is refused.
+        let few = format!("t={NOW},v1={},v1={v1}", "00".repeat(32));
+        assert!(verify(SECRET, Some(&few), &b, NOW).is_ok());
+        let over = format!("t={NOW}{},v1={v1}", ",v1=00".repeat(crate::acquirers::MAX_SIGNATURES));
+        assert_eq!(verify(SECRET, Some(&over), &b, NOW), Err(Rejection::TooManySignatures));
+        let flood = format!("t={NOW}{}", ",v1=00".repeat(60_000));
+        assert_eq!(verify(SECRET, Some(&flood), &b, NOW), Err(Rejection::TooManySignatures));
     }
 
     #[test]

@@ -142,6 +142,69 @@ fn a_bad_variable_is_one_clear_line_and_a_nonzero_exit() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// Two processes on one embedded data directory would each keep their own
+/// stock: the second refuses to start, in one line naming the directory and
+/// the process that has it.
+#[tokio::test]
+async fn a_second_process_on_an_embedded_data_directory_refuses_to_start() {
+    let env = Env::embedded().await;
+    let _running = TestApp::start(&env, &[]).await;
+    let out = haul(
+        &["--no-demo"],
+        &[
+            ("HAUL_DATABASE_URL", &env.db_url),
+            ("HAUL_DATA_DIR", &env.data_dir),
+            ("HAUL_LISTEN", "127.0.0.1:0"),
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains(&env.data_dir), "{err}");
+    assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
+}
+
+#[test]
+fn a_bad_log_filter_is_refused_like_any_bad_value() {
+    let out = haul(&[], &[("HAUL_LOG", "bad===")]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("HAUL_LOG"), "{err}");
+}
+
+/// A Redis or database that does not answer stops the start within a few
+/// seconds, in one line naming the variable (not a silent hang).
+#[test]
+fn unreachable_servers_stop_the_start_naming_the_variable() {
+    let dir = std::env::temp_dir().join(format!("haul-unreachable-{}", streams::ids::random_token(8)));
+    let dir = dir.display().to_string();
+    for (variable, vars) in [
+        ("HAUL_REDIS_URL", vec![("HAUL_REDIS_URL", "redis://127.0.0.1:1")]),
+        (
+            "HAUL_DATABASE_URL",
+            vec![
+                ("HAUL_DATABASE_URL", "postgres://haul@127.0.0.1:1/haul"),
+                ("HAUL_REDIS_URL", "redis://127.0.0.1:1"),
+            ],
+        ),
+    ] {
+        let started = std::time::Instant::now();
+        let mut env = vec![("HAUL_DATA_DIR", dir.as_str()), ("HAUL_LISTEN", "127.0.0.1:0")];
+        env.extend(vars);
+        let out = haul(&["--no-demo"], &env);
+        assert!(!out.status.success());
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{variable}: it hung"
+        );
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(err.contains(variable), "{err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test]
 async fn seller_create_prints_a_key_that_works() {
     let env = Env::embedded().await;

@@ -67,6 +67,11 @@ pub enum Mapped {
     Unknown,
 }
 
+/// The most signatures one signature header may carry (a secret rotation
+/// needs two): a header with more is refused before any MAC is computed, so
+/// a check does bounded work whatever the header holds.
+pub const MAX_SIGNATURES: usize = 8;
+
 /// Equal bytes, compared in time that does not depend on where they differ.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0

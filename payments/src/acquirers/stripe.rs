@@ -246,6 +246,8 @@ pub enum WebhookError {
     Unsigned,
     #[error("the Stripe-Signature header is malformed")]
     Header,
+    #[error("the Stripe-Signature header carries more than {} signatures", super::MAX_SIGNATURES)]
+    TooManySignatures,
     #[error("the timestamp is outside the tolerance")]
     Stale,
     #[error("no v1 signature matches")]
@@ -281,6 +283,7 @@ pub fn verify_webhook(header: Option<&str>, body: &[u8], secret: &str, now: i64)
         let (k, v) = part.trim().split_once('=').ok_or(WebhookError::Header)?;
         match k {
             "t" => t = Some(v.parse::<i64>().map_err(|_| WebhookError::Header)?),
+            "v1" if v1.len() == super::MAX_SIGNATURES => return Err(WebhookError::TooManySignatures),
             "v1" => v1.push(v),
             _ => {}
         }
@@ -347,6 +350,18 @@ mod tests {
         format!(
             r#"{{"id":"evt_1","object":"event","type":"{kind}","data":{{"object":{{"id":"cs_test_1","object":"checkout.session","client_reference_id":"pat_1","payment_intent":"pi_1","status":"complete","payment_status":"paid","amount_total":1999,"currency":"eur"}}}}}}"#
         )
+    }
+
+    #[test]
+    fn a_header_with_many_signatures_is_refused() {
+        let body = event("checkout.session.completed");
+        let t = 1_700_000_000;
+        let good = signature(SECRET, t, body.as_bytes());
+        let flood = format!("t={t}{},v1={good}", ",v1=00".repeat(60_000));
+        assert_eq!(
+            verify_webhook(Some(&flood), body.as_bytes(), SECRET, t),
+            Err(WebhookError::TooManySignatures)
+        );
     }
 
     #[test]
