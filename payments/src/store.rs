@@ -57,6 +57,7 @@ pub struct Attempt {
     pub acquirer_ref: Option<String>,
     /// The seller's account at the acquirer (none for the sandbox).
     pub account_id: Option<String>,
+    pub created_at: i64,
 }
 
 /// What a new order is for.
@@ -200,6 +201,7 @@ fn attempt_from_row(row: &AnyRow) -> Result<Attempt> {
         currency: row.try_get("currency")?,
         acquirer_ref: row.try_get("acquirer_ref")?,
         account_id: row.try_get("account_id")?,
+        created_at: row.try_get("created_at")?,
     })
 }
 

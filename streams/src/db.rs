@@ -36,6 +36,27 @@ pub enum DbError {
 
 /// Connects to `url`, creating an SQLite file (and its directory) if needed,
 /// and applies the migrations of that database.
+/// Makes the database file, readable by its owner only, before SQLite opens
+/// it (its journal and WAL files take the same permissions); an existing
+/// file is made so too. `:memory:` and the like are left alone.
+fn private_file(path: &str) -> std::io::Result<()> {
+    if path.is_empty() || path.starts_with(':') {
+        return Ok(());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        let file = options.open(path)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    #[cfg(not(unix))]
+    options.open(path)?;
+    Ok(())
+}
+
 pub async fn connect(url: &str) -> Result<(AnyPool, DbKind), DbError> {
     sqlx::any::install_default_drivers();
     let kind = if url.starts_with("sqlite:") {
@@ -58,6 +79,10 @@ pub async fn connect(url: &str) -> Result<(AnyPool, DbKind), DbError> {
                     source,
                 })?;
             }
+            private_file(path).map_err(|source| DbError::DataDir {
+                path: path.to_owned(),
+                source,
+            })?;
             if url.contains('?') {
                 url.to_owned()
             } else {

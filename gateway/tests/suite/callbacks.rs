@@ -719,7 +719,37 @@ async fn stored(app: &TestApp, attempt: &Value) -> Attempt {
         .unwrap()
 }
 
+/// The payment window is granted once per hold: attempts after the first
+/// (another tab, another bank) keep the hold no longer than 15 minutes from
+/// the first, and none starts after it closed.
+async fn more_attempts_never_keep_a_hold_longer(env: Env) {
+    let app = TestApp::start(&env, &[]).await;
+    let (_, _, oid) = app
+        .live_offer(json!({ "price_minor": 149000, "currency": "RUB", "quantity": 3,
+        "per_buyer_limit": 1, "duration_seconds": 3600, "hold_ttl_seconds": 30 }))
+        .await;
+    let (order_id, first, token) = paying(&app, &oid, "patient").await;
+    let until = first["hold_expires_at"].as_i64().unwrap();
+    assert_eq!(until - app.clock.now_ms(), 15 * 60 * 1000);
+    for _ in 0..3 {
+        app.clock.advance(4 * 60 * 1000);
+        let again = app.start_attempt(&token, &order_id, "sandbox").await;
+        assert_eq!(again["hold_expires_at"].as_i64(), Some(until), "{again}");
+    }
+    app.clock.advance(4 * 60 * 1000);
+    let (st, late) = app
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/orders/{order_id}/attempts"),
+            Some(&token),
+            Some(json!({ "acquirer": "sandbox" })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{late}");
+}
+
 on_both_backends!(
+    more_attempts_never_keep_a_hold_longer,
     refunds_are_partial_or_full_and_never_exceed_the_amount,
     a_payment_after_the_hold_lapsed_retakes_stock_or_is_refunded,
     late_payments_racing_for_the_last_unit_never_oversell,

@@ -164,6 +164,23 @@ async fn a_second_process_on_an_embedded_data_directory_refuses_to_start() {
     assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
 }
 
+/// What haul writes into its data directory only its owner can read.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_data_directory_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::embedded().await;
+    let _app = TestApp::start(&env, &[]).await;
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&env.data_dir).unwrap() {
+        let entry = entry.unwrap();
+        let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", entry.path().display());
+        seen += 1;
+    }
+    assert!(seen >= 3, "haul.db, its lock and its secrets");
+}
+
 #[test]
 fn a_bad_log_filter_is_refused_like_any_bad_value() {
     let out = haul(&[], &[("HAUL_LOG", "bad===")]);

@@ -11,7 +11,9 @@ use crate::store::{Attempt, NewOrder, Order};
 
 use super::{bank, Error, Payments, Result};
 
-/// How long a hold is kept once its payment has started.
+/// How long a hold is kept once its payment has started. It is granted once
+/// per hold: counted from the order's first attempt, so further attempts
+/// (another bank, another tab) never keep the stock longer.
 pub const PAYMENT_WINDOW_MS: i64 = 15 * 60 * 1000;
 
 /// A started attempt: where the buyer pays.
@@ -188,7 +190,7 @@ impl Payments {
             self.banks_for(order, acquirer).await?
         };
         let hold_expires_at = match (&order.offer_id, &order.hold_id) {
-            (Some(offer), Some(hold)) => Some(self.stock.extend(offer, hold, PAYMENT_WINDOW_MS).await?),
+            (Some(offer), Some(hold)) => Some(self.keep_hold(order, offer, hold).await?),
             _ => None,
         };
         if sandbox {
@@ -227,6 +229,23 @@ impl Payments {
             "acquirers_unavailable",
             format!("no bank could take the payment: {}", reasons.join("; ")),
         ))
+    }
+
+    /// Keeps a stream purchase's hold until the payment window closes: from
+    /// the order's first attempt, [`PAYMENT_WINDOW_MS`], however many
+    /// attempts follow. The hold's expiry then.
+    async fn keep_hold(&self, order: &Order, offer: &str, hold: &str) -> Result<i64> {
+        let now = self.now();
+        let attempts = self.store.attempts(&order.id).await.map_err(Error::unavailable)?;
+        let first = attempts.iter().map(|a| a.created_at).min().unwrap_or(now);
+        let left = first + PAYMENT_WINDOW_MS - now;
+        if left <= 0 {
+            return Err(Error::conflict(
+                "payment_window_over",
+                "the time to pay for this hold is over; reserve again",
+            ));
+        }
+        self.stock.extend(offer, hold, left).await
     }
 
     /// The accounts to try for a payment at `acquirer`; refuses while an
