@@ -202,6 +202,34 @@ async fn the_viewer_page_names_every_refusal_in_a_real_browser(env: Env) {
     assert!(browser.finished().await);
 }
 
+/// The viewer page's buy button cannot be clickjacked: only the seller's
+/// allowed origins may frame it, nobody when it has none.
+async fn only_the_sellers_origins_may_frame_the_viewer_page(env: Env) {
+    let app = TestApp::start(&env, &[]).await;
+    let (sid, _, _) = app.live_offer(common::offer_body(1, 1)).await;
+    let csp = async || {
+        let page = app.http.get(format!("{}/watch/{sid}", app.base)).send().await.unwrap();
+        assert_eq!(page.status(), StatusCode::OK);
+        page.headers()["content-security-policy"].to_str().unwrap().to_owned()
+    };
+    assert!(csp().await.ends_with("frame-ancestors 'none'"), "{}", csp().await);
+    let (st, _) = app
+        .seller(
+            Method::PUT,
+            "/v1/widget-origins",
+            Some(json!({ "origins": ["https://shop.example", "https://m.shop.example"] })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(
+        csp()
+            .await
+            .ends_with("frame-ancestors https://shop.example https://m.shop.example"),
+        "{}",
+        csp().await
+    );
+}
+
 async fn pages_and_assets_are_served_with_safe_headers(env: Env) {
     let app = TestApp::start(&env, &[]).await;
     let get = |path: &str| app.http.get(format!("{}{path}", app.base)).send();
@@ -486,6 +514,7 @@ on_both_backends!(
     the_widget_pays_through_a_sellers_bank,
     a_shop_on_another_origin_takes_a_payment_through_the_widget,
     the_viewer_page_sells_live_in_a_real_browser,
+    only_the_sellers_origins_may_frame_the_viewer_page,
     pages_and_assets_are_served_with_safe_headers,
 );
 

@@ -231,6 +231,16 @@ impl Streams {
             .seller_id)
     }
 
+    /// The seller a stream belongs to.
+    pub async fn stream_seller(&self, stream: &StreamId) -> Result<SellerId> {
+        Ok(self
+            .store
+            .stream(stream)
+            .await?
+            .ok_or(Error::NotFound("stream"))?
+            .seller_id)
+    }
+
     /// The terms of a buyer's live hold (price × quantity, the seller).
     pub async fn purchase_terms(&self, buyer: &BuyerId, offer: &OfferId, hold: &HoldId) -> Result<PurchaseTerms> {
         let hold = self.buyer_hold(buyer, offer, hold).await?;

@@ -1,6 +1,6 @@
 //! The browser pages the `widget` crate holds: the viewer page and its assets.
 
-use axum::extract::Path;
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -10,7 +10,8 @@ use streams::ids::StreamId;
 use crate::http::error::ApiError;
 use crate::state::AppState;
 
-/// Scripts, styles and sockets from this origin only; lot images from anywhere secure.
+/// Scripts, styles and sockets from this origin only; lot images from
+/// anywhere secure. Framed only by the stream's seller's allowed origins.
 const PAGE_CSP: &str = "default-src 'self'; img-src 'self' https: data:; connect-src 'self'; \
                         object-src 'none'; base-uri 'none'; form-action 'self'";
 
@@ -20,15 +21,28 @@ pub fn router() -> Router<AppState> {
         .route("/assets/{name}", get(asset))
 }
 
-async fn watch(Path(raw): Path<String>) -> Result<Response, ApiError> {
-    StreamId::parse(&raw).map_err(|_| ApiError::NotFound("stream"))?;
+/// The viewer page. Its buy button must not be clickjacked: only the
+/// seller's allowed widget origins may frame it (nobody when it has none,
+/// or the stream is unknown — the page itself says so).
+async fn watch(State(s): State<AppState>, Path(raw): Path<String>) -> Result<Response, ApiError> {
+    let stream = StreamId::parse(&raw).map_err(|_| ApiError::NotFound("stream"))?;
+    let ancestors = match s.streams.stream_seller(&stream).await {
+        Ok(seller) => s
+            .sellers
+            .frame_ancestors(seller.as_str())
+            .await
+            .map_err(|e| ApiError::Unavailable(Box::new(e)))?,
+        Err(streams::service::Error::NotFound(_)) => "'none'".to_owned(),
+        Err(e) => return Err(e.into()),
+    };
+    let csp = HeaderValue::from_str(&format!("{PAGE_CSP}; frame-ancestors {ancestors}")).map_err(ApiError::internal)?;
     let mut resp = widget::WATCH_HTML.into_response();
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(PAGE_CSP));
+    h.insert(header::CONTENT_SECURITY_POLICY, csp);
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(
