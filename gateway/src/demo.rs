@@ -1,15 +1,22 @@
 //! The embedded demo: a seller, a live stream with lots, and a never-ending
 //! cycle of offers with a few simulated buyers, so a newcomer sees a live sale
 //! the moment `haul` starts.
+//!
+//! The demo touches only what it made: its stream, lots and current offer
+//! are named in `HAUL_DATA_DIR/demo.json`, never found by "the newest", so
+//! a stream, lot or offer someone makes with the demo seller's key is never
+//! adopted, sold to or stocked by the demo's bots.
 
-use secrecy::ExposeSecret;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+
 use rand::Rng;
-use streams::ids::{BuyerId, LotId, SellerId, StreamId};
+use streams::ids::{BuyerId, LotId, OfferId, SellerId, StreamId};
 use streams::model::{OfferState, StreamState};
 use streams::service::{NewLot, NewOffer, NewStream, OfferEnd};
-use streams::store::Page;
 use tokio::sync::watch;
 
 use crate::state::AppState;
@@ -22,6 +29,43 @@ pub struct Demo {
     pub seller: SellerId,
     pub stream: StreamId,
     pub lots: Vec<LotId>,
+    /// Where the demo names what it made.
+    marker: PathBuf,
+}
+
+/// What the demo made, as `demo.json` keeps it.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Marker {
+    stream: Option<String>,
+    #[serde(default)]
+    lots: Vec<String>,
+    /// The offer the cycle runs now.
+    offer: Option<String>,
+}
+
+impl Marker {
+    /// The marker as written, or an empty one (none yet, or unreadable: the
+    /// demo then makes new things rather than guess).
+    fn read(path: &Path) -> Marker {
+        std::fs::read(path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// Written whole (a temporary file renamed over it), owner-only.
+    fn write(&self, path: &Path) -> std::io::Result<()> {
+        use std::io::Write;
+        let tmp = path.with_extension("json.tmp");
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut f = options.open(&tmp)?;
+        f.write_all(&serde_json::to_vec(self).map_err(std::io::Error::other)?)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    }
 }
 
 const LOTS: &[(&str, &str, i64)] = &[
@@ -69,71 +113,81 @@ async fn demo_seller(state: &AppState) -> Result<SellerId, BoxError> {
 
 /// Finds or creates the demo seller, its key, its live stream and lots.
 pub async fn seed(state: &AppState) -> Result<Demo, BoxError> {
-    let streams = &state.streams;
     let seller = demo_seller(state).await?;
-    let existing = streams
-        .list_streams(
-            &seller,
-            Page {
-                limit: 20,
-                before: None,
-            },
-        )
-        .await?
-        .into_iter()
-        .find(|s| s.state != StreamState::Ended);
-    let stream = match existing {
-        Some(s) => s,
-        None => {
-            let s = streams
-                .create_stream(
-                    &seller,
-                    NewStream {
-                        title: "Haul demo sale".into(),
-                    },
-                )
-                .await?;
-            streams.go_live(&seller, &s.id).await?
-        }
-    };
-    if stream.state == StreamState::Scheduled {
-        streams.go_live(&seller, &stream.id).await?;
-    }
-    let mut lots: Vec<LotId> = streams
-        .lots(&seller, &stream.id)
-        .await?
-        .into_iter()
-        .map(|l| l.id)
-        .collect();
-    if lots.is_empty() {
-        for (title, description, _) in LOTS {
-            let lot = streams
-                .add_lot(
-                    &seller,
-                    &stream.id,
-                    NewLot {
-                        title: (*title).into(),
-                        description: (*description).into(),
-                        image_url: None,
-                    },
-                )
-                .await?;
-            lots.push(lot.id);
-        }
-    }
+    let path = state.config.data_dir.join("demo.json");
+    let mut marker = Marker::read(&path);
+    let stream = own_stream(state, &seller, &mut marker).await?;
+    let lots = own_lots(state, &seller, &stream, &mut marker).await?;
+    marker.write(&path)?;
     println!(
-        "Demo stream {} is live: http://{}/v1/public/streams/{}",
-        stream.id, state.config.listen, stream.id
+        "Demo stream {stream} is live: http://{}/v1/public/streams/{stream}",
+        state.config.listen
     );
-    println!(
-        "Watch it in a browser: http://{}/watch/{}",
-        state.config.listen, stream.id
-    );
+    println!("Watch it in a browser: http://{}/watch/{stream}", state.config.listen);
     Ok(Demo {
         seller,
-        stream: stream.id,
+        stream,
         lots,
+        marker: path,
     })
+}
+
+/// The demo's own stream, live: the one its marker names while it is not
+/// over, else a new one.
+async fn own_stream(state: &AppState, seller: &SellerId, marker: &mut Marker) -> Result<StreamId, BoxError> {
+    let streams = &state.streams;
+    let named = marker.stream.as_deref().and_then(|s| StreamId::parse(s).ok());
+    if let Some(id) = named {
+        match streams.stream(seller, &id).await {
+            Ok(s) if s.state == StreamState::Scheduled => return Ok(streams.go_live(seller, &id).await?.id),
+            Ok(s) if s.state != StreamState::Ended => return Ok(s.id),
+            Ok(_) | Err(streams::service::Error::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let new = NewStream {
+        title: "Haul demo sale".into(),
+    };
+    let s = streams.create_stream(seller, new).await?;
+    let s = streams.go_live(seller, &s.id).await?;
+    *marker = Marker {
+        stream: Some(s.id.to_string()),
+        ..Marker::default()
+    };
+    Ok(s.id)
+}
+
+/// The demo's own lots on its stream: those its marker names that still
+/// exist, else new ones.
+async fn own_lots(
+    state: &AppState,
+    seller: &SellerId,
+    stream: &StreamId,
+    marker: &mut Marker,
+) -> Result<Vec<LotId>, BoxError> {
+    let streams = &state.streams;
+    let there = streams.lots(seller, stream).await?;
+    // In the marker's order: the cycle goes through them as it did.
+    let lots: Vec<LotId> = marker
+        .lots
+        .iter()
+        .filter_map(|m| there.iter().find(|l| l.id.as_str() == m).map(|l| l.id.clone()))
+        .collect();
+    if !lots.is_empty() {
+        return Ok(lots);
+    }
+    let mut made = Vec::new();
+    for (title, description, _) in LOTS {
+        let new = NewLot {
+            title: (*title).into(),
+            description: (*description).into(),
+            image_url: None,
+        };
+        made.push(streams.add_lot(seller, stream, new).await?.id);
+    }
+    marker.lots = made.iter().map(|l| l.to_string()).collect();
+    marker.offer = None;
+    Ok(made)
 }
 
 /// Sleeps, or returns true when shutdown was asked for.
@@ -168,12 +222,15 @@ async fn one_offer(
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<bool, BoxError> {
     let streams = &state.streams;
-    // A live offer left from a previous run finishes first.
-    let open = streams
-        .offers(&demo.seller, &demo.stream)
-        .await?
-        .into_iter()
-        .find(|o| o.state == OfferState::Live);
+    // The demo's own offer left live by a previous run finishes first.
+    let mut marker = Marker::read(&demo.marker);
+    let open = match marker.offer.as_deref().and_then(|o| OfferId::parse(o).ok()) {
+        Some(id) => match streams.offer(&demo.seller, &id).await {
+            Ok(o) if o.state == OfferState::Live && demo.lots.contains(&o.lot_id) => Some(o),
+            _ => None,
+        },
+        None => None,
+    };
     let offer = match open {
         Some(o) => o,
         None => {
@@ -194,6 +251,8 @@ async fn one_offer(
                     },
                 )
                 .await?;
+            marker.offer = Some(draft.id.to_string());
+            marker.write(&demo.marker)?;
             streams.start_offer(&demo.seller, &draft.id).await?
         }
     };

@@ -45,6 +45,58 @@ pub const STREAM_PREFIX: &str = "stream:";
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
+/// Commands a connection may send (pongs count too): a bucket of
+/// [`BURST`] refilled at [`COMMANDS_PER_SEC`]. A command over it is answered
+/// with error 111 (too many requests); a connection that goes on for
+/// [`STRIKES`] more of those is disconnected with 3013, so one socket
+/// cannot keep a core busy. A viewer page sends a handful a minute.
+const COMMANDS_PER_SEC: f64 = 20.0;
+const BURST: f64 = 100.0;
+const STRIKES: u32 = 20;
+
+/// What one command costs the connection's budget.
+#[derive(Debug, PartialEq, Eq)]
+enum Spend {
+    Taken,
+    /// Over the budget: answer "too many requests".
+    Over,
+    /// Over it for too long: disconnect.
+    Exhausted,
+}
+
+/// A connection's command budget (a token bucket).
+struct Budget {
+    tokens: f64,
+    at: Instant,
+    strikes: u32,
+}
+
+impl Budget {
+    fn new(now: Instant) -> Self {
+        Budget {
+            tokens: BURST,
+            at: now,
+            strikes: 0,
+        }
+    }
+
+    fn spend(&mut self, now: Instant) -> Spend {
+        let refill = now.saturating_duration_since(self.at).as_secs_f64() * COMMANDS_PER_SEC;
+        self.tokens = (self.tokens + refill).min(BURST);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return Spend::Taken;
+        }
+        self.strikes += 1;
+        if self.strikes > STRIKES {
+            Spend::Exhausted
+        } else {
+            Spend::Over
+        }
+    }
+}
+
 pub async fn upgrade(State(s): State<AppState>, ClientAddr(addr): ClientAddr, ws: WebSocketUpgrade) -> Response {
     // A connection flood from one address is refused before the upgrade.
     if let Err(e) = s.limits.per_addr.check(&addr) {
@@ -94,6 +146,7 @@ struct Connection {
     /// Subscribed channels, each with the offset its subscribe reply covered:
     /// pushes up to it are already known to the client.
     subscriptions: HashMap<String, u64>,
+    budget: Budget,
 }
 
 /// What to do after a command.
@@ -112,6 +165,7 @@ impl Connection {
             queue,
             viewer: None,
             subscriptions: HashMap::new(),
+            budget: Budget::new(Instant::now()),
         }
     }
 
@@ -225,6 +279,23 @@ impl Connection {
         };
         let mut replies = Vec::new();
         for frame in frames {
+            match self.budget.spend(Instant::now()) {
+                Spend::Taken => {}
+                Spend::Over => {
+                    if let Frame::Command { id, .. } = frame {
+                        let code = ErrorCode::TooManyRequests as u32;
+                        replies.push(protocol::error_reply(id, code, "too many requests"));
+                    }
+                    continue;
+                }
+                Spend::Exhausted => {
+                    tracing::debug!(addr = %self.addr, "commands over budget: disconnected");
+                    for r in replies {
+                        let _ = socket.send(Message::Text(r.into())).await;
+                    }
+                    return Err(Some(Disconnect::TooManyRequests));
+                }
+            }
             match frame {
                 Frame::Pong => *last_pong = Instant::now(),
                 Frame::Command { id, request } => match self.command(id, request).await {
@@ -420,5 +491,29 @@ impl Connection {
                 protocol::error_reply(id, ErrorCode::Internal as u32, "internal server error")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_budget_refills_and_ends_a_flood() {
+        let t0 = Instant::now();
+        let mut b = Budget::new(t0);
+        for _ in 0..BURST as usize {
+            assert_eq!(b.spend(t0), Spend::Taken);
+        }
+        assert_eq!(b.spend(t0), Spend::Over);
+        // A second later there is room for COMMANDS_PER_SEC more.
+        let t1 = t0 + Duration::from_secs(1);
+        for _ in 0..COMMANDS_PER_SEC as usize {
+            assert_eq!(b.spend(t1), Spend::Taken);
+        }
+        for _ in 1..STRIKES {
+            assert_eq!(b.spend(t1), Spend::Over);
+        }
+        assert_eq!(b.spend(t1), Spend::Exhausted);
     }
 }

@@ -53,6 +53,8 @@ pub enum Disconnect {
     Expired,
     /// Too many connections or commands from one address.
     ConnectionLimit,
+    /// The connection kept sending commands over its budget.
+    TooManyRequests,
     /// A frame larger than the server reads (WebSocket's own 1009).
     MessageTooBig,
 }
@@ -69,6 +71,7 @@ impl Disconnect {
             Disconnect::Expired => 3505,
             Disconnect::ConnectionLimit => 3508,
             Disconnect::MessageTooBig => 1009,
+            Disconnect::TooManyRequests => 3013,
         }
     }
 
@@ -83,6 +86,7 @@ impl Disconnect {
             Disconnect::Expired => "expired",
             Disconnect::ConnectionLimit => "connection limit",
             Disconnect::MessageTooBig => "message too big",
+            Disconnect::TooManyRequests => "too many requests",
         }
     }
 }

@@ -8,7 +8,7 @@ use std::process::Command;
 use common::{Env, TestApp};
 use gateway::http::openapi::OPERATIONS;
 use reqwest::{Method, StatusCode};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 #[tokio::test]
 async fn health_and_readiness_answer() {
@@ -307,6 +307,71 @@ async fn the_embedded_demo_creates_a_live_sale_once() {
     let again = gateway::app::Application::build(config).await.unwrap();
     let d2 = again.demo().unwrap();
     assert_eq!((&d2.seller, &d2.stream), (&demo.seller, &demo.stream));
+}
+
+/// A stream, lot and offer made with the demo seller's key are the user's:
+/// a restarted demo keeps its own stream, and its bots never hold or buy
+/// the user's offer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_never_adopts_a_users_stream_or_buys_its_offer() {
+    let env = Env::embedded().await;
+    let key = "hk_demokey0000000000000000000002";
+    let config = gateway::config::Config::from_vars(
+        [
+            ("HAUL_LISTEN", "127.0.0.1:0"),
+            ("HAUL_DATABASE_URL", env.db_url.as_str()),
+            ("HAUL_DATA_DIR", env.data_dir.as_str()),
+            ("HAUL_DEMO_API_KEY", key),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
+    )
+    .unwrap();
+    let first = gateway::app::Application::build(config.clone()).await.unwrap();
+    let demo = first.demo().unwrap().clone();
+    let base = format!("http://{}", first.local_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(first.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    // The user's own sale, made with the demo key after the demo's.
+    let http = reqwest::Client::new();
+    let call = async |path: &str, body: Option<Value>| -> Value {
+        let mut req = http.post(format!("{base}{path}")).bearer_auth(key);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        assert!(resp.status().is_success(), "{path}: {}", resp.status());
+        resp.json().await.unwrap()
+    };
+    let s = call("/v1/streams", Some(json!({ "title": "Mine" }))).await;
+    let sid = common::text(&s, "id");
+    call(&format!("/v1/streams/{sid}/live"), None).await;
+    let lot = call(&format!("/v1/streams/{sid}/lots"), Some(json!({ "title": "My lot" }))).await;
+    let lid = common::text(&lot, "id");
+    let offer = call(&format!("/v1/lots/{lid}/offers"), Some(common::offer_body(5, 5))).await;
+    let oid = common::text(&offer, "id");
+    call(&format!("/v1/offers/{oid}/start"), None).await;
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+
+    let again = gateway::app::Application::build(config).await.unwrap();
+    let d2 = again.demo().unwrap().clone();
+    assert_eq!((&d2.stream, &d2.lots), (&demo.stream, &demo.lots));
+    let state = again.state().clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(again.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    // The bots buy every 1.2 to 3 s: a few rounds, none on the user's offer.
+    tokio::time::sleep(std::time::Duration::from_secs(7)).await;
+    let mine = streams::ids::OfferId::parse(&oid).unwrap();
+    let levels = state.streams.levels(&demo.seller, &mine).await.unwrap().unwrap();
+    assert_eq!((levels.held, levels.sold), (0, 0), "{levels:?}");
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
 }
 
 #[tokio::test]

@@ -471,7 +471,68 @@ fn next_viewer_id(app: &TestApp, viewer: &str) -> String {
     format!("{}.{viewer}", app.seller)
 }
 
+/// A socket that floods commands is answered "too many requests" (111)
+/// once over its budget, then disconnected with 3013; another viewer on the
+/// node keeps getting the stream's events.
+async fn a_command_flood_is_refused_then_disconnected(env: Env) {
+    let app = TestApp::start(&env, &[]).await;
+    let (sid, _, _) = app.live_offer(offer_body(3, 1)).await;
+    let mut other = connect(&app, "").await;
+    send(
+        &mut other,
+        json!({ "id": 2, "subscribe": { "channel": format!("stream:{sid}") } }),
+    )
+    .await;
+    assert!(next(&mut other).await["subscribe"].is_object());
+
+    let mut flood = connect(&app, "").await;
+    let frame: Vec<String> = (0..300)
+        .map(|i| json!({ "id": i + 2, "ping": {} }).to_string())
+        .collect();
+    flood.send(Message::Text(frame.join("\n").into())).await.unwrap();
+    let (mut pings, mut refused) = (0, 0);
+    let closed = loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), flood.next())
+            .await
+            .expect("an answer within 10 s");
+        match msg {
+            Some(Ok(Message::Text(t))) => {
+                for line in t.as_str().lines().filter(|l| *l != "{}") {
+                    let v: Value = serde_json::from_str(line).unwrap();
+                    if v["ping"].is_object() {
+                        pings += 1;
+                    } else if v["error"]["code"] == 111 {
+                        refused += 1;
+                    }
+                }
+            }
+            Some(Ok(Message::Close(f))) => break f.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => {}
+            other => panic!("the flood's socket ended without a close frame: {other:?}"),
+        }
+    };
+    assert_eq!(closed, Some(3013));
+    assert!((99..=110).contains(&pings), "{pings} pings answered");
+    assert!(refused >= 10, "{refused} refused");
+
+    let (st, _) = app
+        .seller(
+            Method::POST,
+            &format!("/v1/streams/{sid}/messages"),
+            Some(json!({ "text": "still here" })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED);
+    loop {
+        let v = next(&mut other).await;
+        if v["push"]["pub"]["data"]["text"] == "still here" {
+            break;
+        }
+    }
+}
+
 on_both_backends!(
+    a_command_flood_is_refused_then_disconnected,
     sdk_viewer_connects_subscribes_gets_state_and_reserves,
     python_sdk_viewer_reserves_and_recovers_after_a_reconnect,
     a_resubscriber_recovers_exactly_what_it_missed,
