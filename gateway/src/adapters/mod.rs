@@ -1,8 +1,13 @@
-//! The gateway's implementations of the domains' ports: bank calls over
-//! HTTP ([`banks`]), and the stock behind payments over the streams domain,
-//! with its clock ([`stock`]); seller webhooks delivered over HTTP
-//! ([`webhooks`]); the sandbox acquirer's callbacks ([`sandbox`]).
+//! The gateway's implementations of the domains' ports and its outbound
+//! calls:
+//! - [`banks`]: bank calls over HTTP;
+//! - [`stock`]: the stock behind payments over the streams domain, with its
+//!   clock;
+//! - [`webhooks`]: seller webhooks delivered over HTTP, to globally
+//!   reachable addresses only ([`addresses`]);
+//! - [`sandbox`]: the sandbox acquirer's callbacks.
 
+pub mod addresses;
 pub mod banks;
 pub mod sandbox;
 pub mod stock;

@@ -1,8 +1,9 @@
 //! Delivering seller webhooks from the outbox ([`payments::outbox`]): a worker
 //! claims due deliveries, checks the address, signs with the Standard
 //! Webhooks scheme and records what happened. 2xx is delivered; 410 Gone
-//! disables the endpoint; anything else is retried on the schedule. Private
-//! and loopback addresses are refused unless `HAUL_WEBHOOKS_ALLOW_PRIVATE`.
+//! disables the endpoint; anything else is retried on the schedule. Every
+//! address that is not globally reachable is refused, when the endpoint is
+//! made and again when connecting, unless `HAUL_WEBHOOKS_ALLOW_PRIVATE`.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -20,27 +21,10 @@ const CONCURRENCY: usize = 16;
 /// A claim lasts this long: a node that dies mid-send frees it by then.
 const LEASE_MS: i64 = 60_000;
 
-/// Whether an address is one a webhook must not reach (SSRF).
+/// Whether an address is one a webhook must not reach (SSRF): anything
+/// but a globally reachable unicast address ([`super::addresses`]).
 pub fn private(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            v4.is_private()
-                || v4.is_loopback()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_documentation()
-                || v4.octets()[0] == 100 && (64..128).contains(&v4.octets()[1]) // carrier-grade NAT
-                || v4.octets()[0] == 0
-        }
-        IpAddr::V6(v6) => {
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || (v6.segments()[0] & 0xfe00) == 0xfc00 // unique local
-                || (v6.segments()[0] & 0xffc0) == 0xfe80 // link local
-                || v6.to_ipv4_mapped().is_some_and(|v4| private(IpAddr::V4(v4)))
-        }
-    }
+    super::addresses::refused(ip).is_some()
 }
 
 /// Why a webhook URL is refused, if it is.
