@@ -73,6 +73,25 @@ pub async fn layer(State(s): State<AppState>, req: Request, next: Next) -> Respo
     }
 }
 
+/// Marks an answer whose named top-level fields are shown once (a new
+/// secret): it is stored without them, so a replay under the same
+/// Idempotency-Key never shows the secret again.
+#[derive(Debug, Clone, Copy)]
+pub struct ShownOnce(pub &'static [&'static str]);
+
+/// The answer as it is kept for replays.
+fn kept_text(out: &[u8], shown_once: Option<ShownOnce>) -> String {
+    if let Some(ShownOnce(fields)) = shown_once {
+        if let Ok(serde_json::Value::Object(mut m)) = serde_json::from_slice::<serde_json::Value>(out) {
+            for f in fields {
+                m.remove(*f);
+            }
+            return serde_json::Value::Object(m).to_string();
+        }
+    }
+    String::from_utf8_lossy(out).into_owned()
+}
+
 /// What makes two requests under one key the same: method, path and query,
 /// body.
 fn fingerprint(parts: &axum::http::request::Parts, body: &[u8]) -> String {
@@ -110,6 +129,7 @@ fn replay(status: u16, body: String) -> Response {
 /// frees the key for a retry instead), and passes it on.
 async fn keep(s: &AppState, scope: &str, key: &str, resp: Response) -> Response {
     let (rparts, rbody) = resp.into_parts();
+    let shown_once = rparts.extensions.get::<ShownOnce>().copied();
     let out = match to_bytes(rbody, MAX_RESPONSE).await {
         Ok(b) => b,
         Err(e) => {
@@ -120,7 +140,7 @@ async fn keep(s: &AppState, scope: &str, key: &str, resp: Response) -> Response 
     let kept = if rparts.status.is_server_error() {
         s.keys.abandon(scope, key).await
     } else {
-        let text = String::from_utf8_lossy(&out);
+        let text = kept_text(&out, shown_once);
         s.keys
             .finish(scope, key, rparts.status.as_u16(), &text, s.streams.now())
             .await

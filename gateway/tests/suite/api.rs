@@ -420,7 +420,37 @@ async fn concurrent_requests_with_one_key_create_one_object(env: Env) {
     assert_eq!(list["data"].as_array().unwrap().len(), 1);
 }
 
+/// A secret shown once (a webhook endpoint's, a rotated one, the widget
+/// secret) is not shown again by an Idempotency-Key replay; the rest of the
+/// answer is.
+async fn a_replay_never_shows_a_secret_again(env: Env) {
+    let app = TestApp::start(&env, &[("HAUL_WEBHOOKS_ALLOW_PRIVATE", "true")]).await;
+    let key = app.key.clone();
+    let body = json!({ "url": "http://127.0.0.1:9/hook" });
+    let (st, first, _) = post_with_key(&app, &key, "/v1/webhook-endpoints", "s-1", body.clone()).await;
+    assert_eq!(st, StatusCode::CREATED, "{first}");
+    assert!(first["secret"].as_str().unwrap().starts_with("whsec_"));
+    let (st, again, replayed) = post_with_key(&app, &key, "/v1/webhook-endpoints", "s-1", body).await;
+    assert_eq!((st, replayed), (StatusCode::CREATED, true));
+    assert!(again.get("secret").is_none(), "{again}");
+    assert_eq!(again["id"], first["id"]);
+
+    let rotate = format!("/v1/webhook-endpoints/{}/rotate", common::text(&first, "id"));
+    let (st, rotated, _) = post_with_key(&app, &key, &rotate, "s-2", json!({})).await;
+    assert_eq!(st, StatusCode::OK, "{rotated}");
+    assert!(rotated["secret"].as_str().unwrap().starts_with("whsec_"));
+    let (_, again, replayed) = post_with_key(&app, &key, &rotate, "s-2", json!({})).await;
+    assert!(replayed && again.get("secret").is_none(), "{again}");
+
+    let (st, widget, _) = post_with_key(&app, &key, "/v1/widget-secret", "s-3", json!({})).await;
+    assert_eq!(st, StatusCode::CREATED, "{widget}");
+    assert!(widget["widget_secret"].as_str().unwrap().starts_with("wsk_"));
+    let (_, again, replayed) = post_with_key(&app, &key, "/v1/widget-secret", "s-3", json!({})).await;
+    assert!(replayed && again.get("widget_secret").is_none(), "{again}");
+}
+
 on_both_backends!(
+    a_replay_never_shows_a_secret_again,
     idempotency_keys_replay_the_first_answer_and_refuse_other_requests,
     concurrent_requests_with_one_key_create_one_object,
     seller_api_refuses_missing_and_wrong_keys,

@@ -5,7 +5,7 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use axum::Router;
+use axum::{Extension, Router};
 use payments::checkout::{self, NewSession, Session};
 use serde_json::{json, Value};
 use streams::ids::SellerId;
@@ -14,6 +14,7 @@ use streams::money::Currency;
 use super::PageQuery;
 use crate::http::error::ApiError;
 use crate::http::extract::{ClientAddr, Json, Seller};
+use crate::http::idempotency::ShownOnce;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -62,13 +63,22 @@ async fn pay_session(
 }
 
 /// A new widget secret for the seller (shown once; the old one stops working).
-async fn new_widget_secret(State(s): State<AppState>, Seller(seller): Seller) -> Answer {
+async fn new_widget_secret(
+    State(s): State<AppState>,
+    Seller(seller): Seller,
+) -> Result<(StatusCode, Extension<ShownOnce>, axum::Json<Value>), ApiError> {
     let secret = format!("wsk_{}", streams::ids::random_token(40));
     s.sellers
         .set_widget_secret(&seller, &secret)
         .await
         .map_err(unavailable)?;
-    Ok((StatusCode::CREATED, axum::Json(json!({ "widget_secret": secret }))))
+    // Shown once: a replay under the same Idempotency-Key leaves it out.
+    let once = Extension(ShownOnce(&["widget_secret"]));
+    Ok((
+        StatusCode::CREATED,
+        once,
+        axum::Json(json!({ "widget_secret": secret })),
+    ))
 }
 
 fn refused(e: impl std::fmt::Display) -> ApiError {

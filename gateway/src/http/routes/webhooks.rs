@@ -4,13 +4,14 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use axum::Router;
+use axum::{Extension, Router};
 use payments::outbox::{Endpoint, EVENT_TYPES};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::http::error::ApiError;
 use crate::http::extract::{Json, Seller};
+use crate::http::idempotency::ShownOnce;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -22,12 +23,12 @@ pub fn router() -> Router<AppState> {
 }
 
 /// A new secret; the old one keeps signing beside it for a day.
-async fn rotate(State(s): State<AppState>, Seller(seller): Seller, Path(id): Path<String>) -> Answer {
+async fn rotate(State(s): State<AppState>, Seller(seller): Seller, Path(id): Path<String>) -> SecretAnswer {
     let e = s.payments.rotate_endpoint_secret(seller.as_str(), &id).await?;
     let mut v = view(&e);
     v["secret"] = json!(e.secret.expose());
     v["previous_secret_until"] = json!(e.previous.as_ref().map(|(_, until)| until));
-    Ok((StatusCode::OK, axum::Json(v)))
+    Ok((StatusCode::OK, Extension(SHOWN_ONCE), axum::Json(v)))
 }
 
 /// The latest deliveries (100), newest first.
@@ -46,6 +47,9 @@ async fn resend(
 }
 
 type Answer = Result<(StatusCode, axum::Json<Value>), ApiError>;
+/// An answer with a new secret, shown once (a replay leaves it out).
+type SecretAnswer = Result<(StatusCode, Extension<ShownOnce>, axum::Json<Value>), ApiError>;
+const SHOWN_ONCE: ShownOnce = ShownOnce(&["secret"]);
 
 fn view(e: &Endpoint) -> Value {
     json!({
@@ -63,7 +67,7 @@ struct NewEndpoint {
     event_types: Vec<String>,
 }
 
-async fn create(State(s): State<AppState>, Seller(seller): Seller, Json(body): Json<NewEndpoint>) -> Answer {
+async fn create(State(s): State<AppState>, Seller(seller): Seller, Json(body): Json<NewEndpoint>) -> SecretAnswer {
     let invalid = |field, message: String| Err(ApiError::InvalidField { field, message });
     if body.url.len() > 2000 {
         return invalid("url", "at most 2000 characters".into());
@@ -83,7 +87,7 @@ async fn create(State(s): State<AppState>, Seller(seller): Seller, Json(body): J
     let e = s.payments.add_endpoint(seller.as_str(), &body.url, &types).await?;
     let mut v = view(&e);
     v["secret"] = json!(e.secret.expose());
-    Ok((StatusCode::CREATED, axum::Json(v)))
+    Ok((StatusCode::CREATED, Extension(SHOWN_ONCE), axum::Json(v)))
 }
 
 async fn list(State(s): State<AppState>, Seller(seller): Seller) -> Answer {
