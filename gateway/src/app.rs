@@ -207,6 +207,7 @@ impl Application {
             .build()
             .map_err(StartError::HttpClient)?;
         let metrics = Arc::new(Metrics::default());
+        let sellers_vault = vault.clone();
         let payments = Arc::new(payments::service::Payments::new(payments::service::Parts {
             pool: pool.clone(),
             vault,
@@ -220,7 +221,7 @@ impl Application {
             sandbox_secret: sandbox_secret.expose_secret().to_owned(),
         }));
         let state = AppState::new(AppInner {
-            sellers: crate::sellers::Sellers::new(pool.clone()),
+            sellers: crate::sellers::Sellers::new(pool.clone(), sellers_vault),
             keys: payments::idempotency::Keys::new(pool.clone()),
             config,
             pool,

@@ -2,6 +2,7 @@
 //! stored only as SHA-256 hashes: a key carries ~238 random bits, so a fast
 //! hash cannot be brute-forced and lookups stay a single index probe.
 
+use payments::vault::Vault;
 use sha2::{Digest, Sha256};
 use sqlx::{AnyPool, Row};
 use streams::clock::Millis;
@@ -93,14 +94,24 @@ mod tests {
 }
 
 /// Sellers' keys and widget settings over one pool, as requests use them.
+/// The widget secret is sealed at rest with the credentials key.
 #[derive(Clone)]
 pub struct Sellers {
     pool: AnyPool,
+    vault: Vault,
+}
+
+/// A stored widget secret starts with this when sealed; one without it was
+/// written before sealing (the plain `wsk_…`, sealed when replaced).
+const SEALED: &str = "sealed:";
+
+fn widget_context(seller: &SellerId) -> String {
+    format!("sellers:{seller}:widget_secret")
 }
 
 impl Sellers {
-    pub fn new(pool: AnyPool) -> Self {
-        Sellers { pool }
+    pub fn new(pool: AnyPool, vault: Vault) -> Self {
+        Sellers { pool, vault }
     }
 
     /// A new seller (no key yet).
@@ -129,13 +140,18 @@ impl Sellers {
             .bind(seller.as_str())
             .fetch_optional(&self.pool)
             .await?;
-        Ok(secret.flatten())
+        Ok(secret.flatten().and_then(|stored| match stored.strip_prefix(SEALED) {
+            // A secret that does not open under this key is no secret.
+            Some(sealed) => self.vault.open(sealed, &widget_context(seller)).ok(),
+            None => Some(stored),
+        }))
     }
 
     /// Replaces the widget secret (the old one stops working).
     pub async fn set_widget_secret(&self, seller: &SellerId, secret: &str) -> Result<(), sqlx::Error> {
+        let sealed = format!("{SEALED}{}", self.vault.seal(secret, &widget_context(seller)));
         sqlx::query("UPDATE sellers SET widget_secret = $1 WHERE id = $2")
-            .bind(secret)
+            .bind(sealed)
             .bind(seller.as_str())
             .execute(&self.pool)
             .await?;

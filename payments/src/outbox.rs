@@ -13,6 +13,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, Row, Transaction};
 
 use crate::ids::random_body;
+use crate::vault::Vault;
 use crate::webhook::WebhookSecret;
 
 /// The event types a seller can subscribe to.
@@ -76,22 +77,46 @@ pub struct Due {
     pub attempts: i64,
 }
 
-fn endpoint_from_row(row: &AnyRow) -> Result<Endpoint, sqlx::Error> {
+/// Stored secrets start with this: sealed with the credentials key for
+/// their endpoint. A value without it was written before sealing, as the
+/// plain `whsec_…` (read as it is; sealed at the next rotation).
+const SEALED: &str = "sealed:";
+
+fn seal_secret(vault: &Vault, endpoint: &str, which: &str, secret: &WebhookSecret) -> String {
+    let context = format!("webhook_endpoints:{endpoint}:{which}");
+    format!("{SEALED}{}", vault.seal(&secret.expose(), &context))
+}
+
+fn open_secret(vault: &Vault, endpoint: &str, which: &str, stored: &str) -> Option<WebhookSecret> {
+    let plain = match stored.strip_prefix(SEALED) {
+        Some(sealed) => vault
+            .open(sealed, &format!("webhook_endpoints:{endpoint}:{which}"))
+            .ok()?,
+        None => stored.to_owned(),
+    };
+    WebhookSecret::parse(&plain).ok()
+}
+
+fn endpoint_from_row(vault: &Vault, row: &AnyRow) -> Result<Endpoint, sqlx::Error> {
     let bad = |what: &str| sqlx::Error::Decode(format!("webhook_endpoints: bad {what}").into());
+    let id: String = row.try_get("id")?;
     let secret: String = row.try_get("secret")?;
     let previous: Option<String> = row.try_get("previous_secret")?;
     let until: Option<i64> = row.try_get("previous_until")?;
     let types: String = row.try_get("event_types")?;
     let enabled: i64 = row.try_get("enabled")?;
     Ok(Endpoint {
-        id: row.try_get("id")?,
         seller_id: row.try_get("seller_id")?,
         url: row.try_get("url")?,
-        secret: WebhookSecret::parse(&secret).map_err(|_| bad("secret"))?,
+        secret: open_secret(vault, &id, "secret", &secret).ok_or_else(|| bad("secret"))?,
         previous: match (previous, until) {
-            (Some(p), Some(u)) => Some((WebhookSecret::parse(&p).map_err(|_| bad("previous secret"))?, u)),
+            (Some(p), Some(u)) => Some((
+                open_secret(vault, &id, "previous", &p).ok_or_else(|| bad("previous secret"))?,
+                u,
+            )),
             _ => None,
         },
+        id,
         event_types: if types == "*" {
             Vec::new()
         } else {
@@ -106,6 +131,7 @@ fn endpoint_from_row(row: &AnyRow) -> Result<Endpoint, sqlx::Error> {
 /// Adds an endpoint with a new secret.
 pub async fn create_endpoint(
     pool: &AnyPool,
+    vault: &Vault,
     seller: &str,
     url: &str,
     event_types: &[String],
@@ -125,31 +151,31 @@ pub async fn create_endpoint(
     .bind(&id)
     .bind(seller)
     .bind(url)
-    .bind(secret.expose())
+    .bind(seal_secret(vault, &id, "secret", &secret))
     .bind(&types)
     .bind(now)
     .execute(pool)
     .await?;
-    endpoint(pool, seller, &id)
+    endpoint(pool, vault, seller, &id)
         .await?
         .ok_or_else(|| sqlx::Error::RowNotFound)
 }
 
-pub async fn endpoint(pool: &AnyPool, seller: &str, id: &str) -> Result<Option<Endpoint>, sqlx::Error> {
+pub async fn endpoint(pool: &AnyPool, vault: &Vault, seller: &str, id: &str) -> Result<Option<Endpoint>, sqlx::Error> {
     let row = sqlx::query("SELECT * FROM webhook_endpoints WHERE id = $1 AND seller_id = $2")
         .bind(id)
         .bind(seller)
         .fetch_optional(pool)
         .await?;
-    row.as_ref().map(endpoint_from_row).transpose()
+    row.as_ref().map(|r| endpoint_from_row(vault, r)).transpose()
 }
 
-pub async fn endpoints(pool: &AnyPool, seller: &str) -> Result<Vec<Endpoint>, sqlx::Error> {
+pub async fn endpoints(pool: &AnyPool, vault: &Vault, seller: &str) -> Result<Vec<Endpoint>, sqlx::Error> {
     let rows = sqlx::query("SELECT * FROM webhook_endpoints WHERE seller_id = $1 ORDER BY created_at, id")
         .bind(seller)
         .fetch_all(pool)
         .await?;
-    rows.iter().map(endpoint_from_row).collect()
+    rows.iter().map(|r| endpoint_from_row(vault, r)).collect()
 }
 
 /// How long a rotated-out secret keeps signing beside the new one.
@@ -157,22 +183,28 @@ pub const ROTATION_OVERLAP_MS: i64 = 24 * 3_600_000;
 
 /// A new secret for an endpoint; the old one signs too for
 /// [`ROTATION_OVERLAP_MS`], so the seller can switch without missing one.
-pub async fn rotate_secret(pool: &AnyPool, seller: &str, id: &str, now: i64) -> Result<Option<Endpoint>, sqlx::Error> {
-    let Some(ep) = endpoint(pool, seller, id).await? else {
+pub async fn rotate_secret(
+    pool: &AnyPool,
+    vault: &Vault,
+    seller: &str,
+    id: &str,
+    now: i64,
+) -> Result<Option<Endpoint>, sqlx::Error> {
+    let Some(ep) = endpoint(pool, vault, seller, id).await? else {
         return Ok(None);
     };
     let new = WebhookSecret::generate();
     sqlx::query(
         "UPDATE webhook_endpoints SET secret = $1, previous_secret = $2, previous_until = $3          WHERE id = $4 AND seller_id = $5",
     )
-    .bind(new.expose())
-    .bind(ep.secret.expose())
+    .bind(seal_secret(vault, id, "secret", &new))
+    .bind(seal_secret(vault, id, "previous", &ep.secret))
     .bind(now + ROTATION_OVERLAP_MS)
     .bind(id)
     .bind(seller)
     .execute(pool)
     .await?;
-    endpoint(pool, seller, id).await
+    endpoint(pool, vault, seller, id).await
 }
 
 /// One delivery as the seller sees it in the log.
@@ -264,15 +296,15 @@ pub async fn enqueue(
     data: &Value,
     now: i64,
 ) -> Result<Option<String>, sqlx::Error> {
-    let rows = sqlx::query("SELECT * FROM webhook_endpoints WHERE seller_id = $1 AND enabled = 1")
+    let rows = sqlx::query("SELECT id, event_types FROM webhook_endpoints WHERE seller_id = $1 AND enabled = 1")
         .bind(seller)
         .fetch_all(&mut **tx)
         .await?;
     let mut wanted = Vec::new();
     for row in &rows {
-        let ep = endpoint_from_row(row)?;
-        if ep.event_types.is_empty() || ep.event_types.iter().any(|t| t == event_type) {
-            wanted.push(ep.id);
+        let types: String = row.try_get("event_types")?;
+        if types == "*" || types.split(' ').any(|t| t == event_type) {
+            wanted.push(row.try_get::<String, _>("id")?);
         }
     }
     if wanted.is_empty() {
@@ -310,7 +342,13 @@ pub async fn enqueue(
 }
 
 /// Claims up to `limit` due deliveries for `lease_ms`.
-pub async fn claim_due(pool: &AnyPool, now: i64, limit: i64, lease_ms: i64) -> Result<Vec<Due>, sqlx::Error> {
+pub async fn claim_due(
+    pool: &AnyPool,
+    vault: &Vault,
+    now: i64,
+    limit: i64,
+    lease_ms: i64,
+) -> Result<Vec<Due>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT d.message_id, d.attempts, m.event_type, m.payload, e.* \
          FROM webhook_deliveries d \
@@ -325,7 +363,7 @@ pub async fn claim_due(pool: &AnyPool, now: i64, limit: i64, lease_ms: i64) -> R
     .await?;
     let mut out = Vec::new();
     for row in &rows {
-        let endpoint = endpoint_from_row(row)?;
+        let endpoint = endpoint_from_row(vault, row)?;
         let message_id: String = row.try_get("message_id")?;
         let claimed = sqlx::query(
             "UPDATE webhook_deliveries SET claimed_until = $1 \

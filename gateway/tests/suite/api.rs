@@ -449,7 +449,56 @@ async fn a_replay_never_shows_a_secret_again(env: Env) {
     assert!(replayed && again.get("widget_secret").is_none(), "{again}");
 }
 
+/// Webhook and widget secrets are sealed at rest like bank credentials; a
+/// secret written before sealing still reads.
+async fn secrets_are_sealed_at_rest(env: Env) {
+    let app = TestApp::start(&env, &[("HAUL_WEBHOOKS_ALLOW_PRIVATE", "true")]).await;
+    let (st, ep) = app
+        .seller(
+            Method::POST,
+            "/v1/webhook-endpoints",
+            Some(json!({ "url": "http://127.0.0.1:9/hook" })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{ep}");
+    let (id, secret) = (common::text(&ep, "id"), common::text(&ep, "secret"));
+    let stored: String = sqlx::query_scalar("SELECT secret FROM webhook_endpoints WHERE id = $1")
+        .bind(&id)
+        .fetch_one(&app.state.pool)
+        .await
+        .unwrap();
+    assert!(
+        stored.starts_with("sealed:") && !stored.contains(&secret[6..]),
+        "{stored}"
+    );
+    let (_, widget) = app.seller(Method::POST, "/v1/widget-secret", None).await;
+    let widget = common::text(&widget, "widget_secret");
+    let stored: String = sqlx::query_scalar("SELECT widget_secret FROM sellers WHERE id = $1")
+        .bind(app.seller.as_str())
+        .fetch_one(&app.state.pool)
+        .await
+        .unwrap();
+    assert!(
+        stored.starts_with("sealed:") && !stored.contains(&widget[4..]),
+        "{stored}"
+    );
+    // A plain secret from before sealing is read as it is.
+    sqlx::query("UPDATE webhook_endpoints SET secret = $1 WHERE id = $2")
+        .bind(&secret)
+        .bind(&id)
+        .execute(&app.state.pool)
+        .await
+        .unwrap();
+    let (st, all) = app.seller(Method::GET, "/v1/webhook-endpoints", None).await;
+    assert_eq!(
+        (st, all["data"][0]["id"].as_str()),
+        (StatusCode::OK, Some(id.as_str())),
+        "{all}"
+    );
+}
+
 on_both_backends!(
+    secrets_are_sealed_at_rest,
     a_replay_never_shows_a_secret_again,
     idempotency_keys_replay_the_first_answer_and_refuse_other_requests,
     concurrent_requests_with_one_key_create_one_object,

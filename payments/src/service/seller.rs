@@ -65,17 +65,19 @@ impl Payments {
 
     /// A new webhook endpoint, with its first signing secret.
     pub async fn add_endpoint(&self, seller: &str, url: &str, event_types: &[String]) -> Result<Endpoint> {
-        outbox::create_endpoint(&self.pool, seller, url, event_types, self.now())
+        outbox::create_endpoint(&self.pool, &self.vault, seller, url, event_types, self.now())
             .await
             .map_err(Error::unavailable)
     }
 
     pub async fn endpoints(&self, seller: &str) -> Result<Vec<Endpoint>> {
-        outbox::endpoints(&self.pool, seller).await.map_err(Error::unavailable)
+        outbox::endpoints(&self.pool, &self.vault, seller)
+            .await
+            .map_err(Error::unavailable)
     }
 
     pub async fn endpoint(&self, seller: &str, id: &str) -> Result<Endpoint> {
-        outbox::endpoint(&self.pool, seller, id)
+        outbox::endpoint(&self.pool, &self.vault, seller, id)
             .await
             .map_err(Error::unavailable)?
             .ok_or(Error::NotFound("webhook endpoint"))
@@ -83,7 +85,7 @@ impl Payments {
 
     /// A new signing secret; the old one keeps signing beside it for a day.
     pub async fn rotate_endpoint_secret(&self, seller: &str, id: &str) -> Result<Endpoint> {
-        outbox::rotate_secret(&self.pool, seller, id, self.now())
+        outbox::rotate_secret(&self.pool, &self.vault, seller, id, self.now())
             .await
             .map_err(Error::unavailable)?
             .ok_or(Error::NotFound("webhook endpoint"))
@@ -195,7 +197,7 @@ impl Payments {
     /// Deliveries due now, claimed for `lease_ms` (a node that dies
     /// mid-send frees them by then).
     pub async fn claim_deliveries(&self, limit: i64, lease_ms: i64) -> Result<Vec<Due>> {
-        outbox::claim_due(&self.pool, self.now(), limit, lease_ms)
+        outbox::claim_due(&self.pool, &self.vault, self.now(), limit, lease_ms)
             .await
             .map_err(Error::unavailable)
     }
