@@ -133,6 +133,10 @@
     if (info && !FINAL[info.state]) tell('closed');
     if (info && window.parent === window && !window.opener) location.href = info.cancel_url;
   });
+  // Escape closes too, wherever the focus is in this page.
+  document.addEventListener('keydown', (e) => {
+    if (e.key === 'Escape') $('[data-test=close]').click();
+  });
 
   // After the acquirer's page: poll until the server says how it ended.
   async function poll() {

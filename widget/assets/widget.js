@@ -23,10 +23,13 @@
     var tab = null;
     var done = false;
 
+    function onKey(e) { if (e.key === 'Escape') finish('closed'); }
+
     function finish(state) {
       if (done) return;
       done = true;
       window.removeEventListener('message', onMessage);
+      document.removeEventListener('keydown', onKey);
       if (overlay) overlay.remove();
       if (tab && !tab.closed) tab.close();
       var ok = state === 'succeeded';
@@ -60,8 +63,22 @@
     f.width = 'min(480px, 100vw)'; f.height = 'min(720px, 100vh)'; f.border = '0'; f.borderRadius = '12px';
     f.background = '#fff';
     overlay.appendChild(frame);
+    // Closed by its × button, Escape, or a click beside the frame.
+    var close = document.createElement('button');
+    close.type = 'button';
+    close.textContent = '\u00d7';
+    close.setAttribute('aria-label', 'Close the checkout');
+    close.setAttribute('data-haul-close', '');
+    var c = close.style;
+    c.position = 'absolute'; c.top = '12px'; c.right = '12px'; c.width = '40px'; c.height = '40px';
+    c.border = '0'; c.borderRadius = '50%'; c.background = '#fff'; c.color = '#222';
+    c.font = '24px/40px sans-serif'; c.cursor = 'pointer'; c.padding = '0';
+    close.addEventListener('click', function () { finish('closed'); });
+    overlay.appendChild(close);
     overlay.addEventListener('click', function (e) { if (e.target === overlay) finish('closed'); });
+    document.addEventListener('keydown', onKey);
     document.body.appendChild(overlay);
+    close.focus();
   }
 
   window.Haul = { checkout: checkout };

@@ -4,7 +4,7 @@
 // page is told the outcome. Driven by gateway/tests/pages.rs in
 // Debian's chromium through playwright-core.
 //
-//   node checkout.mjs HOST_PAGE_URL CARD [overlay|tab] [sandbox|ACQUIRER]
+//   node checkout.mjs HOST_PAGE_URL CARD [overlay|tab|close-button|escape|escape-in-frame] [sandbox|ACQUIRER]
 import { drive, out } from './browser.mjs';
 
 const [hostUrl, card, mode = 'overlay', acquirer = 'sandbox'] = process.argv.slice(2);
@@ -28,6 +28,20 @@ await drive(async (browser, shoot) => {
   out('opened_as', tab ? 'tab' : await page.evaluate(() => (document.querySelector('[data-haul-overlay] iframe') ? 'overlay' : 'none')));
   await checkout.locator('[data-test=total]').waitFor({ timeout: 10000 });
   out('summary', await checkout.locator('[data-test=total]').textContent());
+  // Closing instead of paying: the overlay's ×, Escape on the shop's page,
+  // or Escape inside the checkout frame.
+  if (['close-button', 'escape', 'escape-in-frame'].includes(mode)) {
+    if (mode === 'close-button') await page.click('[data-haul-close]');
+    if (mode === 'escape') await page.keyboard.press('Escape');
+    if (mode === 'escape-in-frame') {
+      await checkout.locator('[data-test=total]').click();
+      await page.keyboard.press('Escape');
+    }
+    await page.waitForSelector('body[data-result]', { timeout: 10000 });
+    out('result', await page.evaluate(() => document.body.dataset.result));
+    out('overlay_closed', await page.evaluate(() => !document.querySelector('[data-haul-overlay]')));
+    return;
+  }
   await checkout.locator('[data-test^=pay-]').first().waitFor({ timeout: 10000 });
   out('methods', await checkout.locator('[data-test^=pay-]').evaluateAll(
     (bs) => bs.map((b) => [b.dataset.test.slice(4), b.textContent])));

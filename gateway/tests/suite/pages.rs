@@ -266,7 +266,8 @@ async fn host_site(haul: &str, session: &str) -> (String, tokio::task::JoinHandl
          <button id=\"buy\">Buy</button><script>\
          document.getElementById('buy').addEventListener('click', () => Haul.checkout({{ session: '{session}',\
            onSuccess: (s) => {{ document.body.dataset.result = s; }},\
-           onFailure: (s) => {{ document.body.dataset.result = s; }} }}));\
+           onFailure: (s) => {{ document.body.dataset.result = s; }},\
+           onClose: () => {{ document.body.dataset.result = 'closed'; }} }}));\
          </script></body></html>"
     );
     let app = axum::Router::new().route(
@@ -339,6 +340,36 @@ async fn hook_endpoint() -> (String, Hooks) {
         let _ = axum::serve(listener, app).await;
     });
     (url, got)
+}
+
+/// The checkout overlay closes by its × button, by Escape on the shop's
+/// page and by Escape inside the checkout frame; the shop hears `onClose`.
+async fn the_checkout_overlay_closes_by_button_and_escape(env: Env) {
+    let app = TestApp::start(&env, &[]).await;
+    for mode in ["close-button", "escape", "escape-in-frame"] {
+        let (st, s) = app
+            .seller(
+                Method::POST,
+                "/v1/checkout/sessions",
+                Some(json!({
+                    "amount_minor": 1000, "currency": "RUB", "reference": "C-1",
+                    "items": [{ "name": "Mug", "quantity": 1, "price_minor": 1000, "vat": "none" }],
+                    "success_url": "https://shop.example/ok", "cancel_url": "https://shop.example/",
+                    "customer_email": "buyer@example.com" })),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{s}");
+        let session = common::text(&s, "id");
+        let (host, _server) = host_site(&app.base, &session).await;
+        let (st, _) = app
+            .seller(Method::PUT, "/v1/widget-origins", Some(json!({ "origins": [host] })))
+            .await;
+        assert_eq!(st, StatusCode::OK);
+        let shot = std::env::temp_dir().join(format!("haul-close-{session}.png"));
+        let steps = pay_in_browser(&host, "-", mode, &shot).await;
+        assert_eq!(step(&steps, "result"), Some(json!("closed")), "{mode}: {steps:?}");
+        assert_eq!(step(&steps, "overlay_closed"), Some(json!(true)), "{mode}: {steps:?}");
+    }
 }
 
 async fn a_shop_on_another_origin_takes_a_payment_through_the_widget(env: Env) {
@@ -523,4 +554,9 @@ on_both_backends!(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_viewer_page_names_every_refusal_on_the_embedded_backend() {
     the_viewer_page_names_every_refusal_in_a_real_browser(Env::embedded().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checkout_overlay_closes_on_the_embedded_backend() {
+    the_checkout_overlay_closes_by_button_and_escape(Env::embedded().await).await;
 }
