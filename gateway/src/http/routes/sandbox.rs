@@ -218,19 +218,31 @@ async fn done(s: &AppState, attempt: &Attempt, title: &str) -> Response {
         .ok()
         .flatten()
         .map(|cs| cs.id);
-    let back = match session {
-        Some(id) => {
-            format!("<p><a data-test=\"return\" href=\"/checkout/{id}?return=1\">Return to the checkout</a></p>")
-        }
+    let back = match &session {
+        Some(id) => format!(
+            "<p>Back to the checkout in a moment… \
+             <a data-test=\"return\" href=\"/checkout/{id}?return=1\">Return to the checkout</a></p>"
+        ),
         None => String::new(),
     };
-    page_framed(
+    let mut r = page_framed(
         StatusCode::OK,
         title,
         &format!("<p>The sandbox has answered; the shop reads the result from Haul.</p>{back}"),
         &ancestors(s, attempt).await,
-    )
+    );
+    // The buyer goes back by itself, as from a bank's page; the link stays
+    // for a browser that does not follow `Refresh`.
+    if let Some(id) = session {
+        if let Ok(v) = HeaderValue::from_str(&format!("{RETURN_AFTER_SECS}; url=/checkout/{id}?return=1")) {
+            r.headers_mut().insert("refresh", v);
+        }
+    }
+    r
 }
+
+/// How long the sandbox's answer page shows before going back.
+const RETURN_AFTER_SECS: u32 = 2;
 
 #[derive(Deserialize)]
 struct ChallengeForm {
