@@ -3,8 +3,9 @@
  *  then open a checkout session your backend made (or one from signed parameters):
  *    Haul.checkout({ session: 'cs_…', onSuccess(state) {}, onFailure(state) {}, onClose() {} });
  *  It opens Haul's checkout page in an overlay frame (a new tab on small
- *  screens) and calls you back with the outcome, which Haul's page reads from
- *  the server. Messages are accepted only from Haul's own origin; Haul's page
+ *  screens) and calls you back once with the outcome, read from the server:
+ *  closed while a payment runs, it waits for that payment's end; on a page
+ *  whose origin is not allowed, onFailure('origin_not_allowed'). Messages are accepted only from Haul's own origin; Haul's page
  *  sends them only to your page's exact origin, and only if you allowed it
  *  (PUT /v1/widget-origins).
  */
@@ -22,29 +23,65 @@
     var overlay = null;
     var tab = null;
     var done = false;
+    var statusUrl = base + '/v1/checkout/sessions/' + opts.session + '/status';
+    var FINAL = { succeeded: 1, failed: 1, cancelled: 1, expired: 1, refunded: 1, partially_refunded: 1 };
 
-    function onKey(e) { if (e.key === 'Escape') finish('closed'); }
+    function onKey(e) { if (e.key === 'Escape') closed(); }
 
-    function finish(state) {
-      if (done) return;
-      done = true;
+    function hide() {
       window.removeEventListener('message', onMessage);
       document.removeEventListener('keydown', onKey);
       if (overlay) overlay.remove();
       if (tab && !tab.closed) tab.close();
-      var ok = state === 'succeeded';
-      if (ok && opts.onSuccess) opts.onSuccess(state);
+    }
+
+    // Calls the shop back once.
+    function report(state) {
+      if (done) return;
+      done = true;
+      hide();
+      if (state === 'succeeded') { if (opts.onSuccess) opts.onSuccess(state); }
       else if (state === 'closed') { if (opts.onClose) opts.onClose(); }
       else if (opts.onFailure) opts.onFailure(state);
+    }
+
+    function status() {
+      return fetch(statusUrl, { credentials: 'omit' })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .catch(function () { return null; });
+    }
+
+    // The buyer closed the checkout: the server's word decides. A payment
+    // under way is followed to its end (up to two minutes); nothing under
+    // way is onClose.
+    function closed() {
+      if (done) return;
+      hide();
+      var tries = 0;
+      (function check() {
+        status().then(function (info) {
+          var st = info && info.state;
+          if (st && FINAL[st]) return report(st);
+          if ((st === 'pending' || st === 'requires_action') && tries++ < 60) return setTimeout(check, 2000);
+          report('closed');
+        });
+      })();
     }
 
     function onMessage(event) {
       if (event.origin !== base) return; // only Haul's checkout page speaks to us
       var d = event.data;
       if (!d || d.type !== 'haul.checkout' || d.session !== opts.session) return;
-      finish(String(d.state));
+      if (d.state === 'closed') closed();
+      else report(String(d.state));
     }
     window.addEventListener('message', onMessage);
+
+    // A page whose origin the seller did not allow cannot frame the
+    // checkout nor hear from it: say so instead of showing a broken frame.
+    status().then(function (info) {
+      if (info && !info.stream && info.origins.indexOf(location.origin) < 0) report('origin_not_allowed');
+    });
 
     if (small) {
       tab = window.open(url, '_blank');
@@ -73,9 +110,9 @@
     c.position = 'absolute'; c.top = '12px'; c.right = '12px'; c.width = '40px'; c.height = '40px';
     c.border = '0'; c.borderRadius = '50%'; c.background = '#fff'; c.color = '#222';
     c.font = '24px/40px sans-serif'; c.cursor = 'pointer'; c.padding = '0';
-    close.addEventListener('click', function () { finish('closed'); });
+    close.addEventListener('click', closed);
     overlay.appendChild(close);
-    overlay.addEventListener('click', function (e) { if (e.target === overlay) finish('closed'); });
+    overlay.addEventListener('click', function (e) { if (e.target === overlay) closed(); });
     document.addEventListener('keydown', onKey);
     document.body.appendChild(overlay);
     close.focus();

@@ -4,7 +4,7 @@
 // page is told the outcome. Driven by gateway/tests/pages.rs in
 // Debian's chromium through playwright-core.
 //
-//   node checkout.mjs HOST_PAGE_URL CARD [overlay|tab|close-button|escape|escape-in-frame] [sandbox|ACQUIRER]
+//   node checkout.mjs HOST_PAGE_URL CARD [overlay|tab|close-button|escape|escape-in-frame|close-while-paying|refused] [sandbox|ACQUIRER]
 import { drive, out } from './browser.mjs';
 
 const [hostUrl, card, mode = 'overlay', acquirer = 'sandbox'] = process.argv.slice(2);
@@ -24,6 +24,13 @@ await drive(async (browser, shoot) => {
   } else {
     await page.click('#buy');
     checkout = page.frameLocator('iframe[title=Checkout]');
+  }
+  // A shop whose origin the seller did not allow hears why.
+  if (mode === 'refused') {
+    await page.waitForSelector('body[data-result]', { timeout: 10000 });
+    out('result', await page.evaluate(() => document.body.dataset.result));
+    out('overlay_closed', await page.evaluate(() => !document.querySelector('[data-haul-overlay]')));
+    return;
   }
   out('opened_as', tab ? 'tab' : await page.evaluate(() => (document.querySelector('[data-haul-overlay] iframe') ? 'overlay' : 'none')));
   await checkout.locator('[data-test=total]').waitFor({ timeout: 10000 });
@@ -52,6 +59,14 @@ await drive(async (browser, shoot) => {
     await checkout.locator('input[name=cvc]').fill('123');
   }
   await checkout.locator('button[type=submit]').click();
+  // Closed while the payment runs: the shop still hears how it ended.
+  if (mode === 'close-while-paying') {
+    await page.click('[data-haul-close]');
+    out('overlay_closed', await page.evaluate(() => !document.querySelector('[data-haul-overlay]')));
+    await page.waitForSelector('body[data-result]', { timeout: 20000 });
+    out('result', await page.evaluate(() => document.body.dataset.result));
+    return;
+  }
   // The sandbox's page goes back to the checkout by itself; the other
   // banks' emulators are followed by their link.
   if (acquirer !== 'sandbox') await checkout.locator('[data-test=return]').click();

@@ -91,8 +91,11 @@ async fn get_origins(State(s): State<AppState>, Seller(seller): Seller) -> Answe
 }
 
 /// What the checkout page shows, by session id (no personal data). The
-/// state is read from the server, never taken from a redirect.
-async fn status(State(s): State<AppState>, Path(id): Path<String>) -> Answer {
+/// state is read from the server, never taken from a redirect. The widget
+/// on the shop's page reads it too (any origin: the session id is the
+/// capability), to say when the page's origin is not allowed and to follow
+/// a payment the buyer closed the checkout on.
+async fn status(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let (seller, session) = s.payments.session_by_id(&id).await?;
     let order = s.payments.session_order(&session).await?;
     let state = order.state;
@@ -104,23 +107,21 @@ async fn status(State(s): State<AppState>, Path(id): Path<String>) -> Answer {
     } else {
         origins_of(&s, &seller).await?
     };
-    Ok((
-        StatusCode::OK,
-        axum::Json(json!({
-            "id": session.id,
-            "state": state,
-            "amount_minor": order.amount_minor,
-            "currency": order.currency,
-            "items": session.items,
-            "success_url": session.success_url,
-            "cancel_url": session.cancel_url,
-            "origins": origins,
-            "stream": stream,
-            "acquirers": s.payments.offered(&seller, &order.currency).await?,
-            // Whether the receipt has the buyer's contact (else the page asks).
-            "has_contact": session.customer_email.is_some() || session.customer_phone.is_some(),
-        })),
-    ))
+    let body = axum::Json(json!({
+        "id": session.id,
+        "state": state,
+        "amount_minor": order.amount_minor,
+        "currency": order.currency,
+        "items": session.items,
+        "success_url": session.success_url,
+        "cancel_url": session.cancel_url,
+        "origins": origins,
+        "stream": stream,
+        "acquirers": s.payments.offered(&seller, &order.currency).await?,
+        // Whether the receipt has the buyer's contact (else the page asks).
+        "has_contact": session.customer_email.is_some() || session.customer_phone.is_some(),
+    }));
+    Ok(([(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")], body).into_response())
 }
 
 /// The one script a seller pastes; any site may load it.
