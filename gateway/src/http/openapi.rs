@@ -511,9 +511,11 @@ pub fn document() -> Value {
                     "schema": { "$ref": "#/components/schemas/Error" } } } }
             }
         });
-        let params: Vec<Value> = ["id", "hold"]
-            .iter()
-            .filter(|p| o.path.contains(&format!("{{{p}}}")))
+        // Every `{name}` of the path is a required path parameter.
+        let params: Vec<Value> = o
+            .path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
             .map(|p| json!({ "name": p, "in": "path", "required": true, "schema": { "type": "string" } }))
             .collect();
         if !params.is_empty() {

@@ -91,6 +91,37 @@ async fn every_documented_operation_is_routed() {
     }
 }
 
+/// The OpenAPI document passes the `openapi-spec-validator` library (PyPI),
+/// path parameters and references included.
+#[tokio::test]
+async fn the_openapi_document_validates() {
+    let app = TestApp::start(&Env::embedded().await, &[]).await;
+    let (st, doc) = app.call(Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(st, StatusCode::OK);
+    let script = "import json, sys\n\
+                  from openapi_spec_validator import validate\n\
+                  validate(json.load(sys.stdin))\n\
+                  print('valid')";
+    let mut child = Command::new(common::python())
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the test virtualenv's python (./scripts/test makes it)");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(doc.to_string().as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "valid",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[tokio::test]
 async fn request_ids_are_echoed_or_made() {
     let app = TestApp::start(&Env::embedded().await, &[]).await;
