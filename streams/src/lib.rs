@@ -10,7 +10,7 @@
 //! - [`events`] — what viewers of a stream are told, as it happens.
 //! - [`service`] — the operations the gateway exposes, tying the above together:
 //!   offer timers, hold expiry, rebuilding the engine from the store.
-//! - [`testing`] (feature `testing`) — fresh databases and Redis prefixes
+//! - `testing` (feature `testing`) — fresh databases and Redis prefixes
 //!   on the real servers, for tests.
 #![forbid(unsafe_code)]
 

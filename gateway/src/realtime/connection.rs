@@ -28,7 +28,7 @@ use crate::jwt;
 use crate::reserve::{limit_reserve, reserve_counted};
 use crate::state::AppState;
 
-/// The server pings this often; the client answers within [`PONG_GRACE_SECS`].
+/// The server pings this often; the client answers within `PONG_GRACE_SECS`.
 pub const PING_SECS: u64 = 25;
 const PONG_GRACE_SECS: u64 = 10;
 /// Time a new connection has to send `connect`.
