@@ -184,13 +184,16 @@ impl Payments {
             return Err(Error::conflict("order_final", format!("the order is {}", order.state)));
         }
         let sandbox = acquirer == sandbox::ACQUIRER;
+        // The order's attempts so far: whether one waits for an answer, and
+        // when the first started the payment window.
+        let attempts = self.store.attempts(&order.id).await.map_err(Error::unavailable)?;
         let banks = if sandbox {
             Vec::new()
         } else {
-            self.banks_for(order, acquirer).await?
+            self.banks_for(order, acquirer, &attempts).await?
         };
         let hold_expires_at = match (&order.offer_id, &order.hold_id) {
-            (Some(offer), Some(hold)) => Some(self.keep_hold(order, offer, hold).await?),
+            (Some(offer), Some(hold)) => Some(self.keep_hold(&attempts, offer, hold).await?),
             _ => None,
         };
         if sandbox {
@@ -234,9 +237,8 @@ impl Payments {
     /// Keeps a stream purchase's hold until the payment window closes: from
     /// the order's first attempt, [`PAYMENT_WINDOW_MS`], however many
     /// attempts follow. The hold's expiry then.
-    async fn keep_hold(&self, order: &Order, offer: &str, hold: &str) -> Result<i64> {
+    async fn keep_hold(&self, attempts: &[Attempt], offer: &str, hold: &str) -> Result<i64> {
         let now = self.now();
-        let attempts = self.store.attempts(&order.id).await.map_err(Error::unavailable)?;
         let first = attempts.iter().map(|a| a.created_at).min().unwrap_or(now);
         let left = first + PAYMENT_WINDOW_MS - now;
         if left <= 0 {
@@ -250,7 +252,7 @@ impl Payments {
 
     /// The accounts to try for a payment at `acquirer`; refuses while an
     /// earlier attempt's creation has no clear answer.
-    async fn banks_for(&self, order: &Order, acquirer: &str) -> Result<Vec<Account>> {
+    async fn banks_for(&self, order: &Order, acquirer: &str, attempts: &[Attempt]) -> Result<Vec<Account>> {
         let banks = self.candidates(&order.seller_id, acquirer, &order.currency).await?;
         if banks.is_empty() {
             return Err(Error::Invalid {
@@ -261,7 +263,6 @@ impl Payments {
                 ),
             });
         }
-        let attempts = self.store.attempts(&order.id).await.map_err(Error::unavailable)?;
         if attempts
             .iter()
             .any(|a| a.account_id.is_some() && a.acquirer_ref.is_none() && !a.state.is_final())
