@@ -396,8 +396,22 @@ async fn the_demo_never_adopts_a_users_stream_or_buys_its_offer() {
     let server = tokio::spawn(again.run_until_stopped(async move {
         let _ = stopped.await;
     }));
-    // The bots buy every 1.2 to 3 s: a few rounds, none on the user's offer.
-    tokio::time::sleep(std::time::Duration::from_secs(7)).await;
+    // Once the bots have held or bought the demo's own offer, none of it was
+    // the user's.
+    let marker: Value = serde_json::from_slice(&std::fs::read(format!("{}/demo.json", env.data_dir)).unwrap()).unwrap();
+    let theirs = streams::ids::OfferId::parse(&common::text(&marker, "offer")).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let l = state.streams.levels(&demo.seller, &theirs).await.unwrap().unwrap();
+        if l.held + l.sold > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the demo's bots never bought: {l:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let mine = streams::ids::OfferId::parse(&oid).unwrap();
     let levels = state.streams.levels(&demo.seller, &mine).await.unwrap().unwrap();
     assert_eq!((levels.held, levels.sold), (0, 0), "{levels:?}");
