@@ -349,7 +349,7 @@ async fn hook_endpoint() -> (String, Hooks) {
 async fn the_checkout_overlay_closes_by_button_and_escape(env: Env) {
     let app = TestApp::start(&env, &[]).await;
     for mode in ["close-button", "escape", "escape-in-frame"] {
-        let session = new_session(&app).await;
+        let session = common::checkout_session(&app, 1000, "RUB").await;
         let (host, _server) = host_site(&app.base, &session).await;
         let (st, _) = app
             .seller(Method::PUT, "/v1/widget-origins", Some(json!({ "origins": [host] })))
@@ -362,7 +362,7 @@ async fn the_checkout_overlay_closes_by_button_and_escape(env: Env) {
     }
     // Closed right after paying: the shop hears the server's `succeeded`,
     // not `onClose`.
-    let session = new_session(&app).await;
+    let session = common::checkout_session(&app, 1000, "RUB").await;
     let (host, _server) = host_site(&app.base, &session).await;
     app.seller(Method::PUT, "/v1/widget-origins", Some(json!({ "origins": [host] })))
         .await;
@@ -370,7 +370,7 @@ async fn the_checkout_overlay_closes_by_button_and_escape(env: Env) {
     let steps = pay_in_browser(&host, "4242 4242 4242 4242", "close-while-paying", &shot).await;
     assert_eq!(step(&steps, "result"), Some(json!("succeeded")), "{steps:?}");
     // A shop on an origin the seller did not allow: onFailure says so.
-    let session = new_session(&app).await;
+    let session = common::checkout_session(&app, 1000, "RUB").await;
     let (host, _server) = host_site(&app.base, &session).await;
     app.seller(
         Method::PUT,
@@ -382,23 +382,6 @@ async fn the_checkout_overlay_closes_by_button_and_escape(env: Env) {
     let steps = pay_in_browser(&host, "-", "refused", &shot).await;
     assert_eq!(step(&steps, "result"), Some(json!("origin_not_allowed")), "{steps:?}");
     assert_eq!(step(&steps, "overlay_closed"), Some(json!(true)), "{steps:?}");
-}
-
-/// A checkout session of one item, by the test seller.
-async fn new_session(app: &TestApp) -> String {
-    let (st, s) = app
-        .seller(
-            Method::POST,
-            "/v1/checkout/sessions",
-            Some(json!({
-                "amount_minor": 1000, "currency": "RUB", "reference": "C-1",
-                "items": [{ "name": "Mug", "quantity": 1, "price_minor": 1000, "vat": "none" }],
-                "success_url": "https://shop.example/ok", "cancel_url": "https://shop.example/",
-                "customer_email": "buyer@example.com" })),
-        )
-        .await;
-    assert_eq!(st, StatusCode::CREATED, "{s}");
-    common::text(&s, "id")
 }
 
 async fn a_shop_on_another_origin_takes_a_payment_through_the_widget(env: Env) {
