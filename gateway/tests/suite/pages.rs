@@ -124,28 +124,44 @@ impl Browser {
         }
     }
 
+    /// The next step the script printed (`None` when it ended); a failed
+    /// step fails the test.
+    async fn next_step(&mut self) -> Option<Value> {
+        let line = tokio::time::timeout(Duration::from_secs(70), self.lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("the browser went quiet; saw {:?}", self.steps))
+            .unwrap()?;
+        let v: Value = serde_json::from_str(&line).unwrap();
+        self.steps.push(v.clone());
+        assert_ne!(
+            v["step"],
+            "error",
+            "{:?} (screenshot: {})",
+            self.steps,
+            self.shot.display()
+        );
+        assert_ne!(v["step"], "page_error", "{:?}", self.steps);
+        Some(v)
+    }
+
     /// The value of the step `name` (steps before it are kept for messages).
     async fn step(&mut self, name: &str) -> Value {
         loop {
-            let line = tokio::time::timeout(Duration::from_secs(60), self.lines.next_line())
+            let v = self
+                .next_step()
                 .await
-                .unwrap_or_else(|_| panic!("the browser went quiet; saw {:?}", self.steps))
-                .unwrap()
                 .unwrap_or_else(|| panic!("the browser script ended; saw {:?}", self.steps));
-            let v: Value = serde_json::from_str(&line).unwrap();
-            self.steps.push(v.clone());
-            assert_ne!(
-                v["step"],
-                "error",
-                "{:?} (screenshot: {})",
-                self.steps,
-                self.shot.display()
-            );
-            assert_ne!(v["step"], "page_error", "{:?}", self.steps);
             if v["step"] == name {
                 return v["value"].clone();
             }
         }
+    }
+
+    /// Every step to the script's end, which must be a success.
+    async fn run_out(mut self) -> Vec<Value> {
+        while self.next_step().await.is_some() {}
+        assert!(self.finished().await, "{:?}", self.steps);
+        self.steps
     }
 
     /// Whether the script ended well (within 15 s).
@@ -281,33 +297,14 @@ async fn host_site(haul: &str, session: &str) -> (String, tokio::task::JoinHandl
 }
 
 /// Runs the browser script against a host page with `card`; returns its steps.
-async fn pay_in_browser(host: &str, card: &str, mode: &str, shot: &std::path::Path) -> Vec<Value> {
-    pay_in_browser_with(host, card, mode, "sandbox", shot).await
+async fn pay_in_browser(host: &str, card: &str, mode: &str, name: &str) -> Vec<Value> {
+    pay_in_browser_with(host, card, mode, "sandbox", name).await
 }
 
-async fn pay_in_browser_with(host: &str, card: &str, mode: &str, acquirer: &str, shot: &std::path::Path) -> Vec<Value> {
-    let mut node = tokio::process::Command::new("node")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/js/checkout.mjs"))
-        .args([host, card, mode, acquirer])
-        .env("HAUL_TEST_SCREENSHOT", shot)
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node runs");
-    let mut lines = BufReader::new(node.stdout.take().unwrap()).lines();
-    let mut steps = Vec::new();
-    while let Some(line) = tokio::time::timeout(Duration::from_secs(70), lines.next_line())
+async fn pay_in_browser_with(host: &str, card: &str, mode: &str, acquirer: &str, name: &str) -> Vec<Value> {
+    Browser::start("checkout.mjs", &[host, card, mode, acquirer], name)
+        .run_out()
         .await
-        .expect("the browser went quiet")
-        .unwrap()
-    {
-        let v: Value = serde_json::from_str(&line).unwrap();
-        assert_ne!(v["step"], "error", "{steps:?} {v} (screenshot: {})", shot.display());
-        assert_ne!(v["step"], "page_error", "{steps:?} {v}");
-        steps.push(v);
-    }
-    assert!(node.wait().await.unwrap().success());
-    steps
 }
 
 fn step(steps: &[Value], name: &str) -> Option<Value> {
@@ -355,7 +352,7 @@ async fn the_checkout_overlay_closes_by_button_and_escape(env: Env) {
             .seller(Method::PUT, "/v1/widget-origins", Some(json!({ "origins": [host] })))
             .await;
         assert_eq!(st, StatusCode::OK);
-        let shot = std::env::temp_dir().join(format!("haul-close-{session}.png"));
+        let shot = format!("close-{session}");
         let steps = pay_in_browser(&host, "-", mode, &shot).await;
         assert_eq!(step(&steps, "result"), Some(json!("closed")), "{mode}: {steps:?}");
         assert_eq!(step(&steps, "overlay_closed"), Some(json!(true)), "{mode}: {steps:?}");
@@ -366,7 +363,7 @@ async fn the_checkout_overlay_closes_by_button_and_escape(env: Env) {
     let (host, _server) = host_site(&app.base, &session).await;
     app.seller(Method::PUT, "/v1/widget-origins", Some(json!({ "origins": [host] })))
         .await;
-    let shot = std::env::temp_dir().join(format!("haul-close-paying-{session}.png"));
+    let shot = format!("close-paying-{session}");
     let steps = pay_in_browser(&host, "4242 4242 4242 4242", "close-while-paying", &shot).await;
     assert_eq!(step(&steps, "result"), Some(json!("succeeded")), "{steps:?}");
     // A shop on an origin the seller did not allow: onFailure says so.
@@ -378,7 +375,7 @@ async fn the_checkout_overlay_closes_by_button_and_escape(env: Env) {
         Some(json!({ "origins": ["https://other.example"] })),
     )
     .await;
-    let shot = std::env::temp_dir().join(format!("haul-refused-{session}.png"));
+    let shot = format!("refused-{session}");
     let steps = pay_in_browser(&host, "-", "refused", &shot).await;
     assert_eq!(step(&steps, "result"), Some(json!("origin_not_allowed")), "{steps:?}");
     assert_eq!(step(&steps, "overlay_closed"), Some(json!(true)), "{steps:?}");
@@ -424,7 +421,7 @@ async fn a_shop_on_another_origin_takes_a_payment_through_the_widget(env: Env) {
         .seller(Method::PUT, "/v1/widget-origins", Some(json!({ "origins": [host] })))
         .await;
     assert_eq!(st, StatusCode::OK);
-    let shot = std::env::temp_dir().join(format!("haul-checkout-{session}.png"));
+    let shot = format!("checkout-{session}");
     let steps = pay_in_browser(&host, "4242 4242 4242 4242", "overlay", &shot).await;
     assert_eq!(step(&steps, "host_loaded"), Some(json!("object")), "{steps:?}");
     assert_eq!(step(&steps, "opened_as"), Some(json!("overlay")), "{steps:?}");
@@ -534,7 +531,7 @@ async fn the_widget_pays_through_a_sellers_bank(env: Env) {
         .seller(Method::PUT, "/v1/widget-origins", Some(json!({ "origins": [host] })))
         .await;
     assert_eq!(st, StatusCode::OK);
-    let shot = std::env::temp_dir().join(format!("haul-bank-checkout-{session}.png"));
+    let shot = format!("bank-checkout-{session}");
     let steps = pay_in_browser_with(&host, cp::GOOD_CARD, "overlay", "cloudpayments", &shot).await;
     // Stripe does not take RUB and YooKassa is disabled: not offered.
     assert_eq!(
