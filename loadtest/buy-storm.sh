@@ -39,7 +39,7 @@ case "$setup" in
         ;;
     *) echo "usage: $0 embedded|shared [RUNS] [loadtest options…]" >&2; exit 2 ;;
 esac
-key="$(env "${env_vars[@]}" target/release/haul seller create --name bench | awk '/^api_key/ {print $2}')"
+key="$(env "${env_vars[@]}" target/release/haul seller create --name bench | awk '/^test_key/ {print $2}')"
 
 env "${env_vars[@]}" target/release/haul --no-demo >"$data/haul.log" 2>&1 &
 haul=$!

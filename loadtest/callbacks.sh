@@ -27,7 +27,7 @@ cleanup() {
 }
 trap cleanup EXIT
 psql "$admin" -qc "create database $db" >/dev/null
-key="$(env "${env_vars[@]}" target/release/haul seller create --name bench | awk '/^api_key/ {print $2}')"
+key="$(env "${env_vars[@]}" target/release/haul seller create --name bench | awk '/^test_key/ {print $2}')"
 env "${env_vars[@]}" target/release/haul --no-demo >"$data/haul.log" 2>&1 &
 haul=$!
 for _ in $(seq 1 100); do

@@ -44,7 +44,7 @@ if (( nodes > 1 )) || [[ -n "${SHARED:-}" ]]; then
 else
     env_vars+=(HAUL_DATABASE_URL="sqlite://$data/haul.db")
 fi
-key="$(env "${env_vars[@]}" HAUL_DATA_DIR="$data" target/release/haul seller create --name bench | awk '/^api_key/ {print $2}')"
+key="$(env "${env_vars[@]}" HAUL_DATA_DIR="$data" target/release/haul seller create --name bench | awk '/^test_key/ {print $2}')"
 
 urls=()
 for n in $(seq 1 "$nodes"); do

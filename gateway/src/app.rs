@@ -385,6 +385,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             crate::http::idempotency::layer,
         ))
+        .layer(middleware::from_fn(crate::http::livemode::layer))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(CatchPanicLayer::custom(|_| {

@@ -391,11 +391,17 @@ impl Config {
         };
 
         let demo_api_key = match get("HAUL_DEMO_API_KEY") {
+            Some(k) if k.starts_with(crate::sellers::Mode::Live.key_prefix()) => {
+                return Err(err(
+                    "HAUL_DEMO_API_KEY",
+                    "the demo lives in test mode: give an hk_test_ key, not an hk_live_ one",
+                ))
+            }
             Some(k) if crate::sellers::valid_key_format(k) => Some(SecretString::from(k.to_owned())),
             Some(_) => {
                 return Err(err(
                     "HAUL_DEMO_API_KEY",
-                    "must be 'hk_' followed by 20 to 80 characters of A-Z, a-z, 0-9",
+                    "must be 'hk_test_' followed by 20 to 80 characters of A-Z, a-z, 0-9",
                 ))
             }
             None => None,
@@ -481,7 +487,9 @@ impl Config {
         let mut out = String::from(
             "haul — live-stream shopping backend\n\n\
              Usage:\n  haul [serve] [--no-demo]        run the server\n  \
-             haul seller create --name NAME  create a seller and print its API key (shown once)\n  \
+             haul seller create --name NAME  create a seller; print its live and test API keys (shown once)\n  \
+             haul seller key --seller ID --mode live|test\n                                 \
+             a new API key for one mode of a seller (shown once)\n  \
              haul --help | --version\n\nEnvironment:\n",
         );
         for v in VARIABLES {
@@ -521,6 +529,7 @@ mod tests {
             ("HAUL_PUBLIC_URL", "ftp://x"),
             ("HAUL_SANDBOX_CHAOS", "maybe"),
             ("HAUL_DEMO_API_KEY", "abc"),
+            ("HAUL_DEMO_API_KEY", "hk_live_0123456789abcdefghij"),
             ("HAUL_RATE_BUYER", "10/d"),
             ("HAUL_RATE_ADDR", "0/s"),
             ("HAUL_MAX_BODY_BYTES", "10"),

@@ -86,13 +86,18 @@ const LOTS: &[(&str, &str, i64)] = &[
     ),
 ];
 
-/// The demo seller (made on first start) and its API key.
+/// The demo seller (made on first start, in test mode only) and its API key.
 async fn demo_seller(state: &AppState) -> Result<SellerId, BoxError> {
     let sellers = &state.sellers;
     let now = state.streams.now();
     let (seller, created) = match sellers.demo().await? {
         Some(s) => (s, false),
-        None => (sellers.create("Demo shop", true, now).await?, true),
+        None => (
+            sellers
+                .create("Demo shop", true, crate::sellers::Mode::Test, now)
+                .await?,
+            true,
+        ),
     };
     match (&state.config.demo_api_key, created) {
         (Some(key), _) => {
@@ -100,7 +105,7 @@ async fn demo_seller(state: &AppState) -> Result<SellerId, BoxError> {
             println!("Demo seller {seller}: API key from HAUL_DEMO_API_KEY");
         }
         (None, true) => {
-            let key = crate::sellers::generate_key();
+            let key = crate::sellers::generate_key(crate::sellers::Mode::Test);
             sellers.add_key(&seller, &key, now).await?;
             println!("Demo seller {seller}: API key {key}  (shown once; set HAUL_DEMO_API_KEY to fix it)");
         }

@@ -6,13 +6,15 @@ use std::process::ExitCode;
 
 use gateway::app::Application;
 use gateway::config::{Config, LogFormat};
-use gateway::sellers;
+use gateway::sellers::{self, Mode};
 use streams::clock::{Clock, SystemClock};
 use streams::db;
+use streams::ids::SellerId;
 
 enum Command {
     Serve { demo: bool },
     SellerCreate { name: String },
+    SellerKey { seller: SellerId, mode: Mode },
     Help,
     Version,
 }
@@ -31,7 +33,14 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
             }
             Ok(Command::SellerCreate { name: name.to_owned() })
         }
-        ["seller", ..] => Err("usage: haul seller create --name NAME".into()),
+        ["seller", "key", "--seller", seller, "--mode", mode] => {
+            let seller = SellerId::parse(seller).map_err(|e| format!("--seller: {e}"))?;
+            let mode = Mode::parse(mode).ok_or("--mode must be live or test")?;
+            Ok(Command::SellerKey { seller, mode })
+        }
+        ["seller", ..] => {
+            Err("usage: haul seller create --name NAME | haul seller key --seller SELLER_ID --mode live|test".into())
+        }
         _ => Err(format!("unknown arguments: {}; see haul --help", words.join(" "))),
     }
 }
@@ -94,15 +103,50 @@ async fn main() -> ExitCode {
             let result = async {
                 let (pool, _) = db::connect(config.database_url.expose_secret()).await?;
                 let now = SystemClock.now_ms();
-                let seller = sellers::create_seller(&pool, &name, false, now).await?;
-                let key = sellers::generate_key();
-                sellers::add_key(&pool, &seller, &key, now).await?;
-                Ok::<_, Box<dyn std::error::Error>>((seller, key))
+                let seller = sellers::create_seller(&pool, &name, false, Mode::Live, now).await?;
+                let mut keys = Vec::new();
+                for mode in [Mode::Live, Mode::Test] {
+                    let row = sellers::mode_of_account(&pool, &seller, mode, now)
+                        .await?
+                        .ok_or("the seller row just made is gone")?;
+                    let key = sellers::generate_key(mode);
+                    sellers::add_key(&pool, &row, &key, now).await?;
+                    keys.push(key);
+                }
+                Ok::<_, Box<dyn std::error::Error>>((seller, keys))
             }
             .await;
             match result {
-                Ok((seller, key)) => {
-                    println!("seller_id {seller}\napi_key   {key}\n(the key is shown only now)");
+                Ok((seller, keys)) => {
+                    println!(
+                        "seller_id {seller}\nlive_key  {}\ntest_key  {}\n(the keys are shown only now)",
+                        keys[0], keys[1]
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("haul: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::SellerKey { seller, mode } => {
+            let result = async {
+                let (pool, _) = db::connect(config.database_url.expose_secret()).await?;
+                let now = SystemClock.now_ms();
+                let row = sellers::mode_of_account(&pool, &seller, mode, now)
+                    .await?
+                    .ok_or_else(|| {
+                        format!("no seller account {seller} (or it is the demo, which has test mode only)")
+                    })?;
+                let key = sellers::generate_key(mode);
+                sellers::add_key(&pool, &row, &key, now).await?;
+                Ok::<_, Box<dyn std::error::Error>>(key)
+            }
+            .await;
+            match result {
+                Ok(key) => {
+                    println!("{}_key  {key}\n(the key is shown only now)", mode.as_str());
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

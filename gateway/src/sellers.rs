@@ -11,10 +11,73 @@ use streams::ids::{random_token, SellerId};
 /// Every API key starts with this.
 pub const KEY_PREFIX: &str = "hk_";
 
-/// Is `key` shaped like a Haul API key? (Checked before any lookup.)
+/// A seller row's mode: live money or test money, never both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Live,
+    Test,
+}
+
+impl Mode {
+    pub fn parse(word: &str) -> Option<Mode> {
+        match word {
+            "live" => Some(Mode::Live),
+            "test" => Some(Mode::Test),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Live => "live",
+            Mode::Test => "test",
+        }
+    }
+
+    pub fn is_live(self) -> bool {
+        self == Mode::Live
+    }
+
+    fn from_flag(live: bool) -> Mode {
+        if live {
+            Mode::Live
+        } else {
+            Mode::Test
+        }
+    }
+
+    /// What this mode's keys start with: `hk_live_` or `hk_test_`.
+    pub fn key_prefix(self) -> &'static str {
+        match self {
+            Mode::Live => "hk_live_",
+            Mode::Test => "hk_test_",
+        }
+    }
+}
+
+/// Is `key` shaped like a Haul API key (`hk_live_…`, `hk_test_…`, or a key
+/// made before modes, `hk_…`)? Checked before any lookup.
 pub fn valid_key_format(key: &str) -> bool {
-    key.strip_prefix(KEY_PREFIX)
-        .is_some_and(|body| (20..=80).contains(&body.len()) && body.bytes().all(|b| b.is_ascii_alphanumeric()))
+    let Some(rest) = key.strip_prefix(KEY_PREFIX) else {
+        return false;
+    };
+    let body = rest
+        .strip_prefix("live_")
+        .or_else(|| rest.strip_prefix("test_"))
+        .unwrap_or(rest);
+    (20..=80).contains(&body.len()) && body.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// The mode a key names (`None` for a key made before modes: its seller
+/// row's mode is the key's).
+pub fn key_mode(key: &str) -> Option<Mode> {
+    if key.starts_with(Mode::Live.key_prefix()) {
+        Some(Mode::Live)
+    } else if key.starts_with(Mode::Test.key_prefix()) {
+        Some(Mode::Test)
+    } else {
+        None
+    }
 }
 
 fn hash_key(key: &str) -> String {
@@ -22,21 +85,85 @@ fn hash_key(key: &str) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A fresh random API key.
-pub fn generate_key() -> String {
-    format!("{KEY_PREFIX}{}", random_token(40))
+/// A fresh random API key of `mode`.
+pub fn generate_key(mode: Mode) -> String {
+    format!("{}{}", mode.key_prefix(), random_token(40))
 }
 
-pub async fn create_seller(pool: &AnyPool, name: &str, is_demo: bool, now: Millis) -> Result<SellerId, sqlx::Error> {
+async fn insert_row(
+    pool: &AnyPool,
+    name: &str,
+    is_demo: bool,
+    mode: Mode,
+    account: Option<&SellerId>,
+    now: Millis,
+) -> Result<SellerId, sqlx::Error> {
     let id = SellerId::generate();
-    sqlx::query("INSERT INTO sellers (id, name, is_demo, created_at) VALUES ($1, $2, $3, $4)")
-        .bind(id.as_str())
-        .bind(name)
-        .bind(i64::from(is_demo))
-        .bind(now)
-        .execute(pool)
-        .await?;
+    sqlx::query(
+        "INSERT INTO sellers (id, name, is_demo, livemode, account_id, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(id.as_str())
+    .bind(name)
+    .bind(i64::from(is_demo))
+    .bind(i64::from(mode.is_live()))
+    .bind(account.unwrap_or(&id).as_str())
+    .bind(now)
+    .execute(pool)
+    .await?;
     Ok(id)
+}
+
+/// A new seller account's row in `mode` (no key yet). The account's id is
+/// this row's; its other mode is added by [`mode_of_account`].
+pub async fn create_seller(
+    pool: &AnyPool,
+    name: &str,
+    is_demo: bool,
+    mode: Mode,
+    now: Millis,
+) -> Result<SellerId, sqlx::Error> {
+    insert_row(pool, name, is_demo, mode, None, now).await
+}
+
+/// The row of `account` in `mode`, made when it is not there yet (an
+/// account made before modes has a live row only). `None`: no such
+/// account, or a live row asked of the demo, which is test mode only.
+pub async fn mode_of_account(
+    pool: &AnyPool,
+    account: &SellerId,
+    mode: Mode,
+    now: Millis,
+) -> Result<Option<SellerId>, sqlx::Error> {
+    let find = || async {
+        let id: Option<String> = sqlx::query_scalar("SELECT id FROM sellers WHERE account_id = $1 AND livemode = $2")
+            .bind(account.as_str())
+            .bind(i64::from(mode.is_live()))
+            .fetch_optional(pool)
+            .await?;
+        Ok::<_, sqlx::Error>(id.and_then(|s| SellerId::parse(&s).ok()))
+    };
+    if let Some(id) = find().await? {
+        return Ok(Some(id));
+    }
+    let row = sqlx::query("SELECT name, is_demo FROM sellers WHERE id = $1 AND account_id = $1")
+        .bind(account.as_str())
+        .fetch_optional(pool)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let name: String = row.try_get("name")?;
+    let is_demo = row.try_get::<i64, _>("is_demo")? != 0;
+    if is_demo && mode.is_live() {
+        // The demo lives in test mode only.
+        return Ok(None);
+    }
+    match insert_row(pool, &name, is_demo, mode, Some(account), now).await {
+        Ok(id) => Ok(Some(id)),
+        // Made by someone else meanwhile (one row per account and mode)?
+        Err(e) => match find().await? {
+            Some(id) => Ok(Some(id)),
+            None => Err(e),
+        },
+    }
 }
 
 /// Stores `key` (already generated or given) for the seller. Returns false if
@@ -48,23 +175,30 @@ pub async fn add_key(pool: &AnyPool, seller: &SellerId, key: &str, now: Millis) 
     )
     .bind(hash_key(key))
     .bind(seller.as_str())
-    .bind(&key[..key.len().min(7)])
+    .bind(&key[..key.len().min(12)])
     .bind(now)
     .execute(pool)
     .await?;
     Ok(done.rows_affected() == 1)
 }
 
-/// The seller a key belongs to, if the key is known and not revoked.
-pub async fn seller_for_key(pool: &AnyPool, key: &str) -> Result<Option<SellerId>, sqlx::Error> {
-    let row = sqlx::query("SELECT seller_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL")
-        .bind(hash_key(key))
-        .fetch_optional(pool)
-        .await?;
-    Ok(row
-        .map(|r| r.try_get::<String, _>("seller_id"))
-        .transpose()?
-        .and_then(|s| SellerId::parse(&s).ok()))
+/// The seller row a key belongs to and its mode, if the key is known and
+/// not revoked. A key that names a mode answers only for a row of that mode.
+pub async fn seller_for_key(pool: &AnyPool, key: &str) -> Result<Option<(SellerId, Mode)>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT k.seller_id, s.livemode FROM api_keys k JOIN sellers s ON s.id = k.seller_id \
+         WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
+    )
+    .bind(hash_key(key))
+    .fetch_optional(pool)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let seller: String = row.try_get("seller_id")?;
+    let mode = Mode::from_flag(row.try_get::<i64, _>("livemode")? != 0);
+    if key_mode(key).is_some_and(|named| named != mode) {
+        return Ok(None);
+    }
+    Ok(SellerId::parse(&seller).ok().map(|s| (s, mode)))
 }
 
 /// The demo seller, if one was created.
@@ -84,12 +218,27 @@ mod tests {
 
     #[test]
     fn generated_keys_have_the_documented_shape() {
-        let k = generate_key();
-        assert!(valid_key_format(&k), "{k}");
-        assert!(!valid_key_format("hk_short"));
-        assert!(!valid_key_format("sk_0123456789012345678901234"));
-        assert_ne!(hash_key(&k), k);
-        assert_eq!(hash_key(&k).len(), 64);
+        for mode in [Mode::Live, Mode::Test] {
+            let k = generate_key(mode);
+            assert!(valid_key_format(&k), "{k}");
+            assert!(k.starts_with(mode.key_prefix()), "{k}");
+            assert_eq!(key_mode(&k), Some(mode));
+            assert_ne!(hash_key(&k), k);
+            assert_eq!(hash_key(&k).len(), 64);
+        }
+        // A key made before modes names none.
+        assert!(valid_key_format("hk_0123456789abcdefghij"));
+        assert_eq!(key_mode("hk_0123456789abcdefghij"), None);
+        for bad in [
+            "hk_short",
+            "sk_0123456789012345678901234",
+            "hk_live_short",
+            "hk_demo_0123456789abcdefghij",
+            "hk_test_0123456789abcdefghij_",
+            "hk_live_test_0123456789abcdefghij",
+        ] {
+            assert!(!valid_key_format(bad), "{bad}");
+        }
     }
 }
 
@@ -114,9 +263,9 @@ impl Sellers {
         Sellers { pool, vault }
     }
 
-    /// A new seller (no key yet).
-    pub async fn create(&self, name: &str, is_demo: bool, now: Millis) -> Result<SellerId, sqlx::Error> {
-        create_seller(&self.pool, name, is_demo, now).await
+    /// A new seller account's row in `mode` (no key yet).
+    pub async fn create(&self, name: &str, is_demo: bool, mode: Mode, now: Millis) -> Result<SellerId, sqlx::Error> {
+        create_seller(&self.pool, name, is_demo, mode, now).await
     }
 
     /// Adds an API key (`false`: it was there already).
@@ -129,8 +278,8 @@ impl Sellers {
         demo_seller(&self.pool).await
     }
 
-    /// The seller an API key belongs to.
-    pub async fn for_key(&self, key: &str) -> Result<Option<SellerId>, sqlx::Error> {
+    /// The seller row an API key belongs to, and its mode.
+    pub async fn for_key(&self, key: &str) -> Result<Option<(SellerId, Mode)>, sqlx::Error> {
         seller_for_key(&self.pool, key).await
     }
 

@@ -25,6 +25,7 @@ pub mod acquirers;
 pub mod checkout;
 pub mod idempotency;
 pub mod ids;
+pub mod modes;
 pub mod outbox;
 pub mod sandbox;
 pub mod service;

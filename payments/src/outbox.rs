@@ -310,10 +310,21 @@ pub async fn enqueue(
     if wanted.is_empty() {
         return Ok(None);
     }
+    // Every event says which mode it is from, at the top and on its object.
+    let livemode: Option<i64> = sqlx::query_scalar("SELECT livemode FROM sellers WHERE id = $1")
+        .bind(seller)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let livemode = livemode.is_none_or(|v| v != 0);
+    let mut data = data.clone();
+    if let Value::Object(fields) = &mut data {
+        fields.insert("livemode".into(), Value::Bool(livemode));
+    }
     let id = format!("msg_{}", random_body());
     let payload = serde_json::json!({
         "type": event_type,
         "timestamp": rfc3339(now),
+        "livemode": livemode,
         "data": data,
     })
     .to_string();

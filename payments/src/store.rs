@@ -232,9 +232,16 @@ fn event_type(state: OrderState) -> Option<&'static str> {
 
 /// Puts the webhook of an order's move in the outbox, in the same
 /// transaction as the move.
-async fn report(tx: &mut Transaction<'_, Any>, order: &Order, to: OrderState, now: i64) -> Result<()> {
+/// `acquirer`: the one whose answer made the move, when one did.
+async fn report(
+    tx: &mut Transaction<'_, Any>,
+    order: &Order,
+    to: OrderState,
+    acquirer: Option<&str>,
+    now: i64,
+) -> Result<()> {
     if let Some(kind) = event_type(to) {
-        let data = serde_json::json!({
+        let mut data = serde_json::json!({
             "order_id": order.id,
             "state": to,
             "amount_minor": order.amount_minor,
@@ -244,6 +251,9 @@ async fn report(tx: &mut Transaction<'_, Any>, order: &Order, to: OrderState, no
             "hold_id": order.hold_id,
             "offer_id": order.offer_id,
         });
+        if let Some(a) = acquirer {
+            data["acquirer"] = a.into();
+        }
         crate::outbox::enqueue(tx, &order.seller_id, kind, &data, now).await?;
     }
     Ok(())
@@ -590,7 +600,7 @@ impl PaymentStore {
             .await?;
             let mut after = order.clone();
             after.refunded_minor += amount;
-            report(&mut tx, &after, to, now).await?;
+            report(&mut tx, &after, to, None, now).await?;
             tx.commit().await?;
             return Ok(refund);
         }
@@ -651,7 +661,7 @@ impl PaymentStore {
                 == 1;
             if moved {
                 Self::record(&mut tx, id, None, Some(order.state.as_str()), to.as_str(), cause, now).await?;
-                report(&mut tx, &order, to, now).await?;
+                report(&mut tx, &order, to, None, now).await?;
                 tx.commit().await?;
                 return Ok(Ok(to));
             }
@@ -807,7 +817,7 @@ impl PaymentStore {
                 cb.at,
             )
             .await?;
-            report(tx, &order, to, cb.at).await?;
+            report(tx, &order, to, Some(&cb.acquirer), cb.at).await?;
             order_state = to;
         }
         Ok(Some((order_state, late_success)))

@@ -60,6 +60,7 @@
     refunded: ['ok', 'Paid and refunded.'], partially_refunded: ['ok', 'Paid.'] };
 
   function render() {
+    $('[data-test=test-mode]').hidden = info.livemode !== false;
     const list = $('[data-test=items]');
     list.replaceChildren();
     for (const item of info.items) {
@@ -87,6 +88,12 @@
       input.addEventListener('input', () => { typed = input.value.trim(); });
       label.append(input);
       methods.append(label);
+    }
+    if (open && info.acquirers.length === 0) {
+      const none = document.createElement('p');
+      none.dataset.test = 'no-methods';
+      none.textContent = 'This shop cannot take payments yet. Please try again later.';
+      methods.append(none);
     }
     if (open) {
       for (const acquirer of info.acquirers) {

@@ -31,6 +31,7 @@
 
   function applySnapshot(s) {
     sampleClock(s.server_time);
+    $('[data-test=test-mode]').hidden = s.livemode !== false;
     state.title = s.title;
     state.streamState = s.state;
     state.lot = s.pinned_lot;

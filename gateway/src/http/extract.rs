@@ -68,10 +68,21 @@ impl FromRequestParts<AppState> for Seller {
             return Err(ApiError::unauthorized("invalid_api_key", "the API key is not valid"));
         }
         match state.sellers.for_key(key).await {
-            Ok(Some(seller)) => Ok(Seller(seller)),
+            Ok(Some((seller, mode))) => {
+                show_mode(parts, mode.is_live());
+                Ok(Seller(seller))
+            }
             Ok(None) => Err(ApiError::unauthorized("invalid_api_key", "the API key is not valid")),
             Err(e) => Err(ApiError::Unavailable(Box::new(e))),
         }
+    }
+}
+
+/// Records the mode of the seller a request acts for: every object
+/// answered then says `livemode` ([`crate::http::livemode`]).
+pub fn show_mode(parts: &Parts, live: bool) {
+    if let Some(slot) = parts.extensions.get::<crate::http::livemode::Mode>() {
+        slot.set(live);
     }
 }
 

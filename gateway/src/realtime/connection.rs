@@ -414,7 +414,16 @@ impl Connection {
         };
         let data = match &stream {
             Some(sid) => match self.s.streams.stream_public(sid).await {
-                Ok(state) => serde_json::to_value(state).unwrap_or(Value::Null),
+                Ok(state) => {
+                    let mut v = serde_json::to_value(&state).unwrap_or(Value::Null);
+                    // A test-mode stream says so (the page shows it); an
+                    // unknown mode reads as live, the strict side.
+                    let live = self.s.payments.livemode(state.seller_id.as_str()).await.unwrap_or(true);
+                    if let Value::Object(o) = &mut v {
+                        o.insert("livemode".into(), Value::Bool(live));
+                    }
+                    v
+                }
                 Err(e) => {
                     channels.leave(&sub.channel, self.handle.id);
                     if let DomainError::NotFound(_) = e {

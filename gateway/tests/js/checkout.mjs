@@ -4,7 +4,9 @@
 // page is told the outcome. Driven by gateway/tests/pages.rs in
 // Debian's chromium through playwright-core.
 //
-//   node checkout.mjs HOST_PAGE_URL CARD [overlay|tab|close-button|escape|escape-in-frame|close-while-paying|refused] [sandbox|ACQUIRER]
+//   node checkout.mjs HOST_PAGE_URL CARD [overlay|tab|close-button|escape|escape-in-frame|close-while-paying|refused|methods] [sandbox|ACQUIRER]
+//
+// `methods` only reports what the page offers (and whether it says "test mode").
 import { drive, out } from './browser.mjs';
 
 const [hostUrl, card, mode = 'overlay', acquirer = 'sandbox'] = process.argv.slice(2);
@@ -35,6 +37,15 @@ await drive(async (browser, shoot) => {
   out('opened_as', tab ? 'tab' : await page.evaluate(() => (document.querySelector('[data-haul-overlay] iframe') ? 'overlay' : 'none')));
   await checkout.locator('[data-test=total]').waitFor({ timeout: 10000 });
   out('summary', await checkout.locator('[data-test=total]').textContent());
+  if (mode === 'methods') {
+    await checkout.locator('[data-test^=pay-], [data-test=no-methods]').first().waitFor({ timeout: 10000 });
+    out('offered', {
+      test_mode: await checkout.locator('[data-test=test-mode]').isVisible(),
+      methods: await checkout.locator('[data-test^=pay-]').evaluateAll((bs) => bs.map((b) => b.dataset.test.slice(4))),
+      none: await checkout.locator('[data-test=no-methods]').isVisible(),
+    });
+    return;
+  }
   // Closing instead of paying: the overlay's ×, Escape on the shop's page,
   // or Escape inside the checkout frame.
   if (['close-button', 'escape', 'escape-in-frame'].includes(mode)) {

@@ -29,7 +29,8 @@ await drive(async (browser, shoot) => {
   }
   out('loaded', { title: await a.locator('[data-test=title]').textContent(),
     lot: await a.locator('[data-test=lot-title]').textContent(),
-    no_offer: await a.locator('[data-test=no-offer]').isVisible() });
+    no_offer: await a.locator('[data-test=no-offer]').isVisible(),
+    test_mode: await a.locator('[data-test=test-mode]').isVisible() });
 
   // The streamer starts the offer: both pages receive it.
   const r = await fetch(`${base}/v1/offers/${offerId}/start`, { method: 'POST', headers: { authorization: `Bearer ${key}` } });

@@ -6,6 +6,7 @@
 //! - `buying`: reserves, holds, orders and their lifecycles;
 //! - `callbacks`: sandbox callbacks, settlement and reconciliation;
 //! - `checkout`: checkout sessions and the signed widget parameters;
+//! - `modes`: live and test modes kept apart;
 //! - `banks`, `tbank`: paying, refunding and refusing forgeries at each bank;
 //! - `webhooks`: seller webhooks, checked with the official library;
 //! - `realtime`: the viewer protocol with the official SDKs;
@@ -22,6 +23,7 @@ mod banks;
 mod buying;
 mod callbacks;
 mod checkout;
+mod modes;
 mod nodes;
 mod ops;
 mod pages;

@@ -79,7 +79,7 @@ impl Cluster {
         let text = String::from_utf8(out.stdout).unwrap();
         c.key = text
             .lines()
-            .find_map(|l| l.strip_prefix("api_key"))
+            .find_map(|l| l.strip_prefix("test_key"))
             .map(|k| k.trim().to_owned())
             .expect("an API key is printed");
         c

@@ -254,7 +254,7 @@ fn unreachable_servers_stop_the_start_naming_the_variable() {
 }
 
 #[tokio::test]
-async fn seller_create_prints_a_key_that_works() {
+async fn seller_create_prints_a_live_and_a_test_key_that_see_apart() {
     let env = Env::embedded().await;
     let out = haul(
         &["seller", "create", "--name", "Corner shop"],
@@ -262,21 +262,71 @@ async fn seller_create_prints_a_key_that_works() {
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
-    let key = text
-        .lines()
-        .find_map(|l| l.strip_prefix("api_key"))
-        .unwrap()
-        .trim()
-        .to_owned();
+    let line = |name: &str| line_of(&text, name);
+    let (seller, live, test) = (line("seller_id"), line("live_key"), line("test_key"));
+    assert!(live.starts_with("hk_live_") && test.starts_with("hk_test_"), "{text}");
     let app = TestApp::start(&env, &[]).await;
-    let (st, _) = app.call(Method::GET, "/v1/streams", Some(&key), None).await;
+    // A stream made in test mode is test mode's alone.
+    let (st, made) = app
+        .call(
+            Method::POST,
+            "/v1/streams",
+            Some(&test),
+            Some(json!({ "title": "Rehearsal" })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{made}");
+    assert_eq!(made["livemode"], json!(false));
+    let path = format!("/v1/streams/{}", common::text(&made, "id"));
+    let (st, _) = app.call(Method::GET, &path, Some(&live), None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, list) = app.call(Method::GET, "/v1/streams", Some(&live), None).await;
     assert_eq!(st, StatusCode::OK);
+    assert_eq!(list["data"], json!([]));
+    assert_eq!(list["livemode"], json!(true));
+    let (st, list) = app.call(Method::GET, "/v1/streams", Some(&test), None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(list["data"][0]["livemode"], json!(false), "{list}");
+
+    // Another key for one mode of the same account sees that mode's objects.
+    let out = haul(
+        &["seller", "key", "--seller", &seller, "--mode", "test"],
+        &[("HAUL_DATABASE_URL", &env.db_url)],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let second = line_of(&text, "test_key");
+    assert!(second.starts_with("hk_test_") && second != test, "{text}");
+    let (st, _) = app.call(Method::GET, &path, Some(&second), None).await;
+    assert_eq!(st, StatusCode::OK);
+    for bad in [
+        vec!["seller", "key", "--seller", &seller, "--mode", "staging"],
+        vec![
+            "seller",
+            "key",
+            "--seller",
+            "sel_nobody0000000000000000",
+            "--mode",
+            "live",
+        ],
+    ] {
+        let out = haul(&bad, &[("HAUL_DATABASE_URL", &env.db_url)]);
+        assert!(!out.status.success(), "{bad:?}");
+    }
+}
+
+fn line_of(text: &str, name: &str) -> String {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .unwrap_or_else(|| panic!("{name} in {text}"))
+        .trim()
+        .to_owned()
 }
 
 #[tokio::test]
 async fn the_embedded_demo_creates_a_live_sale_once() {
     let env = Env::embedded().await;
-    let key = "hk_demokey0000000000000000000001";
+    let key = "hk_test_demokey0000000000000000000001";
     let vars = [("HAUL_DEMO_API_KEY", key)];
     let mut config = gateway::config::Config::from_vars(
         [
@@ -311,6 +361,19 @@ async fn the_embedded_demo_creates_a_live_sale_once() {
         .unwrap();
     assert_eq!(streams["data"][0]["state"], "live");
     assert_eq!(streams["data"][0]["id"].as_str(), Some(demo.stream.as_str()));
+    // The demo lives in test mode: its stream says so, and its checkout
+    // offers the sandbox's test cards.
+    assert_eq!(streams["data"][0]["livemode"], json!(false), "{streams}");
+    assert!(!state.payments.livemode(demo.seller.as_str()).await.unwrap());
+    let public: Value = http
+        .get(format!("{base}/v1/public/streams/{}", demo.stream))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(public["livemode"], json!(false), "{public}");
     // The cycle starts an offer on the demo stream.
     let mut live = false;
     for _ in 0..50 {
@@ -346,7 +409,7 @@ async fn the_embedded_demo_creates_a_live_sale_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_never_adopts_a_users_stream_or_buys_its_offer() {
     let env = Env::embedded().await;
-    let key = "hk_demokey0000000000000000000002";
+    let key = "hk_test_demokey0000000000000000000002";
     let config = gateway::config::Config::from_vars(
         [
             ("HAUL_LISTEN", "127.0.0.1:0"),

@@ -49,7 +49,11 @@ async fn the_viewer_page_sells_live_in_a_real_browser(env: Env) {
     let mut app = Some(app);
     let mut step = async |name: &str| browser.step(name).await;
     let loaded = step("loaded").await;
-    assert_eq!(loaded, json!({ "title": "Sale", "lot": "Kettle", "no_offer": true }));
+    // A test-mode stream says so.
+    assert_eq!(
+        loaded,
+        json!({ "title": "Sale", "lot": "Kettle", "no_offer": true, "test_mode": true })
+    );
     let offer = step("offer").await;
     assert_eq!(offer["units_left"], json!([5, 5]), "{offer}");
     assert!(offer["price"].as_str().unwrap().contains("3"), "{offer}");
@@ -381,6 +385,68 @@ async fn the_checkout_overlay_closes_by_button_and_escape(env: Env) {
     assert_eq!(step(&steps, "overlay_closed"), Some(json!(true)), "{steps:?}");
 }
 
+/// The same widget in live mode: no test cards, no "test mode", and only
+/// the seller's live banks — none at all before one is connected.
+async fn a_live_checkout_page_has_no_test_cards(env: Env) {
+    let app = TestApp::start(&env, &[]).await;
+    let (_, live) = app.live_key().await;
+    let offered = async |session: &str, name: &str| {
+        let (host, _server) = host_site(&app.base, session).await;
+        for key in [&live, &app.key] {
+            let (st, _) = app
+                .call(
+                    Method::PUT,
+                    "/v1/widget-origins",
+                    Some(key),
+                    Some(json!({ "origins": [host] })),
+                )
+                .await;
+            assert_eq!(st, StatusCode::OK);
+        }
+        let steps = pay_in_browser(&host, "-", "methods", name).await;
+        step(&steps, "offered").unwrap_or_else(|| panic!("{steps:?}"))
+    };
+    let session = async |key: &str| {
+        let (st, s) = app
+            .call(
+                Method::POST,
+                "/v1/checkout/sessions",
+                Some(key),
+                Some(json!({
+                    "amount_minor": 250000, "currency": "RUB", "reference": "L-1",
+                    "items": [{ "name": "Kettle", "quantity": 1, "price_minor": 250000, "vat": "vat20" }],
+                    "success_url": "https://shop.example/ok", "cancel_url": "https://shop.example/",
+                    "customer_email": "buyer@example.com" })),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{s}");
+        common::text(&s, "id")
+    };
+    let live_session = session(&live).await;
+    assert_eq!(
+        offered(&live_session, "live-none").await,
+        json!({ "test_mode": false, "methods": [], "none": true })
+    );
+    let (st, v) = app
+        .call(
+            Method::POST,
+            "/v1/acquirers",
+            Some(&live),
+            Some(json!({ "acquirer": "cloudpayments", "account": "pk_live_shop", "secret": "cp-secret" })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    assert_eq!(
+        offered(&live_session, "live-bank").await,
+        json!({ "test_mode": false, "methods": ["cloudpayments"], "none": false })
+    );
+    let test_session = session(&app.key).await;
+    assert_eq!(
+        offered(&test_session, "test").await,
+        json!({ "test_mode": true, "methods": ["sandbox"], "none": false })
+    );
+}
+
 async fn a_shop_on_another_origin_takes_a_payment_through_the_widget(env: Env) {
     let app = TestApp::start(
         &env,
@@ -568,4 +634,9 @@ async fn the_viewer_page_names_every_refusal_on_the_embedded_backend() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_checkout_overlay_closes_on_the_embedded_backend() {
     the_checkout_overlay_closes_by_button_and_escape(Env::embedded().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_checkout_page_has_no_test_cards_on_the_embedded_backend() {
+    a_live_checkout_page_has_no_test_cards(Env::embedded().await).await;
 }

@@ -141,6 +141,10 @@ async fn a_paid_order_is_reported_signed_and_verifies(env: Env) {
     let payload: Value = serde_json::from_str(body).unwrap();
     assert_eq!(payload["type"], "order.paid");
     assert_eq!(payload["data"]["order_id"].as_str(), Some(order.as_str()));
+    // Which mode, and who took the money.
+    assert_eq!(payload["livemode"], json!(false), "{payload}");
+    assert_eq!(payload["data"]["livemode"], json!(false));
+    assert_eq!(payload["data"]["acquirer"], "sandbox");
     assert_eq!(payload["data"]["reference"], "site-42");
     assert_eq!(
         common::official_verify(ep["secret"].as_str().unwrap(), id, ts, sig, body),

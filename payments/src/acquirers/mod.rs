@@ -222,6 +222,32 @@ pub fn takes(acquirer: &str, currency: &str) -> bool {
     }
 }
 
+/// What a bank's own formats say about an account's mode: `Some(true)` for
+/// live keys, `Some(false)` for test terminals and test keys, `None` where
+/// the format does not tell (such an account is taken in either mode).
+/// - Stripe: secret keys are `sk_live_`/`rk_live_` or `sk_test_`/`rk_test_`;
+/// - YooKassa: secret keys are `live_…` or `test_…`;
+/// - T-Bank: test terminals' keys end in `DEMO`;
+/// - CloudPayments: test sites' public ids start with `test_api_`.
+pub fn key_mode(acquirer: &str, account: &str, secret: &str) -> Option<bool> {
+    let by_prefix = |live: &[&str], test: &[&str]| {
+        if live.iter().any(|p| secret.starts_with(p)) {
+            Some(true)
+        } else if test.iter().any(|p| secret.starts_with(p)) {
+            Some(false)
+        } else {
+            None
+        }
+    };
+    match acquirer {
+        stripe::ACQUIRER => by_prefix(&["sk_live_", "rk_live_"], &["sk_test_", "rk_test_"]),
+        yookassa::ACQUIRER => by_prefix(&["live_"], &["test_"]),
+        tbank::ACQUIRER => account.ends_with("DEMO").then_some(false),
+        cloudpayments::ACQUIRER => account.starts_with("test_api_").then_some(false),
+        _ => None,
+    }
+}
+
 /// The protocol of an account's bank under its credentials.
 pub fn for_account(c: &Credentials) -> Option<Box<dyn Acquirer>> {
     let a = &c.account;
@@ -392,5 +418,32 @@ mod tests {
         }
         assert_eq!(parse_decimal(&serde_json::json!(10.5)), Some(1050));
         assert_eq!(parse_decimal(&serde_json::json!(true)), None);
+    }
+}
+
+#[cfg(test)]
+mod mode_tests {
+    use super::key_mode;
+
+    #[test]
+    fn the_banks_formats_tell_the_mode_where_they_can() {
+        let cases = [
+            ("stripe", "acct_1", "sk_live_abc", Some(true)),
+            ("stripe", "acct_1", "rk_live_abc", Some(true)),
+            ("stripe", "acct_1", "sk_test_abc", Some(false)),
+            ("stripe", "acct_1", "rk_test_abc", Some(false)),
+            ("stripe", "acct_1", "whatever", None),
+            ("yookassa", "506751", "live_Fh8hUAVV", Some(true)),
+            ("yookassa", "506751", "test_Fh8hUAVV", Some(false)),
+            ("yookassa", "506751", "secret", None),
+            ("tbank", "1616425234578DEMO", "pw", Some(false)),
+            ("tbank", "1616425234578", "pw", None),
+            ("cloudpayments", "test_api_00000000000000000000002", "s", Some(false)),
+            ("cloudpayments", "pk_1a2b3c", "s", None),
+            ("nobank", "x", "sk_live_x", None),
+        ];
+        for (bank, account, secret, want) in cases {
+            assert_eq!(key_mode(bank, account, secret), want, "{bank} {account} {secret}");
+        }
     }
 }

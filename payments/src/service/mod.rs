@@ -43,6 +43,7 @@ use std::sync::Arc;
 
 use sqlx::AnyPool;
 
+use crate::modes::Modes;
 use crate::store::PaymentStore;
 use crate::vault::Vault;
 
@@ -190,13 +191,14 @@ pub struct Payments {
     breakers: Breakers,
     links: Links,
     sandbox_secret: String,
+    modes: Modes,
 }
 
 impl Payments {
     pub fn new(p: Parts) -> Self {
         Payments {
             store: PaymentStore::new(p.pool.clone()),
-            pool: p.pool,
+            pool: p.pool.clone(),
             vault: p.vault,
             clock: p.clock,
             transport: p.transport,
@@ -205,6 +207,7 @@ impl Payments {
             breakers: Breakers::default(),
             links: p.links,
             sandbox_secret: p.sandbox_secret,
+            modes: Modes::new(p.pool),
         }
     }
 
@@ -215,6 +218,16 @@ impl Payments {
 
     pub fn now(&self) -> i64 {
         self.clock.now_ms()
+    }
+
+    /// Which mode each seller is in.
+    pub fn modes(&self) -> &Modes {
+        &self.modes
+    }
+
+    /// Is `seller` in live mode?
+    pub async fn livemode(&self, seller: &str) -> Result<bool> {
+        self.modes.livemode(seller).await.map_err(Error::unavailable)
     }
 
     /// The bank accounts out of rotation.

@@ -124,10 +124,34 @@ impl Payments {
             let cb = sandbox::verify(self.sandbox_secret.as_bytes(), signature, body, now / 1000)
                 .map_err(|e| Refusal::Bad(e.to_string()))?;
             let callback = cb.to_callback(now).map_err(|e| Refusal::Bad(e.to_string()))?;
+            self.test_mode_attempt(&callback.attempt_id).await?;
             self.apply(&callback).await.map_err(refusal)
         }
         .await;
         self.logged(sandbox::ACQUIRER, r)
+    }
+
+    /// Refuses a sandbox payment of a live-mode order (an attempt made before
+    /// modes existed, say): test cards never mark live money paid.
+    async fn test_mode_attempt(&self, id: &AttemptId) -> Result<(), Refusal> {
+        let retry = |e: crate::store::StoreError| Refusal::Retry(e.to_string());
+        let Some(attempt) = self.store.attempt(id).await.map_err(retry)? else {
+            return Ok(());
+        };
+        let Some(order) = self.store.order(&attempt.order_id).await.map_err(retry)? else {
+            return Ok(());
+        };
+        let live = self
+            .modes
+            .livemode(&order.seller_id)
+            .await
+            .map_err(|e| Refusal::Retry(e.to_string()))?;
+        if live || attempt.acquirer != sandbox::ACQUIRER {
+            return Err(Refusal::Bad(
+                "the sandbox takes test-mode payments only; this attempt is not one".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// T-Bank's notification: the terminal named in the body gives the

@@ -21,8 +21,37 @@ fn account_error(e: AccountError) -> Error {
 const ACCOUNT: Error = Error::NotFound("acquirer account");
 
 impl Payments {
-    /// Connects a bank account (its secret sealed at rest).
+    /// Refuses credentials whose own format names the other mode: a bank's
+    /// test terminal or test key belongs to test mode, a live key to live.
+    async fn same_mode(&self, seller: &str, acquirer: &str, account: &str, secret: &str) -> Result<()> {
+        let Some(key_live) = crate::acquirers::key_mode(acquirer, account, secret) else {
+            return Ok(());
+        };
+        let live = self.livemode(seller).await?;
+        if key_live == live {
+            return Ok(());
+        }
+        let (what, mode, key) = if key_live {
+            ("these are live credentials", "live", "hk_live_")
+        } else {
+            ("these are the bank's test credentials", "test", "hk_test_")
+        };
+        Err(Error::Invalid {
+            field: if acquirer == crate::acquirers::tbank::ACQUIRER
+                || acquirer == crate::acquirers::cloudpayments::ACQUIRER
+            {
+                "account"
+            } else {
+                "secret"
+            },
+            message: format!("{what}: connect them in {mode} mode, with an {key}… API key"),
+        })
+    }
+
+    /// Connects a bank account (its secret sealed at rest) to the seller's
+    /// mode; credentials of the other mode are refused.
     pub async fn connect_account(&self, seller: &str, new: &NewAccount<'_>) -> Result<Account> {
+        self.same_mode(seller, new.acquirer, new.account, new.secret).await?;
         accounts::create(&self.pool, &self.vault, seller, new, self.now())
             .await
             .map_err(account_error)
@@ -49,6 +78,10 @@ impl Payments {
     }
 
     pub async fn change_account(&self, seller: &str, id: &str, change: &Change<'_>) -> Result<Account> {
+        if let Some(secret) = change.secret {
+            let now = self.account(seller, id).await?;
+            self.same_mode(seller, &now.acquirer, &now.account, secret).await?;
+        }
         accounts::update(&self.pool, &self.vault, seller, id, change, self.now())
             .await
             .map_err(account_error)?

@@ -107,7 +107,7 @@ impl Payments {
     }
 
     /// The acquirers a seller's buyers may choose for `currency`: its
-    /// enabled banks that take it, then the sandbox (test mode).
+    /// enabled banks that take it, then, in test mode only, the sandbox.
     pub async fn offered(&self, seller: &str, currency: &str) -> Result<Vec<String>> {
         let mut out: Vec<String> = Vec::new();
         let all = accounts::list(&self.pool, seller).await.map_err(Error::unavailable)?;
@@ -116,7 +116,9 @@ impl Payments {
                 out.push(a.acquirer);
             }
         }
-        out.push(sandbox::ACQUIRER.to_owned());
+        if !self.livemode(seller).await? {
+            out.push(sandbox::ACQUIRER.to_owned());
+        }
         Ok(out)
     }
 
@@ -184,6 +186,15 @@ impl Payments {
             return Err(Error::conflict("order_final", format!("the order is {}", order.state)));
         }
         let sandbox = acquirer == sandbox::ACQUIRER;
+        if sandbox && self.livemode(&order.seller_id).await? {
+            return Err(Error::Invalid {
+                field: "acquirer",
+                message: format!(
+                    "the sandbox takes test-mode payments only; one of: {}",
+                    self.offered(&order.seller_id, &order.currency).await?.join(", ")
+                ),
+            });
+        }
         // The order's attempts so far: whether one waits for an answer, and
         // when the first started the payment window.
         let attempts = self.store.attempts(&order.id).await.map_err(Error::unavailable)?;

@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 
 use crate::clock::Clock;
 use crate::events::EventSink;
-use crate::ids::{OfferId, StreamId};
+use crate::ids::{OfferId, SellerId, StreamId};
 use crate::inventory::{EngineError, HoldError, Inventory, Refusal};
 use crate::model::IllegalTransition;
 use crate::store::{StoreError, StreamStore};
@@ -68,6 +68,7 @@ pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> Error 
 #[derive(Debug, Clone)]
 pub(crate) struct OfferMeta {
     pub stream_id: StreamId,
+    pub seller_id: SellerId,
     pub hold_ttl_ms: i64,
 }
 

@@ -37,6 +37,9 @@ pub struct StreamPublic {
     /// Live offers, oldest first.
     pub offers: Vec<OfferPublic>,
     pub server_time: Millis,
+    /// Whose stream (for the caller to learn the seller's mode; not shown).
+    #[serde(skip)]
+    pub seller_id: SellerId,
 }
 
 /// What anyone may see of an offer.
@@ -54,6 +57,9 @@ pub struct OfferPublic {
     pub ends_at: Option<Millis>,
     /// Units not held or sold; `None` before the offer starts.
     pub units_left: Option<i64>,
+    /// Whose offer (not shown).
+    #[serde(skip)]
+    pub seller_id: SellerId,
 }
 
 /// What a buyer's live hold costs and whose sale it is: what the payments
@@ -88,6 +94,7 @@ impl Streams {
         let offer = self.store.offer(id).await?.ok_or(Error::NotFound("offer"))?;
         let meta = OfferMeta {
             stream_id: offer.stream_id,
+            seller_id: offer.seller_id,
             hold_ttl_ms: offer.hold_ttl_ms,
         };
         let mut cache = self.lock_meta();
@@ -96,6 +103,11 @@ impl Streams {
         }
         cache.insert(id.clone(), meta.clone());
         Ok(meta)
+    }
+
+    /// The seller whose offer this is (from memory after the first time).
+    pub async fn offer_seller(&self, id: &OfferId) -> Result<SellerId> {
+        Ok(self.offer_meta(id).await?.seller_id)
     }
 
     /// Loads a live offer's stock into the engine from the store (after the
@@ -221,16 +233,6 @@ impl Streams {
         Ok(amount_minor / o.price_minor)
     }
 
-    /// The seller an offer belongs to.
-    pub async fn offer_seller(&self, offer: &OfferId) -> Result<SellerId> {
-        Ok(self
-            .store
-            .offer(offer)
-            .await?
-            .ok_or(Error::NotFound("offer"))?
-            .seller_id)
-    }
-
     /// The seller a stream belongs to.
     pub async fn stream_seller(&self, stream: &StreamId) -> Result<SellerId> {
         Ok(self
@@ -341,6 +343,7 @@ impl Streams {
             end_reason: offer.end_reason,
             ends_at: offer.ends_at,
             units_left,
+            seller_id: offer.seller_id,
         })
     }
 
@@ -370,6 +373,7 @@ impl Streams {
             pinned_lot,
             offers,
             server_time: self.now(),
+            seller_id: stream.seller_id,
         })
     }
 

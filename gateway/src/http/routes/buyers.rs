@@ -92,19 +92,19 @@ async fn anonymous(State(s): State<AppState>, ClientAddr(addr): ClientAddr) -> A
 async fn public_stream(State(s): State<AppState>, Path(raw): Path<String>) -> Answer {
     let sid = id(&raw, streams::ids::StreamId::parse)?;
     let stream = s.streams.stream_public(&sid).await?;
-    Ok((
-        StatusCode::OK,
-        axum::Json(serde_json::to_value(stream).map_err(ApiError::internal)?),
-    ))
+    let live = s.payments.livemode(stream.seller_id.as_str()).await?;
+    let mut v = serde_json::to_value(&stream).map_err(ApiError::internal)?;
+    v["livemode"] = live.into();
+    Ok((StatusCode::OK, axum::Json(v)))
 }
 
 async fn public_offer(State(s): State<AppState>, Path(raw): Path<String>) -> Answer {
     let oid = id(&raw, OfferId::parse)?;
     let offer = s.streams.offer_public(&oid).await?;
-    Ok((
-        StatusCode::OK,
-        axum::Json(serde_json::to_value(offer).map_err(ApiError::internal)?),
-    ))
+    let live = s.payments.livemode(offer.seller_id.as_str()).await?;
+    let mut v = serde_json::to_value(&offer).map_err(ApiError::internal)?;
+    v["livemode"] = live.into();
+    Ok((StatusCode::OK, axum::Json(v)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -131,9 +131,10 @@ async fn reserve(
     } else {
         StatusCode::CREATED
     };
+    let live = offer_mode(&s, &oid).await?;
     Ok((
         status,
-        axum::Json(json!({ "hold": r.hold, "units_left": r.units_left, "replayed": r.replayed })),
+        axum::Json(json!({ "hold": r.hold, "units_left": r.units_left, "replayed": r.replayed, "livemode": live })),
     ))
 }
 
@@ -145,7 +146,8 @@ async fn get_hold(
     let oid = id(&raw_offer, OfferId::parse)?;
     let hid = id(&raw_hold, HoldId::parse)?;
     let hold = s.streams.buyer_hold(&buyer, &oid, &hid).await?;
-    Ok((StatusCode::OK, axum::Json(json!({ "hold": hold }))))
+    let live = offer_mode(&s, &oid).await?;
+    Ok((StatusCode::OK, axum::Json(json!({ "hold": hold, "livemode": live }))))
 }
 
 async fn release(
@@ -157,5 +159,12 @@ async fn release(
     let hid = id(&raw_hold, HoldId::parse)?;
     let hold = s.streams.release(&buyer, &oid, &hid).await?;
     s.payments.end_with_hold(hid.as_str(), HoldEnd::Released).await;
-    Ok((StatusCode::OK, axum::Json(json!({ "hold": hold }))))
+    let live = offer_mode(&s, &oid).await?;
+    Ok((StatusCode::OK, axum::Json(json!({ "hold": hold, "livemode": live }))))
+}
+
+/// Is the offer's seller in live mode? (From memory after the first time.)
+async fn offer_mode(s: &AppState, offer: &OfferId) -> Result<bool, ApiError> {
+    let seller = s.streams.offer_seller(offer).await?;
+    Ok(s.payments.livemode(seller.as_str()).await?)
 }

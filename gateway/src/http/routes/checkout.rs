@@ -59,7 +59,9 @@ async fn pay_session(
     }
     let order = s.payments.session_order(&session).await?;
     let started = s.payments.start_payment(&order, &body.acquirer).await?;
-    Ok((StatusCode::CREATED, axum::Json(super::attempt_view(&started))))
+    let mut v = super::attempt_view(&started);
+    v["livemode"] = s.payments.livemode(&order.seller_id).await?.into();
+    Ok((StatusCode::CREATED, axum::Json(v)))
 }
 
 /// A new widget secret for the seller (shown once; the old one stops working).
@@ -169,8 +171,10 @@ fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> ApiError {
 /// The session with its order's state.
 async fn view(s: &AppState, session: &Session) -> Result<Value, ApiError> {
     let order = s.payments.session_order(session).await?;
+    let live = s.payments.livemode(&order.seller_id).await?;
     Ok(json!({
         "id": session.id,
+        "livemode": live,
         "order_id": session.order_id,
         "state": order.state,
         "amount_minor": order.amount_minor,

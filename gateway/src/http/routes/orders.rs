@@ -32,8 +32,10 @@ fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> ApiError {
 
 async fn view(s: &AppState, order: &Order) -> Result<Value, ApiError> {
     let attempts = s.payments.store().attempts(&order.id).await.map_err(unavailable)?;
+    let live = s.payments.livemode(&order.seller_id).await?;
     Ok(json!({
         "id": order.id,
+        "livemode": live,
         "state": order.state,
         "amount_minor": order.amount_minor,
         "currency": order.currency,
@@ -168,5 +170,7 @@ async fn start_attempt(
 ) -> Answer {
     let order = owned(&s, &buyer, &raw).await?;
     let started = s.payments.start_payment(&order, &body.acquirer).await?;
-    Ok((StatusCode::CREATED, axum::Json(super::attempt_view(&started))))
+    let mut v = super::attempt_view(&started);
+    v["livemode"] = s.payments.livemode(&order.seller_id).await?.into();
+    Ok((StatusCode::CREATED, axum::Json(v)))
 }

@@ -91,6 +91,19 @@ async fn payable(s: &AppState, raw: &str) -> Result<Attempt, Response> {
             ));
         }
     };
+    // Test cards pay test-mode orders only (an attempt made before modes
+    // existed may belong to a live one).
+    let live = match s.payments.store().order(&attempt.order_id).await {
+        Ok(Some(o)) => s.payments.livemode(&o.seller_id).await.unwrap_or(true),
+        _ => true,
+    };
+    if live {
+        return Err(page(
+            StatusCode::FORBIDDEN,
+            "Test mode only",
+            "<p>The sandbox takes test-mode payments only; this is a live order.</p>",
+        ));
+    }
     if attempt.state.is_final() {
         return Err(page(
             StatusCode::CONFLICT,

@@ -107,8 +107,10 @@ async fn status(State(s): State<AppState>, Path(id): Path<String>) -> Result<Res
     } else {
         origins_of(&s, &seller).await?
     };
+    let live = s.payments.livemode(&seller).await?;
     let body = axum::Json(json!({
         "id": session.id,
+        "livemode": live,
         "state": state,
         "amount_minor": order.amount_minor,
         "currency": order.currency,

@@ -12,7 +12,7 @@ use std::time::Duration;
 use gateway::app::Application;
 use gateway::config::Config;
 use gateway::realtime::publisher::Published;
-use gateway::sellers;
+use gateway::sellers::{self, Mode};
 use gateway::state::AppState;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -116,10 +116,11 @@ impl TestApp {
             let _ = stopped.await;
         }));
         let now = clock.now_ms();
-        let seller = sellers::create_seller(&state.pool, "Test shop", false, now)
+        // Test mode, where the sandbox and its test cards are.
+        let seller = sellers::create_seller(&state.pool, "Test shop", false, Mode::Test, now)
             .await
             .unwrap();
-        let key = sellers::generate_key();
+        let key = sellers::generate_key(Mode::Test);
         sellers::add_key(&state.pool, &seller, &key, now).await.unwrap();
         TestApp {
             base,
@@ -135,12 +136,25 @@ impl TestApp {
     /// Another seller on the same node.
     pub async fn other_seller_key(&self) -> String {
         let now = self.clock.now_ms();
-        let seller = sellers::create_seller(&self.state.pool, "Other shop", false, now)
+        let seller = sellers::create_seller(&self.state.pool, "Other shop", false, Mode::Test, now)
             .await
             .unwrap();
-        let key = sellers::generate_key();
+        let key = sellers::generate_key(Mode::Test);
         sellers::add_key(&self.state.pool, &seller, &key, now).await.unwrap();
         key
+    }
+
+    /// A key of the live side of this app's seller account (made on first
+    /// call), with the live row's id.
+    pub async fn live_key(&self) -> (SellerId, String) {
+        let now = self.clock.now_ms();
+        let live = sellers::mode_of_account(&self.state.pool, &self.seller, Mode::Live, now)
+            .await
+            .unwrap()
+            .expect("the account exists");
+        let key = sellers::generate_key(Mode::Live);
+        sellers::add_key(&self.state.pool, &live, &key, now).await.unwrap();
+        (live, key)
     }
 
     pub async fn call(
@@ -265,31 +279,37 @@ impl TestApp {
 
     /// A live stream with one lot and a started offer. Returns (stream, lot, offer) ids.
     pub async fn live_offer(&self, offer: Value) -> (String, String, String) {
+        self.live_offer_as(&self.key, offer).await
+    }
+
+    /// The same, made with the API key `key`.
+    pub async fn live_offer_as(&self, key: &str, offer: Value) -> (String, String, String) {
         let (st, s) = self
-            .seller(Method::POST, "/v1/streams", Some(json!({ "title": "Sale" })))
+            .call(Method::POST, "/v1/streams", Some(key), Some(json!({ "title": "Sale" })))
             .await;
         assert_eq!(st, StatusCode::CREATED, "{s}");
         let sid = text(&s, "id");
         let (st, v) = self
-            .seller(Method::POST, &format!("/v1/streams/{sid}/live"), None)
+            .call(Method::POST, &format!("/v1/streams/{sid}/live"), Some(key), None)
             .await;
         assert_eq!(st, StatusCode::OK, "{v}");
         let (st, l) = self
-            .seller(
+            .call(
                 Method::POST,
                 &format!("/v1/streams/{sid}/lots"),
+                Some(key),
                 Some(json!({ "title": "Mug" })),
             )
             .await;
         assert_eq!(st, StatusCode::CREATED, "{l}");
         let lid = text(&l, "id");
         let (st, o) = self
-            .seller(Method::POST, &format!("/v1/lots/{lid}/offers"), Some(offer))
+            .call(Method::POST, &format!("/v1/lots/{lid}/offers"), Some(key), Some(offer))
             .await;
         assert_eq!(st, StatusCode::CREATED, "{o}");
         let oid = text(&o, "id");
         let (st, v) = self
-            .seller(Method::POST, &format!("/v1/offers/{oid}/start"), None)
+            .call(Method::POST, &format!("/v1/offers/{oid}/start"), Some(key), None)
             .await;
         assert_eq!(st, StatusCode::OK, "{v}");
         (sid, lid, oid)
