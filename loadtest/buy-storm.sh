@@ -17,7 +17,7 @@ cargo build --release --quiet -p gateway -p loadtest
 port=18180
 data="$(mktemp -d)"
 env_vars=(HAUL_DATA_DIR="$data" HAUL_LISTEN="127.0.0.1:$port" HAUL_LOG=warn
-          HAUL_RATE_BUYER=off HAUL_RATE_ADDR=off)
+          HAUL_RATE_BUYER=off HAUL_RATE_ADDR=off HAUL_HOLDS_PER_ADDR=off)
 admin="${HAUL_BENCH_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 db="haul_bench_$$"
 haul=""

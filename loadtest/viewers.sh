@@ -22,7 +22,7 @@ cargo build --release --quiet -p gateway -p loadtest
 data="$(mktemp -d)"
 admin="${HAUL_BENCH_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 db="haul_bench_v$$"
-env_vars=(HAUL_LOG=warn HAUL_RATE_BUYER=off HAUL_RATE_ADDR=off HAUL_VIEWERS_PER_ADDR=1000000
+env_vars=(HAUL_LOG=warn HAUL_RATE_BUYER=off HAUL_RATE_ADDR=off HAUL_HOLDS_PER_ADDR=off HAUL_VIEWERS_PER_ADDR=1000000
           HAUL_TOKEN_SECRET="bench-secret-bench-secret-bench-secret")
 pids=()
 cleanup() {

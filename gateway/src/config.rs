@@ -145,6 +145,11 @@ pub const VARIABLES: &[Variable] = &[
         help: "open viewer connections allowed from one client address (1 to 1000000)",
     },
     Variable {
+        name: "HAUL_HOLDS_PER_ADDR",
+        default: "10",
+        help: "units one client address (an IPv6 /64) may hold at once in one offer, whatever buyer ids it uses (1 to 100000, or off)",
+    },
+    Variable {
         name: "HAUL_MAX_BODY_BYTES",
         default: "65536",
         help: "largest request body accepted",
@@ -203,6 +208,8 @@ pub struct Config {
     pub history_ttl_ms: i64,
     /// Open viewer connections allowed from one address.
     pub viewers_per_addr: u32,
+    /// Units one address may hold at once in one offer (`None`: no cap).
+    pub holds_per_addr: Option<i64>,
     /// Create the demo seller and stream (embedded setup, unless `--no-demo`).
     pub demo: bool,
 }
@@ -443,6 +450,10 @@ impl Config {
         let history_size = number("HAUL_HISTORY_SIZE", "200", 10, 100_000)? as usize;
         let history_ttl_ms = number("HAUL_HISTORY_TTL", "300", 1, 86_400)? as i64 * 1000;
         let viewers_per_addr = number("HAUL_VIEWERS_PER_ADDR", "1000", 1, 1_000_000)? as u32;
+        let holds_per_addr = match get("HAUL_HOLDS_PER_ADDR") {
+            Some("off") => None,
+            _ => Some(number("HAUL_HOLDS_PER_ADDR", "10", 1, 100_000)? as i64),
+        };
         let acquirer_timeout =
             std::time::Duration::from_millis(number("HAUL_ACQUIRER_TIMEOUT_MS", "10000", 100, 60_000)?);
 
@@ -473,6 +484,7 @@ impl Config {
             history_size,
             history_ttl_ms,
             viewers_per_addr,
+            holds_per_addr,
             demo: embedded,
         })
     }
@@ -536,6 +548,8 @@ mod tests {
             ("HAUL_TRUST_FORWARDED_FOR", "maybe"),
             ("HAUL_REDIS_PREFIX", "a b"),
             ("HAUL_VIEWERS_PER_ADDR", "0"),
+            ("HAUL_HOLDS_PER_ADDR", "0"),
+            ("HAUL_HOLDS_PER_ADDR", "many"),
             ("HAUL_HISTORY_SIZE", "5"),
         ] {
             let e = Config::from_vars(vars(&[(name, value)])).unwrap_err();

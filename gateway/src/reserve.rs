@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use streams::ids::{BuyerId, OfferId};
-use streams::inventory::Reserved;
+use streams::inventory::{GroupCap, Reserved};
 use streams::service::Error as DomainError;
 
 use crate::http::error::ApiError;
@@ -26,16 +26,42 @@ pub fn limit_reserve(s: &AppState, addr: &IpAddr, buyer: &BuyerId, started: Inst
     limited
 }
 
-/// Reserves, and counts the outcome and latency. Shared by HTTP and the socket RPC.
+/// The group a client address's reserves count against: the address, or
+/// for IPv6 its /64 (one subscriber's network; an IPv4 address in IPv6 is
+/// the IPv4 address).
+pub fn address_group(addr: &IpAddr) -> String {
+    match addr {
+        IpAddr::V4(v4) => format!("ip:{v4}"),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => format!("ip:{v4}"),
+            None => {
+                let s = v6.segments();
+                format!("ip:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
+/// Reserves, and counts the outcome and latency; the units held from the
+/// client's address are capped per offer (`HAUL_HOLDS_PER_ADDR`). Shared by
+/// HTTP and the socket RPC.
 pub async fn reserve_counted(
     s: &AppState,
+    addr: &IpAddr,
     buyer: &BuyerId,
     offer: &OfferId,
     quantity: i64,
     request_id: &str,
     started: Instant,
 ) -> Result<Reserved, DomainError> {
-    let result = s.streams.reserve(buyer, offer, quantity, request_id).await;
+    let group = s.config.holds_per_addr.map(|units| GroupCap {
+        key: address_group(addr),
+        units,
+    });
+    let result = s
+        .streams
+        .reserve_capped(buyer, offer, quantity, request_id, group)
+        .await;
     let outcome = match &result {
         Ok(r) if r.replayed => "replayed",
         Ok(_) => "held",
@@ -46,4 +72,19 @@ pub async fn reserve_counted(
     };
     s.metrics.reserve(outcome, started.elapsed());
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::address_group;
+
+    #[test]
+    fn an_address_groups_by_itself_and_ipv6_by_its_64() {
+        let g = |a: &str| address_group(&a.parse().unwrap());
+        assert_eq!(g("203.0.113.7"), "ip:203.0.113.7");
+        assert_eq!(g("::ffff:203.0.113.7"), "ip:203.0.113.7");
+        assert_eq!(g("2001:db8:1:2:aaaa::1"), "ip:2001:db8:1:2::/64");
+        assert_eq!(g("2001:db8:1:2:bbbb::9"), g("2001:db8:1:2::1"));
+        assert_ne!(g("2001:db8:1:3::1"), g("2001:db8:1:2::1"));
+    }
 }

@@ -37,7 +37,7 @@ usage: loadtest buy-storm --api-key KEY [options]
   --commit-percent P share of holds the seller commits as sales (default 0)
   --sources N        spread connections over 127.0.0.1 … 127.0.0.N (default 1)
 
-Run the gateway with HAUL_RATE_BUYER=off HAUL_RATE_ADDR=off to measure the
+Run the gateway with HAUL_RATE_BUYER=off HAUL_RATE_ADDR=off HAUL_HOLDS_PER_ADDR=off to measure the
 stock engine rather than the rate limiter.";
 
 #[derive(Debug, Clone)]

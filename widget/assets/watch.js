@@ -194,6 +194,7 @@
     sold_out: 'Sold out — someone was faster.',
     not_enough_stock: 'Not that many left — try fewer.',
     over_buyer_limit: 'You already hold as many as one buyer may.',
+    over_address_limit: 'Too many units are on hold from your network right now — try again in a few minutes.',
     offer_ended: 'This offer has ended.',
     offer_not_started: 'This offer has not started yet.',
     not_loaded: 'Stock is being counted again — try again in a moment.',

@@ -108,7 +108,7 @@ impl ApiError {
             ApiError::Refused(Refusal::NotEnoughStock { left }) => {
                 m.insert("units_left".into(), json!(left));
             }
-            ApiError::Refused(Refusal::OverLimit { remaining }) => {
+            ApiError::Refused(Refusal::OverLimit { remaining } | Refusal::OverGroupLimit { remaining }) => {
                 m.insert("remaining".into(), json!(remaining));
             }
             ApiError::RateLimited { retry_after_secs } => {

@@ -482,7 +482,16 @@ impl Connection {
         let Ok(offer) = OfferId::parse(&args.offer_id) else {
             return protocol::error_reply(id, protocol::APP_NOT_FOUND, "not_found");
         };
-        let result = reserve_counted(&self.s, viewer, &offer, args.quantity, &args.request_id, started).await;
+        let result = reserve_counted(
+            &self.s,
+            &self.addr,
+            viewer,
+            &offer,
+            args.quantity,
+            &args.request_id,
+            started,
+        )
+        .await;
         match result {
             Ok(r) => protocol::reply(
                 id,

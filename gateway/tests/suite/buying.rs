@@ -403,7 +403,76 @@ on_both_backends!(
     viewer_tokens_are_verified,
     bad_reserve_requests_are_refused_and_take_nothing,
     rate_limits_answer_429_with_retry_after,
+    one_address_with_many_anonymous_ids_holds_no_more_than_its_cap,
 );
+
+/// The probe: one client making a fresh anonymous viewer for every
+/// tap of a one-per-buyer offer holds no more than the per-address cap
+/// (the socket's reserve RPC goes through the same call); another address
+/// still buys, and a released hold frees its slot.
+async fn one_address_with_many_anonymous_ids_holds_no_more_than_its_cap(env: Env) {
+    let app = TestApp::start(
+        &env,
+        &[("HAUL_HOLDS_PER_ADDR", "3"), ("HAUL_TRUST_FORWARDED_FOR", "true")],
+    )
+    .await;
+    let (_, _, oid) = app.live_offer(offer_body(20, 1)).await;
+    let reserve_from = async |addr: &str| {
+        let token = app.anonymous_viewer().await;
+        let resp = app
+            .http
+            .post(format!("{}/v1/offers/{oid}/reserve", app.base))
+            .bearer_auth(&token)
+            .header("x-forwarded-for", addr)
+            .json(&json!({ "quantity": 1, "request_id": "tap" }))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        (status, resp.json::<Value>().await.unwrap(), token)
+    };
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for _ in 0..20 {
+        let (st, v, token) = reserve_from("203.0.113.7").await;
+        match st {
+            StatusCode::CREATED => held.push((token, v["hold"]["id"].as_str().unwrap().to_owned())),
+            StatusCode::CONFLICT => {
+                assert_eq!(code(&v), "over_address_limit", "{v}");
+                assert_eq!(v["error"]["remaining"], json!(0), "{v}");
+                refused += 1;
+            }
+            other => panic!("{other}: {v}"),
+        }
+    }
+    assert_eq!((held.len(), refused), (3, 17));
+    // The same network over IPv6 is one group per /64.
+    let (st, _, _) = reserve_from("2001:db8:7:7::1").await;
+    assert_eq!(st, StatusCode::CREATED);
+    let (st, v, _) = reserve_from("2001:db8:7:7:ffff::2").await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let (st, v, _) = reserve_from("2001:db8:7:7:abcd::3").await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let (st, v, _) = reserve_from("2001:db8:7:7:abcd::4").await;
+    assert_eq!((st, code(&v)), (StatusCode::CONFLICT, "over_address_limit"), "{v}");
+    // Another address buys; the offer still has its stock.
+    let (st, v, _) = reserve_from("198.51.100.1").await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    assert_eq!(v["units_left"], json!(13), "{v}");
+    // A released hold gives the address its slot back.
+    let (token, hold) = &held[0];
+    let (st, v) = app
+        .call(
+            Method::POST,
+            &format!("/v1/offers/{oid}/holds/{hold}/release"),
+            Some(token),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (st, v, _) = reserve_from("203.0.113.7").await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+}
 
 /// Two nodes on one PostgreSQL + Redis: an offer's end fires exactly once,
 /// however often both nodes' timers try.

@@ -51,6 +51,7 @@ fn haul(c: &Cluster, dir: &str) -> Command {
         .env("HAUL_DATA_DIR", dir)
         .env("HAUL_RATE_BUYER", "off")
         .env("HAUL_RATE_ADDR", "off")
+        .env("HAUL_HOLDS_PER_ADDR", "off")
         .env("HAUL_LOG", "warn")
         .kill_on_drop(true);
     cmd

@@ -27,6 +27,9 @@ struct OfferEntry {
     requests: HashMap<(BuyerId, String), HoldId>,
     /// Set by `close`: when the entry may be forgotten, and the retention used.
     closed: Option<(Millis, i64)>,
+    /// Units held now per buyer group, and each capped hold's group.
+    groups: HashMap<String, i64>,
+    hold_groups: HashMap<HoldId, String>,
 }
 
 impl OfferEntry {
@@ -47,6 +50,7 @@ impl OfferEntry {
         }
         h.status = status;
         let h = h.clone();
+        self.ungroup(&h);
         self.held -= h.quantity;
         if let Some(units) = self.buyers.get_mut(&h.buyer_id) {
             *units -= h.quantity;
@@ -55,6 +59,18 @@ impl OfferEntry {
             }
         }
         Some(h)
+    }
+
+    /// A hold stops counting against its group (released, expired, sold).
+    fn ungroup(&mut self, h: &Hold) {
+        if let Some(group) = self.hold_groups.remove(&h.id) {
+            if let Some(units) = self.groups.get_mut(&group) {
+                *units -= h.quantity;
+                if *units <= 0 {
+                    self.groups.remove(&group);
+                }
+            }
+        }
     }
 
     fn push_forget_at(&mut self, expires_at: Millis) {
@@ -112,6 +128,8 @@ impl Inventory for MemoryInventory {
                 holds: HashMap::new(),
                 requests: HashMap::new(),
                 closed: None,
+                groups: HashMap::new(),
+                hold_groups: HashMap::new(),
             },
         );
         Ok(true)
@@ -151,6 +169,14 @@ impl Inventory for MemoryInventory {
                 remaining: (entry.limit - mine).max(0),
             }));
         }
+        if let Some(cap) = &req.group {
+            let theirs = entry.groups.get(&cap.key).copied().unwrap_or(0);
+            if theirs + req.quantity > cap.units {
+                return Ok(Err(Refusal::OverGroupLimit {
+                    remaining: (cap.units - theirs).max(0),
+                }));
+            }
+        }
         if req.quantity > left {
             return Ok(Err(Refusal::NotEnoughStock { left }));
         }
@@ -166,6 +192,10 @@ impl Inventory for MemoryInventory {
         *entry.buyers.entry(req.buyer.clone()).or_insert(0) += req.quantity;
         entry.holds.insert(hold.id.clone(), hold.clone());
         entry.requests.insert(key, hold.id.clone());
+        if let Some(cap) = &req.group {
+            *entry.groups.entry(cap.key.clone()).or_insert(0) += req.quantity;
+            entry.hold_groups.insert(hold.id.clone(), cap.key.clone());
+        }
         let units_left = entry.levels().left;
         inner
             .by_expiry
@@ -260,6 +290,7 @@ impl Inventory for MemoryInventory {
         }
         h.status = HoldStatus::Committed;
         let h = h.clone();
+        entry.ungroup(&h);
         entry.held -= h.quantity;
         entry.sold += h.quantity;
         let levels = entry.levels();

@@ -54,6 +54,18 @@ pub struct ReserveRequest {
     /// The id the new hold gets if one is created.
     pub hold_id: HoldId,
     pub now: Millis,
+    /// A cap on the units one group of buyers (the client address they
+    /// come from) may hold at once in this offer, whatever their ids.
+    pub group: Option<GroupCap>,
+}
+
+/// A cap on the units a group of buyers holds at once in one offer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupCap {
+    /// The group: any text without `|` (e.g. `ip:203.0.113.7`).
+    pub key: String,
+    /// Units the group may hold at once (sold units do not count).
+    pub units: i64,
 }
 
 /// Where a hold stands.
@@ -116,6 +128,9 @@ pub enum Refusal {
     NotEnoughStock { left: i64 },
     #[error("over the per-buyer limit; {remaining} more units allowed")]
     OverLimit { remaining: i64 },
+    /// The buyer's group (client address) already holds its share.
+    #[error("too many units held from this address; {remaining} more may be held now")]
+    OverGroupLimit { remaining: i64 },
     /// The request id was used before for another quantity.
     #[error("request id was already used with a different quantity")]
     RequestIdReused,
@@ -131,6 +146,7 @@ impl Refusal {
             Refusal::SoldOut => "sold_out",
             Refusal::NotEnoughStock { .. } => "not_enough_stock",
             Refusal::OverLimit { .. } => "over_buyer_limit",
+            Refusal::OverGroupLimit { .. } => "over_address_limit",
             Refusal::RequestIdReused => "request_id_reused",
         }
     }

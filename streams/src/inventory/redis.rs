@@ -183,6 +183,8 @@ impl Inventory for RedisInventory {
             req.request_id.clone(),
             req.hold_id.to_string(),
             req.offer.to_string(),
+            req.group.as_ref().map(|g| g.key.clone()).unwrap_or_default(),
+            req.group.as_ref().map_or(0, |g| g.units).to_string(),
         ];
         let v = self.run(&self.scripts.reserve, &req.offer, &args).await?;
         let arg_num = || num(v.get(1).map(String::as_str).unwrap_or(""));
@@ -205,6 +207,7 @@ impl Inventory for RedisInventory {
             Some("not_started") => Err(Refusal::NotStarted),
             Some("sold_out") => Err(Refusal::SoldOut),
             Some("over_limit") => Err(Refusal::OverLimit { remaining: arg_num()? }),
+            Some("over_group") => Err(Refusal::OverGroupLimit { remaining: arg_num()? }),
             Some("not_enough") => Err(Refusal::NotEnoughStock { left: arg_num()? }),
             other => return Err(protocol(format!("reserve answered {other:?}"))),
         })

@@ -8,7 +8,7 @@ use crate::clock::Millis;
 use crate::events::StreamEvent;
 use crate::ids::{BuyerId, HoldId, LotId, OfferId, SellerId, StreamId};
 use crate::inventory::{
-    valid_request_id, Hold, HoldError, HoldStatus, OfferStock, Refusal, ReserveRequest, Reserved, StockLevels,
+    valid_request_id, GroupCap, Hold, HoldError, HoldStatus, OfferStock, Refusal, ReserveRequest, Reserved, StockLevels,
 };
 use crate::model::{EndReason, Offer, OfferState, StreamState};
 use crate::money::Currency;
@@ -159,6 +159,20 @@ impl Streams {
 
     /// Holds `quantity` units of an offer for a buyer, or says why not.
     pub async fn reserve(&self, buyer: &BuyerId, offer: &OfferId, quantity: i64, request_id: &str) -> Result<Reserved> {
+        self.reserve_capped(buyer, offer, quantity, request_id, None).await
+    }
+
+    /// [`Self::reserve`], with a cap on the units the buyer's group (its
+    /// client address) may hold at once in the offer, however many buyer
+    /// ids it uses.
+    pub async fn reserve_capped(
+        &self,
+        buyer: &BuyerId,
+        offer: &OfferId,
+        quantity: i64,
+        request_id: &str,
+        group: Option<GroupCap>,
+    ) -> Result<Reserved> {
         if !(1..=MAX_UNITS_PER_RESERVE).contains(&quantity) {
             return Err(invalid(
                 "quantity",
@@ -180,6 +194,7 @@ impl Streams {
             request_id: request_id.to_owned(),
             hold_id: HoldId::generate(),
             now: self.now(),
+            group,
         };
         let mut answer = self.inventory.reserve(&req).await?;
         if answer == Err(Refusal::NotLoaded) {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use streams::ids::{random_token, BuyerId, HoldId, OfferId};
 use streams::inventory::{
-    HoldError, HoldStatus, Inventory, MemoryInventory, OfferStock, RedisInventory, Refusal, ReserveRequest,
+    GroupCap, HoldError, HoldStatus, Inventory, MemoryInventory, OfferStock, RedisInventory, Refusal, ReserveRequest,
 };
 use streams::store::BuyerSold;
 
@@ -55,6 +55,7 @@ fn req(stock: &OfferStock, buyer: &BuyerId, quantity: i64, request_id: &str, now
         request_id: request_id.to_owned(),
         hold_id: HoldId::generate(),
         now,
+        group: None,
     }
 }
 
@@ -97,6 +98,70 @@ async fn reserve_refuses_when_per_buyer_limit_reached(engine: Arc<dyn Inventory>
     assert_eq!(r, Err(Refusal::OverLimit { remaining: 0 }));
     // Another buyer is not affected.
     engine.reserve(&req(&s, &buyer(2), 3, "a", T0)).await.unwrap().unwrap();
+}
+
+fn capped(r: ReserveRequest, group: &str, units: i64) -> ReserveRequest {
+    ReserveRequest {
+        group: Some(GroupCap {
+            key: group.to_owned(),
+            units,
+        }),
+        ..r
+    }
+}
+
+/// Many buyer ids from one group hold no more than the group's cap at once;
+/// units come back to the group when its holds are released, expire or are
+/// sold, and other groups are not affected.
+async fn a_group_of_buyers_holds_no_more_than_its_cap(engine: Arc<dyn Inventory>) {
+    let s = loaded(&*engine, 20, 1).await;
+    let mut held = Vec::new();
+    for i in 0..3 {
+        let r = capped(req(&s, &buyer(i), 1, "a", T0), "ip:203.0.113.7", 3);
+        held.push(engine.reserve(&r).await.unwrap().unwrap().hold);
+    }
+    for i in 3..20 {
+        let r = capped(req(&s, &buyer(i), 1, "a", T0), "ip:203.0.113.7", 3);
+        assert_eq!(
+            engine.reserve(&r).await.unwrap(),
+            Err(Refusal::OverGroupLimit { remaining: 0 }),
+            "buyer {i}"
+        );
+    }
+    // A replay of a held request is still answered.
+    let again = capped(req(&s, &buyer(0), 1, "a", T0), "ip:203.0.113.7", 3);
+    assert!(engine.reserve(&again).await.unwrap().unwrap().replayed);
+    // Another address, and an uncapped reserve, are not affected.
+    let other = capped(req(&s, &buyer(50), 1, "a", T0), "ip:198.51.100.1", 3);
+    engine.reserve(&other).await.unwrap().unwrap();
+    engine.reserve(&req(&s, &buyer(51), 1, "a", T0)).await.unwrap().unwrap();
+    assert_eq!(engine.levels(&s.offer).await.unwrap().unwrap().left, 15);
+    // A quantity over what is left of the cap says how much is.
+    let wide = loaded(&*engine, 20, 5).await;
+    let first = capped(req(&wide, &buyer(1), 2, "a", T0), "g", 3);
+    engine.reserve(&first).await.unwrap().unwrap();
+    let over = capped(req(&wide, &buyer(2), 2, "a", T0), "g", 3);
+    assert_eq!(
+        engine.reserve(&over).await.unwrap(),
+        Err(Refusal::OverGroupLimit { remaining: 1 })
+    );
+
+    // Released, sold and expired holds stop counting: one slot each.
+    engine.release(&s.offer, &held[0].id, None).await.unwrap().unwrap();
+    let r = capped(req(&s, &buyer(10), 1, "b", T0), "ip:203.0.113.7", 3);
+    engine.reserve(&r).await.unwrap().unwrap();
+    engine.commit(&s.offer, &held[1].id, T0 + 1).await.unwrap().unwrap();
+    let r = capped(req(&s, &buyer(11), 1, "b", T0 + 1), "ip:203.0.113.7", 3);
+    engine.reserve(&r).await.unwrap().unwrap();
+    let r = capped(req(&s, &buyer(12), 1, "b", T0 + 1), "ip:203.0.113.7", 3);
+    assert_eq!(
+        engine.reserve(&r).await.unwrap(),
+        Err(Refusal::OverGroupLimit { remaining: 0 })
+    );
+    let swept = engine.sweep(T0 + 10_000, 100).await.unwrap();
+    assert!(swept.iter().any(|e| e.hold.id == held[2].id));
+    let r = capped(req(&s, &buyer(13), 1, "c", T0 + 10_000), "ip:203.0.113.7", 3);
+    engine.reserve(&r).await.unwrap().unwrap();
 }
 
 async fn reserve_is_idempotent_per_buyer_and_request_id(engine: Arc<dyn Inventory>) {
@@ -338,6 +403,7 @@ macro_rules! suite {
             reserve_holds_units_and_reports_what_is_left,
             reserve_refuses_when_stock_runs_out,
             reserve_refuses_when_per_buyer_limit_reached,
+            a_group_of_buyers_holds_no_more_than_its_cap,
             reserve_is_idempotent_per_buyer_and_request_id,
             reserve_refuses_outside_the_offer_window_and_unknown_offers,
             release_gives_units_back_once_and_only_to_the_owner,

@@ -125,7 +125,7 @@ async fn reserve(
     let start = Instant::now();
     limit_reserve(&s, &addr, &buyer, start)?;
     let oid = id(&raw, OfferId::parse)?;
-    let r = reserve_counted(&s, &buyer, &oid, b.quantity, &b.request_id, start).await?;
+    let r = reserve_counted(&s, &addr, &buyer, &oid, b.quantity, &b.request_id, start).await?;
     let status = if r.replayed {
         StatusCode::OK
     } else {

@@ -90,6 +90,9 @@ fn config(env: &Env, extra: &[(&str, &str)]) -> Config {
         vars.insert("HAUL_REDIS_URL".into(), url.clone());
         vars.insert("HAUL_REDIS_PREFIX".into(), prefix.clone());
     }
+    // Every test client comes from 127.0.0.1: the per-address hold cap is
+    // off unless a test turns it on.
+    vars.insert("HAUL_HOLDS_PER_ADDR".into(), "off".into());
     for (k, v) in extra {
         vars.insert((*k).to_owned(), (*v).to_owned());
     }

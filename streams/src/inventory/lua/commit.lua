@@ -5,6 +5,7 @@ local buyer, q, exp, st = parse_hold(rec)
 local fresh = '0'
 if st == 'h' then
   if tonumber(ARGV[2]) >= exp then return {'not_active', 'x'} end
+  ungroup(ARGV[1], q)
   redis.call('HINCRBY', KEYS[1], 'held', -q)
   redis.call('HINCRBY', KEYS[1], 'sold', q)
   rec = pack_hold(buyer, q, exp, 'c')

@@ -1,7 +1,9 @@
 -- Shared by every per-offer script. KEYS, always in this order:
 --   1 offer hash   q, held, sold, limit, starts, ends [, closed, forget_at, retain]
---   2 buyers hash  buyer -> units held + sold
---   3 holds hash   hold id -> "buyer|qty|expires_at|status" (status h, c, r, x)
+--   2 buyers hash  buyer -> units held + sold; "@" .. group -> units held now
+--   3 holds hash   hold id -> "buyer|qty|expires_at|status" (status h, c, r, x);
+--                  "@" .. hold id -> its group, while a capped hold is held
+--                  (buyer and hold ids never contain "@")
 --   4 requests     "buyer|request id" -> hold id
 --   5 expiry zset  "offer|hold" scored by expires_at (shared by all offers)
 -- Times are milliseconds passed in by the caller; numbers go back as strings.
@@ -21,8 +23,18 @@ local function levels()
   return v[1] or '0', v[2] or '0', v[3] or '0'
 end
 
+-- A hold stops counting against its group (released, expired or sold).
+local function ungroup(hold, q)
+  local g = redis.call('HGET', KEYS[3], '@' .. hold)
+  if not g then return end
+  local left = redis.call('HINCRBY', KEYS[2], '@' .. g, -q)
+  if left <= 0 then redis.call('HDEL', KEYS[2], '@' .. g) end
+  redis.call('HDEL', KEYS[3], '@' .. hold)
+end
+
 -- Gives a held hold's units back and marks it with status st.
 local function give_back(hold, buyer, q, exp, st, offer)
+  ungroup(hold, q)
   redis.call('HINCRBY', KEYS[1], 'held', -q)
   local left = redis.call('HINCRBY', KEYS[2], buyer, -q)
   if left <= 0 then redis.call('HDEL', KEYS[2], buyer) end
