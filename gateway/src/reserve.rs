@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use streams::ids::{BuyerId, OfferId};
-use streams::inventory::{GroupCap, Reserved};
+use streams::inventory::{GroupCap, Refusal, Reserved};
 use streams::service::Error as DomainError;
 
 use crate::http::error::ApiError;
@@ -42,6 +42,28 @@ pub fn address_group(addr: &IpAddr) -> String {
     }
 }
 
+/// A seller that sells to its signed-in viewers only takes holds from
+/// viewers whose token it signed (`<seller id>.<its viewer id>`), not from
+/// anonymous viewers or another seller's. Unknown offers pass (the reserve
+/// answers them); settings that cannot be read refuse (503), never let an
+/// anonymous viewer through.
+async fn may_buy(s: &AppState, buyer: &BuyerId, offer: &OfferId) -> Result<(), DomainError> {
+    let seller = match s.streams.offer_seller(offer).await {
+        Ok(seller) => seller,
+        Err(DomainError::NotFound(_)) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let settings = s.sellers.settings_fresh(&seller).await?;
+    let own = buyer
+        .as_str()
+        .strip_prefix(seller.as_str())
+        .is_some_and(|rest| rest.starts_with('.'));
+    if settings.signed_viewers_only && !own {
+        return Err(DomainError::Refused(Refusal::SignedViewerRequired));
+    }
+    Ok(())
+}
+
 /// Reserves, and counts the outcome and latency; the units held from the
 /// client's address are capped per offer (`HAUL_HOLDS_PER_ADDR`). Shared by
 /// HTTP and the socket RPC.
@@ -54,6 +76,14 @@ pub async fn reserve_counted(
     request_id: &str,
     started: Instant,
 ) -> Result<Reserved, DomainError> {
+    if let Err(e) = may_buy(s, buyer, offer).await {
+        let outcome = match &e {
+            DomainError::Refused(r) => r.code(),
+            _ => "error",
+        };
+        s.metrics.reserve(outcome, started.elapsed());
+        return Err(e);
+    }
     let group = s.config.holds_per_addr.map(|units| GroupCap {
         key: address_group(addr),
         units,

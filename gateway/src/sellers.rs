@@ -2,6 +2,10 @@
 //! stored only as SHA-256 hashes: a key carries ~238 random bits, so a fast
 //! hash cannot be brute-forced and lookups stay a single index probe.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use payments::vault::Vault;
 use sha2::{Digest, Sha256};
 use sqlx::{AnyPool, Row};
@@ -248,7 +252,24 @@ mod tests {
 pub struct Sellers {
     pool: AnyPool,
     vault: Vault,
+    /// Each seller's buying settings as last read, for the reserve path.
+    settings: Arc<Mutex<HashMap<SellerId, (Instant, Settings)>>>,
 }
+
+/// A seller's settings (per mode: each row has its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Settings {
+    /// Only viewers with a token this seller signed may hold stock;
+    /// anonymous viewers may watch but not buy.
+    pub signed_viewers_only: bool,
+}
+
+/// How long the reserve path trusts a setting it read (a change reaches
+/// every node within this).
+pub const SETTINGS_FRESH: Duration = Duration::from_secs(2);
+
+/// How many sellers' settings are kept before the memory starts over.
+const SETTINGS_KEPT: usize = 100_000;
 
 /// A stored widget secret starts with this when sealed; one without it was
 /// written before sealing (the plain `wsk_…`, sealed when replaced).
@@ -260,7 +281,57 @@ fn widget_context(seller: &SellerId) -> String {
 
 impl Sellers {
     pub fn new(pool: AnyPool, vault: Vault) -> Self {
-        Sellers { pool, vault }
+        Sellers {
+            pool,
+            vault,
+            settings: Arc::default(),
+        }
+    }
+
+    /// The seller's settings, read from the database.
+    pub async fn settings(&self, seller: &SellerId) -> Result<Settings, sqlx::Error> {
+        let flag: Option<i64> = sqlx::query_scalar("SELECT signed_viewers_only FROM sellers WHERE id = $1")
+            .bind(seller.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        let settings = Settings {
+            signed_viewers_only: flag.unwrap_or(0) != 0,
+        };
+        self.remember(seller, settings);
+        Ok(settings)
+    }
+
+    /// The seller's settings, from memory if read in the last
+    /// [`SETTINGS_FRESH`] (the reserve path asks on every tap).
+    pub async fn settings_fresh(&self, seller: &SellerId) -> Result<Settings, sqlx::Error> {
+        if let Some((at, settings)) = self.lock_settings().get(seller) {
+            if at.elapsed() < SETTINGS_FRESH {
+                return Ok(*settings);
+            }
+        }
+        self.settings(seller).await
+    }
+
+    pub async fn set_settings(&self, seller: &SellerId, settings: Settings) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE sellers SET signed_viewers_only = $1 WHERE id = $2")
+            .bind(i64::from(settings.signed_viewers_only))
+            .bind(seller.as_str())
+            .execute(&self.pool)
+            .await?;
+        self.remember(seller, settings);
+        Ok(())
+    }
+
+    fn remember(&self, seller: &SellerId, settings: Settings) {
+        let mut kept = self.lock_settings();
+        if kept.len() >= SETTINGS_KEPT {
+            kept.clear();
+        }
+        kept.insert(seller.clone(), (Instant::now(), settings));
+    }
+
+    fn lock_settings(&self) -> std::sync::MutexGuard<'_, HashMap<SellerId, (Instant, Settings)>> {
+        self.settings.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A new seller account's row in `mode` (no key yet).

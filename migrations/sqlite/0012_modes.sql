@@ -8,3 +8,6 @@ UPDATE sellers SET account_id = id;
 -- The embedded demo lives in test mode only.
 UPDATE sellers SET livemode = 0 WHERE is_demo = 1;
 CREATE UNIQUE INDEX sellers_one_row_per_mode ON sellers (account_id, livemode);
+-- Buying from this seller needs a viewer token the seller signed (its own
+-- viewers); anonymous viewers may watch but not hold.
+ALTER TABLE sellers ADD COLUMN signed_viewers_only BIGINT NOT NULL DEFAULT 0;

@@ -194,6 +194,7 @@
     sold_out: 'Sold out — someone was faster.',
     not_enough_stock: 'Not that many left — try fewer.',
     over_buyer_limit: 'You already hold as many as one buyer may.',
+    signed_viewer_required: 'This shop sells to signed-in customers: sign in on the shop\'s site to buy.',
     over_address_limit: 'Too many units are on hold from your network right now — try again in a few minutes.',
     offer_ended: 'This offer has ended.',
     offer_not_started: 'This offer has not started yet.',

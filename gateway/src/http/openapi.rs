@@ -235,6 +235,22 @@ pub const OPERATIONS: &[Op] = &[
         200,
     ),
     op(
+        "get",
+        "/v1/settings",
+        "The seller's settings in this mode",
+        Auth::Seller,
+        None,
+        200,
+    ),
+    op(
+        "patch",
+        "/v1/settings",
+        "Change settings: signed_viewers_only (anonymous viewers may watch but not hold)",
+        Auth::Seller,
+        None,
+        200,
+    ),
+    op(
         "put",
         "/v1/widget-origins",
         "Set the origins allowed to frame the checkout page and receive its outcome",

@@ -404,7 +404,68 @@ on_both_backends!(
     bad_reserve_requests_are_refused_and_take_nothing,
     rate_limits_answer_429_with_retry_after,
     one_address_with_many_anonymous_ids_holds_no_more_than_its_cap,
+    a_seller_may_sell_to_its_own_signed_viewers_only,
 );
+
+/// With `signed_viewers_only`, anonymous viewers (and another seller's) may
+/// watch but not hold; the seller's own signed viewers buy as before.
+async fn a_seller_may_sell_to_its_own_signed_viewers_only(env: Env) {
+    let app = TestApp::start(&env, &[]).await;
+    let (_, _, oid) = app.live_offer(offer_body(10, 1)).await;
+    let (st, v) = app.seller(Method::GET, "/v1/settings", None).await;
+    assert_eq!(
+        (st, v["signed_viewers_only"].clone()),
+        (StatusCode::OK, json!(false)),
+        "{v}"
+    );
+    let (st, v) = app
+        .seller(
+            Method::PATCH,
+            "/v1/settings",
+            Some(json!({ "signed_viewers_only": true })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["signed_viewers_only"], json!(true));
+    assert_eq!(v["livemode"], json!(false));
+    for bad in [json!({ "signed": true }), json!({ "signed_viewers_only": "yes" })] {
+        let (st, v) = app.seller(Method::PATCH, "/v1/settings", Some(bad.clone())).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{bad}: {v}");
+    }
+
+    let anonymous = app.anonymous_viewer().await;
+    let (st, v) = app.reserve(&anonymous, &oid, 1, "a").await;
+    assert_eq!((st, code(&v)), (StatusCode::FORBIDDEN, "signed_viewer_required"), "{v}");
+    // Another seller's viewer is not this seller's.
+    let other = app.other_seller_key().await;
+    let (st, minted) = app
+        .call(
+            Method::POST,
+            "/v1/viewer-tokens",
+            Some(&other),
+            Some(json!({ "viewer_id": "ann" })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{minted}");
+    let (st, v) = app.reserve(&common::text(&minted, "token"), &oid, 1, "a").await;
+    assert_eq!((st, code(&v)), (StatusCode::FORBIDDEN, "signed_viewer_required"), "{v}");
+    let own = app.viewer_token("ann").await;
+    let (st, v) = app.reserve(&own, &oid, 1, "a").await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    assert_eq!(v["units_left"], json!(9), "the refused took nothing");
+
+    // Turned off, anonymous viewers buy again.
+    let (st, _) = app
+        .seller(
+            Method::PATCH,
+            "/v1/settings",
+            Some(json!({ "signed_viewers_only": false })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, v) = app.reserve(&anonymous, &oid, 1, "b").await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+}
 
 /// The probe: one client making a fresh anonymous viewer for every
 /// tap of a one-per-buyer offer holds no more than the per-address cap

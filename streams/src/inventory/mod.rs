@@ -134,6 +134,10 @@ pub enum Refusal {
     /// The request id was used before for another quantity.
     #[error("request id was already used with a different quantity")]
     RequestIdReused,
+    /// The seller sells to its own signed-in viewers only (decided before
+    /// the engine is asked).
+    #[error("this seller sells to its signed-in viewers only")]
+    SignedViewerRequired,
 }
 
 impl Refusal {
@@ -148,6 +152,7 @@ impl Refusal {
             Refusal::OverLimit { .. } => "over_buyer_limit",
             Refusal::OverGroupLimit { .. } => "over_address_limit",
             Refusal::RequestIdReused => "request_id_reused",
+            Refusal::SignedViewerRequired => "signed_viewer_required",
         }
     }
 }

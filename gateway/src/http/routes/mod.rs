@@ -10,6 +10,7 @@ mod ops;
 mod orders;
 mod pages;
 mod sandbox;
+mod settings;
 mod webhooks;
 mod widget;
 
@@ -32,6 +33,7 @@ pub fn router() -> Router<AppState> {
         .merge(ops::router())
         .merge(pages::router())
         .merge(sandbox::router())
+        .merge(settings::router())
         .merge(webhooks::router())
         .merge(widget::router())
         .merge(crate::realtime::router())
