@@ -43,8 +43,20 @@ async fn banks(env: &Env) -> Banks {
     Banks { cp, yk, st, app }
 }
 
-async fn connect(app: &TestApp, body: Value) -> Value {
-    let (status, v) = app.seller(Method::POST, "/v1/acquirers", Some(body)).await;
+/// Connects an account whose credentials the bank knows (Haul proves
+/// them with the bank first); the test then sets the account's
+/// notification address and behaviour at the emulator.
+async fn connect(b: &Banks, body: Value) -> Value {
+    let (account, secret) = (body["account"].as_str().unwrap(), body["secret"].as_str().unwrap());
+    match body["acquirer"].as_str().unwrap() {
+        "cloudpayments" => b.cp.site(account, secret, "", cp::Mode::Normal),
+        "yookassa" => b.yk.shop(account, secret, "", yk::Mode::Normal),
+        "stripe" => {
+            b.st.account(account, secret, "", body["webhook_secret"].as_str().unwrap())
+        }
+        other => panic!("no emulator for {other}"),
+    }
+    let (status, v) = b.app.seller(Method::POST, "/v1/acquirers", Some(body)).await;
     assert_eq!(status, StatusCode::CREATED, "{v}");
     v
 }
@@ -75,7 +87,7 @@ async fn refund(app: &TestApp, order: &str, amount: i64) -> (StatusCode, Value) 
 async fn cloudpayments_checks_pays_refunds_and_refuses_forgeries(env: Env) {
     let b = banks(&env).await;
     let acct = connect(
-        &b.app,
+        &b,
         json!({ "acquirer": "cloudpayments", "account": "pk_shop", "secret": "cp-api-secret",
                 "settings": { "taxation": "usn_income" } }),
     )
@@ -225,7 +237,7 @@ async fn cloudpayments_checks_pays_refunds_and_refuses_forgeries(env: Env) {
 async fn yookassa_captures_and_trusts_only_its_api(env: Env) {
     let b = banks(&env).await;
     let acct = connect(
-        &b.app,
+        &b,
         json!({ "acquirer": "yookassa", "account": "506751", "secret": "test_yk_key",
                 "settings": { "taxation": "osn" } }),
     )
@@ -351,14 +363,14 @@ async fn stripe_checkout_pays_by_signed_webhook_and_refunds(env: Env) {
         );
     }
     let acct = connect(
-        &b.app,
+        &b,
         json!({ "acquirer": "stripe", "account": "acct_1Shop", "secret": "sk_test_shop",
                 "webhook_secret": "whsec_endpoint_secret" }),
     )
     .await;
     assert!(!acct.to_string().contains("whsec_endpoint_secret") && !acct.to_string().contains("sk_test_shop"));
     let url = acct["notification_urls"]["notification"].as_str().unwrap();
-    b.st.account("sk_test_shop", url, "whsec_endpoint_secret");
+    b.st.account("acct_1Shop", "sk_test_shop", url, "whsec_endpoint_secret");
     b.st.bank.lock().unwrap().chaos = true;
 
     // A decline keeps Checkout open; expiry ends the attempt, the order stays open.
@@ -513,12 +525,12 @@ print("verified")
 async fn a_refusing_bank_hands_the_payment_to_another_bank(env: Env) {
     let b = banks(&env).await;
     let a = connect(
-        &b.app,
+        &b,
         json!({ "acquirer": "cloudpayments", "account": "pk_blocked", "secret": "s1", "priority": 1 }),
     )
     .await;
     let y = connect(
-        &b.app,
+        &b,
         json!({ "acquirer": "yookassa", "account": "777", "secret": "s2", "priority": 2 }),
     )
     .await;
@@ -569,11 +581,7 @@ async fn a_refusing_bank_hands_the_payment_to_another_bank(env: Env) {
 /// Idempotence-Key, which answers the payment made the first time.
 async fn an_unclear_yookassa_answer_is_settled_by_asking_again(env: Env) {
     let b = banks(&env).await;
-    let y = connect(
-        &b.app,
-        json!({ "acquirer": "yookassa", "account": "888", "secret": "s3" }),
-    )
-    .await;
+    let y = connect(&b, json!({ "acquirer": "yookassa", "account": "888", "secret": "s3" })).await;
     b.yk.shop(
         "888",
         "s3",
@@ -613,19 +621,15 @@ async fn an_unclear_yookassa_answer_is_settled_by_asking_again(env: Env) {
 /// API (and captures YooKassa's authorized payment) and the orders are paid.
 async fn lost_notifications_are_made_up_by_polling_each_bank(env: Env) {
     let b = banks(&env).await;
+    connect(&b, json!({ "acquirer": "yookassa", "account": "555", "secret": "s5" })).await;
     connect(
-        &b.app,
-        json!({ "acquirer": "yookassa", "account": "555", "secret": "s5" }),
-    )
-    .await;
-    connect(
-        &b.app,
+        &b,
         json!({ "acquirer": "stripe", "account": "acct_quiet", "secret": "sk_test_quiet", "webhook_secret": "whsec_q" }),
     )
     .await;
     let nowhere = "http://127.0.0.1:9/nowhere";
     b.yk.shop("555", "s5", nowhere, yk::Mode::Normal);
-    b.st.account("sk_test_quiet", nowhere, "whsec_q");
+    b.st.account("acct_quiet", "sk_test_quiet", nowhere, "whsec_q");
     let rub = checkout_session(&b.app, 10_000, "RUB").await;
     let eur = checkout_session(&b.app, 2_000, "EUR").await;
     for (cs, acquirer, good) in [(&rub, "yookassa", yk::GOOD_CARD), (&eur, "stripe", st::GOOD_CARD)] {
@@ -666,7 +670,7 @@ async fn yookassa_embedded_confirmation_runs_in_hauls_page(env: Env) {
         (StatusCode::BAD_REQUEST, Some("settings.confirmation"))
     );
     let y = connect(
-        &b.app,
+        &b,
         json!({ "acquirer": "yookassa", "account": "321", "secret": "s4", "settings": { "confirmation": "embedded" } }),
     )
     .await;
@@ -744,7 +748,7 @@ async fn stream_attempt(app: &TestApp, oid: &str, token: &str, hold: &str, acqui
 async fn stream_purchases_pay_at_a_bank_and_never_oversell(env: Env) {
     let b = banks(&env).await;
     let a = connect(
-        &b.app,
+        &b,
         json!({ "acquirer": "cloudpayments", "account": "pk_live", "secret": "live-secret" }),
     )
     .await;
@@ -811,11 +815,7 @@ async fn stream_purchases_pay_at_a_bank_and_never_oversell(env: Env) {
 /// whose order expired meanwhile is let go (cancelled), never captured.
 async fn an_authorization_for_an_expired_order_is_let_go(env: Env) {
     let b = banks(&env).await;
-    let y = connect(
-        &b.app,
-        json!({ "acquirer": "yookassa", "account": "4242", "secret": "ks" }),
-    )
-    .await;
+    let y = connect(&b, json!({ "acquirer": "yookassa", "account": "4242", "secret": "ks" })).await;
     b.yk.shop(
         "4242",
         "ks",

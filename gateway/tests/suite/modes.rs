@@ -5,6 +5,7 @@
 
 use crate::common;
 
+use crate::emulators::{cloudpayments as cp, tbank as tb, yookassa as yk};
 use common::{Env, TestApp};
 use payments::sandbox;
 use payments::store::NewOrder;
@@ -21,8 +22,53 @@ on_both_backends!(
 
 const SECRET: &str = "sandbox-test-secret-sandbox-test-secret";
 
-async fn app(env: &Env) -> TestApp {
-    TestApp::start(env, &[("HAUL_SANDBOX_SECRET", SECRET)]).await
+/// A node whose banks are emulators that know every account these tests
+/// connect (Haul proves credentials with the bank first).
+struct Node {
+    app: TestApp,
+    _cp: cp::Emulator,
+    _yk: yk::Emulator,
+    _tb: tb::Emulator,
+}
+
+impl std::ops::Deref for Node {
+    type Target = TestApp;
+    fn deref(&self) -> &TestApp {
+        &self.app
+    }
+}
+
+async fn app(env: &Env) -> Node {
+    let (cp, yk, tb) = (
+        cp::Emulator::start().await,
+        yk::Emulator::start().await,
+        tb::Emulator::start().await,
+    );
+    cp.site("pk_0a1b2c3d", "cp-secret", "", cp::Mode::Normal);
+    for (shop, key) in [
+        ("506753", "test_abc"),
+        ("506754", "live_abc"),
+        ("506755", "plain-secret"),
+    ] {
+        yk.shop(shop, key, "", yk::Mode::Normal);
+    }
+    tb.terminal("1616425234578DEMO", "pw", tb::Mode::Normal);
+    let app = TestApp::start(
+        env,
+        &[
+            ("HAUL_SANDBOX_SECRET", SECRET),
+            ("HAUL_CLOUDPAYMENTS_URL", &cp.base),
+            ("HAUL_YOOKASSA_URL", &yk.api()),
+            ("HAUL_TBANK_URL", &tb.api()),
+        ],
+    )
+    .await;
+    Node {
+        app,
+        _cp: cp,
+        _yk: yk,
+        _tb: tb,
+    }
 }
 
 fn code(v: &Value) -> &str {
@@ -270,6 +316,19 @@ async fn bank_credentials_of_the_other_mode_are_refused(env: Env) {
             live_account = common::text(&v, "id");
         }
     }
+    // Where the bank itself says which mode (YooKassa's GET /me), a key
+    // whose format does not tell is checked by what the bank says.
+    let (c, v) = connect(
+        &live,
+        json!({ "acquirer": "yookassa", "account": "506755", "secret": "plain-secret" }),
+    )
+    .await;
+    assert_eq!(
+        (c, v["error"]["field"].clone()),
+        (StatusCode::BAD_REQUEST, json!("account")),
+        "{v}"
+    );
+    assert!(v["error"]["message"].as_str().unwrap().contains("test account"), "{v}");
     // A live account's secret cannot be swapped for a test key either.
     let (c, v) = app
         .call(

@@ -388,7 +388,10 @@ async fn the_checkout_overlay_closes_by_button_and_escape(env: Env) {
 /// The same widget in live mode: no test cards, no "test mode", and only
 /// the seller's live banks — none at all before one is connected.
 async fn a_live_checkout_page_has_no_test_cards(env: Env) {
-    let app = TestApp::start(&env, &[]).await;
+    use emulators::cloudpayments as cp;
+    let bank = cp::Emulator::start().await;
+    bank.site("pk_live_shop", "cp-secret", "", cp::Mode::Normal);
+    let app = TestApp::start(&env, &[("HAUL_CLOUDPAYMENTS_URL", &bank.base)]).await;
     let (_, live) = app.live_key().await;
     let offered = async |session: &str, name: &str| {
         let (host, _server) = host_site(&app.base, session).await;
@@ -559,9 +562,22 @@ async fn a_shop_on_another_origin_takes_a_payment_through_the_widget(env: Env) {
 /// the buyer pays on CloudPayments' page (its emulator) inside the overlay
 /// and comes back to the outcome.
 async fn the_widget_pays_through_a_sellers_bank(env: Env) {
-    use emulators::cloudpayments as cp;
+    use emulators::{cloudpayments as cp, stripe as st, yookassa as yk};
     let bank = cp::Emulator::start().await;
-    let app = TestApp::start(&env, &[("HAUL_CLOUDPAYMENTS_URL", &bank.base)]).await;
+    let (stripe, yookassa) = (st::Emulator::start().await, yk::Emulator::start().await);
+    // Each bank knows the credentials (Haul proves them before connecting).
+    bank.site("pk_widget", "cp-secret", "", cp::Mode::Normal);
+    stripe.account("acct_w", "sk_test_w", "", "whsec_w");
+    yookassa.shop("999", "off", "", yk::Mode::Normal);
+    let app = TestApp::start(
+        &env,
+        &[
+            ("HAUL_CLOUDPAYMENTS_URL", &bank.base),
+            ("HAUL_STRIPE_URL", &stripe.base),
+            ("HAUL_YOOKASSA_URL", &yookassa.api()),
+        ],
+    )
+    .await;
     let mut notify = String::new();
     for body in [
         json!({ "acquirer": "cloudpayments", "account": "pk_widget", "secret": "cp-secret" }),

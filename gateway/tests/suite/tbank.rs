@@ -33,7 +33,9 @@ async fn connect(app: &TestApp, terminal: &str, password: &str, priority: i64) -
 async fn sellers_connect_terminals_whose_secrets_never_come_back(env: Env) {
     let emu = Emulator::start().await;
     let app = app(&env, &emu).await;
+    emu.terminal("TerminalA", "password-of-a", Mode::Normal);
     let a = connect(&app, "TerminalA", "password-of-a", 1).await;
+    assert_eq!(emu.calls("CheckOrder", "TerminalA"), 1, "the bank proved the password");
     assert!(!a.to_string().contains("password-of-a"), "{a}");
     assert_eq!((a["enabled"].as_bool(), a["priority"].as_i64()), (Some(true), Some(1)));
     let (_, list) = app.seller(Method::GET, "/v1/acquirers", None).await;
@@ -76,19 +78,58 @@ async fn sellers_connect_terminals_whose_secrets_never_come_back(env: Env) {
             "{v}"
         );
     }
-    // One terminal belongs to one seller.
-    let (st, v) = app
-        .seller(
-            Method::POST,
-            "/v1/acquirers",
-            Some(json!({ "acquirer": "tbank", "account": "TerminalA", "secret": "x" })),
-        )
-        .await;
+    // A terminal is claimed only with its password, and a failed claim
+    // says nothing about whether someone else connected it: a stranger
+    // guessing at a competitor's terminal hears what a typo hears.
+    let stranger = app.other_seller_key().await;
+    emu.terminal("Unclaimed", "unclaimed-password", Mode::Normal);
+    let claim = |key: String, terminal: &'static str, password: &'static str| {
+        let app = &app;
+        async move {
+            app.call(
+                Method::POST,
+                "/v1/acquirers",
+                Some(&key),
+                Some(json!({ "acquirer": "tbank", "account": terminal, "secret": password })),
+            )
+            .await
+        }
+    };
+    let (st, squatted) = claim(stranger.clone(), "TerminalA", "guess").await;
+    assert_eq!(
+        (
+            st,
+            squatted["error"]["code"].as_str(),
+            squatted["error"]["field"].as_str()
+        ),
+        (StatusCode::BAD_REQUEST, Some("invalid_field"), Some("secret")),
+        "{squatted}"
+    );
+    let (_, typo) = claim(stranger.clone(), "Unclaimed", "guess").await;
+    assert_eq!(typo, squatted, "a failed claim reveals nothing about other sellers");
+    let (_, own_typo) = claim(app.key.clone(), "TerminalA", "guess").await;
+    assert_eq!(own_typo, squatted);
+    // Only someone who holds the password learns the terminal is taken.
+    let (st, v) = claim(stranger, "TerminalA", "password-of-a").await;
     assert_eq!(
         (st, v["error"]["code"].as_str()),
         (StatusCode::CONFLICT, Some("account_taken"))
     );
+    // A new password is proved like the first.
     let id = a["id"].as_str().unwrap();
+    let (st, v) = app
+        .seller(
+            Method::PATCH,
+            &format!("/v1/acquirers/{id}"),
+            Some(json!({ "secret": "not-the-new-password" })),
+        )
+        .await;
+    assert_eq!(
+        (st, v["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("secret")),
+        "{v}"
+    );
+    emu.terminal("TerminalA", "new-password", Mode::Normal);
     let (st, v) = app
         .seller(
             Method::PATCH,
@@ -103,6 +144,23 @@ async fn sellers_connect_terminals_whose_secrets_never_come_back(env: Env) {
     assert_eq!(st, StatusCode::OK);
     let (st, _) = app.seller(Method::GET, &format!("/v1/acquirers/{id}"), None).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
+
+    // A bank that cannot be reached proves nothing: try again later.
+    let offline = TestApp::start(&Env::embedded().await, &[("HAUL_TBANK_URL", "http://127.0.0.1:9")]).await;
+    let (st, v) = offline
+        .seller(
+            Method::POST,
+            "/v1/acquirers",
+            Some(json!({ "acquirer": "tbank", "account": "TerminalB", "secret": "pw" })),
+        )
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::BAD_GATEWAY, Some("acquirer_unavailable")),
+        "{v}"
+    );
+    let (_, list) = offline.seller(Method::GET, "/v1/acquirers", None).await;
+    assert_eq!(list["data"], json!([]));
 }
 
 async fn a_checkout_pays_through_tbank_and_refunds_through_cancel(env: Env) {

@@ -281,6 +281,23 @@ impl Acquirer for Site {
 
     /// `/payments/find` by our `InvoiceId` (the order's id does not name
     /// the transaction).
+    /// The API's `/test` method: `Success` under the site's Public ID and
+    /// API secret only.
+    fn verify(&self) -> Call {
+        self.call("/test", None, json!({}))
+    }
+
+    fn parse_verify(&self, _account: &str, http_status: u16, body: &[u8]) -> Result<super::Proof, AnswerError> {
+        if http_status == 401 || http_status == 403 {
+            return Err(AnswerError::Http(http_status));
+        }
+        let v = answer(http_status, body)?;
+        match v["Success"].as_bool() {
+            Some(true) => Ok(super::Proof { livemode: None }),
+            _ => Err(AnswerError::Refused("refused".into(), message(&v))),
+        }
+    }
+
     fn lookup(&self, reference: &str, _acquirer_ref: &str) -> Call {
         self.call("/payments/find", None, json!({ "InvoiceId": reference }))
     }

@@ -120,6 +120,13 @@ pub struct Payment {
     pub amount_minor: Option<i64>,
 }
 
+/// What a bank's answer to a credentials check proved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Proof {
+    /// Whether the bank says the account is live (`None`: it does not say).
+    pub livemode: Option<bool>,
+}
+
 /// What a status query found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {
@@ -199,6 +206,13 @@ pub trait Acquirer: Send + Sync {
     /// same refund harmless where the bank supports it.
     fn refund(&self, payment_id: &str, amount_minor: i64, currency: &str, key: &str) -> Call;
     fn parse_refund(&self, http_status: u16, body: &[u8]) -> Result<(), AnswerError>;
+    /// A call only the holder of these credentials gets a yes to, changing
+    /// nothing at the bank: what proves an account is the seller's before
+    /// it is connected.
+    fn verify(&self) -> Call;
+    /// Whether the answer to [`Acquirer::verify`] proves the credentials
+    /// are those of `account` (the id the seller gave).
+    fn parse_verify(&self, account: &str, http_status: u16, body: &[u8]) -> Result<Proof, AnswerError>;
     /// A call a payment in this status needs before it is paid (YooKassa's
     /// capture of an authorized payment); its answer reads like a lookup.
     fn capture(&self, _payment: &Payment, _amount_minor: i64, _currency: &str) -> Option<Call> {

@@ -180,6 +180,22 @@ impl Acquirer for Account {
     }
 
     /// The session by id.
+    /// `GET /v1/account`: the account the secret key belongs to.
+    fn verify(&self) -> Call {
+        self.call(Method::Get, "/v1/account".into(), None, Body::Empty)
+    }
+
+    fn parse_verify(&self, account: &str, http_status: u16, body: &[u8]) -> Result<super::Proof, AnswerError> {
+        let v = answer(http_status, body)?;
+        if http_status >= 400 {
+            return Err(AnswerError::Http(http_status));
+        }
+        if v["id"].as_str() != Some(account) {
+            return Err(AnswerError::Field("id"));
+        }
+        Ok(super::Proof { livemode: None })
+    }
+
     fn lookup(&self, _reference: &str, acquirer_ref: &str) -> Call {
         self.call(
             Method::Get,

@@ -338,6 +338,26 @@ impl Acquirer for Terminal {
         }
     }
 
+    /// `CheckOrder` of an order id no payment has: a signed request the
+    /// bank answers `Success` to only under the terminal's password.
+    fn verify(&self) -> Call {
+        post(
+            "CheckOrder",
+            check_order_body(self, &format!("haul-check-{}", crate::ids::random_body())),
+        )
+    }
+
+    fn parse_verify(&self, account: &str, http_status: u16, body: &[u8]) -> Result<super::Proof, AnswerError> {
+        if http_status >= 500 {
+            return Err(AnswerError::Http(http_status));
+        }
+        let v = successful_answer(self, body)?;
+        if v["TerminalKey"].as_str().is_some_and(|k| k != account) {
+            return Err(AnswerError::Field("TerminalKey"));
+        }
+        Ok(super::Proof { livemode: None })
+    }
+
     fn map_status(&self, status: &str) -> Mapped {
         map_status(status)
     }

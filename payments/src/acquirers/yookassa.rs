@@ -255,6 +255,22 @@ impl Acquirer for Shop {
     }
 
     /// The payment by id.
+    /// `GET /me`: the shop the key belongs to, and whether it is a test
+    /// shop.
+    fn verify(&self) -> Call {
+        self.call(Method::Get, "/me".into(), None, Body::Empty)
+    }
+
+    fn parse_verify(&self, account: &str, http_status: u16, body: &[u8]) -> Result<super::Proof, AnswerError> {
+        let v = object(http_status, body)?;
+        if v["account_id"].as_str() != Some(account) {
+            return Err(AnswerError::Field("account_id"));
+        }
+        Ok(super::Proof {
+            livemode: v["test"].as_bool().map(|test| !test),
+        })
+    }
+
     fn lookup(&self, _reference: &str, acquirer_ref: &str) -> Call {
         self.call(Method::Get, format!("/payments/{acquirer_ref}"), None, Body::Empty)
     }

@@ -7,6 +7,7 @@ use crate::checkout::{self, NewSession, Session};
 use crate::outbox::{self, Attempted, DeliveryView, Due, Endpoint};
 use crate::state::OrderState;
 use crate::store::Order;
+use secrecy::ExposeSecret;
 
 use super::{Error, Payments, Result};
 
@@ -48,10 +49,77 @@ impl Payments {
         })
     }
 
+    /// Proves the credentials are the account's by a call to its bank that
+    /// only their holder gets a yes to (and, where the bank says, that the
+    /// account is of the seller's mode). A refusal says nothing about who
+    /// else may have connected the account.
+    async fn prove(
+        &self,
+        seller: &str,
+        acquirer: &str,
+        account: &str,
+        secret: &str,
+        settings: &serde_json::Value,
+    ) -> Result<()> {
+        let first = secret.split('\n').next().unwrap_or_default();
+        let creds = Credentials {
+            account: Account {
+                id: String::new(),
+                acquirer: acquirer.to_owned(),
+                account: account.to_owned(),
+                settings: settings.clone(),
+                priority: 0,
+                enabled: true,
+                created_at: 0,
+                updated_at: 0,
+            },
+            seller_id: seller.to_owned(),
+            secret: first.to_owned().into(),
+            webhook_secret: None,
+        };
+        let Some(bank) = crate::acquirers::for_account(&creds) else {
+            return Err(Error::Invalid {
+                field: "acquirer",
+                message: format!("one of: {}", accounts::ACQUIRERS.join(", ")),
+            });
+        };
+        let unreachable = || {
+            Error::bank(
+                "acquirer_unavailable",
+                format!("could not reach {acquirer} to check the credentials; try again"),
+            )
+        };
+        let (status, body) = self
+            .transport()
+            .send(bank.bank(), bank.verify())
+            .await
+            .map_err(|_| unreachable())?;
+        match bank.parse_verify(account, status, &body) {
+            Ok(proof) => match proof.livemode {
+                Some(live) if live != self.livemode(seller).await? => Err(Error::Invalid {
+                    field: "account",
+                    message: format!(
+                        "{acquirer} says this is a {} account: connect it in that mode",
+                        if live { "live" } else { "test" }
+                    ),
+                }),
+                _ => Ok(()),
+            },
+            Err(crate::acquirers::AnswerError::Http(s)) if s >= 500 || s == 429 => Err(unreachable()),
+            Err(_) => Err(Error::Invalid {
+                field: "secret",
+                message: format!("{acquirer} did not accept these credentials for this account"),
+            }),
+        }
+    }
+
     /// Connects a bank account (its secret sealed at rest) to the seller's
-    /// mode; credentials of the other mode are refused.
+    /// mode, once its bank has accepted the credentials; credentials of
+    /// the other mode are refused.
     pub async fn connect_account(&self, seller: &str, new: &NewAccount<'_>) -> Result<Account> {
         self.same_mode(seller, new.acquirer, new.account, new.secret).await?;
+        self.prove(seller, new.acquirer, new.account, new.secret, new.settings)
+            .await?;
         accounts::create(&self.pool, &self.vault, seller, new, self.now())
             .await
             .map_err(account_error)
@@ -79,8 +147,16 @@ impl Payments {
 
     pub async fn change_account(&self, seller: &str, id: &str, change: &Change<'_>) -> Result<Account> {
         if let Some(secret) = change.secret {
-            let now = self.account(seller, id).await?;
-            self.same_mode(seller, &now.acquirer, &now.account, secret).await?;
+            let now = self.account_credentials(seller, id).await?;
+            self.same_mode(seller, &now.account.acquirer, &now.account.account, secret)
+                .await?;
+            // A new API secret is proved like the first (a new webhook
+            // secret alone is not the bank's to check).
+            if secret.split('\n').next() != Some(now.secret.expose_secret()) {
+                let settings = change.settings.unwrap_or(&now.account.settings);
+                self.prove(seller, &now.account.acquirer, &now.account.account, secret, settings)
+                    .await?;
+            }
         }
         accounts::update(&self.pool, &self.vault, seller, id, change, self.now())
             .await

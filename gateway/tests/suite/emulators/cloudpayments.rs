@@ -1,4 +1,5 @@
-//! The bank's side of CloudPayments, for tests: `/orders/create` (an order
+//! The bank's side of CloudPayments, for tests: `/test` (credentials),
+//! `/orders/create` (an order
 //! with a hosted page), `/payments/find`, `/payments/refund`, and the
 //! notifications a payment sends to the site's addresses — Check first
 //! (a refusal stops the payment), then Pay or Fail — signed with
@@ -117,6 +118,7 @@ impl Emulator {
             http: reqwest::Client::new(),
         };
         let app = Router::new()
+            .route("/test", post(test_method))
             .route("/orders/create", post(create))
             .route("/payments/find", post(find))
             .route("/payments/refund", post(refund))
@@ -202,6 +204,15 @@ fn authenticate(bank: &mut Bank, path: &str, headers: &HeaderMap) -> Result<Stri
     match bank.sites.get(&id) {
         Some((s, _)) if *s == secret => Ok(id),
         _ => Err(denied()),
+    }
+}
+
+/// The API's `/test` method: `Success` under a known site's credentials.
+async fn test_method(State(emu): State<Emulator>, headers: HeaderMap) -> Response {
+    let mut bank = emu.bank.lock().unwrap();
+    match authenticate(&mut bank, "/test", &headers) {
+        Ok(_) => Json(json!({ "Success": true, "Message": "5c7f1b1a-test" })).into_response(),
+        Err(r) => *r,
     }
 }
 

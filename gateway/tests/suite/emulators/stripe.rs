@@ -1,4 +1,5 @@
-//! The bank's side of Stripe Checkout, for tests: Checkout Sessions created
+//! The bank's side of Stripe Checkout, for tests: `GET /v1/account` (the
+//! account of a key), Checkout Sessions created
 //! from form-encoded bodies with an `Idempotency-Key` (a repeat answers the
 //! first result), retrieved by id, refunds of their PaymentIntent, a hosted
 //! page, and webhook events to the account's endpoint signed with
@@ -26,6 +27,8 @@ pub const GOOD_CARD: &str = "4242424242424242";
 pub struct Bank {
     /// Secret key → (webhook endpoint, its signing secret).
     pub accounts: HashMap<String, (String, String)>,
+    /// Secret key → the account's id (`acct_…`).
+    pub ids: HashMap<String, String>,
     /// Session id → (secret key, session object).
     pub sessions: HashMap<String, (String, Value)>,
     pub answered: HashMap<(String, String), Value>,
@@ -73,6 +76,7 @@ impl Emulator {
             http: reqwest::Client::new(),
         };
         let app = Router::new()
+            .route("/v1/account", get(account))
             .route("/v1/checkout/sessions", post(create))
             .route("/v1/checkout/sessions/{id}", get(read))
             .route("/v1/refunds", post(refund))
@@ -82,12 +86,12 @@ impl Emulator {
         emu
     }
 
-    pub fn account(&self, key: &str, endpoint: &str, signing_secret: &str) {
-        self.bank
-            .lock()
-            .unwrap()
-            .accounts
-            .insert(key.into(), (endpoint.into(), signing_secret.into()));
+    /// The account `id` (`acct_…`) with its secret key, webhook endpoint
+    /// and the endpoint's signing secret.
+    pub fn account(&self, id: &str, key: &str, endpoint: &str, signing_secret: &str) {
+        let mut b = self.bank.lock().unwrap();
+        b.accounts.insert(key.into(), (endpoint.into(), signing_secret.into()));
+        b.ids.insert(key.into(), id.into());
     }
 
     pub fn sessions(&self) -> Vec<Value> {
@@ -157,6 +161,15 @@ impl Emulator {
             s["status"] = "expired".into();
         }
         self.send(id, "checkout.session.expired").await
+    }
+}
+
+/// `GET /v1/account`: the account the secret key belongs to.
+async fn account(State(emu): State<Emulator>, headers: HeaderMap) -> Response {
+    let mut bank = emu.bank.lock().unwrap();
+    match authenticate(&mut bank, "/v1/account", &headers) {
+        Ok(key) => Json(json!({ "id": bank.ids[&key], "object": "account", "charges_enabled": true })).into_response(),
+        Err(r) => *r,
     }
 }
 

@@ -1,4 +1,5 @@
-//! The bank's side of YooKassa API v3, for tests: payments created with an
+//! The bank's side of YooKassa API v3, for tests: `GET /me` (the shop of a
+//! key, and whether it is a test shop), payments created with an
 //! `Idempotence-Key` (a repeat answers the first result), a redirect
 //! confirmation page, capture, cancellation of an authorized payment, refunds, and unsigned notifications to the
 //! shop's address; an `embedded` confirmation answers a token instead of
@@ -83,6 +84,7 @@ impl Emulator {
             http: reqwest::Client::new(),
         };
         let app = Router::new()
+            .route("/v3/me", get(me))
             .route("/v3/payments", post(create))
             .route("/v3/payments/{id}", get(read))
             .route("/v3/payments/{id}/capture", post(capture))
@@ -157,6 +159,20 @@ fn authenticate(bank: &mut Bank, call: &str, headers: &HeaderMap) -> Result<Stri
     match bank.shops.get(&shop) {
         Some((k, _)) if *k == key => Ok(shop),
         _ => Err(denied()),
+    }
+}
+
+/// `GET /me`: the shop the key belongs to; a shop is a test shop unless
+/// its key is a live one (`live_…`).
+async fn me(State(emu): State<Emulator>, headers: HeaderMap) -> Response {
+    let mut bank = emu.bank.lock().unwrap();
+    match authenticate(&mut bank, "me", &headers) {
+        Ok(shop) => {
+            let live = bank.shops[&shop].0.starts_with("live_");
+            Json(json!({ "account_id": shop, "test": !live, "status": "enabled", "fiscalization_enabled": true }))
+                .into_response()
+        }
+        Err(r) => *r,
     }
 }
 
