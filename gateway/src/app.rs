@@ -379,7 +379,11 @@ pub fn router(state: AppState) -> Router {
     routes::router()
         .fallback(|| async { ApiError::NotFound("route") })
         .method_not_allowed_fallback(|| async {
-            ApiError::bad_request("method_not_allowed", "this route does not take that method").into_response()
+            // 405, with the route's `Allow` header (added by the router).
+            let mut resp =
+                ApiError::bad_request("method_not_allowed", "this route does not take that method").into_response();
+            *resp.status_mut() = axum::http::StatusCode::METHOD_NOT_ALLOWED;
+            resp
         })
         .layer(middleware::from_fn_with_state(
             state.clone(),

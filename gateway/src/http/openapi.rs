@@ -247,7 +247,7 @@ pub const OPERATIONS: &[Op] = &[
         "/v1/settings",
         "Change settings: signed_viewers_only (anonymous viewers may watch but not hold)",
         Auth::Seller,
-        None,
+        Some("SettingsChange"),
         200,
     ),
     op(
@@ -255,7 +255,7 @@ pub const OPERATIONS: &[Op] = &[
         "/v1/widget-origins",
         "Set the origins allowed to frame the checkout page and receive its outcome",
         Auth::Seller,
-        None,
+        Some("Origins"),
         200,
     ),
     op(
@@ -287,7 +287,7 @@ pub const OPERATIONS: &[Op] = &[
         "/v1/checkout/signed",
         "A checkout session from parameters signed with the seller's widget secret",
         Auth::None,
-        None,
+        Some("SignedCheckout"),
         201,
     ),
     op(
@@ -295,7 +295,7 @@ pub const OPERATIONS: &[Op] = &[
         "/v1/orders/{id}/refunds",
         "Refund part or all of a paid order",
         Auth::Seller,
-        None,
+        Some("NewRefund"),
         201,
     ),
     op(
@@ -319,7 +319,7 @@ pub const OPERATIONS: &[Op] = &[
         "/v1/acquirers",
         "Connect an account at an acquiring bank (its secret is sealed and never returned)",
         Auth::Seller,
-        None,
+        Some("NewAcquirerAccount"),
         201,
     ),
     op(
@@ -336,7 +336,7 @@ pub const OPERATIONS: &[Op] = &[
         "/v1/acquirers/{id}",
         "Reorder, enable or disable a bank account, or replace its secret or webhook secret",
         Auth::Seller,
-        None,
+        Some("AcquirerChange"),
         200,
     ),
     op(
@@ -445,6 +445,82 @@ pub const OPERATIONS: &[Op] = &[
         200,
     ),
     op("get", "/metrics", "Prometheus metrics", Auth::None, None, 200),
+    op(
+        "post",
+        "/v1/checkout/sessions/{id}/attempts",
+        "The buyer starts paying a session (its id is the capability)",
+        Auth::None,
+        Some("PayWith"),
+        201,
+    ),
+    op(
+        "post",
+        "/v1/webhook-endpoints/{id}/rotate",
+        "A new signing secret (shown once); the old one signs beside it for 24 h",
+        Auth::Seller,
+        None,
+        200,
+    ),
+    op(
+        "get",
+        "/v1/webhook-endpoints/{id}/deliveries",
+        "The endpoint's delivery log",
+        Auth::Seller,
+        None,
+        200,
+    ),
+    op(
+        "post",
+        "/v1/webhook-endpoints/{id}/deliveries/{message}/resend",
+        "Send a message to the endpoint again",
+        Auth::Seller,
+        None,
+        200,
+    ),
+    op("get", "/watch/{id}", "The viewer page of a stream (HTML)", Auth::None, None, 200),
+    op("get", "/checkout/{id}", "The checkout page of a session (HTML)", Auth::None, None, 200),
+    op("get", "/widget.js", "The embeddable checkout widget (JavaScript)", Auth::None, None, 200),
+    op("get", "/assets/{name}", "The pages' scripts and styles", Auth::None, None, 200),
+    op(
+        "get",
+        "/sandbox/pay/{attempt}",
+        "The sandbox acquirer's card page (HTML; test mode only)",
+        Auth::None,
+        None,
+        200,
+    ),
+    op(
+        "post",
+        "/sandbox/pay/{attempt}",
+        "The sandbox card page's form (test cards only)",
+        Auth::None,
+        None,
+        200,
+    ),
+    op(
+        "post",
+        "/sandbox/challenge/{attempt}",
+        "The sandbox's 3-D Secure challenge form",
+        Auth::None,
+        None,
+        200,
+    ),
+    op(
+        "get",
+        "/yookassa/confirm/{attempt}",
+        "YooKassa's embedded confirmation of an attempt (HTML)",
+        Auth::None,
+        None,
+        200,
+    ),
+    op(
+        "get",
+        "/connection/websocket",
+        "The viewer realtime protocol (Centrifugo's JSON protocol over WebSocket)",
+        Auth::None,
+        None,
+        101,
+    ),
     op("get", "/openapi.json", "This document", Auth::None, None, 200),
 ];
 
@@ -510,23 +586,190 @@ fn schemas() -> Value {
         "MintToken": { "type": "object", "required": ["viewer_id"], "additionalProperties": false,
             "properties": { "viewer_id": { "type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$" },
                 "ttl_seconds": { "type": "integer", "minimum": 60, "maximum": 604800 } } },
+        "SettingsChange": { "type": "object", "additionalProperties": false,
+            "properties": { "signed_viewers_only": { "type": "boolean" } } },
+        "Origins": { "type": "object", "required": ["origins"], "additionalProperties": false,
+            "properties": { "origins": { "type": "array", "maxItems": 20,
+                "items": { "type": "string", "description": "scheme://host[:port]" } } } },
+        "SignedCheckout": { "type": "object", "required": ["seller", "amount_minor", "currency", "reference",
+                "success_url", "cancel_url", "expires", "signature"],
+            "description": "Every value a string; signature = hex HMAC-SHA256 with the widget secret over the other parameters sorted by key as key=value lines.",
+            "additionalProperties": { "type": "string" },
+            "properties": { "seller": { "type": "string" }, "amount_minor": { "type": "string" },
+                "currency": { "type": "string" }, "reference": { "type": "string" },
+                "success_url": { "type": "string" }, "cancel_url": { "type": "string" },
+                "expires": { "type": "string" }, "signature": { "type": "string" } } },
+        "NewRefund": { "type": "object", "additionalProperties": false,
+            "properties": { "amount_minor": { "type": "integer", "minimum": 1, "description": "omitted: all that is left" },
+                "reason": { "type": "string", "maxLength": 500 } } },
+        "NewAcquirerAccount": { "type": "object", "required": ["acquirer", "account", "secret"], "additionalProperties": false,
+            "description": "The credentials are proved with the bank before the account is stored.",
+            "properties": { "acquirer": { "type": "string", "enum": ["tbank", "cloudpayments", "yookassa", "stripe"] },
+                "account": { "type": "string", "minLength": 1 }, "secret": { "type": "string", "minLength": 1 },
+                "webhook_secret": { "type": "string", "description": "Stripe: the endpoint's whsec_ secret" },
+                "settings": { "type": "object" }, "priority": { "type": "integer", "minimum": 1 },
+                "enabled": { "type": "boolean" } } },
+        "AcquirerChange": { "type": "object", "additionalProperties": false,
+            "properties": { "secret": { "type": "string" }, "webhook_secret": { "type": "string" },
+                "settings": { "type": "object" }, "priority": { "type": "integer", "minimum": 1 },
+                "enabled": { "type": "boolean" } } },
+        "PayWith": { "type": "object", "required": ["acquirer"], "additionalProperties": false,
+            "properties": { "acquirer": { "type": "string" }, "customer_email": { "type": "string" } } },
+        "Object": { "type": "object", "description": "an API object", "properties": { "livemode": { "type": "boolean" } } },
+        "ModeObject": { "type": "object", "required": ["livemode"], "description": "an API object of one mode",
+            "properties": { "livemode": { "type": "boolean" } } },
+        "List": { "type": "object", "required": ["data", "livemode"], "properties": {
+            "data": { "type": "array", "items": { "$ref": "#/components/schemas/ModeObject" } },
+            "next_before": { "type": ["integer", "null"], "description": "the cursor of the next page" },
+            "livemode": { "type": "boolean" } } },
+        "CloudPaymentsCode": { "type": "object", "required": ["code"],
+            "properties": { "code": { "type": "integer", "description": "0: taken; any other refuses (a Check stops the payment)" } } },
+        "Received": { "type": "object", "required": ["received", "outcome"], "properties": {
+            "received": { "type": "boolean" }, "outcome": { "type": "string" } } },
         "Reserve": { "type": "object", "required": ["quantity", "request_id"], "additionalProperties": false,
             "properties": { "quantity": { "type": "integer", "minimum": 1, "maximum": 1000 },
                 "request_id": { "type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$" } } }
     })
 }
 
+/// What an operation answers on success.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// A JSON object; one of a mode (`livemode`) when `mode`.
+    Object {
+        mode: bool,
+    },
+    List,
+    Text,
+    Html,
+    Script,
+    Asset,
+    Nothing,
+    CloudPayments,
+    Received,
+    Upgrade,
+}
+
+fn answer_of(o: &Op) -> Answer {
+    let p = o.path;
+    let listed = [
+        "/v1/streams",
+        "/v1/streams/{id}/lots",
+        "/v1/streams/{id}/offers",
+        "/v1/checkout/sessions",
+        "/v1/acquirers",
+        "/v1/webhook-endpoints",
+        "/v1/webhook-endpoints/{id}/deliveries",
+    ];
+    match o.method {
+        _ if p == "/metrics" || p == "/v1/callbacks/tbank" => Answer::Text,
+        _ if p.starts_with("/v1/callbacks/cloudpayments/") => Answer::CloudPayments,
+        _ if p.starts_with("/v1/callbacks/yookassa/") => Answer::Nothing,
+        _ if p.starts_with("/v1/callbacks/") => Answer::Received,
+        "get" if listed.contains(&p) => Answer::List,
+        _ if p == "/widget.js" => Answer::Script,
+        _ if p == "/assets/{name}" => Answer::Asset,
+        _ if p == "/connection/websocket" => Answer::Upgrade,
+        _ if !p.starts_with("/v1/") && !["/healthz", "/readyz", "/openapi.json"].contains(&p) => Answer::Html,
+        _ => Answer::Object {
+            mode: !matches!(o.auth, Auth::None) || p.starts_with("/v1/public/") || p.starts_with("/v1/checkout/"),
+        },
+    }
+}
+
+fn json_of(schema: &str) -> Value {
+    json!({ "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } })
+}
+
+/// Every answer an operation gives: its success, and each error status it
+/// can answer, with its body.
+fn responses(o: &Op) -> Value {
+    let answer = answer_of(o);
+    let success = match answer {
+        Answer::Object { mode: true } => json!({ "description": "success", "content": json_of("ModeObject") }),
+        Answer::Object { mode: false } => json!({ "description": "success", "content": json_of("Object") }),
+        Answer::List => json!({ "description": "one page, newest first", "content": json_of("List") }),
+        Answer::Text => {
+            json!({ "description": "success", "content": { "text/plain": { "schema": { "type": "string" } } } })
+        }
+        Answer::Html => {
+            json!({ "description": "the page", "content": { "text/html": { "schema": { "type": "string" } } } })
+        }
+        Answer::Script => json!({ "description": "the script",
+            "content": { "text/javascript": { "schema": { "type": "string" } } } }),
+        Answer::Asset => json!({ "description": "the file", "content": {
+            "text/javascript": { "schema": { "type": "string" } }, "text/css": { "schema": { "type": "string" } } } }),
+        Answer::Nothing => json!({ "description": "acknowledged" }),
+        Answer::CloudPayments => {
+            json!({ "description": "the answer to CloudPayments", "content": json_of("CloudPaymentsCode") })
+        }
+        Answer::Received => {
+            json!({ "description": "taken (applied, duplicate or past)", "content": json_of("Received") })
+        }
+        Answer::Upgrade => json!({ "description": "switching to WebSocket" }),
+    };
+    let mut out = Map::new();
+    out.insert(o.success.to_string(), success.clone());
+    if o.success == 201 {
+        // A replay of the same creation, or the same hold's order again.
+        out.insert("200".into(), success);
+    }
+    // Errors are Haul's JSON error; the pages, forms, plain-text callbacks
+    // and the WebSocket upgrade may answer theirs as text or a page.
+    let error = |what: &str| -> Value {
+        let json_error = json!({ "schema": { "$ref": "#/components/schemas/Error" } });
+        let text = json!({ "schema": { "type": "string" } });
+        match answer {
+            Answer::CloudPayments => json!({ "description": what, "content": json_of("CloudPaymentsCode") }),
+            Answer::Html | Answer::Asset | Answer::Script | Answer::Text | Answer::Nothing | Answer::Upgrade => {
+                json!({ "description": what, "content": {
+                    "application/json": json_error, "text/plain": text, "text/html": text } })
+            }
+            _ => json!({ "description": what, "content": { "application/json": json_error } }),
+        }
+    };
+    let mut errors: Vec<(u16, &str)> = vec![
+        (400, "invalid input (invalid_json, invalid_body, invalid_field naming the field, invalid_id, method_not_allowed…)"),
+        (404, "not found (or another seller's, or the other mode's)"),
+        (405, "this path does not take that method"),
+        (413, "the body is too large"),
+        (415, "the body is not JSON"),
+        (429, "over a rate limit (Retry-After)"),
+        (503, "a store is unavailable; try again"),
+    ];
+    if !matches!(o.auth, Auth::None) {
+        errors.push((401, "missing or invalid API key or viewer token"));
+    }
+    if o.method != "get" {
+        errors.push((
+            409,
+            "not now: a lifecycle, a stock refusal, or an idempotency key in use",
+        ));
+    }
+    if o.path.ends_with("/reserve") || o.path.starts_with("/sandbox/") || o.path.ends_with("/order") {
+        errors.push((403, "not allowed here (signed viewers only, or test mode only)"));
+    }
+    if o.path.starts_with("/v1/acquirers") || o.path.ends_with("/refunds") || o.path.ends_with("/attempts") {
+        errors.push((502, "the bank did not take it, or could not be reached"));
+    }
+    if o.path == "/readyz" {
+        errors.push((503, "not ready"));
+    }
+    for (status, what) in errors {
+        out.insert(status.to_string(), error(what));
+    }
+    Value::Object(out)
+}
+
 pub fn document() -> Value {
     let mut paths = Map::new();
     for o in OPERATIONS {
-        let mut operation = json!({
-            "summary": o.summary,
-            "responses": {
-                o.success.to_string(): { "description": "success" },
-                "default": { "description": "error", "content": { "application/json": {
-                    "schema": { "$ref": "#/components/schemas/Error" } } } }
-            }
-        });
+        let mut operation = json!({ "summary": o.summary, "responses": responses(o) });
+        if o.method == "post" && matches!(o.auth, Auth::Seller) {
+            operation["parameters"] = json!([{ "name": "Idempotency-Key", "in": "header", "required": false,
+                "description": "1–255 visible ASCII characters: the same key and request answer the stored response again (Idempotent-Replayed: true); another request with it is 400 idempotency_key_reused; one still running is 409 idempotency_key_in_use",
+                "schema": { "type": "string", "minLength": 1, "maxLength": 255 } }]);
+        }
         // Every `{name}` of the path is a required path parameter.
         let params: Vec<Value> = o
             .path
@@ -535,7 +778,11 @@ pub fn document() -> Value {
             .map(|p| json!({ "name": p, "in": "path", "required": true, "schema": { "type": "string" } }))
             .collect();
         if !params.is_empty() {
-            operation["parameters"] = Value::Array(params);
+            let mut all = params;
+            if let Some(Value::Array(header)) = operation.get("parameters") {
+                all.extend(header.iter().cloned());
+            }
+            operation["parameters"] = Value::Array(all);
         }
         match o.auth {
             Auth::None => {}
@@ -557,7 +804,7 @@ pub fn document() -> Value {
         "components": {
             "schemas": schemas(),
             "securitySchemes": {
-                "apiKey": { "type": "http", "scheme": "bearer", "description": "seller API key (hk_…)" },
+                "apiKey": { "type": "http", "scheme": "bearer", "description": "seller API key: hk_live_… or hk_test_… (the mode the call acts in)" },
                 "viewerToken": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
                                  "description": "HS256 viewer token; sub is the viewer id" }
             }

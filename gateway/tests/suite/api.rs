@@ -335,7 +335,18 @@ async fn malformed_requests_get_clear_errors(env: Env) {
     let (st, v) = app.seller(Method::GET, "/v1/nowhere", None).await;
     assert_eq!((st, code(&v)), (StatusCode::NOT_FOUND, "not_found"));
     let (st, v) = app.seller(Method::DELETE, "/v1/streams", None).await;
-    assert_eq!((st, code(&v)), (StatusCode::BAD_REQUEST, "method_not_allowed"));
+    assert_eq!((st, code(&v)), (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"));
+    let wrong = app
+        .http
+        .delete(format!("{}/v1/streams", app.base))
+        .bearer_auth(&app.key)
+        .send()
+        .await
+        .unwrap();
+    let allow = wrong.headers().get("allow").map(|v| v.to_str().unwrap().to_owned());
+    let mut allowed: Vec<&str> = allow.as_deref().unwrap_or_default().split(',').collect();
+    allowed.sort_unstable();
+    assert_eq!(allowed, ["GET", "HEAD", "POST"], "the methods the path takes");
     let (_, v) = app.seller(Method::GET, "/v1/streams", None).await;
     assert!(
         v["data"].as_array().unwrap().is_empty(),

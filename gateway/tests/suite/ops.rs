@@ -122,6 +122,67 @@ async fn the_openapi_document_validates() {
     );
 }
 
+/// Schemathesis (PyPI) generates requests from the OpenAPI document —
+/// valid, invalid, wrong methods — and checks every answer against it: no
+/// 5xx, every status, content type and body as documented, and 405 with
+/// `Allow` for a method a path does not take. The banks are emulators
+/// (their refusals are 4xx); a fixed seed makes a failure reproducible.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_finds_no_server_error_and_nothing_off_the_document() {
+    use crate::emulators::{cloudpayments as cp, stripe as st, tbank as tb, yookassa as yk};
+    let (cp, st, tb, yk) = (
+        cp::Emulator::start().await,
+        st::Emulator::start().await,
+        tb::Emulator::start().await,
+        yk::Emulator::start().await,
+    );
+    let app = TestApp::start(
+        &Env::embedded().await,
+        &[
+            ("HAUL_CLOUDPAYMENTS_URL", &cp.base),
+            ("HAUL_STRIPE_URL", &st.base),
+            ("HAUL_TBANK_URL", &tb.api()),
+            ("HAUL_YOOKASSA_URL", &yk.api()),
+        ],
+    )
+    .await;
+    // Something to find: a live offer, a session.
+    app.live_offer(common::offer_body(5, 1)).await;
+    common::checkout_session(&app, 1000, "RUB").await;
+    let python = std::path::PathBuf::from(common::python());
+    let schemathesis = python.with_file_name("schemathesis");
+    let run = tokio::process::Command::new(&schemathesis)
+        .args([
+            "run",
+            &format!("{}/openapi.json", app.base),
+            "-H",
+            &format!("Authorization: Bearer {}", app.key),
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,\
+             response_schema_conformance,unsupported_method",
+            "--max-examples",
+            "20",
+            "--workers",
+            "2",
+            "--seed",
+            "1",
+        ])
+        .env("NO_COLOR", "1")
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(600), run)
+        .await
+        .expect("schemathesis finishes within 10 minutes")
+        .expect("the test virtualenv's schemathesis (./scripts/test installs it)");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "schemathesis found answers off the document:\n{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(report.contains("Tested:"), "{report}");
+}
+
 #[tokio::test]
 async fn request_ids_are_echoed_or_made() {
     let app = TestApp::start(&Env::embedded().await, &[]).await;
