@@ -308,7 +308,7 @@ async fn stock_and_events(
         Some(url) => Arc::new(
             within(
                 "HAUL_REDIS_URL",
-                RedisInventory::connect(url.expose_secret(), &config.redis_prefix),
+                RedisInventory::connect_with(url.expose_secret(), &config.redis_prefix, config.redis_policy),
             )
             .await?
             .map_err(StartError::Redis)?,
@@ -326,6 +326,7 @@ async fn stock_and_events(
         Some(url) => HubBus::Redis {
             url: url.expose_secret().to_owned(),
             prefix: config.redis_prefix.clone(),
+            policy: config.redis_policy,
         },
         None => HubBus::Own,
     };

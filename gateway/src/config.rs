@@ -145,6 +145,16 @@ pub const VARIABLES: &[Variable] = &[
         help: "open viewer connections allowed from one client address (1 to 1000000)",
     },
     Variable {
+        name: "HAUL_REDIS_TIMEOUT_MS",
+        default: "1000",
+        help: "a Redis connection attempt or command gives up after this (50 to 60000); stock operations then answer 503",
+    },
+    Variable {
+        name: "HAUL_REDIS_RECONNECT_MS",
+        default: "100",
+        help: "longest wait before the realtime bus tries a lost Redis subscription again (1 to 5000); commands reconnect on their own, at once",
+    },
+    Variable {
         name: "HAUL_HOLDS_PER_ADDR",
         default: "10",
         help: "units one client address (an IPv6 /64) may hold at once in one offer, whatever buyer ids it uses (1 to 100000, or off)",
@@ -210,6 +220,8 @@ pub struct Config {
     pub viewers_per_addr: u32,
     /// Units one address may hold at once in one offer (`None`: no cap).
     pub holds_per_addr: Option<i64>,
+    /// How Redis connections time out and reconnect.
+    pub redis_policy: streams::inventory::RedisPolicy,
     /// Create the demo seller and stream (embedded setup, unless `--no-demo`).
     pub demo: bool,
 }
@@ -450,6 +462,10 @@ impl Config {
         let history_size = number("HAUL_HISTORY_SIZE", "200", 10, 100_000)? as usize;
         let history_ttl_ms = number("HAUL_HISTORY_TTL", "300", 1, 86_400)? as i64 * 1000;
         let viewers_per_addr = number("HAUL_VIEWERS_PER_ADDR", "1000", 1, 1_000_000)? as u32;
+        let redis_policy = streams::inventory::RedisPolicy {
+            timeout: std::time::Duration::from_millis(number("HAUL_REDIS_TIMEOUT_MS", "1000", 50, 60_000)?),
+            reconnect_max: std::time::Duration::from_millis(number("HAUL_REDIS_RECONNECT_MS", "100", 1, 5_000)?),
+        };
         let holds_per_addr = match get("HAUL_HOLDS_PER_ADDR") {
             Some("off") => None,
             _ => Some(number("HAUL_HOLDS_PER_ADDR", "10", 1, 100_000)? as i64),
@@ -485,6 +501,7 @@ impl Config {
             history_ttl_ms,
             viewers_per_addr,
             holds_per_addr,
+            redis_policy,
             demo: embedded,
         })
     }
@@ -549,6 +566,8 @@ mod tests {
             ("HAUL_REDIS_PREFIX", "a b"),
             ("HAUL_VIEWERS_PER_ADDR", "0"),
             ("HAUL_HOLDS_PER_ADDR", "0"),
+            ("HAUL_REDIS_TIMEOUT_MS", "10"),
+            ("HAUL_REDIS_RECONNECT_MS", "0"),
             ("HAUL_HOLDS_PER_ADDR", "many"),
             ("HAUL_HISTORY_SIZE", "5"),
         ] {

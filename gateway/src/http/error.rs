@@ -169,6 +169,11 @@ impl IntoResponse for ApiError {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);
             }
         }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // A store or the stock engine is away; it is tried again at once.
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         resp
     }
 }

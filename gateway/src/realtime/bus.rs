@@ -21,6 +21,7 @@ use futures_util::StreamExt;
 use redis::aio::ConnectionManager;
 use redis::Script;
 use streams::ids::random_token;
+use streams::inventory::RedisPolicy;
 use tokio::sync::mpsc;
 
 use super::channels::{Channels, HistoryLimits, Position};
@@ -64,9 +65,10 @@ impl RedisBus {
         prefix: &str,
         limits: HistoryLimits,
         channels: &Arc<Channels>,
+        policy: RedisPolicy,
     ) -> Result<Arc<Self>, EngineError> {
         let client = redis::Client::open(url)?;
-        let conn = ConnectionManager::new(client.clone()).await?;
+        let conn = ConnectionManager::new_with_config(client.clone(), policy.manager()).await?;
         let scripts = Arc::new(Scripts {
             publish: Script::new(include_str!("lua/publish.lua")),
             position: Script::new(include_str!("lua/position.lua")),
@@ -86,6 +88,7 @@ impl RedisBus {
             pubsub,
             Arc::downgrade(channels),
             listening.clone(),
+            policy,
         ));
         let pending = Arc::new(AtomicU64::new(0));
         let dropped = Arc::new(AtomicU64::new(0));
@@ -320,7 +323,7 @@ async fn publisher(
                     }
                     tracing::warn!(error = %e, %channel, "could not publish to Redis; retrying");
                     tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
                 }
             }
         }
@@ -345,9 +348,11 @@ async fn listen(
     first: redis::aio::PubSub,
     channels: Weak<Channels>,
     listening: Arc<AtomicBool>,
+    policy: RedisPolicy,
 ) {
     let mut pubsub = Some(first);
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Duration::from_millis(50);
+    let mut warned = false;
     loop {
         let conn = match pubsub.take() {
             Some(p) => p,
@@ -357,22 +362,37 @@ async fn listen(
                     p.subscribe(&bus_channel).await?;
                     Ok::<_, redis::RedisError>(p)
                 };
+                let attempt = async {
+                    match tokio::time::timeout(policy.timeout, attempt).await {
+                        Ok(r) => r,
+                        Err(_) => Err(redis::RedisError::from((
+                            redis::ErrorKind::IoError,
+                            "connection timed out",
+                        ))),
+                    }
+                };
                 match attempt.await {
                     Ok(p) => {
                         let Some(ch) = channels.upgrade() else { return };
                         tracing::info!("listening to the realtime bus again; viewers recover what they missed");
                         ch.reset_all();
                         listening.store(true, Ordering::Relaxed);
-                        backoff = Duration::from_millis(100);
+                        backoff = Duration::from_millis(50);
+                        warned = false;
                         p
                     }
                     Err(e) => {
                         if channels.strong_count() == 0 {
                             return;
                         }
-                        tracing::warn!(error = %e, "realtime bus unreachable; retrying");
+                        // Said once per outage; tried again at most
+                        // the policy's cap apart.
+                        if !warned {
+                            tracing::warn!(error = %e, "realtime bus unreachable; retrying");
+                            warned = true;
+                        }
                         tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(2));
+                        backoff = (backoff * 2).min(policy.reconnect_max.max(Duration::from_millis(50)));
                         continue;
                     }
                 }

@@ -142,7 +142,9 @@ mod conformance {
         let mut two = Vec::new();
         for _ in 0..2 {
             let ch = channels();
-            let bus = RedisBus::start(&url, &prefix, LIMITS, &ch).await.expect("Redis");
+            let bus = RedisBus::start(&url, &prefix, LIMITS, &ch, Default::default())
+                .await
+                .expect("Redis");
             two.push(Node {
                 channels: ch,
                 engine: bus,

@@ -70,7 +70,11 @@ pub enum HubBus {
     /// One node keeps offsets and history in memory.
     Own,
     /// Redis at this URL, keys under this prefix.
-    Redis { url: String, prefix: String },
+    Redis {
+        url: String,
+        prefix: String,
+        policy: streams::inventory::RedisPolicy,
+    },
 }
 
 impl Hub {
@@ -84,7 +88,7 @@ impl Hub {
         let channels = Arc::new(Channels::new(history, clock.clone()));
         let engine: Arc<dyn Engine> = match bus {
             HubBus::Own => Arc::new(Local::new(channels.clone())),
-            HubBus::Redis { url, prefix } => RedisBus::start(&url, &prefix, history, &channels).await?,
+            HubBus::Redis { url, prefix, policy } => RedisBus::start(&url, &prefix, history, &channels, policy).await?,
         };
         Ok(Self {
             tx,

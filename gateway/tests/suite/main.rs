@@ -6,6 +6,7 @@
 //! - `buying`: reserves, holds, orders and their lifecycles;
 //! - `callbacks`: sandbox callbacks, settlement and reconciliation;
 //! - `checkout`: checkout sessions and the signed widget parameters;
+//! - `faults`: the servers under a node going away and coming back;
 //! - `modes`: live and test modes kept apart;
 //! - `banks`, `tbank`: paying, refunding and refusing forgeries at each bank;
 //! - `webhooks`: seller webhooks, checked with the official library;
@@ -23,6 +24,7 @@ mod banks;
 mod buying;
 mod callbacks;
 mod checkout;
+mod faults;
 mod modes;
 mod nodes;
 mod ops;

@@ -17,7 +17,7 @@ mod memory;
 mod redis;
 
 pub use self::memory::MemoryInventory;
-pub use self::redis::RedisInventory;
+pub use self::redis::{RedisInventory, RedisPolicy};
 
 use async_trait::async_trait;
 use serde::Serialize;

@@ -97,11 +97,52 @@ fn not_active(v: &[String]) -> Result<HoldError, EngineError> {
         .ok_or_else(|| protocol(format!("bad status {code:?}")))
 }
 
+/// How Haul's Redis connections behave when Redis goes away: every
+/// connection attempt and every command gives up after `timeout`; a lost
+/// command connection is made again by the next command (one attempt, no
+/// backoff: the command fails at once if Redis is still away), and the
+/// realtime bus's subscription is tried again at most `reconnect_max`
+/// apart. So an outage of any length answers fast and clearly, and work
+/// resumes as soon as Redis answers — never the library's default backoff,
+/// which waits seconds, then minutes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RedisPolicy {
+    pub timeout: std::time::Duration,
+    pub reconnect_max: std::time::Duration,
+}
+
+impl Default for RedisPolicy {
+    fn default() -> Self {
+        RedisPolicy {
+            timeout: std::time::Duration::from_secs(1),
+            reconnect_max: std::time::Duration::from_millis(100),
+        }
+    }
+}
+
+impl RedisPolicy {
+    /// The connection manager's settings under this policy: a connection
+    /// is attempted once per need (the library's first retry would wait a
+    /// whole second).
+    pub fn manager(&self) -> redis::aio::ConnectionManagerConfig {
+        redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(self.timeout)
+            .set_response_timeout(self.timeout)
+            .set_number_of_retries(0)
+    }
+}
+
 impl RedisInventory {
-    /// Connects (with automatic reconnection) to `url`; every key starts with `prefix`.
+    /// Connects (with automatic reconnection, under the default
+    /// [`RedisPolicy`]) to `url`; every key starts with `prefix`.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, EngineError> {
+        Self::connect_with(url, prefix, RedisPolicy::default()).await
+    }
+
+    /// Connects under `policy`.
+    pub async fn connect_with(url: &str, prefix: &str, policy: RedisPolicy) -> Result<Self, EngineError> {
         let client = redis::Client::open(url)?;
-        let conn = ConnectionManager::new(client).await?;
+        let conn = ConnectionManager::new_with_config(client, policy.manager()).await?;
         Ok(Self {
             conn,
             prefix: prefix.to_owned(),

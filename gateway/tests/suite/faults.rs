@@ -1,0 +1,187 @@
+//! Faults: the real servers under a node go away and come back. A node's
+//! own Redis (a `redis-server` this test starts on a free port) is killed
+//! while buyers reserve: every answer is quick and clear (503 with
+//! `Retry-After`, `/readyz` not ready) instead of hanging in a reconnect
+//! backoff, and selling resumes as soon as Redis answers again — from the
+//! record, with no unit sold twice.
+
+use std::time::{Duration, Instant};
+
+use crate::common;
+
+use common::{Env, TestApp};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tokio::process::{Child, Command};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A throwaway Redis on `port` (nothing saved), up when this returns.
+async fn redis_on(port: u16) -> Child {
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("redis-server (Debian's redis, started by ./scripts/test's checks)");
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return child;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("redis-server did not start on {port}");
+}
+
+/// A request that must answer within `bound` (a hang is the failure).
+async fn answered(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    auth: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value, Duration, Option<String>) {
+    let bound = Duration::from_secs(5);
+    let started = Instant::now();
+    let mut req = app.http.request(method, format!("{}{path}", app.base));
+    if let Some(a) = auth {
+        req = req.bearer_auth(a);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = tokio::time::timeout(bound, req.send())
+        .await
+        .unwrap_or_else(|_| panic!("{path} did not answer within {bound:?}"))
+        .unwrap();
+    let status = resp.status();
+    let retry = resp
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let v = resp.json::<Value>().await.unwrap_or(Value::Null);
+    (status, v, started.elapsed(), retry)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_answers_fast_and_selling_resumes_when_it_returns() {
+    let port = free_port();
+    let mut redis = redis_on(port).await;
+    let env = Env::shared().await;
+    let url = format!("redis://127.0.0.1:{port}");
+    let app = TestApp::start(&env, &[("HAUL_REDIS_URL", &url)]).await;
+    let (_, _, oid) = app.live_offer(common::offer_body(10, 10)).await;
+    let buyer = app.viewer_token("ann").await;
+    let reserve = |n: usize| {
+        let app = &app;
+        let buyer = buyer.clone();
+        let oid = oid.clone();
+        async move {
+            answered(
+                app,
+                Method::POST,
+                &format!("/v1/offers/{oid}/reserve"),
+                Some(&buyer),
+                Some(json!({ "quantity": 1, "request_id": format!("r{n}") })),
+            )
+            .await
+        }
+    };
+    let (st, v, _, _) = reserve(0).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let hold = v["hold"]["id"].as_str().unwrap().to_owned();
+    let (st, order, _, _) = answered(
+        &app,
+        Method::POST,
+        &format!("/v1/offers/{oid}/holds/{hold}/order"),
+        Some(&buyer),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{order}");
+
+    // Redis hangs (stopped, as if cut off): answers wait no longer than
+    // HAUL_REDIS_TIMEOUT_MS, then say 503; it wakes and selling goes on.
+    let pid = redis.id().unwrap().to_string();
+    let signal = |sig: &'static str| {
+        let pid = pid.clone();
+        async move {
+            let st = Command::new("kill").args([sig, &pid]).status().await.unwrap();
+            assert!(st.success(), "kill {sig} {pid}");
+        }
+    };
+    signal("-STOP").await;
+    let (st, v, took, _) = reserve(100).await;
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    eprintln!("reserve with Redis stopped answered in {took:?}");
+    signal("-CONT").await;
+    let mut woke = false;
+    for n in 101..200 {
+        let (st, v, _, _) = reserve(n).await;
+        if st == StatusCode::CREATED {
+            woke = true;
+            break;
+        }
+        assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(woke, "selling went on once Redis woke");
+
+    // Redis dies: every stock operation and the readiness check answer at
+    // once, again and again, for as long as it is away.
+    redis.kill().await.unwrap();
+    for n in 1..=5 {
+        let (st, v, took, retry) = reserve(n).await;
+        assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+        assert_eq!(retry.as_deref(), Some("1"), "{v}");
+        eprintln!("reserve {n} with Redis down answered in {took:?}");
+        let (st, v, took, _) = answered(&app, Method::GET, "/readyz", None, None).await;
+        assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+        eprintln!("readyz with Redis down answered in {took:?}");
+    }
+    // Reading the record still works.
+    let (st, v, _, _) = answered(
+        &app,
+        Method::GET,
+        &format!("/v1/orders/{}", common::text(&order, "id")),
+        Some(&buyer),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+
+    // Redis comes back, empty: the offer is rebuilt from the record and
+    // selling resumes; the held unit whose hold vanished is not sold twice.
+    let _redis = redis_on(port).await;
+    let back = Instant::now();
+    let mut resumed = None;
+    for n in 10..100 {
+        let (st, v, _, _) = reserve(n).await;
+        if st == StatusCode::CREATED {
+            resumed = Some(v);
+            break;
+        }
+        assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let v = resumed.expect("selling resumed once Redis answered");
+    eprintln!("selling resumed {:?} after Redis was back", back.elapsed());
+    assert!(v["units_left"].as_i64().unwrap() <= 9, "{v}");
+    let (st, v, _, _) = answered(&app, Method::GET, "/readyz", None, None).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+}
