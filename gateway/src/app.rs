@@ -190,7 +190,11 @@ impl Application {
 
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, StartError> {
         let dir_lock = lock_data_dir(&config)?;
-        let (pool, db_kind) = within("HAUL_DATABASE_URL", db::connect(config.database_url.expose_secret())).await??;
+        let (pool, db_kind) = within(
+            "HAUL_DATABASE_URL",
+            db::connect_with(config.database_url.expose_secret(), config.db_timeout),
+        )
+        .await??;
         let token_secret = load_or_create_secret(&config, config.token_secret.as_ref(), "token_secret")?;
         let sandbox_secret = load_or_create_secret(&config, config.sandbox_secret.as_ref(), "sandbox_secret")?;
         let credentials_key = load_or_create_secret(&config, config.credentials_key.as_ref(), "credentials_key")?;

@@ -145,6 +145,11 @@ pub const VARIABLES: &[Variable] = &[
         help: "open viewer connections allowed from one client address (1 to 1000000)",
     },
     Variable {
+        name: "HAUL_DB_TIMEOUT_MS",
+        default: "1000",
+        help: "longest a request waits for a PostgreSQL connection (100 to 60000); then 503",
+    },
+    Variable {
         name: "HAUL_REDIS_TIMEOUT_MS",
         default: "1000",
         help: "a Redis connection attempt or command gives up after this (50 to 60000); stock operations then answer 503",
@@ -222,6 +227,8 @@ pub struct Config {
     pub holds_per_addr: Option<i64>,
     /// How Redis connections time out and reconnect.
     pub redis_policy: streams::inventory::RedisPolicy,
+    /// Longest a request waits for a PostgreSQL connection.
+    pub db_timeout: std::time::Duration,
     /// Create the demo seller and stream (embedded setup, unless `--no-demo`).
     pub demo: bool,
 }
@@ -462,6 +469,7 @@ impl Config {
         let history_size = number("HAUL_HISTORY_SIZE", "200", 10, 100_000)? as usize;
         let history_ttl_ms = number("HAUL_HISTORY_TTL", "300", 1, 86_400)? as i64 * 1000;
         let viewers_per_addr = number("HAUL_VIEWERS_PER_ADDR", "1000", 1, 1_000_000)? as u32;
+        let db_timeout = std::time::Duration::from_millis(number("HAUL_DB_TIMEOUT_MS", "1000", 100, 60_000)?);
         let redis_policy = streams::inventory::RedisPolicy {
             timeout: std::time::Duration::from_millis(number("HAUL_REDIS_TIMEOUT_MS", "1000", 50, 60_000)?),
             reconnect_max: std::time::Duration::from_millis(number("HAUL_REDIS_RECONNECT_MS", "100", 1, 5_000)?),
@@ -502,6 +510,7 @@ impl Config {
             viewers_per_addr,
             holds_per_addr,
             redis_policy,
+            db_timeout,
             demo: embedded,
         })
     }
@@ -567,6 +576,7 @@ mod tests {
             ("HAUL_VIEWERS_PER_ADDR", "0"),
             ("HAUL_HOLDS_PER_ADDR", "0"),
             ("HAUL_REDIS_TIMEOUT_MS", "10"),
+            ("HAUL_DB_TIMEOUT_MS", "50"),
             ("HAUL_REDIS_RECONNECT_MS", "0"),
             ("HAUL_HOLDS_PER_ADDR", "many"),
             ("HAUL_HISTORY_SIZE", "5"),

@@ -58,6 +58,14 @@ fn private_file(path: &str) -> std::io::Result<()> {
 }
 
 pub async fn connect(url: &str) -> Result<(AnyPool, DbKind), DbError> {
+    connect_with(url, Duration::from_secs(10)).await
+}
+
+/// [`connect`], where a request waits at most `wait` for a PostgreSQL
+/// connection: while the server is away (restarting, cut off) requests get
+/// a clear error that soon instead of queueing. (The embedded SQLite file
+/// has no outage; its writers queue up to 10 s, as before.)
+pub async fn connect_with(url: &str, wait: Duration) -> Result<(AnyPool, DbKind), DbError> {
     sqlx::any::install_default_drivers();
     let kind = if url.starts_with("sqlite:") {
         DbKind::Sqlite
@@ -103,8 +111,12 @@ pub async fn connect(url: &str) -> Result<(AnyPool, DbKind), DbError> {
         }),
         DbKind::Postgres => AnyPoolOptions::new().max_connections(16),
     };
+    let acquire = match kind {
+        DbKind::Sqlite => Duration::from_secs(10),
+        DbKind::Postgres => wait,
+    };
     let pool = pool_options
-        .acquire_timeout(Duration::from_secs(10))
+        .acquire_timeout(acquire)
         .connect_with(options)
         .await
         .map_err(DbError::Connect)?;

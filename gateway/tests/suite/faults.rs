@@ -185,3 +185,94 @@ async fn a_redis_outage_answers_fast_and_selling_resumes_when_it_returns() {
     let (st, v, _, _) = answered(&app, Method::GET, "/readyz", None, None).await;
     assert_eq!(st, StatusCode::OK, "{v}");
 }
+
+/// A TCP proxy this test controls between a node and PostgreSQL: `cut`
+/// drops every connection and refuses new ones (a restart, or the node cut
+/// off); `restore` listens again on the same port.
+struct Proxy {
+    port: u16,
+    target: String,
+    tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    async fn start(target: String) -> Proxy {
+        let p = Proxy {
+            port: free_port(),
+            target,
+            tasks: Default::default(),
+        };
+        p.restore().await;
+        p
+    }
+
+    async fn restore(&self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
+        let (target, tasks) = (self.target.clone(), self.tasks.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let target = target.clone();
+                let pipe = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                tasks.lock().unwrap().push(pipe);
+            }
+        });
+        self.tasks.lock().unwrap().push(accept);
+    }
+
+    fn cut(&self) {
+        for t in self.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+}
+
+/// PostgreSQL goes away under a node (every connection dropped, new ones
+/// refused) and comes back: requests that need it answer 503 with
+/// `Retry-After` within HAUL_DB_TIMEOUT_MS instead of queueing, `/readyz`
+/// says not ready, and the first requests after it is back are served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_outage_answers_fast_and_service_resumes_when_it_returns() {
+    let env = Env::shared().await;
+    let (head, rest) = env.db_url.split_once('@').expect("a postgres URL with a user");
+    let (target, db) = rest.split_once('/').expect("a database in the URL");
+    let proxy = Proxy::start(target.to_owned()).await;
+    let env = Env {
+        db_url: format!("{head}@127.0.0.1:{}/{db}", proxy.port),
+        ..env
+    };
+    let app = TestApp::start(&env, &[]).await;
+    let (st, v, _, _) = answered(&app, Method::GET, "/v1/streams", Some(&app.key), None).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+
+    proxy.cut();
+    for _ in 0..3 {
+        let (st, v, took, retry) = answered(&app, Method::GET, "/v1/streams", Some(&app.key), None).await;
+        assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+        assert_eq!(retry.as_deref(), Some("1"));
+        eprintln!("a seller call with PostgreSQL away answered in {took:?}");
+        let (st, v, took, _) = answered(&app, Method::GET, "/readyz", None, None).await;
+        assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+        eprintln!("readyz with PostgreSQL away answered in {took:?}");
+    }
+
+    proxy.restore().await;
+    let back = Instant::now();
+    let mut served = false;
+    for _ in 0..100 {
+        let (st, v, _, _) = answered(&app, Method::GET, "/v1/streams", Some(&app.key), None).await;
+        if st == StatusCode::OK {
+            served = true;
+            break;
+        }
+        assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(served, "served again once PostgreSQL was back");
+    eprintln!("served again {:?} after PostgreSQL was back", back.elapsed());
+    let (st, v, _, _) = answered(&app, Method::GET, "/readyz", None, None).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+}
