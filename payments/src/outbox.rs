@@ -24,6 +24,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "order.refunded",
     "hold.expired",
     "payment.disagreement",
+    "payment.duplicate",
+    "payment.duplicate_refunded",
 ];
 
 /// Wait after each failed attempt before the next, in ms (then give up):

@@ -58,6 +58,8 @@ pub struct Attempt {
     /// The seller's account at the acquirer (none for the sandbox).
     pub account_id: Option<String>,
     pub created_at: i64,
+    /// It succeeded on an order another attempt had paid (refunded by Haul).
+    pub duplicate: bool,
 }
 
 /// What a new order is for.
@@ -106,6 +108,9 @@ pub enum CallbackOutcome {
         /// The order had been cancelled or had expired before the money came:
         /// the caller re-takes stock or refunds.
         late_success: bool,
+        /// Another attempt had already paid the order: the caller refunds
+        /// this one in full.
+        duplicate: bool,
     },
     /// Taken before: nothing changed.
     Duplicate,
@@ -202,6 +207,7 @@ fn attempt_from_row(row: &AnyRow) -> Result<Attempt> {
         acquirer_ref: row.try_get("acquirer_ref")?,
         account_id: row.try_get("account_id")?,
         created_at: row.try_get("created_at")?,
+        duplicate: row.try_get::<i64, _>("duplicate")? != 0,
     })
 }
 
@@ -519,6 +525,73 @@ impl PaymentStore {
         Ok(())
     }
 
+    /// Records the refund of a duplicate charge (the whole attempt), once:
+    /// kept apart from the order's refunds (the order's total and state do
+    /// not change), with its history line and `payment.duplicate_refunded`
+    /// webhook in the same transaction. `false`: recorded before.
+    pub async fn record_duplicate_refund(&self, attempt: &Attempt, order: &Order, now: i64) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let done: Option<String> =
+            sqlx::query_scalar("SELECT id FROM refunds WHERE attempt_id = $1 AND kind = 'duplicate'")
+                .bind(attempt.id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        if done.is_some() {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        let id = format!("ref_{}", crate::ids::random_body());
+        sqlx::query(
+            "INSERT INTO refunds (id, order_id, attempt_id, amount_minor, reason, created_at, kind) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'duplicate')",
+        )
+        .bind(&id)
+        .bind(order.id.as_str())
+        .bind(attempt.id.as_str())
+        .bind(attempt.amount_minor)
+        .bind("duplicate charge: the order was already paid")
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        Self::record(
+            &mut tx,
+            &order.id,
+            Some(&attempt.id),
+            Some(attempt.state.as_str()),
+            attempt.state.as_str(),
+            &format!("duplicate charge refunded in full ({id})"),
+            now,
+        )
+        .await?;
+        let data = serde_json::json!({
+            "order_id": order.id,
+            "attempt_id": attempt.id,
+            "refund_id": id,
+            "acquirer": attempt.acquirer,
+            "amount_minor": attempt.amount_minor,
+            "currency": attempt.currency,
+            "reference": order.reference,
+        });
+        crate::outbox::enqueue(&mut tx, &order.seller_id, "payment.duplicate_refunded", &data, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Duplicate charges not refunded yet, marked before `before` (the
+    /// settlement worker's list; the newest are being refunded right now).
+    pub async fn unrefunded_duplicates(&self, before: i64, limit: i64) -> Result<Vec<Attempt>> {
+        let rows = sqlx::query(
+            "SELECT * FROM payment_attempts a WHERE a.duplicate = 1 AND a.updated_at < $1 \
+             AND NOT EXISTS (SELECT 1 FROM refunds r WHERE r.attempt_id = a.id AND r.kind = 'duplicate') \
+             ORDER BY a.updated_at LIMIT $2",
+        )
+        .bind(before)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(attempt_from_row).collect()
+    }
+
     /// Records a refund the acquirer has made (full when `amount` is the
     /// rest): the running total, the order's state and its webhook move in
     /// one transaction, and the total can never pass the amount, however
@@ -540,7 +613,8 @@ impl PaymentStore {
                 return Err(RefundError::TooMuch { refundable });
             }
             let attempt: String = sqlx::query(
-                "SELECT id FROM payment_attempts WHERE order_id = $1 AND state = 'succeeded' ORDER BY created_at LIMIT 1",
+                "SELECT id FROM payment_attempts WHERE order_id = $1 AND state = 'succeeded' AND duplicate = 0 \
+                 ORDER BY created_at LIMIT 1",
             )
             .bind(order.id.as_str())
             .fetch_one(&self.pool)
@@ -753,7 +827,8 @@ impl PaymentStore {
             cb.at,
         )
         .await?;
-        let Some((order_state, late_success)) = Self::order_follows_attempt(&mut tx, &attempt, cb, &cause).await?
+        let Some((order_state, late_success, duplicate)) =
+            Self::order_follows_attempt(&mut tx, &attempt, cb, &cause).await?
         else {
             tx.rollback().await?;
             return Ok(None);
@@ -763,6 +838,7 @@ impl PaymentStore {
             attempt: cb.state,
             order: order_state,
             late_success,
+            duplicate,
         }))
     }
 
@@ -775,7 +851,7 @@ impl PaymentStore {
         attempt: &Attempt,
         cb: &Callback,
         cause: &str,
-    ) -> Result<Option<(OrderState, bool)>> {
+    ) -> Result<Option<(OrderState, bool, bool)>> {
         let row = sqlx::query("SELECT * FROM orders WHERE id = $1")
             .bind(attempt.order_id.as_str())
             .fetch_one(&mut **tx)
@@ -820,7 +896,29 @@ impl PaymentStore {
             report(tx, &order, to, Some(&cb.acquirer), cb.at).await?;
             order_state = to;
         }
-        Ok(Some((order_state, late_success)))
+        // Money for an order another attempt already paid: a duplicate
+        // charge, marked here and refunded by the caller.
+        let duplicate = cb.state == AttemptState::Succeeded
+            && matches!(
+                order.state,
+                OrderState::Succeeded | OrderState::PartiallyRefunded | OrderState::Refunded
+            );
+        if duplicate {
+            sqlx::query("UPDATE payment_attempts SET duplicate = 1 WHERE id = $1")
+                .bind(attempt.id.as_str())
+                .execute(&mut **tx)
+                .await?;
+            let data = serde_json::json!({
+                "order_id": order.id,
+                "attempt_id": attempt.id,
+                "acquirer": cb.acquirer,
+                "amount_minor": attempt.amount_minor,
+                "currency": attempt.currency,
+                "reference": order.reference,
+            });
+            crate::outbox::enqueue(tx, &order.seller_id, "payment.duplicate", &data, cb.at).await?;
+        }
+        Ok(Some((order_state, late_success, duplicate)))
     }
 }
 

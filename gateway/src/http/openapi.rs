@@ -539,7 +539,7 @@ fn schemas() -> Value {
         "NewWebhookEndpoint": { "type": "object", "required": ["url"], "additionalProperties": false,
             "properties": { "url": { "type": "string", "format": "uri", "maxLength": 2000 },
                 "event_types": { "type": "array", "items": { "type": "string",
-                    "enum": ["order.paid", "order.failed", "order.expired", "order.refunded", "hold.expired", "payment.disagreement"] } } } },
+                    "enum": ["order.paid", "order.failed", "order.expired", "order.refunded", "hold.expired", "payment.disagreement", "payment.duplicate", "payment.duplicate_refunded"] } } } },
         "NewCheckoutSession": { "type": "object", "additionalProperties": false,
             "required": ["amount_minor", "currency", "items", "reference", "success_url", "cancel_url"],
             "description": "Give customer_email or customer_phone (for the receipt).",

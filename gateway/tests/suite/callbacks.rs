@@ -760,4 +760,109 @@ on_both_backends!(
     a_paid_stream_order_commits_its_hold_once,
     a_callback_takes_effect_once_over_http,
     forged_stale_truncated_and_mismatched_callbacks_change_nothing,
+    a_second_charge_on_a_paid_order_is_refunded_and_reported,
 );
+
+/// Two tabs, two attempts, both paid — here at the same moment: the order
+/// is paid once, the other charge is marked a duplicate, refunded in full
+/// (once, however often its callback comes) and reported with
+/// `payment.duplicate` and `payment.duplicate_refunded`; it never counts
+/// as a refund of the order, which can still be refunded in full.
+async fn a_second_charge_on_a_paid_order_is_refunded_and_reported(env: Env) {
+    let app = TestApp::start(
+        &env,
+        &[("HAUL_SANDBOX_SECRET", SECRET), ("HAUL_WEBHOOKS_ALLOW_PRIVATE", "true")],
+    )
+    .await;
+    let (st, ep) = app
+        .seller(
+            reqwest::Method::POST,
+            "/v1/webhook-endpoints",
+            Some(json!({ "url": "http://127.0.0.1:9/hooks",
+                         "event_types": ["order.paid", "payment.duplicate", "payment.duplicate_refunded", "order.refunded"] })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{ep}");
+    let (order, first) = order(&app).await;
+    let second = app
+        .state
+        .payments
+        .store()
+        .create_attempt(&order, "sandbox", 3)
+        .await
+        .unwrap();
+    let (pay_a, pay_b) = (
+        body(&first, "evt_a", "succeeded", 259_000),
+        body(&second, "evt_b", "succeeded", 259_000),
+    );
+    let (a, b) = tokio::join!(
+        post(&app, &pay_a, SECRET, now(&app)),
+        post(&app, &pay_b, SECRET, now(&app)),
+    );
+    assert_eq!((a.0, b.0), (StatusCode::OK, StatusCode::OK), "{a:?} {b:?}");
+    // The duplicate's callback again changes nothing.
+    for (att, ev) in [(&first, "evt_a"), (&second, "evt_b")] {
+        let (st, _) = post(&app, &body(att, ev, "succeeded", 259_000), SECRET, now(&app)).await;
+        assert_eq!(st, StatusCode::OK);
+    }
+    let (st, v) = app
+        .seller(reqwest::Method::GET, &format!("/v1/orders/{}", order.id), None)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["state"], "succeeded");
+    assert_eq!(v["refunded_minor"], 0);
+    let duplicates: Vec<&Value> = v["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["duplicate"] == true)
+        .collect();
+    assert_eq!(duplicates.len(), 1, "{v}");
+    assert_eq!(duplicates[0]["state"], "succeeded");
+    let dup = duplicates[0]["id"].as_str().unwrap().to_owned();
+    let pool = &app.state.pool;
+    let refunds: Vec<(String, i64, String)> =
+        sqlx::query_as("SELECT attempt_id, amount_minor, kind FROM refunds WHERE order_id = $1")
+            .bind(order.id.as_str())
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    assert_eq!(refunds, vec![(dup.clone(), 259_000, "duplicate".to_owned())]);
+    let events = |kind: &'static str| async move {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_messages WHERE event_type = $1")
+            .bind(kind)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        n
+    };
+    assert_eq!(events("order.paid").await, 1);
+    assert_eq!(events("payment.duplicate").await, 1);
+    assert_eq!(events("payment.duplicate_refunded").await, 1);
+    let payload: String =
+        sqlx::query_scalar("SELECT payload FROM webhook_messages WHERE event_type = 'payment.duplicate_refunded'")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    let payload: Value = serde_json::from_str(&payload).unwrap();
+    assert_eq!(payload["data"]["attempt_id"], json!(dup), "{payload}");
+    assert_eq!(payload["data"]["amount_minor"], 259_000);
+
+    // The order's own refund is the whole amount, from the paying attempt.
+    let (st, r) = app
+        .seller(
+            reqwest::Method::POST,
+            &format!("/v1/orders/{}/refunds", order.id),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{r}");
+    assert_ne!(r["attempt_id"], json!(dup), "{r}");
+    let (_, v) = app
+        .seller(reqwest::Method::GET, &format!("/v1/orders/{}", order.id), None)
+        .await;
+    assert_eq!(
+        (v["state"].as_str(), v["refunded_minor"].as_i64()),
+        (Some("refunded"), Some(259_000))
+    );
+}

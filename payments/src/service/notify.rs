@@ -102,7 +102,16 @@ impl Payments {
             "callback received"
         );
         self.observer.callback(word.as_str());
-        if let CallbackOutcome::Applied { order: state, .. } = outcome {
+        if let CallbackOutcome::Applied {
+            order: state,
+            duplicate,
+            ..
+        } = outcome
+        {
+            if duplicate {
+                // One order, one charge: the second is given back.
+                self.refund_duplicate(&callback.attempt_id).await;
+            }
             if matches!(state, OrderState::Succeeded | OrderState::Failed) {
                 if let Ok(Some(attempt)) = self.store.attempt(&callback.attempt_id).await {
                     if state == OrderState::Succeeded {

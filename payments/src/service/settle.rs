@@ -57,7 +57,10 @@ impl Payments {
     pub async fn refund(&self, order: &Order, amount: Option<i64>, reason: &str, bank_key: &str) -> Result<Refund> {
         let amount = amount.unwrap_or(order.amount_minor - order.refunded_minor);
         let attempts = self.store.attempts(&order.id).await.map_err(Error::unavailable)?;
-        let Some(paid) = attempts.iter().find(|a| a.state == AttemptState::Succeeded) else {
+        let Some(paid) = attempts
+            .iter()
+            .find(|a| a.state == AttemptState::Succeeded && !a.duplicate)
+        else {
             return Err(not_paid(order.state));
         };
         if !matches!(order.state, OrderState::Succeeded | OrderState::PartiallyRefunded) {
@@ -115,6 +118,43 @@ impl Payments {
         )
         .await
         .map_err(|why| Error::bank("refund_failed", format!("{} did not refund: {why}", paid.acquirer)))
+    }
+
+    /// Refunds a duplicate charge (an attempt that succeeded on an order
+    /// another attempt had paid) in full through its own bank — the sandbox
+    /// at once — and records it apart from the order's refunds, once. What
+    /// fails here is tried again by the settlement worker with the same
+    /// refund key, so the bank refunds it once.
+    pub async fn refund_duplicate(&self, attempt: &crate::ids::AttemptId) {
+        let attempt = match self.store.attempt(attempt).await {
+            Ok(Some(a)) if a.duplicate => a,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::error!(%attempt, error = ?e, "a duplicate charge could not be read: retried later");
+                return;
+            }
+        };
+        let order = match self.store.order(&attempt.order_id).await {
+            Ok(Some(o)) => o,
+            other => {
+                tracing::error!(attempt = %attempt.id, result = ?other.err(), "a duplicate charge's order could not be read: retried later");
+                return;
+            }
+        };
+        if attempt.acquirer != sandbox::ACQUIRER {
+            let key = format!("rf-dup-{}", attempt.id);
+            if let Err(e) = self.bank_refund(&order, &attempt, attempt.amount_minor, &key).await {
+                tracing::error!(attempt = %attempt.id, error = %e, "a duplicate charge could not be refunded yet: retried later");
+                return;
+            }
+        }
+        match self.store.record_duplicate_refund(&attempt, &order, self.now()).await {
+            Ok(true) => tracing::warn!(order = %order.id, attempt = %attempt.id, "duplicate charge refunded"),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(attempt = %attempt.id, error = ?e, "a duplicate refund could not be recorded: retried later")
+            }
+        }
     }
 
     /// A hold ended unpaid: its open order moves with it (expired or

@@ -77,6 +77,19 @@ impl Payments {
     /// [`SETTLE_GRACE_MS`] (see [`Payments::settle_paid`]).
     pub async fn run_settlement(&self, mut stop: watch::Receiver<bool>) {
         while tick(&mut stop).await {
+            // Duplicate charges whose refund did not go through at once.
+            match self
+                .store
+                .unrefunded_duplicates(self.now() - SETTLE_GRACE_MS, 100)
+                .await
+            {
+                Ok(due) => {
+                    for attempt in due {
+                        self.refund_duplicate(&attempt.id).await;
+                    }
+                }
+                Err(e) => tracing::warn!(error = ?e, "could not look for unrefunded duplicate charges"),
+            }
             let due = match self.store.unsettled(self.now() - SETTLE_GRACE_MS, 100).await {
                 Ok(d) => d,
                 Err(e) => {

@@ -190,7 +190,8 @@ async fn a_success_after_expiry_is_recorded_as_late(s: PaymentStore) {
         CallbackOutcome::Applied {
             attempt: AttemptState::Succeeded,
             order: OrderState::Succeeded,
-            late_success: true
+            late_success: true,
+            duplicate: false
         }
     );
     // A refunded order never comes back.

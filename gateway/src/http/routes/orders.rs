@@ -43,6 +43,8 @@ async fn view(s: &AppState, order: &Order) -> Result<Value, ApiError> {
         "offer_id": order.offer_id,
         "attempts": attempts.iter().map(|a| json!({
             "id": a.id, "acquirer": a.acquirer, "state": a.state,
+            // Succeeded after another attempt had paid: refunded by Haul.
+            "duplicate": a.duplicate,
         })).collect::<Vec<_>>(),
         "created_at": order.created_at,
     }))
