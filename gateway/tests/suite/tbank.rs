@@ -653,4 +653,61 @@ on_both_backends!(
     a_checkout_pays_through_tbank_and_refunds_through_cancel,
     a_declined_card_fails_the_payment_without_trying_another_bank,
     a_refusing_terminal_hands_the_payment_to_the_next_one,
+    a_second_payment_of_a_paid_order_is_cancelled_at_the_bank,
 );
+
+/// Two tabs, two T-Bank attempts, both paid with a card: the order is paid
+/// once and the second payment is given back in full through `Cancel`, at
+/// the bank, marked a duplicate and never counted as the order's refund.
+async fn a_second_payment_of_a_paid_order_is_cancelled_at_the_bank(env: Env) {
+    let emu = Emulator::start().await;
+    emu.terminal("TwoTabs", "two-tabs-password", Mode::Normal);
+    let app = app(&env, &emu).await;
+    connect(&app, "TwoTabs", "two-tabs-password", 1).await;
+    let cs = checkout_session(&app, 70_000, "RUB").await;
+    let (st, first) = pay(&app, &cs, "tbank").await;
+    assert_eq!(st, StatusCode::CREATED, "{first}");
+    let (st, second) = pay(&app, &cs, "tbank").await;
+    assert_eq!(st, StatusCode::CREATED, "{second}");
+    for attempt in [&first, &second] {
+        let page = common::text(attempt, "redirect_url");
+        assert_eq!(submit_card(&app, &page, GOOD_CARD).await.0, StatusCode::OK);
+    }
+    let paid = state_until(&app, &cs, "succeeded").await;
+    let order = common::text(&paid, "order_id");
+    let mut refunded = false;
+    for _ in 0..100 {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM refunds WHERE order_id = $1 AND kind = 'duplicate'")
+            .bind(&order)
+            .fetch_one(&app.state.pool)
+            .await
+            .unwrap();
+        if n == 1 {
+            refunded = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(refunded, "the duplicate charge was refunded");
+    let payments = emu.payments_of("TwoTabs");
+    let statuses: Vec<&str> = payments.iter().map(|(_, p)| p.status.as_str()).collect();
+    assert_eq!(payments.len(), 2);
+    assert!(
+        statuses.contains(&"CONFIRMED") && statuses.contains(&"REFUNDED"),
+        "{statuses:?}"
+    );
+    assert_eq!(emu.calls("Cancel", "TwoTabs"), 1);
+    let (_, o) = app.seller(Method::GET, &format!("/v1/orders/{order}"), None).await;
+    assert_eq!(
+        (o["state"].as_str(), o["refunded_minor"].as_i64()),
+        (Some("succeeded"), Some(0)),
+        "{o}"
+    );
+    let duplicates = o["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["duplicate"] == true)
+        .count();
+    assert_eq!(duplicates, 1, "{o}");
+}
