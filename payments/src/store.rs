@@ -525,6 +525,29 @@ impl PaymentStore {
         Ok(())
     }
 
+    /// Sets an unpaid order's deadline (see [`Self::overdue_orders`]).
+    pub async fn set_deadline(&self, id: &OrderId, at: i64) -> Result<()> {
+        sqlx::query("UPDATE orders SET expires_at = $1 WHERE id = $2")
+            .bind(at)
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Open orders whose deadline passed before `before`.
+    pub async fn overdue_orders(&self, before: i64, limit: i64) -> Result<Vec<Order>> {
+        let rows = sqlx::query(
+            "SELECT * FROM orders WHERE state IN ('created', 'pending', 'requires_action') \
+             AND expires_at IS NOT NULL AND expires_at < $1 ORDER BY expires_at LIMIT $2",
+        )
+        .bind(before)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(order_from_row).collect()
+    }
+
     /// Records the refund of a duplicate charge (the whole attempt), once:
     /// kept apart from the order's refunds (the order's total and state do
     /// not change), with its history line and `payment.duplicate_refunded`

@@ -761,7 +761,88 @@ on_both_backends!(
     a_callback_takes_effect_once_over_http,
     forged_stale_truncated_and_mismatched_callbacks_change_nothing,
     a_second_charge_on_a_paid_order_is_refunded_and_reported,
+    an_unpaid_order_expires_by_its_deadline_when_its_hold_is_gone,
 );
+
+/// The stock engine loses a hold (Redis restarted empty, say): nothing will
+/// ever sweep it, yet its unpaid order still expires by the deadline kept
+/// in the record, and `order.expired` goes out; a payment that comes after
+/// follows the late-payment rule (here, the offer over: refunded in full).
+async fn an_unpaid_order_expires_by_its_deadline_when_its_hold_is_gone(env: Env) {
+    let app = TestApp::start(
+        &env,
+        &[("HAUL_SANDBOX_SECRET", SECRET), ("HAUL_WEBHOOKS_ALLOW_PRIVATE", "true")],
+    )
+    .await;
+    let (st, _) = app
+        .seller(
+            reqwest::Method::POST,
+            "/v1/webhook-endpoints",
+            Some(json!({ "url": "http://127.0.0.1:9/hooks", "event_types": ["order.expired"] })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let (_, _, oid) = app.live_offer(common::offer_body(3, 1)).await;
+    let token = app.anonymous_viewer().await;
+    let (_, r) = app.reserve(&token, &oid, 1, "r").await;
+    let hold = common::text(&r["hold"], "id");
+    let (_, order) = app
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/offers/{oid}/holds/{hold}/order"),
+            Some(&token),
+            None,
+        )
+        .await;
+    let order = common::text(&order, "id");
+    // The engine forgets the hold behind the payments side's back.
+    let offer_id = streams::ids::OfferId::parse(&oid).unwrap();
+    let hold_id = streams::ids::HoldId::parse(&hold).unwrap();
+    app.state
+        .streams
+        .inventory()
+        .release(&offer_id, &hold_id, None)
+        .await
+        .unwrap()
+        .unwrap();
+    // Past the hold's 30 s and the grace: the record's deadline ends it.
+    app.clock.advance(31_000 + payments::service::SETTLE_GRACE_MS);
+    let v = app.order_until(&order, &token, |v| v["state"] == "expired").await;
+    assert_eq!(v["state"], "expired");
+    let expired: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_messages WHERE event_type = 'order.expired'")
+        .fetch_one(&app.state.pool)
+        .await
+        .unwrap();
+    assert_eq!(expired, 1);
+    // The buyer's payment still comes, after the 60 s offer ended: the
+    // late-payment rule refunds it in full (no stock to take again).
+    let store = app.state.payments.store();
+    let order = store
+        .order(&payments::ids::OrderId::parse(&order).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let attempt = store
+        .create_attempt(&order, "sandbox", app.clock.now_ms())
+        .await
+        .unwrap();
+    let (st, v) = post(
+        &app,
+        &body(&attempt, "evt_late", "succeeded", 149_000),
+        SECRET,
+        now(&app),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let v = app
+        .order_until(order.id.as_str(), &token, |v| v["state"] == "refunded")
+        .await;
+    assert_eq!(v["refunded_minor"], 149_000, "{v}");
+    let (_, offer) = app
+        .seller(reqwest::Method::GET, &format!("/v1/offers/{oid}"), None)
+        .await;
+    assert_eq!(offer["sold"], 0, "{offer}");
+}
 
 /// Two tabs, two attempts, both paid — here at the same moment: the order
 /// is paid once, the other charge is marked a duplicate, refunded in full

@@ -180,6 +180,43 @@ impl Payments {
         }
     }
 
+    /// Expires unpaid orders whose deadline passed [`super::SETTLE_GRACE_MS`]
+    /// ago: normally their hold's expiry ended them already; these are the
+    /// ones whose hold was gone from the engine (lost with Redis, say). The
+    /// hold, if it is still there, goes back to stock; `order.expired` goes
+    /// out; a payment that still comes follows the late-payment rule.
+    pub async fn expire_overdue(&self) {
+        let now = self.now();
+        let due = match self.store.overdue_orders(now - super::SETTLE_GRACE_MS, 100).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = ?e, "could not look for overdue orders");
+                return;
+            }
+        };
+        for order in due {
+            if let (Some(buyer), Some(offer), Some(hold)) = (&order.buyer_id, &order.offer_id, &order.hold_id) {
+                match self.stock.release(buyer, offer, hold).await {
+                    Ok(()) | Err(StockError::Gone) => {}
+                    // It goes back when its own expiry is swept.
+                    Err(e) => {
+                        tracing::warn!(order = %order.id, error = ?e, "an overdue order's hold could not be released")
+                    }
+                }
+            }
+            let cause = "its deadline passed (its hold was gone)";
+            match self
+                .store
+                .move_order(&order.id, OrderState::Expired, cause, self.now())
+                .await
+            {
+                Ok(Ok(_)) => tracing::warn!(order = %order.id, "overdue order expired by its deadline"),
+                Ok(Err(_)) => {}
+                Err(e) => tracing::error!(order = %order.id, error = ?e, "could not expire an overdue order"),
+            }
+        }
+    }
+
     /// A payment failed for good: the buyer's hold goes back to stock (and
     /// viewers see the units return).
     pub(super) async fn release_after_failure(&self, order: &OrderId) {

@@ -94,6 +94,13 @@ impl Payments {
     ) -> Result<StreamOrder> {
         let now = self.now();
         let (order, created) = self.store.create_order(new, now).await.map_err(Error::unavailable)?;
+        if created {
+            // Unpaid, it ends with its hold — by the record's own clock too.
+            self.store
+                .set_deadline(&order.id, hold_expires_at)
+                .await
+                .map_err(Error::unavailable)?;
+        }
         let until = hold_expires_at.max(now) + PAYMENT_WINDOW_MS;
         let session = checkout::for_order(&self.pool, &order, &[item], back_url, until, now)
             .await
@@ -204,7 +211,15 @@ impl Payments {
             self.banks_for(order, acquirer, &attempts).await?
         };
         let hold_expires_at = match (&order.offer_id, &order.hold_id) {
-            (Some(offer), Some(hold)) => Some(self.keep_hold(&attempts, offer, hold).await?),
+            (Some(offer), Some(hold)) => {
+                let until = self.keep_hold(&attempts, offer, hold).await?;
+                // The order's deadline moves with its hold.
+                self.store
+                    .set_deadline(&order.id, until)
+                    .await
+                    .map_err(Error::unavailable)?;
+                Some(until)
+            }
             _ => None,
         };
         if sandbox {

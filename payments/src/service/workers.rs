@@ -77,6 +77,7 @@ impl Payments {
     /// [`SETTLE_GRACE_MS`] (see [`Payments::settle_paid`]).
     pub async fn run_settlement(&self, mut stop: watch::Receiver<bool>) {
         while tick(&mut stop).await {
+            self.expire_overdue().await;
             // Duplicate charges whose refund did not go through at once.
             match self
                 .store
