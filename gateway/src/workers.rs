@@ -1,6 +1,7 @@
 //! The one place that starts every background loop of a node: the streams
 //! domain's offer timer and hold sweeper, the realtime publisher, seller
-//! webhook deliveries, the payments domain's settlement and reconciliation,
+//! webhook deliveries, the sandbox's callbacks, the payments domain's
+//! settlement and reconciliation,
 //! housekeeping, and the demo's bots. Each stops when `stop` changes.
 
 use std::time::Duration;
@@ -33,6 +34,8 @@ pub fn start(state: &AppState, stop: &watch::Receiver<bool>, demo: Option<demo::
     workers.push(tokio::spawn(async move { s.hub.run(rx).await }));
     let (s, rx) = (state.clone(), stop.clone());
     workers.push(tokio::spawn(crate::adapters::webhooks::run(s, rx)));
+    let (s, rx) = (state.clone(), stop.clone());
+    workers.push(tokio::spawn(crate::adapters::sandbox::run(s, rx)));
     let (s, rx) = (state.clone(), stop.clone());
     workers.push(tokio::spawn(async move { s.payments.run_settlement(rx).await }));
     let (s, rx) = (state.clone(), stop.clone());

@@ -10,3 +10,18 @@ CREATE INDEX refunds_by_attempt ON refunds (attempt_id, kind);
 -- the stock engine (lost with Redis, say).
 ALTER TABLE orders ADD COLUMN expires_at BIGINT;
 CREATE INDEX orders_by_deadline ON orders (state, expires_at);
+-- The sandbox acquirer's callbacks, written before the buyer hears "payment
+-- sent" and delivered by a worker on any node until taken: no confirmation
+-- lives only in one process's memory.
+CREATE TABLE sandbox_callbacks (
+    id           TEXT PRIMARY KEY,
+    attempt_id   TEXT NOT NULL,
+    seq          BIGINT NOT NULL,
+    body         TEXT NOT NULL,
+    due_at       BIGINT NOT NULL,
+    lease_until  BIGINT,
+    tries        BIGINT NOT NULL DEFAULT 0,
+    done_at      BIGINT,
+    created_at   BIGINT NOT NULL
+);
+CREATE INDEX sandbox_callbacks_due ON sandbox_callbacks (done_at, due_at);

@@ -947,3 +947,63 @@ async fn a_second_charge_on_a_paid_order_is_refunded_and_reported(env: Env) {
         (Some("refunded"), Some(259_000))
     );
 }
+
+/// The buyer sees "payment sent" and the node that served the card page
+/// stops before it could deliver the sandbox's confirmation (here it never
+/// can: its public address is dead). The confirmation was recorded first:
+/// another node delivers it and the order is paid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sandbox_payment_survives_the_node_that_took_it() {
+    let env = Env::shared().await;
+    let first = TestApp::start(
+        &env,
+        &[
+            ("HAUL_SANDBOX_SECRET", SECRET),
+            ("HAUL_PUBLIC_URL", "http://127.0.0.1:9"),
+        ],
+    )
+    .await;
+    let session = common::checkout_session(&first, 1000, "RUB").await;
+    let (st, attempt) = common::pay_session(&first, &session, "sandbox").await;
+    assert_eq!(st, StatusCode::CREATED, "{attempt}");
+    let redirect = common::text(&attempt, "redirect_url");
+    let path = redirect.strip_prefix("http://127.0.0.1:9").unwrap();
+    let (st, page) = submit_card(&first, &format!("{}{path}", first.base), "4242424242424242").await;
+    assert_eq!(st, StatusCode::OK, "{page}");
+    let waiting: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM sandbox_callbacks WHERE attempt_id = $1 AND done_at IS NULL")
+            .bind(attempt["id"].as_str().unwrap())
+            .fetch_one(&first.state.pool)
+            .await
+            .unwrap();
+    assert!(waiting >= 1, "the confirmation is in the record");
+    let key = first.key.clone();
+    drop(first);
+
+    let second = TestApp::start(&env, &[("HAUL_SANDBOX_SECRET", SECRET)]).await;
+    // Past the first node's retry wait.
+    second.clock.advance(60_000);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, v) = second
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/checkout/sessions/{session}"),
+                Some(&key),
+                None,
+            )
+            .await;
+        if v["state"] == "succeeded" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never paid: {v}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let left: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM sandbox_callbacks WHERE attempt_id = $1 AND done_at IS NULL")
+            .bind(attempt["id"].as_str().unwrap())
+            .fetch_one(&second.state.pool)
+            .await
+            .unwrap();
+    assert_eq!(left, 0, "every confirmation delivered once");
+}

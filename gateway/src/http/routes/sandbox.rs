@@ -199,11 +199,11 @@ async fn pay(
     if !(3..=4).contains(&form.cvc.len()) || !form.cvc.bytes().all(|b| b.is_ascii_digit()) {
         return retry("The CVC is 3 or 4 digits.");
     }
-    tokio::spawn(crate::adapters::sandbox::send_reports(
-        s.clone(),
-        attempt.clone(),
-        sandbox::reports(card),
-    ));
+    // Recorded before the buyer hears anything; delivered from the record.
+    if let Err(e) = crate::adapters::sandbox::queue_reports(&s, &attempt, sandbox::reports(card)).await {
+        tracing::error!(error = %e, "the sandbox could not record its callbacks");
+        return page(StatusCode::SERVICE_UNAVAILABLE, "Try again", "<p>Please try again.</p>");
+    }
     match card {
         CardBehaviour::Challenge => page_framed(
             StatusCode::OK,
@@ -273,11 +273,11 @@ async fn challenge(
         Err(r) => return r,
     };
     let passed = form.passed == "yes";
-    tokio::spawn(crate::adapters::sandbox::send_reports(
-        s.clone(),
-        attempt.clone(),
-        vec![sandbox::after_challenge(passed)],
-    ));
+    if let Err(e) = crate::adapters::sandbox::queue_reports(&s, &attempt, vec![sandbox::after_challenge(passed)]).await
+    {
+        tracing::error!(error = %e, "the sandbox could not record its callbacks");
+        return page(StatusCode::SERVICE_UNAVAILABLE, "Try again", "<p>Please try again.</p>");
+    }
     done(&s, &attempt, if passed { "Confirmed" } else { "Cancelled" }).await
 }
 
