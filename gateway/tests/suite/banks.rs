@@ -866,4 +866,90 @@ on_both_backends!(
     stripe_checkout_pays_by_signed_webhook_and_refunds,
     a_refusing_bank_hands_the_payment_to_another_bank,
     an_unclear_yookassa_answer_is_settled_by_asking_again,
+    a_second_payment_of_a_paid_order_is_refunded_or_refused_at_each_bank,
 );
+
+/// Two tabs, two attempts at one bank, the buyer pays in both. Stripe takes
+/// both charges: the second is refunded in full through Stripe's refunds
+/// API and marked a duplicate. CloudPayments asks first (Check): the second
+/// payment of a paid order is refused before any money moves.
+async fn a_second_payment_of_a_paid_order_is_refunded_or_refused_at_each_bank(env: Env) {
+    let b = banks(&env).await;
+    let st_acct = connect(
+        &b,
+        json!({ "acquirer": "stripe", "account": "acct_twice", "secret": "sk_test_twice", "webhook_secret": "whsec_twice" }),
+    )
+    .await;
+    let url = st_acct["notification_urls"]["notification"].as_str().unwrap();
+    b.st.account("acct_twice", "sk_test_twice", url, "whsec_twice");
+    let cs = checkout_session(&b.app, 4_000, "EUR").await;
+    let (_, first) = pay(&b.app, &cs, "stripe").await;
+    let (_, second) = pay(&b.app, &cs, "stripe").await;
+    for attempt in [&first, &second] {
+        let (status, _) = submit_card(&b.app, attempt["redirect_url"].as_str().unwrap(), st::GOOD_CARD).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    state_until(&b.app, &cs, "succeeded").await;
+    let mut refunded = Vec::new();
+    for _ in 0..100 {
+        refunded = b.st.bank.lock().unwrap().refunds.clone();
+        if !refunded.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(refunded.len(), 1, "{refunded:?}");
+    assert_eq!(refunded[0]["amount"], 4_000, "{refunded:?}");
+    let o = order_of(&b.app, &cs).await;
+    assert_eq!(
+        (o["state"].as_str(), o["refunded_minor"].as_i64()),
+        (Some("succeeded"), Some(0)),
+        "{o}"
+    );
+    let duplicates = o["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["duplicate"] == true)
+        .count();
+    assert_eq!(duplicates, 1, "{o}");
+
+    // CloudPayments: the Check of the second payment says no.
+    let cp_acct = connect(
+        &b,
+        json!({ "acquirer": "cloudpayments", "account": "pk_twice", "secret": "cp-twice", "priority": 1 }),
+    )
+    .await;
+    b.cp.site(
+        "pk_twice",
+        "cp-twice",
+        cp_acct["notification_urls"]["check"]
+            .as_str()
+            .unwrap()
+            .trim_end_matches("/check"),
+        cp::Mode::Normal,
+    );
+    let cs = checkout_session(&b.app, 50_000, "RUB").await;
+    let (_, first) = pay(&b.app, &cs, "cloudpayments").await;
+    let (_, second) = pay(&b.app, &cs, "cloudpayments").await;
+    for attempt in [&first, &second] {
+        submit_card(&b.app, attempt["redirect_url"].as_str().unwrap(), cp::GOOD_CARD).await;
+    }
+    state_until(&b.app, &cs, "succeeded").await;
+    let charged: Vec<String> =
+        b.cp.bank
+            .lock()
+            .unwrap()
+            .transactions
+            .iter()
+            .filter(|t| t.site == "pk_twice")
+            .map(|t| t.status.clone())
+            .collect();
+    assert_eq!(charged.iter().filter(|s| *s == "Completed").count(), 1, "{charged:?}");
+    let o = order_of(&b.app, &cs).await;
+    assert_eq!(
+        (o["state"].as_str(), o["refunded_minor"].as_i64()),
+        (Some("succeeded"), Some(0)),
+        "{o}"
+    );
+}
