@@ -872,7 +872,8 @@ on_both_backends!(
 /// Two tabs, two attempts at one bank, the buyer pays in both. Stripe takes
 /// both charges: the second is refunded in full through Stripe's refunds
 /// API and marked a duplicate. CloudPayments asks first (Check): the second
-/// payment of a paid order is refused before any money moves.
+/// payment of a paid order is refused before any money moves. YooKassa's
+/// second authorization is let go instead of captured.
 async fn a_second_payment_of_a_paid_order_is_refunded_or_refused_at_each_bank(env: Env) {
     let b = banks(&env).await;
     let st_acct = connect(
@@ -946,6 +947,46 @@ async fn a_second_payment_of_a_paid_order_is_refunded_or_refused_at_each_bank(en
             .map(|t| t.status.clone())
             .collect();
     assert_eq!(charged.iter().filter(|s| *s == "Completed").count(), 1, "{charged:?}");
+    let o = order_of(&b.app, &cs).await;
+    assert_eq!(
+        (o["state"].as_str(), o["refunded_minor"].as_i64()),
+        (Some("succeeded"), Some(0)),
+        "{o}"
+    );
+
+    // YooKassa authorizes first: the second authorization of a paid order
+    // is let go (cancelled), never captured.
+    let yk_acct = connect(
+        &b,
+        json!({ "acquirer": "yookassa", "account": "606060", "secret": "yk-twice", "priority": 1 }),
+    )
+    .await;
+    b.yk.shop(
+        "606060",
+        "yk-twice",
+        yk_acct["notification_urls"]["notification"].as_str().unwrap(),
+        yk::Mode::Normal,
+    );
+    let cs = checkout_session(&b.app, 30_000, "RUB").await;
+    let (_, first) = pay(&b.app, &cs, "yookassa").await;
+    let (_, second) = pay(&b.app, &cs, "yookassa").await;
+    submit_card(&b.app, first["redirect_url"].as_str().unwrap(), yk::GOOD_CARD).await;
+    state_until(&b.app, &cs, "succeeded").await;
+    submit_card(&b.app, second["redirect_url"].as_str().unwrap(), yk::GOOD_CARD).await;
+    let mut statuses = Vec::new();
+    for _ in 0..100 {
+        statuses =
+            b.yk.payments_of("606060")
+                .iter()
+                .map(|p| p["status"].as_str().unwrap_or("").to_owned())
+                .collect();
+        statuses.sort();
+        if statuses == ["canceled", "succeeded"] {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(statuses, ["canceled", "succeeded"]);
     let o = order_of(&b.app, &cs).await;
     assert_eq!(
         (o["state"].as_str(), o["refunded_minor"].as_i64()),
