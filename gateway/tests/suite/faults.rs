@@ -1,6 +1,7 @@
 //! Faults: the real servers under a node go away and come back. A node's
 //! own Redis (a `redis-server` this test starts on a free port) is killed
-//! while buyers reserve: every answer is quick and clear (503 with
+//! while buyers reserve (one at a time and a crowd at once): every answer
+//! is quick and clear (503 with
 //! `Retry-After`, `/readyz` not ready) instead of hanging in a reconnect
 //! backoff, and selling resumes as soon as Redis answers again — from the
 //! record, with no unit sold twice.
@@ -154,6 +155,13 @@ async fn a_redis_outage_answers_fast_and_selling_resumes_when_it_returns() {
         assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
         eprintln!("readyz with Redis down answered in {took:?}");
     }
+    // A crowd of buyers at once: each hears 503 at once, none hangs.
+    let crowd = futures_util::future::join_all((200..300).map(&reserve)).await;
+    for (st, v, _, _) in &crowd {
+        assert_eq!(*st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    }
+    let slowest = crowd.iter().map(|(_, _, took, _)| *took).max().unwrap();
+    eprintln!("100 concurrent reserves with Redis down: the slowest answered in {slowest:?}");
     // Reading the record still works.
     let (st, v, _, _) = answered(
         &app,
@@ -223,9 +231,20 @@ impl Proxy {
         self.tasks.lock().unwrap().push(accept);
     }
 
-    fn cut(&self) {
-        for t in self.tasks.lock().unwrap().drain(..) {
+    /// Returns once every connection is closed and the port refuses.
+    async fn cut(&self) {
+        let tasks: Vec<_> = self.tasks.lock().unwrap().drain(..).collect();
+        for t in &tasks {
             t.abort();
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+        // A pipe accepted while the listener was being stopped.
+        let late: Vec<_> = self.tasks.lock().unwrap().drain(..).collect();
+        for t in late {
+            t.abort();
+            let _ = t.await;
         }
     }
 }
@@ -248,7 +267,7 @@ async fn a_postgres_outage_answers_fast_and_service_resumes_when_it_returns() {
     let (st, v, _, _) = answered(&app, Method::GET, "/v1/streams", Some(&app.key), None).await;
     assert_eq!(st, StatusCode::OK, "{v}");
 
-    proxy.cut();
+    proxy.cut().await;
     for _ in 0..3 {
         let (st, v, took, retry) = answered(&app, Method::GET, "/v1/streams", Some(&app.key), None).await;
         assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
