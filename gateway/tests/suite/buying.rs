@@ -467,7 +467,7 @@ async fn a_seller_may_sell_to_its_own_signed_viewers_only(env: Env) {
     assert_eq!(st, StatusCode::CREATED, "{v}");
 }
 
-/// The probe: one client making a fresh anonymous viewer for every
+/// A greedy client making a fresh anonymous viewer for every
 /// tap of a one-per-buyer offer holds no more than the per-address cap
 /// (the socket's reserve RPC goes through the same call); another address
 /// still buys, and a released hold frees its slot.
