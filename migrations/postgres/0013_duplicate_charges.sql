@@ -5,6 +5,10 @@
 ALTER TABLE payment_attempts ADD COLUMN duplicate BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE refunds ADD COLUMN kind TEXT NOT NULL DEFAULT 'order';
 CREATE INDEX refunds_by_attempt ON refunds (attempt_id, kind);
+-- One refund per duplicate charge, however many nodes try at once.
+CREATE UNIQUE INDEX refunds_one_per_duplicate ON refunds (attempt_id) WHERE kind = 'duplicate';
+-- The settlement worker's look for duplicates not refunded yet.
+CREATE INDEX attempts_duplicates ON payment_attempts (updated_at) WHERE duplicate = 1;
 -- An unpaid stream order's deadline (its hold's expiry, then the end of its
 -- payment window): the order expires by it even if the hold is gone from
 -- the stock engine (lost with Redis, say).

@@ -564,7 +564,7 @@ impl PaymentStore {
             return Ok(false);
         }
         let id = format!("ref_{}", crate::ids::random_body());
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO refunds (id, order_id, attempt_id, amount_minor, reason, created_at, kind) \
              VALUES ($1, $2, $3, $4, $5, $6, 'duplicate')",
         )
@@ -575,7 +575,16 @@ impl PaymentStore {
         .bind("duplicate charge: the order was already paid")
         .bind(now)
         .execute(&mut *tx)
-        .await?;
+        .await;
+        match inserted {
+            Ok(_) => {}
+            // Another node recorded it meanwhile (one row per duplicate).
+            Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            Err(e) => return Err(e.into()),
+        }
         Self::record(
             &mut tx,
             &order.id,

@@ -293,6 +293,49 @@ async fn racing_refunds_never_return_more_than_was_paid(s: PaymentStore) {
     assert!(s.record_refund(&order.id, 1, "more", 9_300).await.is_err());
 }
 
+/// Two attempts of one order both succeed: the second is marked a
+/// duplicate, listed for its refund, and its refund is recorded once
+/// however many nodes race to record it, never counting as the order's.
+async fn a_duplicate_charge_is_recorded_once_however_many_race(s: PaymentStore) {
+    let (order, first) = order_with_attempt(&s, None).await;
+    let second = s.create_attempt(&order, "sandbox", 1_002).await.unwrap();
+    s.apply_callback(&callback(&first.id, "paid-1", AttemptState::Succeeded, 9_000))
+        .await
+        .unwrap();
+    let again = s
+        .apply_callback(&callback(&second.id, "paid-2", AttemptState::Succeeded, 9_001))
+        .await
+        .unwrap();
+    assert!(
+        matches!(again, CallbackOutcome::Applied { duplicate: true, .. }),
+        "{again:?}"
+    );
+    let listed = s.unrefunded_duplicates(i64::MAX, 10).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|a| a.id.clone()).collect::<Vec<_>>(),
+        vec![second.id.clone()]
+    );
+    let dup = s.attempt(&second.id).await.unwrap().unwrap();
+    assert!(dup.duplicate && !s.attempt(&first.id).await.unwrap().unwrap().duplicate);
+    let s = Arc::new(s);
+    let tasks: Vec<_> = (0..6)
+        .map(|_| {
+            let (s, dup, order) = (s.clone(), dup.clone(), order.clone());
+            tokio::spawn(async move { s.record_duplicate_refund(&dup, &order, 9_100).await })
+        })
+        .collect();
+    let mut recorded = 0;
+    for t in tasks {
+        if t.await.unwrap().unwrap() {
+            recorded += 1;
+        }
+    }
+    assert_eq!(recorded, 1);
+    assert!(s.unrefunded_duplicates(i64::MAX, 10).await.unwrap().is_empty());
+    let o = s.order(&order.id).await.unwrap().unwrap();
+    assert_eq!((o.state, o.refunded_minor), (OrderState::Succeeded, 0));
+}
+
 /// Reconciliation's queue: open bank attempts, least recently asked first,
 /// so a crowd of old ones never starves a new one; too old is left alone.
 async fn open_bank_attempts_take_turns(s: PaymentStore) {
@@ -349,5 +392,6 @@ on_both_databases!(
     one_order_per_hold,
     conflicting_callbacks_racing_leave_one_consistent_answer,
     racing_refunds_never_return_more_than_was_paid,
+    a_duplicate_charge_is_recorded_once_however_many_race,
     open_bank_attempts_take_turns,
 );
