@@ -82,6 +82,11 @@ async fn housekeeping(s: AppState, mut stop: watch::Receiver<bool>) {
                     Ok(n) => tracing::debug!(keys = n, "expired idempotency keys removed"),
                     Err(e) => tracing::warn!(error = %e, "could not remove expired idempotency keys"),
                 }
+                match crate::adapters::sandbox::purge(&s).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(callbacks = n, "delivered sandbox callbacks removed"),
+                    Err(e) => tracing::warn!(error = %e, "could not remove delivered sandbox callbacks"),
+                }
             }
             _ = stop.changed() => return,
         }

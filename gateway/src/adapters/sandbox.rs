@@ -74,6 +74,18 @@ pub async fn queue_reports(
     Ok(())
 }
 
+/// How long a delivered callback is kept (to answer what was sent).
+const KEEP_DONE_MS: i64 = 24 * 3600 * 1000;
+
+/// Forgets callbacks delivered more than a day ago; how many.
+pub async fn purge(s: &AppState) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM sandbox_callbacks WHERE done_at IS NOT NULL AND done_at < $1")
+        .bind(s.payments.now() - KEEP_DONE_MS)
+        .execute(&s.pool)
+        .await?;
+    Ok(done.rows_affected())
+}
+
 /// Delivers due callbacks until `stop` changes.
 pub async fn run(s: AppState, mut stop: watch::Receiver<bool>) {
     loop {

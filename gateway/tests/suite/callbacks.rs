@@ -1006,4 +1006,8 @@ async fn a_sandbox_payment_survives_the_node_that_took_it() {
             .await
             .unwrap();
     assert_eq!(left, 0, "every confirmation delivered once");
+    // Delivered ones are kept a day, then forgotten.
+    assert_eq!(gateway::adapters::sandbox::purge(&second.state).await.unwrap(), 0);
+    second.clock.advance(25 * 3600 * 1000);
+    assert!(gateway::adapters::sandbox::purge(&second.state).await.unwrap() >= 1);
 }
