@@ -41,6 +41,25 @@ async fn order(app: &TestApp) -> (Order, Attempt) {
     (order, attempt)
 }
 
+/// A node whose seller has an endpoint for `events` (at a dead address:
+/// the messages stay in the outbox for the test to read).
+async fn app_with_events(env: &Env, events: &[&str]) -> TestApp {
+    let app = TestApp::start(
+        env,
+        &[("HAUL_SANDBOX_SECRET", SECRET), ("HAUL_WEBHOOKS_ALLOW_PRIVATE", "true")],
+    )
+    .await;
+    let (st, ep) = app
+        .seller(
+            reqwest::Method::POST,
+            "/v1/webhook-endpoints",
+            Some(json!({ "url": "http://127.0.0.1:9/hooks", "event_types": events })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{ep}");
+    app
+}
+
 fn body(attempt: &Attempt, event: &str, status: &str, amount: i64) -> String {
     json!({ "event_id": event, "payment_id": attempt.id.as_str(), "status": status,
             "amount_minor": amount, "currency": "RUB", "decline_code": null, "created_at": 1 })
@@ -769,19 +788,7 @@ on_both_backends!(
 /// in the record, and `order.expired` goes out; a payment that comes after
 /// follows the late-payment rule (here, the offer over: refunded in full).
 async fn an_unpaid_order_expires_by_its_deadline_when_its_hold_is_gone(env: Env) {
-    let app = TestApp::start(
-        &env,
-        &[("HAUL_SANDBOX_SECRET", SECRET), ("HAUL_WEBHOOKS_ALLOW_PRIVATE", "true")],
-    )
-    .await;
-    let (st, _) = app
-        .seller(
-            reqwest::Method::POST,
-            "/v1/webhook-endpoints",
-            Some(json!({ "url": "http://127.0.0.1:9/hooks", "event_types": ["order.expired"] })),
-        )
-        .await;
-    assert_eq!(st, StatusCode::CREATED);
+    let app = app_with_events(&env, &["order.expired"]).await;
     let (_, _, oid) = app.live_offer(common::offer_body(3, 1)).await;
     let token = app.anonymous_viewer().await;
     let (_, r) = app.reserve(&token, &oid, 1, "r").await;
@@ -850,20 +857,16 @@ async fn an_unpaid_order_expires_by_its_deadline_when_its_hold_is_gone(env: Env)
 /// `payment.duplicate` and `payment.duplicate_refunded`; it never counts
 /// as a refund of the order, which can still be refunded in full.
 async fn a_second_charge_on_a_paid_order_is_refunded_and_reported(env: Env) {
-    let app = TestApp::start(
+    let app = app_with_events(
         &env,
-        &[("HAUL_SANDBOX_SECRET", SECRET), ("HAUL_WEBHOOKS_ALLOW_PRIVATE", "true")],
+        &[
+            "order.paid",
+            "payment.duplicate",
+            "payment.duplicate_refunded",
+            "order.refunded",
+        ],
     )
     .await;
-    let (st, ep) = app
-        .seller(
-            reqwest::Method::POST,
-            "/v1/webhook-endpoints",
-            Some(json!({ "url": "http://127.0.0.1:9/hooks",
-                         "event_types": ["order.paid", "payment.duplicate", "payment.duplicate_refunded", "order.refunded"] })),
-        )
-        .await;
-    assert_eq!(st, StatusCode::CREATED, "{ep}");
     let (order, first) = order(&app).await;
     let second = app
         .state

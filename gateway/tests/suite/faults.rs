@@ -15,14 +15,6 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tokio::process::{Child, Command};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A throwaway Redis on `port` (nothing saved), up when this returns.
 async fn redis_on(port: u16) -> Child {
     let child = Command::new("redis-server")
@@ -81,7 +73,7 @@ async fn answered(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_outage_answers_fast_and_selling_resumes_when_it_returns() {
-    let port = free_port();
+    let port = common::free_port();
     let mut redis = redis_on(port).await;
     let env = Env::shared().await;
     let url = format!("redis://127.0.0.1:{port}");
@@ -206,7 +198,7 @@ struct Proxy {
 impl Proxy {
     async fn start(target: String) -> Proxy {
         let p = Proxy {
-            port: free_port(),
+            port: common::free_port(),
             target,
             tasks: Default::default(),
         };

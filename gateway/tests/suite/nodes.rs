@@ -31,14 +31,6 @@ struct Node {
     base: String,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn haul(c: &Cluster, dir: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_haul"));
     for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("HAUL_")) {
@@ -87,7 +79,7 @@ impl Cluster {
     }
 
     async fn node(&self) -> Node {
-        let port = free_port();
+        let port = crate::common::free_port();
         let dir = std::env::temp_dir().join(format!("haul-node-{port}"));
         let child = haul(self, &dir.display().to_string())
             .args(["serve", "--no-demo"])
@@ -418,7 +410,7 @@ async fn own_redis(port: u16) -> Child {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn viewers_recover_after_redis_restarts() {
-    let port = free_port();
+    let port = crate::common::free_port();
     let mut redis = own_redis(port).await;
     let c = Cluster::with_redis(format!("redis://127.0.0.1:{port}")).await;
     let a = c.node().await;

@@ -409,22 +409,7 @@ async fn a_live_checkout_page_has_no_test_cards(env: Env) {
         let steps = pay_in_browser(&host, "-", "methods", name).await;
         step(&steps, "offered").unwrap_or_else(|| panic!("{steps:?}"))
     };
-    let session = async |key: &str| {
-        let (st, s) = app
-            .call(
-                Method::POST,
-                "/v1/checkout/sessions",
-                Some(key),
-                Some(json!({
-                    "amount_minor": 250000, "currency": "RUB", "reference": "L-1",
-                    "items": [{ "name": "Kettle", "quantity": 1, "price_minor": 250000, "vat": "vat20" }],
-                    "success_url": "https://shop.example/ok", "cancel_url": "https://shop.example/",
-                    "customer_email": "buyer@example.com" })),
-            )
-            .await;
-        assert_eq!(st, StatusCode::CREATED, "{s}");
-        common::text(&s, "id")
-    };
+    let session = async |key: &str| common::checkout_session_as(&app, key, 250_000, "RUB").await;
     let live_session = session(&live).await;
     assert_eq!(
         offered(&live_session, "live-none").await,

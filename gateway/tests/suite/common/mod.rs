@@ -335,6 +335,15 @@ impl TestApp {
     }
 }
 
+/// A loopback port free right now (for a server a test starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// The string at `key` of a JSON answer (panics, showing the answer, when
 /// it is not one).
 pub fn text(v: &Value, key: &str) -> String {
@@ -419,10 +428,16 @@ print("verified")
 /// A checkout session of two equal receipt lines summing to `amount`,
 /// with the buyer's email (banks that fiscalize need a contact).
 pub async fn checkout_session(app: &TestApp, amount: i64, currency: &str) -> String {
+    checkout_session_as(app, &app.key, amount, currency).await
+}
+
+/// The same, made with the API key `key` (another mode, say).
+pub async fn checkout_session_as(app: &TestApp, key: &str, amount: i64, currency: &str) -> String {
     let (st, s) = app
-        .seller(
+        .call(
             Method::POST,
             "/v1/checkout/sessions",
+            Some(key),
             Some(json!({
                 "amount_minor": amount, "currency": currency, "reference": "C-1",
                 "items": [{ "name": "Kettle", "quantity": 2, "price_minor": amount / 2, "vat": "vat20" }],
