@@ -553,16 +553,10 @@ impl PaymentStore {
     /// not change), with its history line and `payment.duplicate_refunded`
     /// webhook in the same transaction. `false`: recorded before.
     pub async fn record_duplicate_refund(&self, attempt: &Attempt, order: &Order, now: i64) -> Result<bool> {
+        // The insert comes first: the unique index answers "recorded
+        // before", and the transaction writes from its first statement (no
+        // read-then-write lock upgrade for SQLite to refuse).
         let mut tx = self.pool.begin().await?;
-        let done: Option<String> =
-            sqlx::query_scalar("SELECT id FROM refunds WHERE attempt_id = $1 AND kind = 'duplicate'")
-                .bind(attempt.id.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
-        if done.is_some() {
-            tx.rollback().await?;
-            return Ok(false);
-        }
         let id = format!("ref_{}", crate::ids::random_body());
         let inserted = sqlx::query(
             "INSERT INTO refunds (id, order_id, attempt_id, amount_minor, reason, created_at, kind) \
