@@ -25,6 +25,8 @@ use serde_json::{json, Value};
 mod callbacks;
 mod viewers;
 
+use loadtest::{call, expect, faults, text, Failure};
+
 const USAGE: &str = "\
 usage: loadtest buy-storm --api-key KEY [options]
 
@@ -94,43 +96,6 @@ fn parse(args: &[String]) -> Result<Options, String> {
         return Err("--api-key is required".into());
     }
     Ok(o)
-}
-
-#[derive(Debug)]
-struct Failure(String);
-
-impl<E: std::fmt::Display> From<E> for Failure {
-    fn from(e: E) -> Self {
-        Failure(e.to_string())
-    }
-}
-
-/// A call's status and JSON body.
-async fn call(req: reqwest::RequestBuilder) -> Result<(u16, Value), Failure> {
-    let resp = req.send().await?;
-    let status = resp.status().as_u16();
-    let body = resp.bytes().await?;
-    let value = if body.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&body)?
-    };
-    Ok((status, value))
-}
-
-async fn expect(req: reqwest::RequestBuilder, want: u16, what: &str) -> Result<Value, Failure> {
-    let (status, body) = call(req).await?;
-    if status != want {
-        return Err(Failure(format!("{what}: HTTP {status}: {body}")));
-    }
-    Ok(body)
-}
-
-fn text(v: &Value, key: &str) -> Result<String, Failure> {
-    v[key]
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| Failure(format!("no {key} in {v}")))
 }
 
 /// Shared counters of the storm.
@@ -496,7 +461,12 @@ async fn buy_storm(o: Options) -> Result<bool, Failure> {
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().is_some_and(|a| a == "--help" || a == "-h") {
-        println!("{USAGE}\n\n{}\n\n{}", viewers::USAGE, callbacks::USAGE);
+        println!(
+            "{USAGE}\n\n{}\n\n{}\n\n{}",
+            viewers::USAGE,
+            callbacks::USAGE,
+            faults::USAGE
+        );
         return ExitCode::SUCCESS;
     }
     let outcome = match args.first().map(String::as_str) {
@@ -504,6 +474,13 @@ async fn main() -> ExitCode {
             Ok(o) => Some(viewers::run(o).await),
             Err(e) => {
                 eprintln!("loadtest: {e}\n\n{}", viewers::USAGE);
+                return ExitCode::from(2);
+            }
+        },
+        Some("faults") => match faults::parse(&args[1..]) {
+            Ok(o) => Some(faults::run(o).await),
+            Err(e) => {
+                eprintln!("loadtest: {e}\n\n{}", faults::USAGE);
                 return ExitCode::from(2);
             }
         },

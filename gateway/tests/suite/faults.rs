@@ -287,3 +287,27 @@ async fn a_postgres_outage_answers_fast_and_service_resumes_when_it_returns() {
     let (st, v, _, _) = answered(&app, Method::GET, "/readyz", None, None).await;
     assert_eq!(st, StatusCode::OK, "{v}");
 }
+
+/// The fault suite's short version (`loadtest faults`, whose long run the
+/// README shows): three scenarios against real processes — two `haul`
+/// nodes of this build behind a balancer, a private PostgreSQL cluster and
+/// Redis — with buyers paying once, twice and late while a node is killed,
+/// Redis shut down without saving and PostgreSQL crashed; the independent
+/// checker finds no broken promise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_short_fault_suite_finds_every_promise_kept() {
+    let args: Vec<String> = [
+        "--short",
+        "--seconds",
+        "9",
+        "--scenario",
+        "node-kill,redis-shutdown,postgres-restart",
+        "--haul",
+        env!("CARGO_BIN_EXE_haul"),
+    ]
+    .map(String::from)
+    .to_vec();
+    let o = loadtest::faults::parse(&args).expect("options");
+    let kept = loadtest::faults::run(o).await.expect("the scenarios ran");
+    assert!(kept, "the checker found violations (printed above)");
+}
