@@ -37,6 +37,8 @@ pub struct Inputs<'a> {
     pub hooks: &'a Arc<Mutex<Vec<Value>>>,
     pub watcher: &'a Watcher,
     pub hold_ttl: Duration,
+    /// When the nemesis healed what it broke (Unix ms).
+    pub healed_at: u64,
 }
 
 #[derive(Default)]
@@ -90,6 +92,7 @@ impl Verdict {
 pub const KINDS: &[&str] = &[
     "oversold",
     "slow answer",
+    "slow recovery",
     "lost paid order",
     "double charge kept",
     "sold unpaid",
@@ -103,12 +106,12 @@ pub const KINDS: &[&str] = &[
 /// The summary table of a run.
 pub fn table(rows: &[(&str, Option<Verdict>)]) -> String {
     let mut out = String::from(
-        "| scenario | reserves ok | paid (shown) | double paid | late paid | unknown | sold/qty | dup refunds | late refunds | violations |\n\
-         |---|---|---|---|---|---|---|---|---|---|\n",
+        "| scenario | reserves ok | 503s | selling again (a/b) ms | paid (shown) | double paid | late paid | unknown | sold/qty | dup refunds | late refunds | violations |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for (name, v) in rows {
         let Some(v) = v else {
-            out.push_str(&format!("| {name} | did not run | | | | | | | | |\n"));
+            out.push_str(&format!("| {name} | did not run | | | | | | | | | | |\n"));
             continue;
         };
         let c = |k: &str| v.counts.get(k).copied().unwrap_or(0);
@@ -120,8 +123,11 @@ pub fn table(rows: &[(&str, Option<Verdict>)]) -> String {
             })
             .collect();
         out.push_str(&format!(
-            "| {name} | {} | {} | {} | {} | {} | {}/{} | {} | {} | {} |\n",
+            "| {name} | {} | {} | {}/{} | {} | {} | {} | {} | {}/{} | {} | {} | {} |\n",
             c("reserves ok"),
+            c("503 answers"),
+            c("node a selling again after ms"),
+            c("node b selling again after ms"),
             c("payments shown sent"),
             c("orders paid twice"),
             c("late confirmations acknowledged"),
@@ -284,6 +290,7 @@ pub async fn check(w: &World, i: &Inputs<'_>) -> Result<Verdict, Failure> {
         feed: i.watcher.state.lock().expect("watcher lock").clone(),
         quantity: i.quantity,
         now_ms,
+        healed_at: i.healed_at,
     };
     let mut v = judge(&observed);
     v.settled_in = settled_in;
@@ -294,6 +301,10 @@ pub async fn check(w: &World, i: &Inputs<'_>) -> Result<Verdict, Failure> {
 /// Redis or PostgreSQL is bounded well below it.
 pub const SLOW_MS: u64 = 5_000;
 
+/// The longest a healed fault may keep selling stopped: a second for Haul,
+/// and the second a buyer told 503 waits before asking again.
+pub const RESUME_MS: u64 = 2_500;
+
 /// Everything the checker read, once the run was quiet.
 struct Observed {
     ops: Vec<super::workload::Op>,
@@ -303,6 +314,7 @@ struct Observed {
     feed: Feed,
     quantity: i64,
     now_ms: i64,
+    healed_at: u64,
 }
 
 /// The verdicts on what was observed (no I/O).
@@ -329,6 +341,33 @@ fn judge(ob: &Observed) -> Verdict {
             .max()
             .unwrap_or(0),
     );
+    // Selling resumes once the fault heals: on each node, the first reserve
+    // answered by the stock engine (a hold or a refusal, not 503) after it
+    // (buyers told 503 wait the second it asks for, then try again).
+    for node in 0..2 {
+        let first = ops
+            .iter()
+            .filter(|o| o.op == "reserve" && o.node == Some(node) && o.at_ms >= ob.healed_at)
+            .filter(|o| o.status != 0 && o.status != 503)
+            .map(|o| o.at_ms)
+            .min();
+        if let Some(first) = first {
+            let after = first - ob.healed_at;
+            v.count(
+                ["node a selling again after ms", "node b selling again after ms"][node],
+                after,
+            );
+            if after > RESUME_MS {
+                v.violation(
+                    "slow recovery",
+                    format!(
+                        "node {} answered no reserve for {after} ms after healing",
+                        ["a", "b"][node]
+                    ),
+                );
+            }
+        }
+    }
     for o in ops.iter().filter(|o| o.op != "late-pay" && o.ms > SLOW_MS) {
         v.violation(
             "slow answer",
@@ -633,6 +672,7 @@ mod tests {
             outcome,
             detail: String::new(),
             ms,
+            node: Some(0),
         }
     }
 
@@ -661,6 +701,7 @@ mod tests {
             },
             quantity: 2,
             now_ms: 100_000,
+            healed_at: 0,
         }
     }
 
@@ -766,6 +807,18 @@ mod tests {
         let mut ob = clean();
         ob.hooks.clear();
         assert_eq!(kinds(&ob), vec!["missing webhook"]);
+    }
+
+    #[test]
+    fn selling_that_does_not_resume_soon_after_healing_is_a_slow_recovery() {
+        let mut ob = clean();
+        let mut granted = op("reserve", "", "", "ok", 20);
+        granted.at_ms = 10_000;
+        ob.ops.push(granted);
+        ob.healed_at = 9_000;
+        assert_eq!(kinds(&ob), Vec::<&str>::new());
+        ob.healed_at = 10_000 - RESUME_MS - 1;
+        assert_eq!(kinds(&ob), vec!["slow recovery"]);
     }
 
     #[test]

@@ -338,6 +338,7 @@ async fn scenario(o: &Options, fault: Fault, dir: &std::path::Path) -> Result<ch
         front: w.front.clone(),
         key: key.clone(),
         offer: oid.clone(),
+        nodes: w.nodes.iter().map(Node::base).collect(),
         buyers: o.buyers,
         hold_ttl: Duration::from_secs(o.hold_ttl),
         until: Instant::now() + Duration::from_secs(o.seconds),
@@ -349,6 +350,7 @@ async fn scenario(o: &Options, fault: Fault, dir: &std::path::Path) -> Result<ch
     let mut nemesis = vec![(started.elapsed(), inject(&mut w, fault).await?)];
     tokio::time::sleep(third).await;
     nemesis.push((started.elapsed(), heal(&mut w, fault).await?));
+    let healed_at = workload::now_ms();
     run.await.map_err(|e| Failure(format!("the workload panicked: {e}")))?;
     nemesis.push((started.elapsed(), "workload over".into()));
     let verdict = checker::check(
@@ -360,6 +362,7 @@ async fn scenario(o: &Options, fault: Fault, dir: &std::path::Path) -> Result<ch
             hooks: &hooks,
             watcher: &watcher,
             hold_ttl: Duration::from_secs(o.hold_ttl),
+            healed_at,
         },
     )
     .await?;

@@ -22,6 +22,8 @@ pub struct Plan {
     pub front: String,
     pub key: String,
     pub offer: String,
+    /// Each node's own address (reserves go to a buyer's node directly).
+    pub nodes: Vec<String>,
     pub buyers: usize,
     pub hold_ttl: Duration,
     pub until: Instant,
@@ -44,6 +46,8 @@ pub struct Op {
     pub detail: String,
     /// How long the answer took.
     pub ms: u64,
+    /// Which node answered (reserves only).
+    pub node: Option<usize>,
 }
 
 #[derive(Clone, Default)]
@@ -73,7 +77,7 @@ impl History {
     }
 }
 
-fn now_ms() -> u64 {
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -101,11 +105,15 @@ struct Answer {
 impl Buyer {
     async fn send(&self, req: reqwest::RequestBuilder) -> Option<Answer> {
         let started = Instant::now();
+        self.read(started, req.send().await).await
+    }
+
+    async fn read(&self, started: Instant, sent: Result<reqwest::Response, reqwest::Error>) -> Option<Answer> {
         let waited = || {
             self.waited
                 .store(started.elapsed().as_millis() as u64, Ordering::Relaxed)
         };
-        let Ok(resp) = req.send().await else {
+        let Ok(resp) = sent else {
             waited();
             return None;
         };
@@ -153,6 +161,7 @@ impl Buyer {
             outcome,
             detail,
             ms,
+            node: None,
         });
     }
 
@@ -178,18 +187,37 @@ impl Buyer {
             .bearer_auth(&self.token)
     }
 
+    /// Reserves on the buyer's own node (on the other one if its own does
+    /// not take the connection, as a client retries), so each answer says
+    /// which node gave it.
     async fn reserve(&self, rid: &str) -> Option<Answer> {
-        let a = self
-            .send(
-                self.post(&format!("/v1/offers/{}/reserve", self.plan.offer))
-                    .json(&json!({ "quantity": 1, "request_id": rid })),
-            )
-            .await;
+        let nodes = &self.plan.nodes;
+        let mut a = None;
+        let mut node = self.n % nodes.len();
+        let started = Instant::now();
+        for i in 0..nodes.len() {
+            node = (self.n + i) % nodes.len();
+            let req = self
+                .http
+                .post(format!("{}/v1/offers/{}/reserve", nodes[node], self.plan.offer))
+                .bearer_auth(&self.token)
+                .json(&json!({ "quantity": 1, "request_id": rid }));
+            match req.send().await {
+                Err(e) if e.is_connect() => continue,
+                other => {
+                    a = self.read(started, other).await;
+                    break;
+                }
+            }
+        }
         let ok = a.as_ref().is_some_and(|a| a.status == 201);
         let hold = a
             .as_ref()
             .and_then(|a| a.body["hold"]["id"].as_str().map(str::to_owned));
         self.record("reserve", hold.as_deref(), None, None, &a, ok);
+        if let Some(last) = self.history.0.lock().expect("history lock").last_mut() {
+            last.node = Some(node);
+        }
         a
     }
 
