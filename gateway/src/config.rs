@@ -342,6 +342,14 @@ impl Config {
             other => return Err(err("HAUL_LOG_FORMAT", format!("expected text or json, got {other:?}"))),
         };
         let log_filter = get("HAUL_LOG").unwrap_or("info").to_owned();
+        // Targets, levels and field filters are ASCII; the filter parser
+        // is not given anything else (it panics on some of it).
+        if let Some(c) = log_filter.chars().find(|c| !c.is_ascii() || c.is_ascii_control()) {
+            return Err(err(
+                "HAUL_LOG",
+                format!("{c:?} cannot be in a log filter, e.g. info,gateway=debug"),
+            ));
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&log_filter) {
             return Err(err(
                 "HAUL_LOG",
@@ -580,6 +588,9 @@ mod tests {
             ("HAUL_REDIS_RECONNECT_MS", "0"),
             ("HAUL_HOLDS_PER_ADDR", "many"),
             ("HAUL_HISTORY_SIZE", "5"),
+            ("HAUL_LOG", "info,[{x=nope"),
+            // Found by fuzzing: the filter parser panicked on non-ASCII.
+            ("HAUL_LOG", "info,a[{b=p\u{e6}/}]=debug"),
         ] {
             let e = Config::from_vars(vars(&[(name, value)])).unwrap_err();
             assert_eq!(e.var, name, "{name}={value} gave {e}");
