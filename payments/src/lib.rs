@@ -28,6 +28,7 @@ pub mod ids;
 pub mod modes;
 pub mod outbox;
 pub mod sandbox;
+pub mod sandbox_ledger;
 pub mod service;
 pub mod state;
 pub mod store;

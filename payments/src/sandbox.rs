@@ -44,7 +44,8 @@ pub enum CardBehaviour {
     InsufficientFunds,
     /// A 3-D Secure challenge first, then paid when the buyer passes it.
     Challenge,
-    /// The acquirer never answers: the attempt stays pending until reconciled.
+    /// Paid, but the acquirer never calls back: the attempt stays pending
+    /// until reconciliation asks the sandbox (its status, [`verdict`]).
     NoAnswer,
 }
 
@@ -109,6 +110,16 @@ pub fn reports(card: CardBehaviour) -> Vec<(&'static str, Option<&'static str>)>
         CardBehaviour::InsufficientFunds => vec![("pending", None), ("failed", Some("insufficient_funds"))],
         CardBehaviour::Challenge => vec![("pending", None), ("requires_action", None)],
         CardBehaviour::NoAnswer => vec![],
+    }
+}
+
+/// The sandbox's own verdict on a payment made with `card` (what its
+/// status answers; a challenge's answer moves it on).
+pub fn verdict(card: CardBehaviour) -> &'static str {
+    match card {
+        CardBehaviour::Succeeds | CardBehaviour::NoAnswer => "succeeded",
+        CardBehaviour::Declined | CardBehaviour::InsufficientFunds => "failed",
+        CardBehaviour::Challenge => "requires_action",
     }
 }
 

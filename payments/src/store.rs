@@ -487,12 +487,13 @@ impl PaymentStore {
         Ok(moved)
     }
 
-    /// Attempts at real banks still open (created, pending, requires action),
-    /// made since `since`, neither changed nor asked about since `before`;
-    /// the least recently asked first: what reconciliation polls.
-    pub async fn open_bank_attempts(&self, before: i64, since: i64, limit: i64) -> Result<Vec<Attempt>> {
+    /// Attempts still open (created, pending, requires action) at a bank
+    /// account or the sandbox, made since `since`, neither changed nor asked
+    /// about since `before`; the least recently asked first: what
+    /// reconciliation polls.
+    pub async fn open_attempts(&self, before: i64, since: i64, limit: i64) -> Result<Vec<Attempt>> {
         let rows = sqlx::query(
-            "SELECT * FROM payment_attempts WHERE account_id IS NOT NULL \
+            "SELECT * FROM payment_attempts WHERE (account_id IS NOT NULL OR acquirer = 'sandbox') \
              AND state IN ('created', 'pending', 'requires_action') AND updated_at < $1 \
              AND (checked_at IS NULL OR checked_at < $1) AND created_at >= $2 \
              ORDER BY COALESCE(checked_at, 0), updated_at LIMIT $3",

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use axum::http::header;
 use payments::sandbox;
+use payments::sandbox_ledger::{self, Decided};
 use payments::store::Attempt;
 use secrecy::ExposeSecret;
 use serde_json::json;
@@ -26,13 +27,33 @@ const BACKOFF_MS: &[i64] = &[200, 1_000, 5_000, 30_000, 120_000];
 /// How often the worker looks for due callbacks.
 const TICK: Duration = Duration::from_millis(500);
 
-/// Writes the sandbox's callbacks for an attempt (in the order they are to
-/// be sent), then starts delivering them at once.
+/// What the sandbox decides about a payment with its callbacks.
+pub enum Verdict {
+    /// The card page's answer: the payment's verdict, unless it has one.
+    Decide(&'static str),
+    /// A challenge's answer, moving the verdict on from `from`.
+    Advance { from: &'static str, to: &'static str },
+}
+
+/// What queueing came to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Queued {
+    /// Recorded; being delivered.
+    Sent,
+    /// The payment was decided before (paid, cancelled…): nothing sent.
+    DecidedBefore(String),
+}
+
+/// Records the sandbox's verdict on an attempt and, in the same
+/// transaction, its callbacks (in the order they are to be sent), then
+/// starts delivering them at once. A payment decided before (a second
+/// submit, or a cancellation that won the race) sends nothing.
 pub async fn queue_reports(
     s: &AppState,
     attempt: &Attempt,
     reports: Vec<(&'static str, Option<&'static str>)>,
-) -> Result<(), sqlx::Error> {
+    verdict: Verdict,
+) -> Result<Queued, sqlx::Error> {
     let now = s.payments.now();
     let bodies: Vec<String> = reports
         .iter()
@@ -55,6 +76,20 @@ pub async fn queue_reports(
         order = bodies.iter().rev().chain(bodies.iter()).collect();
     }
     let mut tx = s.pool.begin().await?;
+    let id = attempt.id.as_str();
+    match verdict {
+        Verdict::Decide(status) => {
+            if let Decided::Before(v) = sandbox_ledger::decide(&mut tx, id, status, now).await? {
+                return Ok(Queued::DecidedBefore(v));
+            }
+        }
+        Verdict::Advance { from, to } => {
+            if !sandbox_ledger::advance(&mut tx, id, from, to, now).await? {
+                let v = sandbox_ledger::verdict(&mut tx, id).await?.unwrap_or_default();
+                return Ok(Queued::DecidedBefore(v));
+            }
+        }
+    }
     for (seq, body) in order.into_iter().enumerate() {
         sqlx::query(
             "INSERT INTO sandbox_callbacks (id, attempt_id, seq, body, due_at, created_at) \
@@ -71,7 +106,7 @@ pub async fn queue_reports(
     tx.commit().await?;
     let s = s.clone();
     tokio::spawn(async move { deliver_due(&s).await });
-    Ok(())
+    Ok(Queued::Sent)
 }
 
 /// How long a delivered callback is kept (to answer what was sent).

@@ -781,7 +781,132 @@ on_both_backends!(
     forged_stale_truncated_and_mismatched_callbacks_change_nothing,
     a_second_charge_on_a_paid_order_is_refunded_and_reported,
     an_unpaid_order_expires_by_its_deadline_when_its_hold_is_gone,
+    a_new_attempt_cancels_the_unpaid_one_at_the_sandbox,
+    paying_and_starting_again_at_once_charge_at_most_once,
+    reconciliation_finds_a_sandbox_payment_whose_callback_never_came,
 );
+
+/// Two tabs: the buyer starts paying, then starts again. The first attempt
+/// is cancelled at the sandbox (its page now says so and charges nothing),
+/// the second pays the order, and nothing is refunded: one charge.
+async fn a_new_attempt_cancels_the_unpaid_one_at_the_sandbox(env: Env) {
+    let app = app(&env).await;
+    let session = common::checkout_session(&app, 1000, "RUB").await;
+    let (st, first) = common::pay_session(&app, &session, "sandbox").await;
+    assert_eq!(st, StatusCode::CREATED, "{first}");
+    let (st, second) = common::pay_session(&app, &session, "sandbox").await;
+    assert_eq!(st, StatusCode::CREATED, "{second}");
+    let (st, page) = submit_card(&app, first["redirect_url"].as_str().unwrap(), "4242424242424242").await;
+    assert_eq!(st, StatusCode::CONFLICT, "{page}");
+    assert!(
+        page.contains("cancelled") && page.contains("nothing was charged"),
+        "{page}"
+    );
+    let (st, page) = submit_card(&app, second["redirect_url"].as_str().unwrap(), "4242424242424242").await;
+    assert_eq!(st, StatusCode::OK, "{page}");
+    let v = common::session_state_until(&app, &session, "succeeded").await;
+    let order = common::text(&v, "order_id");
+    let (_, o) = app
+        .seller(reqwest::Method::GET, &format!("/v1/orders/{order}"), None)
+        .await;
+    let states: Vec<(&str, &str)> = o["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["id"].as_str().unwrap(), a["state"].as_str().unwrap()))
+        .collect();
+    assert!(states.contains(&(first["id"].as_str().unwrap(), "cancelled")), "{o}");
+    assert!(states.contains(&(second["id"].as_str().unwrap(), "succeeded")), "{o}");
+    let refunds: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM refunds WHERE order_id = $1")
+        .bind(&order)
+        .fetch_one(&app.state.pool)
+        .await
+        .unwrap();
+    assert_eq!(refunds, 0);
+}
+
+/// The buyer submits the card in one tab while starting again in the
+/// other, many times over: whichever the sandbox decided first wins — the
+/// payment (the new attempt then cannot cancel it; if the new one is paid
+/// too, it is a duplicate, refunded) or the cancellation (the page then
+/// charges nothing). Never two charges kept, never a payment lost.
+async fn paying_and_starting_again_at_once_charge_at_most_once(env: Env) {
+    let app = app(&env).await;
+    for round in 0..6 {
+        let session = common::checkout_session(&app, 1000, "RUB").await;
+        let (_, first) = common::pay_session(&app, &session, "sandbox").await;
+        let (paid, again) = tokio::join!(
+            submit_card(&app, first["redirect_url"].as_str().unwrap(), "4242424242424242"),
+            common::pay_session(&app, &session, "sandbox"),
+        );
+        let first_paid = paid.0 == StatusCode::OK;
+        assert!(first_paid || paid.0 == StatusCode::CONFLICT, "round {round}: {paid:?}");
+        if again.0 == StatusCode::CREATED {
+            let (st, page) = submit_card(&app, again.1["redirect_url"].as_str().unwrap(), "4242424242424242").await;
+            assert!(
+                st == StatusCode::OK || st == StatusCode::CONFLICT,
+                "round {round}: {page}"
+            );
+        } else {
+            // The first payment had already closed the order.
+            assert!(first_paid, "round {round}: {again:?}");
+        }
+        let v = common::session_state_until(&app, &session, "succeeded").await;
+        let order = common::text(&v, "order_id");
+        // Settled: no attempt still open, every duplicate refunded.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let (charged, refunded): (i64, i64) = sqlx::query_as(
+                "SELECT CAST((SELECT COALESCE(SUM(amount_minor), 0) FROM payment_attempts \
+                              WHERE order_id = $1 AND state = 'succeeded') AS BIGINT), \
+                        CAST((SELECT COALESCE(SUM(amount_minor), 0) FROM refunds \
+                              WHERE order_id = $1 AND kind = 'duplicate') AS BIGINT)",
+            )
+            .bind(&order)
+            .fetch_one(&app.state.pool)
+            .await
+            .unwrap();
+            if charged - refunded == 1000 {
+                break;
+            }
+            assert!(
+                charged - refunded > 1000,
+                "round {round}: charged {charged}, refunded {refunded}"
+            );
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "round {round}: the duplicate was never refunded"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// A sandbox payment whose callback never comes (the card that is paid but
+/// never called back): the attempt stays pending until reconciliation asks
+/// the sandbox's book, which says paid; the order is paid once.
+async fn reconciliation_finds_a_sandbox_payment_whose_callback_never_came(env: Env) {
+    let app = app(&env).await;
+    let session = common::checkout_session(&app, 1000, "RUB").await;
+    let (_, attempt) = common::pay_session(&app, &session, "sandbox").await;
+    let (st, page) = submit_card(&app, attempt["redirect_url"].as_str().unwrap(), "4000000000000119").await;
+    assert_eq!(st, StatusCode::OK, "{page}");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (_, v) = app
+        .seller(reqwest::Method::GET, &format!("/v1/checkout/sessions/{session}"), None)
+        .await;
+    assert_ne!(v["state"], "succeeded", "nothing has told Haul yet: {v}");
+    // Quiet long enough to be polled.
+    app.clock.advance(payments::service::QUIET_MS + 1_000);
+    common::session_state_until(&app, &session, "succeeded").await;
+    let transitions: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM payment_transitions WHERE attempt_id = $1 AND to_state = 'succeeded'")
+            .bind(attempt["id"].as_str().unwrap())
+            .fetch_one(&app.state.pool)
+            .await
+            .unwrap();
+    assert_eq!(transitions, 1);
+}
 
 /// The stock engine loses a hold (Redis restarted empty, say): nothing will
 /// ever sweep it, yet its unpaid order still expires by the deadline kept

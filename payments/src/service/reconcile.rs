@@ -11,6 +11,9 @@
 use crate::accounts::{self, Credentials};
 use crate::acquirers::{Acquirer, Lookup, Mapped, Payment};
 use crate::outbox;
+use crate::sandbox;
+use crate::sandbox_ledger;
+use crate::state::AttemptState;
 use crate::store::{Attempt, Callback, CallbackError, Order};
 
 use super::{bank, Outcome, Payments};
@@ -59,6 +62,9 @@ impl Payments {
     /// Polls one attempt; answers what it came to. `report`: tell the
     /// seller of a disagreement (`payment.disagreement`).
     pub async fn reconcile(&self, attempt: &Attempt, report: bool) -> Reconciled {
+        if attempt.acquirer == sandbox::ACQUIRER {
+            return self.reconcile_sandbox(attempt, report).await;
+        }
         let Some(account) = &attempt.account_id else {
             return Reconciled::Skipped;
         };
@@ -126,6 +132,59 @@ impl Payments {
             Err(e) => {
                 self.disagreement(&order, attempt, status, &e.to_string(), report).await;
                 Reconciled::Disagreement
+            }
+        }
+    }
+
+    /// A sandbox attempt: the sandbox's own verdict (its book, as a bank's
+    /// status API answers) is applied like its callbacks would be — for a
+    /// callback lost, refused or never sent.
+    async fn reconcile_sandbox(&self, attempt: &Attempt, report: bool) -> Reconciled {
+        let verdict = match self.pool.acquire().await {
+            Ok(mut conn) => sandbox_ledger::verdict(&mut conn, attempt.id.as_str()).await,
+            Err(e) => Err(e),
+        };
+        let status = match verdict {
+            Ok(Some(v)) => v,
+            // The buyer has not paid (yet).
+            Ok(None) => return Reconciled::Unchanged,
+            Err(e) => {
+                tracing::warn!(attempt = %attempt.id, error = %e, "reconciliation: the sandbox's book could not be read");
+                return Reconciled::Error;
+            }
+        };
+        let Some(to) = AttemptState::parse(&status) else {
+            tracing::warn!(attempt = %attempt.id, %status, "reconciliation: unknown sandbox status");
+            return Reconciled::Unknown;
+        };
+        if to == attempt.state {
+            return Reconciled::Unchanged;
+        }
+        let callback = Callback {
+            acquirer: attempt.acquirer.clone(),
+            callback_id: format!("status:{}:{status}", attempt.id),
+            attempt_id: attempt.id.clone(),
+            amount_minor: attempt.amount_minor,
+            currency: attempt.currency.clone(),
+            state: to,
+            at: self.now(),
+        };
+        match self.apply(&callback).await {
+            Ok(Outcome::Applied) => {
+                tracing::warn!(attempt = %attempt.id, from = %attempt.state, to = %to, "reconciliation: the sandbox's verdict moved the attempt");
+                Reconciled::Moved
+            }
+            Ok(Outcome::Ignored) => {
+                if let Ok(Some(order)) = self.store.order(&attempt.order_id).await {
+                    self.disagreement(&order, attempt, &status, "the attempt already ended otherwise", report)
+                        .await;
+                }
+                Reconciled::Disagreement
+            }
+            Ok(_) => Reconciled::Unchanged,
+            Err(e) => {
+                tracing::warn!(attempt = %attempt.id, error = %e, "reconciliation: could not apply the sandbox's verdict");
+                Reconciled::Error
             }
         }
     }

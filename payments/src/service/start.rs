@@ -7,7 +7,9 @@ use crate::acquirers::{self, Charge, InitOutcome};
 use crate::checkout::{self, Item};
 use crate::ids::AttemptId;
 use crate::sandbox;
-use crate::store::{Attempt, NewOrder, Order};
+use crate::sandbox_ledger::{self, Decided};
+use crate::state::AttemptState;
+use crate::store::{Attempt, Callback, NewOrder, Order};
 
 use super::{bank, Error, Payments, Result};
 
@@ -229,6 +231,7 @@ impl Payments {
                 .await
                 .map_err(Error::unavailable)?;
             let redirect_url = self.links.url(&format!("/sandbox/pay/{}", attempt.id));
+            self.supersede(&attempts).await;
             return Ok(Started {
                 attempt,
                 hold_expires_at,
@@ -240,7 +243,10 @@ impl Payments {
         let mut needs_contact = false;
         for account in banks {
             match self.try_bank(order, &account, &parts, hold_expires_at).await? {
-                Tried::Made(started) => return Ok(started),
+                Tried::Made(started) => {
+                    self.supersede(&attempts).await;
+                    return Ok(started);
+                }
                 Tried::Next(why) => reasons.push(why),
                 Tried::NeedsContact(why) => {
                     needs_contact = true;
@@ -258,6 +264,44 @@ impl Payments {
             "acquirers_unavailable",
             format!("no bank could take the payment: {}", reasons.join("; ")),
         ))
+    }
+
+    /// A new attempt replaces the order's open ones: each is cancelled at
+    /// its bank where the bank can still cancel it (the sandbox: unless the
+    /// buyer already paid it there — its verdict decides). One that cannot
+    /// be cancelled and is paid after all is a duplicate charge, refunded
+    /// as such. Failures leave the attempt as it was.
+    async fn supersede(&self, previous: &[Attempt]) {
+        for a in previous.iter().filter(|a| !a.state.is_final()) {
+            if a.acquirer != sandbox::ACQUIRER {
+                continue;
+            }
+            let now = self.now();
+            let decided = match self.pool.acquire().await {
+                Ok(mut conn) => sandbox_ledger::decide(&mut conn, a.id.as_str(), "cancelled", now).await,
+                Err(e) => Err(e),
+            };
+            match decided {
+                Ok(Decided::Now) => {
+                    let cancel = Callback {
+                        acquirer: a.acquirer.clone(),
+                        callback_id: format!("superseded:{}", a.id),
+                        attempt_id: a.id.clone(),
+                        amount_minor: a.amount_minor,
+                        currency: a.currency.clone(),
+                        state: AttemptState::Cancelled,
+                        at: now,
+                    };
+                    if let Err(e) = self.apply(&cancel).await {
+                        tracing::warn!(attempt = %a.id, error = %e, "a superseded attempt could not be marked cancelled");
+                    }
+                }
+                Ok(Decided::Before(v)) => {
+                    tracing::info!(attempt = %a.id, verdict = %v, "a superseded attempt was decided before; left as it is")
+                }
+                Err(e) => tracing::warn!(attempt = %a.id, error = %e, "a superseded attempt could not be cancelled"),
+            }
+        }
     }
 
     /// Keeps a stream purchase's hold until the payment window closes: from

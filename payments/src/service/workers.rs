@@ -35,11 +35,7 @@ impl Payments {
         let mut reported: HashSet<String> = HashSet::new();
         while tick(&mut stop).await {
             let now = self.now();
-            let due = match self
-                .store
-                .open_bank_attempts(now - QUIET_MS, now - HORIZON_MS, 500)
-                .await
-            {
+            let due = match self.store.open_attempts(now - QUIET_MS, now - HORIZON_MS, 500).await {
                 Ok(d) => d,
                 Err(e) => {
                     tracing::warn!(error = ?e, "reconciliation: could not read open attempts");

@@ -11,8 +11,11 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Form, Router};
+
+use crate::adapters::sandbox::{queue_reports, Queued, Verdict};
 use payments::ids::AttemptId;
 use payments::sandbox::{self, CardBehaviour};
+use payments::state::AttemptState;
 use payments::store::Attempt;
 use serde::Deserialize;
 
@@ -104,6 +107,9 @@ async fn payable(s: &AppState, raw: &str) -> Result<Attempt, Response> {
             "<p>The sandbox takes test-mode payments only; this is a live order.</p>",
         ));
     }
+    if attempt.state == AttemptState::Cancelled {
+        return Err(page(StatusCode::CONFLICT, "Payment cancelled", CANCELLED));
+    }
     if attempt.state.is_final() {
         return Err(page(
             StatusCode::CONFLICT,
@@ -136,7 +142,7 @@ async fn card_page(State(s): State<AppState>, Path(raw): Path<String>) -> Respon
              <p><button type=\"submit\">Pay {amount}</button></p></form>\
              <p>Test cards: 4242 4242 4242 4242 pays; 4000 0000 0000 0002 is declined; \
              4000 0000 0000 9995 has insufficient funds; 4000 0000 0000 3220 asks for 3-D Secure; \
-             4000 0000 0000 0119 never answers. Any future expiry, any CVC.</p>",
+             4000 0000 0000 0119 is paid but never called back (reconciliation finds it). Any future expiry, any CVC.</p>",
             id = attempt.id,
             amount = amount(&attempt),
         ),
@@ -200,9 +206,14 @@ async fn pay(
         return retry("The CVC is 3 or 4 digits.");
     }
     // Recorded before the buyer hears anything; delivered from the record.
-    if let Err(e) = crate::adapters::sandbox::queue_reports(&s, &attempt, sandbox::reports(card)).await {
-        tracing::error!(error = %e, "the sandbox could not record its callbacks");
-        return page(StatusCode::SERVICE_UNAVAILABLE, "Try again", "<p>Please try again.</p>");
+    let verdict = Verdict::Decide(sandbox::verdict(card));
+    match queue_reports(&s, &attempt, sandbox::reports(card), verdict).await {
+        Ok(Queued::Sent) => {}
+        Ok(Queued::DecidedBefore(v)) => return decided_before(&s, &attempt, &v).await,
+        Err(e) => {
+            tracing::error!(error = %e, "the sandbox could not record its callbacks");
+            return page(StatusCode::SERVICE_UNAVAILABLE, "Try again", "<p>Please try again.</p>");
+        }
     }
     match card {
         CardBehaviour::Challenge => page_framed(
@@ -273,12 +284,38 @@ async fn challenge(
         Err(r) => return r,
     };
     let passed = form.passed == "yes";
-    if let Err(e) = crate::adapters::sandbox::queue_reports(&s, &attempt, vec![sandbox::after_challenge(passed)]).await
-    {
-        tracing::error!(error = %e, "the sandbox could not record its callbacks");
-        return page(StatusCode::SERVICE_UNAVAILABLE, "Try again", "<p>Please try again.</p>");
+    let answer = sandbox::after_challenge(passed);
+    let verdict = Verdict::Advance {
+        from: "requires_action",
+        to: answer.0,
+    };
+    match queue_reports(&s, &attempt, vec![answer], verdict).await {
+        Ok(Queued::Sent) => done(&s, &attempt, if passed { "Confirmed" } else { "Cancelled" }).await,
+        Ok(Queued::DecidedBefore(v)) => decided_before(&s, &attempt, &v).await,
+        Err(e) => {
+            tracing::error!(error = %e, "the sandbox could not record its callbacks");
+            page(StatusCode::SERVICE_UNAVAILABLE, "Try again", "<p>Please try again.</p>")
+        }
     }
-    done(&s, &attempt, if passed { "Confirmed" } else { "Cancelled" }).await
+}
+
+/// What the page of a cancelled payment says.
+const CANCELLED: &str = "<p>This payment was cancelled (a newer payment was started for the order) \
+     and nothing was charged. Pay from the checkout page.</p>";
+
+/// The page for a payment the sandbox had decided before this submit: a
+/// second submit of a paid one, or one cancelled because a newer payment
+/// was started for the order (nothing is charged for it).
+async fn decided_before(s: &AppState, attempt: &Attempt, verdict: &str) -> Response {
+    if verdict == "cancelled" {
+        return page_framed(
+            StatusCode::CONFLICT,
+            "Payment cancelled",
+            CANCELLED,
+            &ancestors(s, attempt).await,
+        );
+    }
+    done(s, attempt, "Already answered").await
 }
 
 #[cfg(test)]
