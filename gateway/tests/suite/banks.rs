@@ -339,6 +339,78 @@ async fn yookassa_captures_and_trusts_only_its_api(env: Env) {
     );
 }
 
+/// Two tabs at Stripe. A new attempt expires the previous Checkout Session
+/// while it is open: its page no longer takes the card, and the order is
+/// paid once, by the new one. A session the buyer had already completed
+/// (its webhook held up) is not expired — Stripe refuses — and its payment
+/// stands: the order is paid by it when the webhook comes.
+async fn a_new_stripe_attempt_expires_the_open_session_and_never_a_paid_one(env: Env) {
+    let b = banks(&env).await;
+    let acct = connect(
+        &b,
+        json!({ "acquirer": "stripe", "account": "acct_1Tabs", "secret": "sk_test_tabs",
+                "webhook_secret": "whsec_tabs_secret" }),
+    )
+    .await;
+    let url = acct["notification_urls"]["notification"].as_str().unwrap();
+    b.st.account("acct_1Tabs", "sk_test_tabs", url, "whsec_tabs_secret");
+
+    let cs = checkout_session(&b.app, 4_000, "EUR").await;
+    let (_, first) = pay(&b.app, &cs, "stripe").await;
+    let (status, second) = pay(&b.app, &cs, "stripe").await;
+    assert_eq!(status, StatusCode::CREATED, "{second}");
+    let o = order_of(&b.app, &cs).await;
+    let state_of = |o: &Value, id: &Value| {
+        o["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["id"] == *id)
+            .map(|a| a["state"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(state_of(&o, &first["id"]).as_deref(), Some("cancelled"), "{o}");
+    let (status, _) = submit_card(&b.app, first["redirect_url"].as_str().unwrap(), st::GOOD_CARD).await;
+    assert_eq!(status, StatusCode::CONFLICT, "an expired session takes no card");
+    let (status, _) = submit_card(&b.app, second["redirect_url"].as_str().unwrap(), st::GOOD_CARD).await;
+    assert_eq!(status, StatusCode::OK);
+    state_until(&b.app, &cs, "succeeded").await;
+
+    // Paid at Stripe, its webhook not yet here: the next attempt cannot
+    // expire it, and the payment is the order's when the webhook comes.
+    b.st.bank.lock().unwrap().silent = true;
+    let cs = checkout_session(&b.app, 4_000, "EUR").await;
+    let (_, paid) = pay(&b.app, &cs, "stripe").await;
+    let (status, _) = submit_card(&b.app, paid["redirect_url"].as_str().unwrap(), st::GOOD_CARD).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, again) = pay(&b.app, &cs, "stripe").await;
+    assert_eq!(status, StatusCode::CREATED, "{again}");
+    let o = order_of(&b.app, &cs).await;
+    assert_eq!(state_of(&o, &paid["id"]).as_deref(), Some("created"), "{o}");
+    let expiries =
+        b.st.bank
+            .lock()
+            .unwrap()
+            .calls
+            .iter()
+            .filter(|(p, _)| p.ends_with("/expire"))
+            .count();
+    assert_eq!(expiries, 2, "one expired, one refused");
+    let completed =
+        b.st.sessions()
+            .into_iter()
+            .find(|s| s["status"] == "complete" && s["client_reference_id"] == paid["id"])
+            .expect("the paid session");
+    b.st.bank.lock().unwrap().silent = false;
+    assert_eq!(
+        b.st.send(completed["id"].as_str().unwrap(), "checkout.session.completed")
+            .await,
+        200
+    );
+    state_until(&b.app, &cs, "succeeded").await;
+    let o = order_of(&b.app, &cs).await;
+    assert_eq!(state_of(&o, &paid["id"]).as_deref(), Some("succeeded"), "{o}");
+}
+
 async fn stripe_checkout_pays_by_signed_webhook_and_refunds(env: Env) {
     let b = banks(&env).await;
     for (body, field) in [
@@ -864,14 +936,16 @@ on_both_backends!(
     cloudpayments_checks_pays_refunds_and_refuses_forgeries,
     yookassa_captures_and_trusts_only_its_api,
     stripe_checkout_pays_by_signed_webhook_and_refunds,
+    a_new_stripe_attempt_expires_the_open_session_and_never_a_paid_one,
     a_refusing_bank_hands_the_payment_to_another_bank,
     an_unclear_yookassa_answer_is_settled_by_asking_again,
     a_second_payment_of_a_paid_order_is_refunded_or_refused_at_each_bank,
 );
 
-/// Two tabs, two attempts at one bank, the buyer pays in both. Stripe takes
-/// both charges: the second is refunded in full through Stripe's refunds
-/// API and marked a duplicate. CloudPayments asks first (Check): the second
+/// Two tabs, two attempts at one bank, the buyer pays in both. At Stripe
+/// the first tab's payment went through before the second attempt could
+/// expire its session: both charges are taken, and the one that came second
+/// is refunded in full through Stripe's refunds API and marked a duplicate. CloudPayments asks first (Check): the second
 /// payment of a paid order is refused before any money moves. YooKassa's
 /// second authorization is let go instead of captured.
 async fn a_second_payment_of_a_paid_order_is_refunded_or_refused_at_each_bank(env: Env) {
@@ -885,12 +959,27 @@ async fn a_second_payment_of_a_paid_order_is_refunded_or_refused_at_each_bank(en
     b.st.account("acct_twice", "sk_test_twice", url, "whsec_twice");
     let cs = checkout_session(&b.app, 4_000, "EUR").await;
     let (_, first) = pay(&b.app, &cs, "stripe").await;
+    // Paid in the first tab, its webhook held up: the second tab's new
+    // attempt cannot expire it (Stripe refuses), and is paid too.
+    b.st.bank.lock().unwrap().silent = true;
+    let (status, _) = submit_card(&b.app, first["redirect_url"].as_str().unwrap(), st::GOOD_CARD).await;
+    assert_eq!(status, StatusCode::OK);
+    b.st.bank.lock().unwrap().silent = false;
     let (_, second) = pay(&b.app, &cs, "stripe").await;
-    for attempt in [&first, &second] {
-        let (status, _) = submit_card(&b.app, attempt["redirect_url"].as_str().unwrap(), st::GOOD_CARD).await;
-        assert_eq!(status, StatusCode::OK);
-    }
+    let (status, _) = submit_card(&b.app, second["redirect_url"].as_str().unwrap(), st::GOOD_CARD).await;
+    assert_eq!(status, StatusCode::OK);
     state_until(&b.app, &cs, "succeeded").await;
+    let held =
+        b.st.sessions()
+            .into_iter()
+            .find(|s| s["client_reference_id"] == first["id"])
+            .expect("the first tab's session");
+    assert_eq!(held["status"], "complete");
+    assert_eq!(
+        b.st.send(held["id"].as_str().unwrap(), "checkout.session.completed")
+            .await,
+        200
+    );
     let mut refunded = Vec::new();
     for _ in 0..100 {
         refunded = b.st.bank.lock().unwrap().refunds.clone();

@@ -223,6 +223,13 @@ pub trait Acquirer: Send + Sync {
     fn void(&self, _payment: &Payment) -> Option<Call> {
         None
     }
+    /// Cancels the payment created as `acquirer_ref` because a newer
+    /// attempt replaced it — only where the bank cancels an unpaid payment
+    /// and refuses a paid one (never a cancel that refunds); its answer
+    /// reads like a lookup.
+    fn abandon(&self, _acquirer_ref: &str) -> Option<Call> {
+        None
+    }
 }
 
 /// Whether `acquirer` takes payments in `currency` (each module lists its

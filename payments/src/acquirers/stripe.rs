@@ -210,6 +210,17 @@ impl Acquirer for Account {
         self.init(charge)
     }
 
+    /// Expires the Checkout Session: Stripe expires only an open one (a
+    /// completed session is refused, its payment untouched).
+    fn abandon(&self, acquirer_ref: &str) -> Option<Call> {
+        Some(self.call(
+            Method::Post,
+            format!("/v1/checkout/sessions/{acquirer_ref}/expire"),
+            Some(&format!("expire-{acquirer_ref}")),
+            Body::Form(Vec::new()),
+        ))
+    }
+
     fn parse_lookup(&self, _acquirer_ref: Option<&str>, http_status: u16, body: &[u8]) -> Result<Lookup, AnswerError> {
         if http_status == 404 {
             return Ok(Lookup::NotFound);

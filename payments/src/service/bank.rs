@@ -112,6 +112,19 @@ pub async fn void(t: &dyn Transport, bank: &dyn Acquirer, payment: &Payment) -> 
     payment_call(t, bank, payment, call).await.map(Some)
 }
 
+/// Cancels a replaced payment where the bank can (see
+/// [`Acquirer::abandon`]); the payment as that left it.
+pub async fn abandon(t: &dyn Transport, bank: &dyn Acquirer, acquirer_ref: &str) -> Result<Option<Payment>, BankError> {
+    let Some(call) = bank.abandon(acquirer_ref) else {
+        return Ok(None);
+    };
+    let (status, body) = send(t, bank, call).await?;
+    match bank.parse_lookup(Some(acquirer_ref), status, &body)? {
+        Lookup::Found(p) => Ok(Some(p)),
+        Lookup::NotFound => Err(BankError::NotFound),
+    }
+}
+
 /// A call whose answer reads like a lookup of `payment`.
 async fn payment_call(
     t: &dyn Transport,

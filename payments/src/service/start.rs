@@ -231,7 +231,7 @@ impl Payments {
                 .await
                 .map_err(Error::unavailable)?;
             let redirect_url = self.links.url(&format!("/sandbox/pay/{}", attempt.id));
-            self.supersede(&attempts).await;
+            self.supersede(order, &attempts).await;
             return Ok(Started {
                 attempt,
                 hold_expires_at,
@@ -244,7 +244,7 @@ impl Payments {
         for account in banks {
             match self.try_bank(order, &account, &parts, hold_expires_at).await? {
                 Tried::Made(started) => {
-                    self.supersede(&attempts).await;
+                    self.supersede(order, &attempts).await;
                     return Ok(started);
                 }
                 Tried::Next(why) => reasons.push(why),
@@ -271,9 +271,10 @@ impl Payments {
     /// buyer already paid it there — its verdict decides). One that cannot
     /// be cancelled and is paid after all is a duplicate charge, refunded
     /// as such. Failures leave the attempt as it was.
-    async fn supersede(&self, previous: &[Attempt]) {
+    async fn supersede(&self, order: &Order, previous: &[Attempt]) {
         for a in previous.iter().filter(|a| !a.state.is_final()) {
             if a.acquirer != sandbox::ACQUIRER {
+                self.abandon_at_bank(order, a).await;
                 continue;
             }
             let now = self.now();
@@ -301,6 +302,46 @@ impl Payments {
                 }
                 Err(e) => tracing::warn!(attempt = %a.id, error = %e, "a superseded attempt could not be cancelled"),
             }
+        }
+    }
+
+    /// Cancels a replaced attempt at its bank, if the bank cancels unpaid
+    /// payments only (Stripe); the bank's answer is applied like a
+    /// notification. Anything else leaves the attempt as it was.
+    async fn abandon_at_bank(&self, order: &Order, a: &Attempt) {
+        let (Some(account), Some(reference)) = (&a.account_id, &a.acquirer_ref) else {
+            return;
+        };
+        let creds = match accounts::credentials(&self.pool, &self.vault, &order.seller_id, account).await {
+            Ok(Some(c)) => c,
+            _ => return,
+        };
+        let Ok(adapter) = bank::adapter(&creds) else {
+            return;
+        };
+        let bank = adapter.as_ref();
+        let payment = match bank::abandon(self.transport(), bank, reference).await {
+            Ok(Some(p)) => p,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::info!(attempt = %a.id, error = %e, "a replaced payment was not cancelled at its bank (paid, say)");
+                return;
+            }
+        };
+        let acquirers::Mapped::State(to) = bank.map_status(&payment.status) else {
+            return;
+        };
+        let cancelled = Callback {
+            acquirer: a.acquirer.clone(),
+            callback_id: format!("{}:{}", payment.payment_id, payment.status),
+            attempt_id: a.id.clone(),
+            amount_minor: payment.amount_minor.unwrap_or(a.amount_minor),
+            currency: a.currency.clone(),
+            state: to,
+            at: self.now(),
+        };
+        if let Err(e) = self.apply(&cancelled).await {
+            tracing::warn!(attempt = %a.id, error = %e, "a replaced payment's cancellation could not be recorded");
         }
     }
 

@@ -42,6 +42,8 @@ pub struct Bank {
     pub chaos: bool,
     /// Make the next refund, then answer 500 (a failure after the fact).
     pub refund_then_fail: bool,
+    /// Take payments without sending their events (a webhook held up).
+    pub silent: bool,
 }
 
 #[derive(Clone)]
@@ -79,6 +81,7 @@ impl Emulator {
             .route("/v1/account", get(account))
             .route("/v1/checkout/sessions", post(create))
             .route("/v1/checkout/sessions/{id}", get(read))
+            .route("/v1/checkout/sessions/{id}/expire", post(expire))
             .route("/v1/refunds", post(refund))
             .route("/pay/{id}", get(page).post(pay))
             .with_state(emu.clone());
@@ -294,6 +297,37 @@ async fn read(State(emu): State<Emulator>, headers: HeaderMap, Path(id): Path<St
     }
 }
 
+/// `POST /v1/checkout/sessions/{id}/expire`: only an open session expires
+/// (Stripe refuses the others; a paid one stays paid).
+async fn expire(State(emu): State<Emulator>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let mut bank = emu.bank.lock().unwrap();
+    let key = match authenticate(&mut bank, "/v1/checkout/sessions/{id}/expire", &headers) {
+        Ok(k) => k,
+        Err(r) => return *r,
+    };
+    match bank.sessions.get_mut(&id).filter(|(k, _)| *k == key) {
+        Some((_, s)) if s["status"] == "open" => {
+            s["status"] = "expired".into();
+            Json(s.clone()).into_response()
+        }
+        Some((_, s)) => error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "checkout_session_not_open",
+            &format!(
+                "Only Checkout Sessions with a status in [\"open\"] can be expired; this one is {}",
+                s["status"]
+            ),
+        ),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "resource_missing",
+            "No such checkout.session",
+        ),
+    }
+}
+
 async fn refund(State(emu): State<Emulator>, headers: HeaderMap, Form(f): Form<Vec<(String, String)>>) -> Response {
     let mut bank = emu.bank.lock().unwrap();
     let key = match authenticate(&mut bank, "/v1/refunds", &headers) {
@@ -386,7 +420,12 @@ async fn pay(State(emu): State<Emulator>, Path(id): Path<String>, Form(card): Fo
         s["payment_intent"] = format!("pi_test_{n:04}").into();
         s["success_url"].as_str().unwrap_or("").to_owned()
     };
-    if emu.bank.lock().unwrap().chaos {
+    let (chaos, silent) = {
+        let b = emu.bank.lock().unwrap();
+        (b.chaos, b.silent)
+    };
+    if silent {
+    } else if chaos {
         tokio::join!(
             emu.send(&id, "checkout.session.completed"),
             emu.send(&id, "checkout.session.completed")
