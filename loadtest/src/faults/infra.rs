@@ -188,6 +188,32 @@ impl Postgres {
     }
 }
 
+/// However a scenario ends (an error, a timeout), its server stops.
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let data = self.dir.join("data");
+        if data.join("postmaster.pid").exists() {
+            let mut c = std::process::Command::new("runuser");
+            let root = std::fs::metadata("/proc/self")
+                .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+                .unwrap_or(false);
+            let mut c = if root {
+                c.args(["-u", "postgres", "--"]).arg(self.bin.join("pg_ctl"));
+                c
+            } else {
+                std::process::Command::new(self.bin.join("pg_ctl"))
+            };
+            let _ = c
+                .arg("-D")
+                .arg(&data)
+                .args(["-w", "-m", "immediate", "stop"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
 /// A Redis of this run's own, nothing saved (a restart comes back empty).
 pub struct Redis {
     pub port: u16,

@@ -5,8 +5,10 @@
 //! A buyer holds a unit and then, by lot: releases it, walks away (the
 //! hold must come back by itself), pays once on the sandbox's card page,
 //! pays twice (a second attempt started while the first is being paid,
-//! both paid), or pays late (the bank's confirmation, signed as the
-//! sandbox signs it, arrives after the order's deadline).
+//! then paid too: the first is either paid or cancelled by the second,
+//! whichever the sandbox decided first), or pays late (the bank's
+//! confirmation, signed as the sandbox signs it, arrives after the
+//! order's deadline).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
