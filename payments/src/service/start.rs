@@ -312,6 +312,10 @@ impl Payments {
         let (Some(account), Some(reference)) = (&a.account_id, &a.acquirer_ref) else {
             return;
         };
+        // A bank out of rotation is not waited for (the duplicate rule stands).
+        if !self.breakers.allows(account) {
+            return;
+        }
         let creds = match accounts::credentials(&self.pool, &self.vault, &order.seller_id, account).await {
             Ok(Some(c)) => c,
             _ => return,
