@@ -11,14 +11,13 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Form, Router};
-
-use crate::adapters::sandbox::{queue_reports, Queued, Verdict};
 use payments::ids::AttemptId;
 use payments::sandbox::{self, CardBehaviour};
 use payments::state::AttemptState;
 use payments::store::Attempt;
 use serde::Deserialize;
 
+use crate::adapters::sandbox::{queue_reports, Queued, Verdict};
 use crate::http::extract::ClientAddr;
 use crate::state::AppState;
 
