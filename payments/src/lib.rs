@@ -26,6 +26,7 @@ pub mod checkout;
 pub mod idempotency;
 pub mod ids;
 pub mod modes;
+pub mod orderbook;
 pub mod outbox;
 pub mod sandbox;
 pub mod sandbox_ledger;

@@ -174,7 +174,7 @@ fn corrupt(column: &'static str, value: impl Into<String>) -> StoreError {
     }
 }
 
-fn order_from_row(row: &AnyRow) -> Result<Order> {
+pub(crate) fn order_from_row(row: &AnyRow) -> Result<Order> {
     let id: String = row.try_get("id")?;
     let state: String = row.try_get("state")?;
     Ok(Order {

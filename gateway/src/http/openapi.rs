@@ -188,6 +188,22 @@ pub const OPERATIONS: &[Op] = &[
     ),
     op(
         "get",
+        "/v1/orders",
+        "The order book, newest first (?limit=&after=<next_cursor>&stream=&offer=&state=&created_gte=&created_lt=&email=&phone=&reference=)",
+        Auth::Seller,
+        None,
+        200,
+    ),
+    op(
+        "get",
+        "/v1/orders/export.csv",
+        "The order book as CSV, streamed (the same filters as the list)",
+        Auth::Seller,
+        None,
+        200,
+    ),
+    op(
+        "get",
         "/v1/orders/{id}",
         "One's own order with its attempts",
         Auth::Viewer,
@@ -621,6 +637,8 @@ fn schemas() -> Value {
         "List": { "type": "object", "required": ["data", "livemode"], "properties": {
             "data": { "type": "array", "items": { "$ref": "#/components/schemas/ModeObject" } },
             "next_before": { "type": ["integer", "null"], "description": "the cursor of the next page" },
+            "next_cursor": { "type": ["string", "null"], "description": "the order book's cursor of the next page (?after=)" },
+            "has_more": { "type": "boolean" },
             "livemode": { "type": "boolean" } } },
         "CloudPaymentsCode": { "type": "object", "required": ["code"],
             "properties": { "code": { "type": "integer", "description": "0: taken; any other refuses (a Check stops the payment)" } } },
@@ -641,6 +659,7 @@ enum Answer {
     },
     List,
     Text,
+    Csv,
     Html,
     Script,
     Asset,
@@ -660,9 +679,11 @@ fn answer_of(o: &Op) -> Answer {
         "/v1/acquirers",
         "/v1/webhook-endpoints",
         "/v1/webhook-endpoints/{id}/deliveries",
+        "/v1/orders",
     ];
     match o.method {
         _ if p == "/metrics" || p == "/v1/callbacks/tbank" => Answer::Text,
+        _ if p.ends_with(".csv") => Answer::Csv,
         _ if p.starts_with("/v1/callbacks/cloudpayments/") => Answer::CloudPayments,
         _ if p.starts_with("/v1/callbacks/yookassa/") => Answer::Nothing,
         _ if p.starts_with("/v1/callbacks/") => Answer::Received,
@@ -707,6 +728,8 @@ fn responses(o: &Op) -> Value {
             json!({ "description": "taken (applied, duplicate or past)", "content": json_of("Received") })
         }
         Answer::Upgrade => json!({ "description": "switching to WebSocket" }),
+        Answer::Csv => json!({ "description": "the rows, a header first",
+            "content": { "text/csv": { "schema": { "type": "string" } } } }),
     };
     let mut out = Map::new();
     out.insert(o.success.to_string(), success.clone());

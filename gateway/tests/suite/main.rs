@@ -28,6 +28,7 @@ mod faults;
 mod modes;
 mod nodes;
 mod ops;
+mod orders;
 mod pages;
 mod realtime;
 mod tbank;

@@ -256,6 +256,19 @@ impl Payments {
             .map_err(Error::unavailable)
     }
 
+    /// A page of the seller's order book (see [`crate::orderbook`]).
+    pub async fn order_book(
+        &self,
+        seller: &str,
+        filter: &crate::orderbook::Filter,
+        after: Option<&crate::orderbook::Cursor>,
+        limit: i64,
+    ) -> Result<Vec<crate::orderbook::Entry>> {
+        crate::orderbook::page(&self.pool, seller, filter, after, limit)
+            .await
+            .map_err(Error::unavailable)
+    }
+
     /// Gives a session without a buyer contact (a stream purchase's) the
     /// email the buyer typed for the receipt.
     pub async fn set_session_email(&self, session: &str, email: &str) -> Result<()> {

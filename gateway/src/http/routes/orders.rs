@@ -2,11 +2,15 @@
 //! hold), a payment attempt starts at an acquirer, and a seller refunds.
 //! What happens to money and stock is the payments service's.
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use payments::ids::OrderId;
+use payments::orderbook::{csv_line, Cursor, Entry, Filter, CSV_HEADER};
+use payments::state::OrderState;
 use payments::store::{NewOrder, Order};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -19,6 +23,8 @@ use crate::state::AppState;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/offers/{id}/holds/{hold}/order", post(order_for_hold))
+        .route("/v1/orders", get(list))
+        .route("/v1/orders/export.csv", get(export))
         .route("/v1/orders/{id}", get(get_order))
         .route("/v1/orders/{id}/refunds", post(refund))
         .route("/v1/orders/{id}/attempts", post(start_attempt))
@@ -91,6 +97,216 @@ async fn order_for_hold(
     v["checkout_session"] = json!(made.session);
     v["checkout_url"] = json!(made.checkout_url);
     Ok((status, axum::Json(v)))
+}
+
+/// The order book's query: filters, page size and cursor.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BookQuery {
+    limit: Option<i64>,
+    /// `next_cursor` of the page before.
+    after: Option<String>,
+    stream: Option<String>,
+    offer: Option<String>,
+    state: Option<String>,
+    /// Created at or after, Unix ms.
+    created_gte: Option<i64>,
+    /// Created before, Unix ms.
+    created_lt: Option<i64>,
+    email: Option<String>,
+    phone: Option<String>,
+    reference: Option<String>,
+}
+
+/// Longest a text filter may be.
+const MAX_FILTER_LEN: usize = 200;
+
+impl BookQuery {
+    fn filter(&self) -> Result<Filter, ApiError> {
+        let invalid = |field: &'static str, message: &str| ApiError::InvalidField {
+            field,
+            message: message.into(),
+        };
+        let text = |field: &'static str, v: &Option<String>| -> Result<Option<String>, ApiError> {
+            match v.as_deref().map(str::trim) {
+                None => Ok(None),
+                Some("") => Err(invalid(field, "must not be empty")),
+                Some(t) if t.len() > MAX_FILTER_LEN || t.chars().any(char::is_control) => Err(invalid(
+                    field,
+                    "must be at most 200 characters, none of them control characters",
+                )),
+                Some(t) => Ok(Some(t.to_owned())),
+            }
+        };
+        let stream = text("stream", &self.stream)?;
+        if let Some(v) = &stream {
+            streams::ids::StreamId::parse(v).map_err(|_| invalid("stream", "not a stream id"))?;
+        }
+        let offer = text("offer", &self.offer)?;
+        if let Some(v) = &offer {
+            OfferId::parse(v).map_err(|_| invalid("offer", "not an offer id"))?;
+        }
+        let state = match text("state", &self.state)? {
+            None => None,
+            Some(v) => Some(OrderState::parse(&v).ok_or_else(|| {
+                invalid(
+                    "state",
+                    "one of created, pending, requires_action, succeeded, failed, cancelled, expired, partially_refunded, refunded",
+                )
+            })?),
+        };
+        for (field, v) in [("created_gte", self.created_gte), ("created_lt", self.created_lt)] {
+            if v.is_some_and(|t| t < 0) {
+                return Err(invalid(field, "a time in Unix milliseconds"));
+            }
+        }
+        Ok(Filter {
+            stream,
+            offer,
+            state,
+            created_gte: self.created_gte,
+            created_lt: self.created_lt,
+            email: text("email", &self.email)?,
+            phone: text("phone", &self.phone)?,
+            reference: text("reference", &self.reference)?,
+        })
+    }
+
+    fn after(&self) -> Result<Option<Cursor>, ApiError> {
+        self.after
+            .as_deref()
+            .map(|c| {
+                Cursor::parse(c).ok_or(ApiError::InvalidField {
+                    field: "after",
+                    message: "not a cursor this API gave".into(),
+                })
+            })
+            .transpose()
+    }
+}
+
+fn book_query(q: Result<Query<BookQuery>, QueryRejection>) -> Result<BookQuery, ApiError> {
+    q.map(|Query(q)| q)
+        .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
+}
+
+fn entry_view(e: &Entry, live: bool) -> Value {
+    let o = &e.order;
+    json!({
+        "id": o.id, "livemode": live, "state": o.state, "amount_minor": o.amount_minor,
+        "currency": o.currency, "refunded_minor": o.refunded_minor, "reference": o.reference,
+        "stream_id": e.stream_id, "offer_id": o.offer_id, "hold_id": o.hold_id, "buyer_id": o.buyer_id,
+        "customer_email": e.customer_email, "customer_phone": e.customer_phone,
+        "created_at": o.created_at, "updated_at": o.updated_at,
+    })
+}
+
+/// The seller's order book: newest first, filtered, one page.
+async fn list(
+    State(s): State<AppState>,
+    Seller(seller): Seller,
+    q: Result<Query<BookQuery>, QueryRejection>,
+) -> Answer {
+    let q = book_query(q)?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::InvalidField {
+            field: "limit",
+            message: "must be from 1 to 200".into(),
+        });
+    }
+    let (filter, after) = (q.filter()?, q.after()?);
+    let live = s.payments.livemode(seller.as_str()).await?;
+    // One more than asked tells whether another page follows.
+    let mut rows = s
+        .payments
+        .order_book(seller.as_str(), &filter, after.as_ref(), limit + 1)
+        .await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next = more.then(|| rows.last()).flatten().map(|e| {
+        Cursor {
+            created_at: e.order.created_at,
+            id: e.order.id.to_string(),
+        }
+        .encode()
+    });
+    let data: Vec<Value> = rows.iter().map(|e| entry_view(e, live)).collect();
+    Ok((
+        StatusCode::OK,
+        axum::Json(json!({ "data": data, "has_more": more, "next_cursor": next })),
+    ))
+}
+
+/// Rows per read of the export.
+const EXPORT_PAGE: i64 = 500;
+
+/// The same filter as CSV, streamed page by page (never the whole book in
+/// memory). A read that fails midway ends the body with an error, so a
+/// client never takes a cut file for a whole one.
+async fn export(
+    State(s): State<AppState>,
+    Seller(seller): Seller,
+    q: Result<Query<BookQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let q = book_query(q)?;
+    if q.limit.is_some() || q.after.is_some() {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "the export takes filters only, no limit or cursor",
+        ));
+    }
+    let filter = q.filter()?;
+    // The first page is read before answering: a database that is away
+    // gets a 503, not a broken download.
+    let first = s
+        .payments
+        .order_book(seller.as_str(), &filter, None, EXPORT_PAGE)
+        .await?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(2);
+    tokio::spawn(async move {
+        let mut rows = first;
+        let mut chunk = String::from(CSV_HEADER);
+        loop {
+            for e in &rows {
+                chunk.push_str(&csv_line(e));
+            }
+            if tx.send(Ok(std::mem::take(&mut chunk))).await.is_err() || (rows.len() as i64) < EXPORT_PAGE {
+                return;
+            }
+            let Some(last) = rows.last() else { return };
+            let after = Cursor {
+                created_at: last.order.created_at,
+                id: last.order.id.to_string(),
+            };
+            rows = match s
+                .payments
+                .order_book(seller.as_str(), &filter, Some(&after), EXPORT_PAGE)
+                .await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the order export stopped: a page could not be read");
+                    let _ = tx
+                        .send(Err(std::io::Error::other("the export could not be completed")))
+                        .await;
+                    return;
+                }
+            };
+        }
+    });
+    let body = axum::body::Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }));
+    Ok((
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (header::CONTENT_DISPOSITION, "attachment; filename=\"orders.csv\""),
+        ],
+        body,
+    )
+        .into_response())
 }
 
 /// A buyer's own order (another's is not found).
