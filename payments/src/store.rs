@@ -379,6 +379,31 @@ impl PaymentStore {
         row.as_ref().map(attempt_from_row).transpose()
     }
 
+    /// An order's refunds, oldest first, each with its kind (`order`: the
+    /// order's own; `duplicate`: a second charge given back).
+    pub async fn refunds_of(&self, order: &OrderId) -> Result<Vec<(Refund, String)>> {
+        let rows = sqlx::query("SELECT * FROM refunds WHERE order_id = $1 ORDER BY created_at, id")
+            .bind(order.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let attempt: String = r.try_get("attempt_id")?;
+                Ok((
+                    Refund {
+                        id: r.try_get("id")?,
+                        order_id: order.clone(),
+                        attempt_id: AttemptId::parse(&attempt).map_err(|_| corrupt("refunds.attempt_id", attempt))?,
+                        amount_minor: r.try_get("amount_minor")?,
+                        reason: r.try_get("reason")?,
+                        created_at: r.try_get("created_at")?,
+                    },
+                    r.try_get("kind")?,
+                ))
+            })
+            .collect()
+    }
+
     /// Every transition of an order and its attempts, oldest first.
     pub async fn transitions(&self, order: &OrderId) -> Result<Vec<Transition>> {
         let rows = sqlx::query("SELECT * FROM payment_transitions WHERE order_id = $1 ORDER BY seq")

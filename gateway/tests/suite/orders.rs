@@ -256,7 +256,103 @@ async fn the_export_streams_every_row_with_formulas_defused(env: Env) {
     }
 }
 
+/// An order's detail: its items and buyer from checkout, its payments,
+/// refunds (each with its kind) and every state change, oldest first; a
+/// buyer sees their own order's items and refunds, not the seller's view.
+async fn the_detail_shows_items_buyer_payments_refunds_and_history(env: Env) {
+    let app = TestApp::start(&env, &[]).await;
+    let order = session_order(&app, "D-1", "ann@example.com").await;
+    let (_, cs) = book(&app, "reference=D-1").await;
+    assert_eq!(ids(&cs), vec![order.clone()]);
+    let session: String = sqlx::query_scalar("SELECT id FROM checkout_sessions WHERE order_id = $1")
+        .bind(&order)
+        .fetch_one(&app.state.pool)
+        .await
+        .unwrap();
+    let (st, attempt) = common::pay_session(&app, &session, "sandbox").await;
+    assert_eq!(st, StatusCode::CREATED, "{attempt}");
+    let r = app
+        .http
+        .post(attempt["redirect_url"].as_str().unwrap())
+        .form(&[("number", "4242424242424242"), ("expiry", "12/39"), ("cvc", "123")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    common::session_state_until(&app, &session, "succeeded").await;
+    let (st, refund) = app
+        .seller(
+            Method::POST,
+            &format!("/v1/orders/{order}/refunds"),
+            Some(json!({ "amount_minor": 300, "reason": "chipped" })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{refund}");
+
+    let (st, v) = app.seller(Method::GET, &format!("/v1/orders/{order}"), None).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["reference"], "D-1");
+    assert_eq!(v["items"][0]["name"], "Mug", "{v}");
+    assert_eq!(v["customer"]["email"], "ann@example.com");
+    assert_eq!(v["attempts"][0]["state"], "succeeded");
+    assert!(v["attempts"][0]["created_at"].is_i64());
+    assert_eq!(v["refunds"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(
+        (
+            v["refunds"][0]["amount_minor"].as_i64(),
+            v["refunds"][0]["kind"].as_str(),
+            v["refunds"][0]["reason"].as_str()
+        ),
+        (Some(300), Some("order"), Some("chipped"))
+    );
+    let history: Vec<(String, String)> = v["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["subject"] == "order")
+        .map(|t| {
+            (
+                t["from"].as_str().unwrap_or("").to_owned(),
+                t["to"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(history.iter().any(|(_, to)| to == "succeeded"), "{history:?}");
+    assert_eq!(
+        history.last().map(|(_, to)| to.as_str()),
+        Some("partially_refunded"),
+        "{history:?}"
+    );
+    let times: Vec<i64> = v["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["at"].as_i64().unwrap())
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+
+    // A buyer's own stream order: items and refunds, no seller's view.
+    let (_, _, oid) = app.live_offer(common::offer_body(5, 5)).await;
+    let token = app.viewer_token("bo").await;
+    let (_, hold) = app.reserve(&token, &oid, 1, "r1").await;
+    let mine = app
+        .order_for_hold(&token, &oid, hold["hold"]["id"].as_str().unwrap())
+        .await;
+    let (st, v) = app
+        .call(
+            Method::GET,
+            &format!("/v1/orders/{}", common::text(&mine, "id")),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["items"].as_array().map(Vec::len), Some(1), "{v}");
+    assert!(v.get("customer").is_none() && v.get("history").is_none(), "{v}");
+}
+
 crate::on_both_backends!(
+    the_detail_shows_items_buyer_payments_refunds_and_history,
     pages_are_stable_and_filters_narrow,
     the_export_streams_every_row_with_formulas_defused,
 );

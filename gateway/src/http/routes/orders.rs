@@ -49,6 +49,7 @@ async fn view(s: &AppState, order: &Order) -> Result<Value, ApiError> {
         "offer_id": order.offer_id,
         "attempts": attempts.iter().map(|a| json!({
             "id": a.id, "acquirer": a.acquirer, "state": a.state,
+            "created_at": a.created_at,
             // Succeeded after another attempt had paid: refunded by Haul.
             "duplicate": a.duplicate,
         })).collect::<Vec<_>>(),
@@ -329,12 +330,39 @@ async fn sellers(s: &AppState, seller: &SellerId, raw: &str) -> Result<Order, Ap
 
 /// The buyer's or the seller's view of an order.
 async fn get_order(State(s): State<AppState>, caller: Caller, Path(raw): Path<String>) -> Answer {
-    let order = match caller {
-        Caller::Viewer(buyer) => owned(&s, &buyer, &raw).await?,
-        Caller::Seller(seller) => sellers(&s, &seller, &raw).await?,
+    let order = match &caller {
+        Caller::Viewer(buyer) => owned(&s, buyer, &raw).await?,
+        Caller::Seller(seller) => sellers(&s, seller, &raw).await?,
     };
+    let seller_view = matches!(caller, Caller::Seller(_));
     let mut v = view(&s, &order).await?;
     v["refunded_minor"] = json!(order.refunded_minor);
+    v["reference"] = json!(order.reference);
+    let store = s.payments.store();
+    let session = s.payments.session_of_order(order.id.as_str()).await?;
+    v["items"] = json!(session.as_ref().map(|cs| &cs.items));
+    let refunds = store.refunds_of(&order.id).await.map_err(unavailable)?;
+    v["refunds"] = json!(refunds
+        .iter()
+        .map(
+            |(r, kind)| json!({ "id": r.id, "attempt_id": r.attempt_id, "amount_minor": r.amount_minor,
+                                "kind": kind, "reason": r.reason, "created_at": r.created_at })
+        )
+        .collect::<Vec<_>>());
+    if seller_view {
+        v["customer"] = json!({
+            "email": session.as_ref().and_then(|cs| cs.customer_email.clone()),
+            "phone": session.as_ref().and_then(|cs| cs.customer_phone.clone()),
+        });
+        let history = store.transitions(&order.id).await.map_err(unavailable)?;
+        v["history"] = json!(history
+            .iter()
+            .map(
+                |t| json!({ "subject": t.subject, "attempt_id": t.attempt_id, "from": t.from, "to": t.to,
+                            "cause": t.cause, "at": t.at })
+            )
+            .collect::<Vec<_>>());
+    }
     Ok((StatusCode::OK, axum::Json(v)))
 }
 
