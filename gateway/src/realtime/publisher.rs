@@ -288,8 +288,19 @@ impl EventSink for Hub {
                     EndReason::Cancelled => 2,
                 };
                 self.ended[i].fetch_add(1, Ordering::Relaxed);
-                // Levels of an ended offer no longer matter to viewers.
-                self.lock_stock().remove(offer_id);
+                // The last level still held back goes out first, so every
+                // viewer ends on the offer's final count; nothing of it is
+                // kept after.
+                let held_back = self.lock_stock().remove(offer_id).and_then(|e| e.pending);
+                if let Some(units_left) = held_back {
+                    self.emit(
+                        stream,
+                        &StreamEvent::OfferStock {
+                            offer_id: offer_id.clone(),
+                            units_left,
+                        },
+                    );
+                }
             }
             _ => {}
         }
@@ -346,5 +357,47 @@ mod tests {
         }
         // The channel keeps its history (so it lives on), yet zero goes out once.
         assert_eq!(viewers_events(&mut rx), vec![0]);
+    }
+
+    /// A level held back by coalescing is not lost when the offer ends
+    /// (sold out by the very change it holds back): it goes out before the
+    /// end, and nothing of the offer is sent after. Found by the fault run.
+    #[tokio::test]
+    async fn an_ending_offer_sends_its_held_back_level_first() {
+        let limits = HistoryLimits {
+            size: 10,
+            ttl_ms: 60_000,
+        };
+        let hub = Hub::new(
+            Arc::new(ManualClock::new(0)),
+            limits,
+            Arc::new(MemoryInventory::new()),
+            HubBus::Own,
+        )
+        .await
+        .unwrap();
+        let mut rx = hub.subscribe();
+        let (sid, offer) = (StreamId::generate(), OfferId::generate());
+        let stock = |n| StreamEvent::OfferStock {
+            offer_id: offer.clone(),
+            units_left: n,
+        };
+        hub.publish(&sid, stock(2));
+        hub.publish(&sid, stock(1));
+        hub.publish(&sid, stock(0));
+        hub.publish(
+            &sid,
+            StreamEvent::OfferEnded {
+                offer_id: offer.clone(),
+                reason: EndReason::SoldOut,
+            },
+        );
+        hub.flush_stock(true).await;
+        let mut seen = Vec::new();
+        while let Ok(p) = rx.try_recv() {
+            let v: serde_json::Value = serde_json::from_str(&p.data).unwrap();
+            seen.push(format!("{} {}", v["type"].as_str().unwrap(), v["units_left"]));
+        }
+        assert_eq!(seen, vec!["offer.stock 2", "offer.stock 0", "offer.ended null"]);
     }
 }
