@@ -170,30 +170,122 @@ pub async fn mode_of_account(
     }
 }
 
-/// Stores `key` (already generated or given) for the seller. Returns false if
-/// the key was already registered.
+/// Stores `key` (already generated or given) for the seller, named
+/// `default`. Returns false if the key was already registered.
 pub async fn add_key(pool: &AnyPool, seller: &SellerId, key: &str, now: Millis) -> Result<bool, sqlx::Error> {
+    Ok(add_named_key(pool, seller, key, "default", now).await?.is_some())
+}
+
+/// Stores `key` under `name`; its id (`key_…`), or none if the key was
+/// already registered.
+pub async fn add_named_key(
+    pool: &AnyPool,
+    seller: &SellerId,
+    key: &str,
+    name: &str,
+    now: Millis,
+) -> Result<Option<String>, sqlx::Error> {
+    let id = format!("key_{}", random_token(20));
     let done = sqlx::query(
-        "INSERT INTO api_keys (key_hash, seller_id, key_prefix, created_at) VALUES ($1, $2, $3, $4) \
+        "INSERT INTO api_keys (key_hash, seller_id, key_prefix, created_at, id, name) VALUES ($1, $2, $3, $4, $5, $6) \
          ON CONFLICT (key_hash) DO NOTHING",
     )
     .bind(hash_key(key))
     .bind(seller.as_str())
     .bind(&key[..key.len().min(12)])
     .bind(now)
+    .bind(&id)
+    .bind(name)
     .execute(pool)
     .await?;
+    Ok((done.rows_affected() == 1).then_some(id))
+}
+
+/// An API key as a seller sees it (never the key itself).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KeyInfo {
+    pub id: String,
+    pub name: String,
+    /// The key's first characters, to tell keys apart.
+    pub prefix: String,
+    pub created_at: Millis,
+    /// To the minute.
+    pub last_used_at: Option<Millis>,
+    /// A rotated key works until then.
+    pub expires_at: Option<Millis>,
+    pub revoked_at: Option<Millis>,
+}
+
+impl KeyInfo {
+    pub fn active(&self, now: Millis) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|t| t > now)
+    }
+}
+
+fn key_info(row: &sqlx::any::AnyRow) -> Result<KeyInfo, sqlx::Error> {
+    Ok(KeyInfo {
+        id: row.try_get::<Option<String>, _>("id")?.unwrap_or_default(),
+        name: row.try_get::<Option<String>, _>("name")?.unwrap_or_default(),
+        prefix: row.try_get("key_prefix")?,
+        created_at: row.try_get("created_at")?,
+        last_used_at: row.try_get("last_used_at")?,
+        expires_at: row.try_get("expires_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+    })
+}
+
+/// A seller row's keys, newest first.
+pub async fn keys(pool: &AnyPool, seller: &SellerId) -> Result<Vec<KeyInfo>, sqlx::Error> {
+    let rows = sqlx::query("SELECT * FROM api_keys WHERE seller_id = $1 ORDER BY created_at DESC, id DESC")
+        .bind(seller.as_str())
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(key_info).collect()
+}
+
+/// Makes a key stop working at `at` (now: revoked; later: expires then);
+/// whether it was a working key of this seller.
+pub async fn end_key(
+    pool: &AnyPool,
+    seller: &SellerId,
+    id: &str,
+    at: Millis,
+    now: Millis,
+) -> Result<bool, sqlx::Error> {
+    let done = if at <= now {
+        sqlx::query(
+            "UPDATE api_keys SET revoked_at = $1 WHERE seller_id = $2 AND id = $3 AND revoked_at IS NULL \
+             AND (expires_at IS NULL OR expires_at > $1)",
+        )
+        .bind(now)
+        .bind(seller.as_str())
+        .bind(id)
+        .execute(pool)
+        .await?
+    } else {
+        // Never later than it would have stopped anyway.
+        sqlx::query(
+            "UPDATE api_keys SET expires_at = $1 WHERE seller_id = $2 AND id = $3 AND revoked_at IS NULL \
+             AND (expires_at IS NULL OR expires_at > $1)",
+        )
+        .bind(at)
+        .bind(seller.as_str())
+        .bind(id)
+        .execute(pool)
+        .await?
+    };
     Ok(done.rows_affected() == 1)
 }
 
 /// The seller row a key belongs to and its mode, if the key is known and
 /// not revoked. A key that names a mode answers only for a row of that mode.
-pub async fn seller_for_key(pool: &AnyPool, key: &str) -> Result<Option<(SellerId, Mode)>, sqlx::Error> {
+pub async fn seller_for_key(pool: &AnyPool, key: &str, now: Millis) -> Result<Option<(SellerId, Mode)>, sqlx::Error> {
     let row = sqlx::query(
         "SELECT k.seller_id, s.livemode FROM api_keys k JOIN sellers s ON s.id = k.seller_id \
-         WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
+         WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > $2)",
     )
     .bind(hash_key(key))
+    .bind(now)
     .fetch_optional(pool)
     .await?;
     let Some(row) = row else { return Ok(None) };
@@ -254,6 +346,8 @@ pub struct Sellers {
     vault: Vault,
     /// Each seller's buying settings as last read, for the reserve path.
     settings: Arc<Mutex<HashMap<SellerId, (Instant, Settings)>>>,
+    /// When each key's use was last written (by key hash).
+    used: Arc<Mutex<HashMap<String, Millis>>>,
 }
 
 /// A seller's settings (per mode: each row has its own).
@@ -285,6 +379,7 @@ impl Sellers {
             pool,
             vault,
             settings: Arc::default(),
+            used: Arc::default(),
         }
     }
 
@@ -349,9 +444,50 @@ impl Sellers {
         demo_seller(&self.pool).await
     }
 
-    /// The seller row an API key belongs to, and its mode.
-    pub async fn for_key(&self, key: &str) -> Result<Option<(SellerId, Mode)>, sqlx::Error> {
-        seller_for_key(&self.pool, key).await
+    /// The seller row a working API key belongs to, and its mode; the key's
+    /// last use is recorded, at most once a minute per key.
+    pub async fn for_key(&self, key: &str, now: Millis) -> Result<Option<(SellerId, Mode)>, sqlx::Error> {
+        let found = seller_for_key(&self.pool, key, now).await?;
+        if found.is_some() {
+            let hash = hash_key(key);
+            let due = {
+                let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+                if used.len() > 10_000 {
+                    used.clear();
+                }
+                let due = used.get(&hash).is_none_or(|last| now.saturating_sub(*last) >= 60_000);
+                if due {
+                    used.insert(hash.clone(), now);
+                }
+                due
+            };
+            if due {
+                sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE key_hash = $2")
+                    .bind(now)
+                    .bind(&hash)
+                    .execute(&self.pool)
+                    .await?;
+            }
+        }
+        Ok(found)
+    }
+
+    pub async fn add_named_key(
+        &self,
+        seller: &SellerId,
+        key: &str,
+        name: &str,
+        now: Millis,
+    ) -> Result<Option<String>, sqlx::Error> {
+        add_named_key(&self.pool, seller, key, name, now).await
+    }
+
+    pub async fn keys(&self, seller: &SellerId) -> Result<Vec<KeyInfo>, sqlx::Error> {
+        keys(&self.pool, seller).await
+    }
+
+    pub async fn end_key(&self, seller: &SellerId, id: &str, at: Millis, now: Millis) -> Result<bool, sqlx::Error> {
+        end_key(&self.pool, seller, id, at, now).await
     }
 
     /// The secret a seller's pages sign checkout parameters with, if set.

@@ -67,7 +67,7 @@ impl FromRequestParts<AppState> for Seller {
         if !sellers::valid_key_format(key) {
             return Err(ApiError::unauthorized("invalid_api_key", "the API key is not valid"));
         }
-        match state.sellers.for_key(key).await {
+        match state.sellers.for_key(key, state.payments.now()).await {
             Ok(Some((seller, mode))) => {
                 show_mode(parts, mode.is_live());
                 Ok(Seller(seller))

@@ -43,7 +43,7 @@ pub async fn layer(State(s): State<AppState>, req: Request, next: Next) -> Respo
     // Keys belong to sellers; other callers (and bad keys) go on to the
     // handler, which answers them as it would without the header.
     let seller = match bearer(&parts).filter(|k| sellers::valid_key_format(k)) {
-        Some(api_key) => match s.sellers.for_key(api_key).await {
+        Some(api_key) => match s.sellers.for_key(api_key, s.payments.now()).await {
             Ok(Some((seller, mode))) => {
                 crate::http::extract::show_mode(&parts, mode.is_live());
                 seller

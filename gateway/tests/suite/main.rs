@@ -25,6 +25,7 @@ mod buying;
 mod callbacks;
 mod checkout;
 mod faults;
+mod keys;
 mod modes;
 mod nodes;
 mod ops;

@@ -5,6 +5,7 @@ mod buyers;
 mod callbacks;
 mod catalog;
 mod checkout;
+mod keys;
 mod offers;
 mod ops;
 mod orders;
@@ -38,6 +39,7 @@ pub fn router() -> Router<AppState> {
         .merge(settings::router())
         .merge(webhooks::router())
         .merge(widget::router())
+        .merge(keys::router())
         .merge(crate::realtime::router())
 }
 
