@@ -164,7 +164,7 @@ pub async fn create_endpoint(
 }
 
 pub async fn endpoint(pool: &AnyPool, vault: &Vault, seller: &str, id: &str) -> Result<Option<Endpoint>, sqlx::Error> {
-    let row = sqlx::query("SELECT * FROM webhook_endpoints WHERE id = $1 AND seller_id = $2")
+    let row = sqlx::query("SELECT * FROM webhook_endpoints WHERE id = $1 AND seller_id = $2 AND deleted_at IS NULL")
         .bind(id)
         .bind(seller)
         .fetch_optional(pool)
@@ -173,11 +173,95 @@ pub async fn endpoint(pool: &AnyPool, vault: &Vault, seller: &str, id: &str) -> 
 }
 
 pub async fn endpoints(pool: &AnyPool, vault: &Vault, seller: &str) -> Result<Vec<Endpoint>, sqlx::Error> {
-    let rows = sqlx::query("SELECT * FROM webhook_endpoints WHERE seller_id = $1 ORDER BY created_at, id")
-        .bind(seller)
-        .fetch_all(pool)
-        .await?;
+    let rows = sqlx::query(
+        "SELECT * FROM webhook_endpoints WHERE seller_id = $1 AND deleted_at IS NULL ORDER BY created_at, id",
+    )
+    .bind(seller)
+    .fetch_all(pool)
+    .await?;
     rows.iter().map(|r| endpoint_from_row(vault, r)).collect()
+}
+
+/// What a seller changes of an endpoint (`None`: left as it is).
+#[derive(Debug, Default)]
+pub struct EndpointChange<'a> {
+    pub url: Option<&'a str>,
+    /// Empty: every type.
+    pub event_types: Option<&'a [String]>,
+    pub enabled: Option<bool>,
+}
+
+/// Changes an endpoint of the seller's; the endpoint after, or none if
+/// there is no such endpoint. Disabled, it gets no new messages and its
+/// waiting deliveries wait; enabled again, they go out.
+pub async fn update_endpoint(
+    pool: &AnyPool,
+    vault: &Vault,
+    seller: &str,
+    id: &str,
+    change: &EndpointChange<'_>,
+) -> Result<Option<Endpoint>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let found = sqlx::query("SELECT id FROM webhook_endpoints WHERE id = $1 AND seller_id = $2 AND deleted_at IS NULL")
+        .bind(id)
+        .bind(seller)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if found.is_none() {
+        return Ok(None);
+    }
+    if let Some(url) = change.url {
+        sqlx::query("UPDATE webhook_endpoints SET url = $1 WHERE id = $2")
+            .bind(url)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    if let Some(types) = change.event_types {
+        let types = if types.is_empty() {
+            "*".to_owned()
+        } else {
+            types.join(" ")
+        };
+        sqlx::query("UPDATE webhook_endpoints SET event_types = $1 WHERE id = $2")
+            .bind(types)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    match change.enabled {
+        Some(true) => {
+            sqlx::query("UPDATE webhook_endpoints SET enabled = 1, disabled_reason = NULL WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        Some(false) => {
+            sqlx::query("UPDATE webhook_endpoints SET enabled = 0, disabled_reason = $1 WHERE id = $2")
+                .bind("disabled by the seller")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        None => {}
+    }
+    tx.commit().await?;
+    endpoint(pool, vault, seller, id).await
+}
+
+/// Deletes an endpoint of the seller's: nothing more is sent to it (its
+/// waiting deliveries never go out), its log is kept; whether it existed.
+pub async fn delete_endpoint(pool: &AnyPool, seller: &str, id: &str, now: i64) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE webhook_endpoints SET deleted_at = $1, enabled = 0, disabled_reason = 'deleted' \
+         WHERE id = $2 AND seller_id = $3 AND deleted_at IS NULL",
+    )
+    .bind(now)
+    .bind(id)
+    .bind(seller)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// How long a rotated-out secret keeps signing beside the new one.

@@ -304,7 +304,111 @@ async fn endpoints_are_validated(env: Env) {
     assert!(list["data"][0].get("secret").is_none(), "secrets are shown once");
 }
 
+/// An endpoint is edited (URL, types), disabled (new messages skip it,
+/// waiting ones wait, and go out when it is enabled again) and deleted
+/// (gone from the list, nothing more sent, its log out of reach); every
+/// mistake names its field; another seller reaches none of it.
+async fn endpoints_are_edited_disabled_and_deleted(env: Env) {
+    let app = TestApp::start(&env, &[("HAUL_WEBHOOKS_ALLOW_PRIVATE", "true")]).await;
+    let (st, ep) = app
+        .seller(
+            Method::POST,
+            "/v1/webhook-endpoints",
+            Some(json!({ "url": "http://127.0.0.1:9/a", "event_types": ["order.paid"] })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{ep}");
+    let id = ep["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/webhook-endpoints/{id}");
+    let (st, v) = app
+        .seller(
+            Method::PATCH,
+            &path,
+            Some(json!({ "url": "http://127.0.0.1:9/b", "event_types": ["order.paid", "order.expired"] })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["url"], "http://127.0.0.1:9/b");
+    assert_eq!(v["event_types"], json!(["order.expired", "order.paid"]), "{v}");
+    for (body, field) in [
+        (json!({ "url": "ftp://x" }), "url"),
+        (json!({ "event_types": ["order.shipped_to_mars"] }), "event_types"),
+    ] {
+        let (st, v) = app.seller(Method::PATCH, &path, Some(body)).await;
+        assert_eq!(
+            (st, v["error"]["field"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(field)),
+            "{v}"
+        );
+    }
+    let (st, _) = app.seller(Method::PATCH, &path, Some(json!({ "colour": "red" }))).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+
+    let pool = &app.state.pool;
+    let seller = app.seller.to_string();
+    let deliveries = || async {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE endpoint_id = $1")
+            .bind(&id)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        n
+    };
+    let send = |kind: &'static str| {
+        let seller = seller.clone();
+        async move {
+            payments::outbox::enqueue_now(pool, &seller, kind, &json!({ "order_id": "ord_x" }), 1)
+                .await
+                .unwrap()
+        }
+    };
+    send("order.paid").await;
+    assert_eq!(deliveries().await, 1);
+    // Disabled: a new message skips it.
+    let (st, v) = app
+        .seller(Method::PATCH, &path, Some(json!({ "enabled": false })))
+        .await;
+    assert_eq!((st, v["enabled"].as_bool()), (StatusCode::OK, Some(false)), "{v}");
+    assert_eq!(v["disabled_reason"], "disabled by the seller");
+    send("order.paid").await;
+    assert_eq!(deliveries().await, 1);
+    let (st, v) = app.seller(Method::PATCH, &path, Some(json!({ "enabled": true }))).await;
+    assert_eq!(
+        (st, v["enabled"].as_bool(), v["disabled_reason"].is_null()),
+        (StatusCode::OK, Some(true), true)
+    );
+    send("order.expired").await;
+    assert_eq!(deliveries().await, 2);
+
+    // Another seller reaches none of it.
+    let other = app.other_seller_key().await;
+    let (st, _) = app
+        .call(Method::PATCH, &path, Some(&other), Some(json!({ "enabled": false })))
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, _) = app.call(Method::DELETE, &path, Some(&other), None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+
+    // Deleted: gone from the list, nothing more sent, out of reach.
+    let (st, v) = app.seller(Method::DELETE, &path, None).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (_, list) = app.seller(Method::GET, "/v1/webhook-endpoints", None).await;
+    assert!(!list.to_string().contains(&id), "{list}");
+    send("order.paid").await;
+    assert_eq!(deliveries().await, 2);
+    for (method, body) in [
+        (Method::DELETE, None),
+        (Method::PATCH, Some(json!({ "enabled": true }))),
+    ] {
+        let (st, _) = app.seller(method, &path, body).await;
+        assert_eq!(st, StatusCode::NOT_FOUND);
+    }
+    let (st, _) = app.seller(Method::GET, &format!("{path}/deliveries"), None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+}
+
 on_both_backends!(
+    endpoints_are_edited_disabled_and_deleted,
     a_rotated_secret_overlaps_with_the_old_one,
     an_expired_hold_is_reported,
     a_paid_order_is_reported_signed_and_verifies,

@@ -193,6 +193,29 @@ impl Payments {
     }
 
     /// A new signing secret; the old one keeps signing beside it for a day.
+    pub async fn update_endpoint(
+        &self,
+        seller: &str,
+        id: &str,
+        change: &outbox::EndpointChange<'_>,
+    ) -> Result<Endpoint> {
+        outbox::update_endpoint(&self.pool, &self.vault, seller, id, change)
+            .await
+            .map_err(Error::unavailable)?
+            .ok_or(Error::NotFound("webhook endpoint"))
+    }
+
+    pub async fn delete_endpoint(&self, seller: &str, id: &str) -> Result<()> {
+        if outbox::delete_endpoint(&self.pool, seller, id, self.now())
+            .await
+            .map_err(Error::unavailable)?
+        {
+            Ok(())
+        } else {
+            Err(Error::NotFound("webhook endpoint"))
+        }
+    }
+
     pub async fn rotate_endpoint_secret(&self, seller: &str, id: &str) -> Result<Endpoint> {
         outbox::rotate_secret(&self.pool, &self.vault, seller, id, self.now())
             .await

@@ -3,7 +3,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use axum::{Extension, Router};
 use payments::outbox::{Endpoint, EVENT_TYPES};
 use serde::Deserialize;
@@ -17,6 +17,7 @@ use crate::state::AppState;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/webhook-endpoints", post(create).get(list))
+        .route("/v1/webhook-endpoints/{id}", patch(update).delete(remove))
         .route("/v1/webhook-endpoints/{id}/rotate", post(rotate))
         .route("/v1/webhook-endpoints/{id}/deliveries", get(deliveries))
         .route("/v1/webhook-endpoints/{id}/deliveries/{message}/resend", post(resend))
@@ -67,27 +68,73 @@ struct NewEndpoint {
     event_types: Vec<String>,
 }
 
-async fn create(State(s): State<AppState>, Seller(seller): Seller, Json(body): Json<NewEndpoint>) -> SecretAnswer {
-    let invalid = |field, message: String| Err(ApiError::InvalidField { field, message });
-    if body.url.len() > 2000 {
-        return invalid("url", "at most 2000 characters".into());
+/// A URL Haul may deliver to.
+async fn checked_url(s: &AppState, url: &str) -> Result<(), ApiError> {
+    let invalid = |message: String| ApiError::InvalidField { field: "url", message };
+    if url.len() > 2000 {
+        return Err(invalid("at most 2000 characters".into()));
     }
-    if let Err(why) = crate::adapters::webhooks::check_url(&body.url, s.config.webhooks_allow_private).await {
-        return invalid("url", why);
-    }
-    let mut types = body.event_types.clone();
+    crate::adapters::webhooks::check_url(url, s.config.webhooks_allow_private)
+        .await
+        .map_err(invalid)
+}
+
+/// Known event types, sorted, once each.
+fn checked_types(types: &[String]) -> Result<Vec<String>, ApiError> {
+    let mut types = types.to_vec();
     types.sort();
     types.dedup();
     if let Some(bad) = types.iter().find(|t| !EVENT_TYPES.contains(&t.as_str())) {
-        return invalid(
-            "event_types",
-            format!("unknown type {bad:?}; known: {}", EVENT_TYPES.join(", ")),
-        );
+        return Err(ApiError::InvalidField {
+            field: "event_types",
+            message: format!("unknown type {bad:?}; known: {}", EVENT_TYPES.join(", ")),
+        });
     }
+    Ok(types)
+}
+
+async fn create(State(s): State<AppState>, Seller(seller): Seller, Json(body): Json<NewEndpoint>) -> SecretAnswer {
+    checked_url(&s, &body.url).await?;
+    let types = checked_types(&body.event_types)?;
     let e = s.payments.add_endpoint(seller.as_str(), &body.url, &types).await?;
     let mut v = view(&e);
     v["secret"] = json!(e.secret.expose());
     Ok((StatusCode::CREATED, Extension(SHOWN_ONCE), axum::Json(v)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EndpointChange {
+    url: Option<String>,
+    /// Empty: every type.
+    event_types: Option<Vec<String>>,
+    enabled: Option<bool>,
+}
+
+/// Changes an endpoint's URL, event types, or whether it is sent to.
+async fn update(
+    State(s): State<AppState>,
+    Seller(seller): Seller,
+    Path(id): Path<String>,
+    Json(body): Json<EndpointChange>,
+) -> Answer {
+    if let Some(url) = &body.url {
+        checked_url(&s, url).await?;
+    }
+    let types = body.event_types.as_deref().map(checked_types).transpose()?;
+    let change = payments::outbox::EndpointChange {
+        url: body.url.as_deref(),
+        event_types: types.as_deref(),
+        enabled: body.enabled,
+    };
+    let e = s.payments.update_endpoint(seller.as_str(), &id, &change).await?;
+    Ok((StatusCode::OK, axum::Json(view(&e))))
+}
+
+/// Deletes an endpoint: nothing more is sent to it.
+async fn remove(State(s): State<AppState>, Seller(seller): Seller, Path(id): Path<String>) -> Answer {
+    s.payments.delete_endpoint(seller.as_str(), &id).await?;
+    Ok((StatusCode::OK, axum::Json(json!({ "id": id, "deleted": true }))))
 }
 
 async fn list(State(s): State<AppState>, Seller(seller): Seller) -> Answer {
