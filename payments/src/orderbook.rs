@@ -65,20 +65,33 @@ enum Bind {
     Int(i64),
 }
 
+/// Whose orders.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    /// A seller's book.
+    Seller(&'a str),
+    /// A buyer's own orders (at whichever seller).
+    Buyer(&'a str),
+}
+
 /// Up to `limit` orders after `after`, newest first.
 pub async fn page(
     pool: &AnyPool,
-    seller: &str,
+    scope: Scope<'_>,
     filter: &Filter,
     after: Option<&Cursor>,
     limit: i64,
 ) -> Result<Vec<Entry>, StoreError> {
-    let mut sql = String::from(
+    let (column, who) = match scope {
+        Scope::Seller(s) => ("o.seller_id", s),
+        Scope::Buyer(b) => ("o.buyer_id", b),
+    };
+    let mut sql = format!(
         "SELECT o.*, f.stream_id AS book_stream, cs.customer_email AS book_email, cs.customer_phone AS book_phone \
          FROM orders o LEFT JOIN offers f ON f.id = o.offer_id LEFT JOIN checkout_sessions cs ON cs.order_id = o.id \
-         WHERE o.seller_id = $1",
+         WHERE {column} = $1"
     );
-    let mut binds = vec![Bind::Text(seller.to_owned())];
+    let mut binds = vec![Bind::Text(who.to_owned())];
     let clause = |sql: &mut String, binds: &mut Vec<Bind>, condition: &str, value: Bind| {
         binds.push(value);
         sql.push_str(&format!(

@@ -229,6 +229,14 @@ pub const OPERATIONS: &[Op] = &[
     ),
     op(
         "get",
+        "/v1/viewer/orders",
+        "A viewer's own orders, newest first (?stream=&limit=&after=<next_cursor>)",
+        Auth::Viewer,
+        None,
+        200,
+    ),
+    op(
+        "get",
         "/v1/orders/{id}",
         "One's own order with its attempts",
         Auth::Viewer,
@@ -729,6 +737,7 @@ fn answer_of(o: &Op) -> Answer {
         "/v1/webhook-endpoints/{id}/deliveries",
         "/v1/orders",
         "/v1/api-keys",
+        "/v1/viewer/orders",
     ];
     match o.method {
         _ if p == "/metrics" || p == "/v1/callbacks/tbank" => Answer::Text,

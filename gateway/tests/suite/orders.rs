@@ -351,7 +351,82 @@ async fn the_detail_shows_items_buyer_payments_refunds_and_history(env: Env) {
     assert!(v.get("customer").is_none() && v.get("history").is_none(), "{v}");
 }
 
+/// A viewer lists their own orders (in one stream, or all), in pages;
+/// never anyone else's, even another seller's viewer of the same name.
+async fn a_viewer_lists_their_own_orders(env: Env) {
+    let app = TestApp::start(&env, &[]).await;
+    let (sid, _, oid) = app.live_offer(common::offer_body(10, 10)).await;
+    let (sid2, _, oid2) = app.live_offer(common::offer_body(10, 10)).await;
+    let ann = app.viewer_token("ann").await;
+    let bob = app.viewer_token("bob").await;
+    let mut mine = Vec::new();
+    for (n, offer) in [&oid, &oid, &oid2].into_iter().enumerate() {
+        let (st, hold) = app.reserve(&ann, offer, 1, &format!("a{n}")).await;
+        assert_eq!(st, StatusCode::CREATED, "{hold}");
+        let o = app
+            .order_for_hold(&ann, offer, hold["hold"]["id"].as_str().unwrap())
+            .await;
+        mine.push(common::text(&o, "id"));
+        app.clock.advance(10);
+    }
+    let (_, hold) = app.reserve(&bob, &oid, 1, "b0").await;
+    app.order_for_hold(&bob, &oid, hold["hold"]["id"].as_str().unwrap())
+        .await;
+    // The same viewer name at another seller is another viewer.
+    let other = app.other_seller_key().await;
+    let (st, t) = app
+        .call(
+            Method::POST,
+            "/v1/viewer-tokens",
+            Some(&other),
+            Some(json!({ "viewer_id": "ann" })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let other_ann = common::text(&t, "token");
+
+    let list = |token: String, q: String| {
+        let app = &app;
+        async move {
+            app.call(Method::GET, &format!("/v1/viewer/orders?{q}"), Some(&token), None)
+                .await
+        }
+    };
+    let (st, v) = list(ann.clone(), String::new()).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let mut newest_first = mine.clone();
+    newest_first.reverse();
+    assert_eq!(ids(&v), newest_first);
+    assert_eq!(v["data"][0]["state"], "created");
+    assert_eq!(v["data"][0]["stream_id"], json!(sid2));
+    let (_, v) = list(ann.clone(), format!("stream={sid}")).await;
+    assert_eq!(ids(&v), vec![mine[1].clone(), mine[0].clone()]);
+    let (_, page) = list(ann.clone(), "limit=2".into()).await;
+    assert_eq!(page["has_more"], true);
+    let (_, rest) = list(
+        ann.clone(),
+        format!("limit=2&after={}", page["next_cursor"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(ids(&rest), vec![mine[0].clone()]);
+    let (_, v) = list(other_ann, String::new()).await;
+    assert!(ids(&v).is_empty(), "{v}");
+    let (_, v) = list(bob, String::new()).await;
+    assert_eq!(ids(&v).len(), 1);
+    for (q, field) in [("limit=0", "limit"), ("stream=x", "stream"), ("after=nope", "after")] {
+        let (st, v) = list(ann.clone(), q.into()).await;
+        assert_eq!(
+            (st, v["error"]["field"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(field)),
+            "{q}: {v}"
+        );
+    }
+    let (st, _) = app.call(Method::GET, "/v1/viewer/orders", None, None).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+}
+
 crate::on_both_backends!(
+    a_viewer_lists_their_own_orders,
     the_detail_shows_items_buyer_payments_refunds_and_history,
     pages_are_stable_and_filters_narrow,
     the_export_streams_every_row_with_formulas_defused,

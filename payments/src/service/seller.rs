@@ -287,7 +287,26 @@ impl Payments {
         after: Option<&crate::orderbook::Cursor>,
         limit: i64,
     ) -> Result<Vec<crate::orderbook::Entry>> {
-        crate::orderbook::page(&self.pool, seller, filter, after, limit)
+        crate::orderbook::page(
+            &self.pool,
+            crate::orderbook::Scope::Seller(seller),
+            filter,
+            after,
+            limit,
+        )
+        .await
+        .map_err(Error::unavailable)
+    }
+
+    /// A page of a buyer's own orders, newest first.
+    pub async fn buyer_orders(
+        &self,
+        buyer: &str,
+        filter: &crate::orderbook::Filter,
+        after: Option<&crate::orderbook::Cursor>,
+        limit: i64,
+    ) -> Result<Vec<crate::orderbook::Entry>> {
+        crate::orderbook::page(&self.pool, crate::orderbook::Scope::Buyer(buyer), filter, after, limit)
             .await
             .map_err(Error::unavailable)
     }

@@ -24,6 +24,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/offers/{id}/holds/{hold}/order", post(order_for_hold))
         .route("/v1/orders", get(list))
+        .route("/v1/viewer/orders", get(my_orders))
         .route("/v1/orders/export.csv", get(export))
         .route("/v1/orders/{id}", get(get_order))
         .route("/v1/orders/{id}/refunds", post(refund))
@@ -236,6 +237,75 @@ async fn list(
     Ok((
         StatusCode::OK,
         axum::Json(json!({ "data": data, "has_more": more, "next_cursor": next })),
+    ))
+}
+
+/// A viewer's own query: a stream, a page.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MineQuery {
+    limit: Option<i64>,
+    after: Option<String>,
+    stream: Option<String>,
+}
+
+/// A viewer's own orders (this stream's, with `stream`), newest first:
+/// state, amounts and refunds, nothing of anyone else's.
+async fn my_orders(
+    State(s): State<AppState>,
+    Viewer(buyer): Viewer,
+    q: Result<Query<MineQuery>, QueryRejection>,
+) -> Answer {
+    let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let limit = q.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::InvalidField {
+            field: "limit",
+            message: "must be from 1 to 100".into(),
+        });
+    }
+    let book = BookQuery {
+        limit: None,
+        after: q.after,
+        stream: q.stream,
+        offer: None,
+        state: None,
+        created_gte: None,
+        created_lt: None,
+        email: None,
+        phone: None,
+        reference: None,
+    };
+    let (filter, after) = (book.filter()?, book.after()?);
+    let mut rows = s
+        .payments
+        .buyer_orders(buyer.as_str(), &filter, after.as_ref(), limit + 1)
+        .await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next = more.then(|| rows.last()).flatten().map(|e| {
+        Cursor {
+            created_at: e.order.created_at,
+            id: e.order.id.to_string(),
+        }
+        .encode()
+    });
+    let mut data = Vec::with_capacity(rows.len());
+    for e in &rows {
+        let o = &e.order;
+        let live = s.payments.livemode(&o.seller_id).await?;
+        data.push(json!({
+            "id": o.id, "livemode": live, "state": o.state, "amount_minor": o.amount_minor,
+            "currency": o.currency, "refunded_minor": o.refunded_minor, "stream_id": e.stream_id,
+            "offer_id": o.offer_id, "hold_id": o.hold_id, "created_at": o.created_at,
+        }));
+    }
+    // A signed-in viewer is one seller's, in one mode; an anonymous one's
+    // orders say each their own.
+    let live = data.iter().any(|d| d["livemode"] == true);
+    Ok((
+        StatusCode::OK,
+        axum::Json(json!({ "data": data, "has_more": more, "next_cursor": next, "livemode": live })),
     ))
 }
 
