@@ -252,39 +252,41 @@ pub async fn end_key(
     at: Millis,
     now: Millis,
 ) -> Result<bool, sqlx::Error> {
-    let done = if at <= now {
-        sqlx::query(
-            "UPDATE api_keys SET revoked_at = $1 WHERE seller_id = $2 AND id = $3 AND revoked_at IS NULL \
-             AND (expires_at IS NULL OR expires_at > $1)",
-        )
-        .bind(now)
-        .bind(seller.as_str())
-        .bind(id)
-        .execute(pool)
-        .await?
+    // Now: revoked; later: expires then, never later than it would anyway.
+    let (column, at) = if at <= now {
+        ("revoked_at", now)
     } else {
-        // Never later than it would have stopped anyway.
-        sqlx::query(
-            "UPDATE api_keys SET expires_at = $1 WHERE seller_id = $2 AND id = $3 AND revoked_at IS NULL \
-             AND (expires_at IS NULL OR expires_at > $1)",
-        )
-        .bind(at)
-        .bind(seller.as_str())
-        .bind(id)
-        .execute(pool)
-        .await?
+        ("expires_at", at)
     };
+    let done = sqlx::query(&format!(
+        "UPDATE api_keys SET {column} = $1 WHERE seller_id = $2 AND id = $3 AND revoked_at IS NULL \
+         AND (expires_at IS NULL OR expires_at > $1)"
+    ))
+    .bind(at)
+    .bind(seller.as_str())
+    .bind(id)
+    .execute(pool)
+    .await?;
     Ok(done.rows_affected() == 1)
 }
 
 /// The seller row a key belongs to and its mode, if the key is known and
 /// not revoked. A key that names a mode answers only for a row of that mode.
 pub async fn seller_for_key(pool: &AnyPool, key: &str, now: Millis) -> Result<Option<(SellerId, Mode)>, sqlx::Error> {
+    seller_for_hashed(pool, key, &hash_key(key), now).await
+}
+
+async fn seller_for_hashed(
+    pool: &AnyPool,
+    key: &str,
+    hash: &str,
+    now: Millis,
+) -> Result<Option<(SellerId, Mode)>, sqlx::Error> {
     let row = sqlx::query(
         "SELECT k.seller_id, s.livemode FROM api_keys k JOIN sellers s ON s.id = k.seller_id \
          WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > $2)",
     )
-    .bind(hash_key(key))
+    .bind(hash)
     .bind(now)
     .fetch_optional(pool)
     .await?;
@@ -447,9 +449,9 @@ impl Sellers {
     /// The seller row a working API key belongs to, and its mode; the key's
     /// last use is recorded, at most once a minute per key.
     pub async fn for_key(&self, key: &str, now: Millis) -> Result<Option<(SellerId, Mode)>, sqlx::Error> {
-        let found = seller_for_key(&self.pool, key, now).await?;
+        let hash = hash_key(key);
+        let found = seller_for_hashed(&self.pool, key, &hash, now).await?;
         if found.is_some() {
-            let hash = hash_key(key);
             let due = {
                 let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
                 if used.len() > 10_000 {

@@ -46,13 +46,7 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        let num = |lo: usize, hi: usize| -> Result<usize, String> {
-            value
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (lo..=hi).contains(n))
-                .ok_or_else(|| format!("{flag} must be a whole number from {lo} to {hi}"))
-        };
+        let num = |lo: usize, hi: usize| loadtest::number(flag, value, lo as u64, hi as u64).map(|n| n as usize);
         match flag.as_str() {
             "--url" => o.url = value.trim_end_matches('/').to_owned(),
             "--api-key" => o.api_key = value.clone(),

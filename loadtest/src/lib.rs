@@ -6,6 +6,15 @@ use serde_json::Value;
 
 pub mod faults;
 
+/// A command-line flag's whole-number value within `lo..=hi`.
+pub fn number(flag: &str, value: &str, lo: u64, hi: u64) -> Result<u64, String> {
+    value
+        .parse::<u64>()
+        .ok()
+        .filter(|n| (lo..=hi).contains(n))
+        .ok_or_else(|| format!("{flag} must be a whole number from {lo} to {hi}"))
+}
+
 #[derive(Debug)]
 pub struct Failure(pub String);
 

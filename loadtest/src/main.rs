@@ -73,13 +73,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
     }
     while let Some(flag) = it.next() {
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        let num = |lo: u64, hi: u64| -> Result<u64, String> {
-            value
-                .parse::<u64>()
-                .ok()
-                .filter(|n| (lo..=hi).contains(n))
-                .ok_or_else(|| format!("{flag} must be a whole number from {lo} to {hi}"))
-        };
+        let num = |lo: u64, hi: u64| loadtest::number(flag, value, lo, hi);
         match flag.as_str() {
             "--url" => o.url = value.trim_end_matches('/').to_owned(),
             "--api-key" => o.api_key = value.clone(),

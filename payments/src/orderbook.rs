@@ -38,6 +38,14 @@ impl Cursor {
         format!("{}_{}", self.created_at, self.id)
     }
 
+    /// The cursor just past `e`.
+    pub fn of(e: &Entry) -> Cursor {
+        Cursor {
+            created_at: e.order.created_at,
+            id: e.order.id.to_string(),
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Cursor> {
         let (at, id) = s.split_once('_')?;
         let created_at = at.parse::<i64>().ok().filter(|t| *t >= 0)?;

@@ -315,6 +315,22 @@ mod tests {
     use streams::clock::ManualClock;
     use streams::inventory::MemoryInventory;
 
+    /// A node's hub on its own, with a small history.
+    async fn hub() -> Hub {
+        let limits = HistoryLimits {
+            size: 10,
+            ttl_ms: 60_000,
+        };
+        Hub::new(
+            Arc::new(ManualClock::new(0)),
+            limits,
+            Arc::new(MemoryInventory::new()),
+            HubBus::Own,
+        )
+        .await
+        .unwrap()
+    }
+
     fn viewers_events(rx: &mut broadcast::Receiver<Arc<Published>>) -> Vec<u64> {
         let mut out = Vec::new();
         while let Ok(p) = rx.try_recv() {
@@ -328,18 +344,7 @@ mod tests {
 
     #[tokio::test]
     async fn viewer_counts_are_announced_on_change_and_zero_only_once() {
-        let limits = HistoryLimits {
-            size: 10,
-            ttl_ms: 60_000,
-        };
-        let hub = Hub::new(
-            Arc::new(ManualClock::new(0)),
-            limits,
-            Arc::new(MemoryInventory::new()),
-            HubBus::Own,
-        )
-        .await
-        .unwrap();
+        let hub = hub().await;
         let mut rx = hub.subscribe();
         let sid = StreamId::generate();
         let channel = format!("{STREAM_PREFIX}{sid}");
@@ -364,18 +369,7 @@ mod tests {
     /// end, and nothing of the offer is sent after. Found by the fault run.
     #[tokio::test]
     async fn an_ending_offer_sends_its_held_back_level_first() {
-        let limits = HistoryLimits {
-            size: 10,
-            ttl_ms: 60_000,
-        };
-        let hub = Hub::new(
-            Arc::new(ManualClock::new(0)),
-            limits,
-            Arc::new(MemoryInventory::new()),
-            HubBus::Own,
-        )
-        .await
-        .unwrap();
+        let hub = hub().await;
         let mut rx = hub.subscribe();
         let (sid, offer) = (StreamId::generate(), OfferId::generate());
         let stock = |n| StreamEvent::OfferStock {

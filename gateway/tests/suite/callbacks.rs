@@ -891,7 +891,13 @@ async fn reconciliation_finds_a_sandbox_payment_whose_callback_never_came(env: E
     let (_, attempt) = common::pay_session(&app, &session, "sandbox").await;
     let (st, page) = submit_card(&app, attempt["redirect_url"].as_str().unwrap(), "4000000000000119").await;
     assert_eq!(st, StatusCode::OK, "{page}");
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Nothing will tell Haul: the sandbox queued no callback for it.
+    let queued: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sandbox_callbacks WHERE attempt_id = $1")
+        .bind(attempt["id"].as_str().unwrap())
+        .fetch_one(&app.state.pool)
+        .await
+        .unwrap();
+    assert_eq!(queued, 0);
     let (_, v) = app
         .seller(reqwest::Method::GET, &format!("/v1/checkout/sessions/{session}"), None)
         .await;

@@ -117,13 +117,7 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
             continue;
         }
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        let num = |lo: u64, hi: u64| -> Result<u64, String> {
-            value
-                .parse::<u64>()
-                .ok()
-                .filter(|n| (lo..=hi).contains(n))
-                .ok_or_else(|| format!("{flag} must be a whole number from {lo} to {hi}"))
-        };
+        let num = |lo: u64, hi: u64| crate::number(flag, value, lo, hi);
         match flag.as_str() {
             "--scenario" => {
                 if value != "all" {

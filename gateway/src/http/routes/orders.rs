@@ -102,7 +102,7 @@ async fn order_for_hold(
 }
 
 /// The order book's query: filters, page size and cursor.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BookQuery {
     limit: Option<i64>,
@@ -203,6 +203,15 @@ fn entry_view(e: &Entry, live: bool) -> Value {
     })
 }
 
+/// Cuts rows read one past `limit` to the page: whether more follow, and
+/// the cursor of the next page.
+fn one_page(rows: &mut Vec<Entry>, limit: i64) -> (bool, Option<String>) {
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next = more.then(|| rows.last()).flatten().map(|e| Cursor::of(e).encode());
+    (more, next)
+}
+
 /// The seller's order book: newest first, filtered, one page.
 async fn list(
     State(s): State<AppState>,
@@ -224,15 +233,7 @@ async fn list(
         .payments
         .order_book(seller.as_str(), &filter, after.as_ref(), limit + 1)
         .await?;
-    let more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
-    let next = more.then(|| rows.last()).flatten().map(|e| {
-        Cursor {
-            created_at: e.order.created_at,
-            id: e.order.id.to_string(),
-        }
-        .encode()
-    });
+    let (more, next) = one_page(&mut rows, limit);
     let data: Vec<Value> = rows.iter().map(|e| entry_view(e, live)).collect();
     Ok((
         StatusCode::OK,
@@ -265,31 +266,16 @@ async fn my_orders(
         });
     }
     let book = BookQuery {
-        limit: None,
         after: q.after,
         stream: q.stream,
-        offer: None,
-        state: None,
-        created_gte: None,
-        created_lt: None,
-        email: None,
-        phone: None,
-        reference: None,
+        ..BookQuery::default()
     };
     let (filter, after) = (book.filter()?, book.after()?);
     let mut rows = s
         .payments
         .buyer_orders(buyer.as_str(), &filter, after.as_ref(), limit + 1)
         .await?;
-    let more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
-    let next = more.then(|| rows.last()).flatten().map(|e| {
-        Cursor {
-            created_at: e.order.created_at,
-            id: e.order.id.to_string(),
-        }
-        .encode()
-    });
+    let (more, next) = one_page(&mut rows, limit);
     let mut data = Vec::with_capacity(rows.len());
     for e in &rows {
         let o = &e.order;
@@ -345,10 +331,8 @@ async fn export(
             if tx.send(Ok(std::mem::take(&mut chunk))).await.is_err() || (rows.len() as i64) < EXPORT_PAGE {
                 return;
             }
-            let Some(last) = rows.last() else { return };
-            let after = Cursor {
-                created_at: last.order.created_at,
-                id: last.order.id.to_string(),
+            let Some(after) = rows.last().map(Cursor::of) else {
+                return;
             };
             rows = match s
                 .payments
