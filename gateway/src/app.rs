@@ -217,7 +217,7 @@ impl Application {
             vault,
             clock: Arc::new(SharedClock(clock.clone())),
             transport: Arc::new(HttpTransport::new(http.clone(), &config)),
-            fulfilment: Arc::new(StreamsStock(streams.clone())),
+            stock: Arc::new(StreamsStock(streams.clone())),
             observer: metrics.clone(),
             links: payments::service::Links {
                 public_url: public_url.clone(),

@@ -273,7 +273,9 @@ pub async fn end_key(
 /// The seller row a key belongs to and its mode, if the key is known and
 /// not revoked. A key that names a mode answers only for a row of that mode.
 pub async fn seller_for_key(pool: &AnyPool, key: &str, now: Millis) -> Result<Option<(SellerId, Mode)>, sqlx::Error> {
-    seller_for_hashed(pool, key, &hash_key(key), now).await
+    Ok(seller_for_hashed(pool, key, &hash_key(key), now)
+        .await?
+        .map(|o| (o.seller, o.mode)))
 }
 
 async fn seller_for_hashed(
@@ -281,9 +283,9 @@ async fn seller_for_hashed(
     key: &str,
     hash: &str,
     now: Millis,
-) -> Result<Option<(SellerId, Mode)>, sqlx::Error> {
+) -> Result<Option<KeyOwner>, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT k.seller_id, s.livemode FROM api_keys k JOIN sellers s ON s.id = k.seller_id \
+        "SELECT k.seller_id, k.id, s.livemode FROM api_keys k JOIN sellers s ON s.id = k.seller_id \
          WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > $2)",
     )
     .bind(hash)
@@ -296,7 +298,21 @@ async fn seller_for_hashed(
     if key_mode(key).is_some_and(|named| named != mode) {
         return Ok(None);
     }
-    Ok(SellerId::parse(&seller).ok().map(|s| (s, mode)))
+    let key_id: Option<String> = row.try_get("id")?;
+    Ok(SellerId::parse(&seller).ok().map(|seller| KeyOwner {
+        seller,
+        mode,
+        key_id: key_id.unwrap_or_default(),
+    }))
+}
+
+/// Whom a working API key acts for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyOwner {
+    pub seller: SellerId,
+    pub mode: Mode,
+    /// The key's own id (`key_…`): who did what, in records.
+    pub key_id: String,
 }
 
 /// The demo seller, if one was created.
@@ -358,7 +374,13 @@ pub struct Settings {
     /// Only viewers with a token this seller signed may hold stock;
     /// anonymous viewers may watch but not buy.
     pub signed_viewers_only: bool,
+    /// Minutes a paid order may wait for the seller's confirmation before
+    /// it is flagged (and `order.unconfirmed` sent); `None`: never.
+    pub confirm_within_minutes: Option<u32>,
 }
+
+/// The longest confirmation time a seller may set (a week).
+pub const MAX_CONFIRM_MINUTES: u32 = 7 * 24 * 60;
 
 /// How long the reserve path trusts a setting it read (a change reaches
 /// every node within this).
@@ -387,12 +409,18 @@ impl Sellers {
 
     /// The seller's settings, read from the database.
     pub async fn settings(&self, seller: &SellerId) -> Result<Settings, sqlx::Error> {
-        let flag: Option<i64> = sqlx::query_scalar("SELECT signed_viewers_only FROM sellers WHERE id = $1")
+        let row = sqlx::query("SELECT signed_viewers_only, confirm_within_ms FROM sellers WHERE id = $1")
             .bind(seller.as_str())
             .fetch_optional(&self.pool)
             .await?;
-        let settings = Settings {
-            signed_viewers_only: flag.unwrap_or(0) != 0,
+        let settings = match row {
+            None => Settings::default(),
+            Some(r) => Settings {
+                signed_viewers_only: r.try_get::<i64, _>("signed_viewers_only")? != 0,
+                confirm_within_minutes: r
+                    .try_get::<Option<i64>, _>("confirm_within_ms")?
+                    .and_then(|ms| u32::try_from(ms / 60_000).ok()),
+            },
         };
         self.remember(seller, settings);
         Ok(settings)
@@ -410,8 +438,9 @@ impl Sellers {
     }
 
     pub async fn set_settings(&self, seller: &SellerId, settings: Settings) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE sellers SET signed_viewers_only = $1 WHERE id = $2")
+        sqlx::query("UPDATE sellers SET signed_viewers_only = $1, confirm_within_ms = $2 WHERE id = $3")
             .bind(i64::from(settings.signed_viewers_only))
+            .bind(settings.confirm_within_minutes.map(|m| i64::from(m) * 60_000))
             .bind(seller.as_str())
             .execute(&self.pool)
             .await?;
@@ -448,7 +477,7 @@ impl Sellers {
 
     /// The seller row a working API key belongs to, and its mode; the key's
     /// last use is recorded, at most once a minute per key.
-    pub async fn for_key(&self, key: &str, now: Millis) -> Result<Option<(SellerId, Mode)>, sqlx::Error> {
+    pub async fn for_key(&self, key: &str, now: Millis) -> Result<Option<KeyOwner>, sqlx::Error> {
         let hash = hash_key(key);
         let found = seller_for_hashed(&self.pool, key, &hash, now).await?;
         if found.is_some() {

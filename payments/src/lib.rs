@@ -6,13 +6,14 @@
 //! - [`accounts`]: sellers' accounts at banks, in priority order, secrets sealed;
 //! - [`acquirers`]: real banks' protocols (signing, answers, notifications, statuses);
 //! - [`checkout`]: checkout sessions for sellers' sites (receipt items, return URLs);
+//! - [`fulfilment`]: a paid order's way to the buyer (forward-only moves, refunds they owe);
 //! - [`idempotency`]: Idempotency-Key storage (Stripe's semantics);
 //! - [`ids`]: `ord_…` and `pat_…` ids;
 //! - [`outbox`]: seller webhook endpoints, the outbox and deliveries;
 //! - [`sandbox`]: the built-in test acquirer's cards and signed callbacks;
 //! - [`service`]: the domain's operations and workers ([`service::Payments`]):
 //!   starting payments, notifications, reconciliation, refunds, settlement;
-//!   banks through a transport and stock through a fulfilment trait the
+//!   banks through a transport and stock through a trait the
 //!   gateway provides;
 //! - [`state`]: the order and attempt lifecycles (forward-only tables);
 //! - [`store`]: orders, attempts, transitions and the callback inbox (SQLite
@@ -23,6 +24,7 @@
 pub mod accounts;
 pub mod acquirers;
 pub mod checkout;
+pub mod fulfilment;
 pub mod idempotency;
 pub mod ids;
 pub mod modes;

@@ -6,6 +6,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
+use crate::fulfilment::Fulfilment;
 use crate::state::OrderState;
 use crate::store::{order_from_row, Order, StoreError};
 
@@ -15,6 +16,13 @@ pub struct Filter {
     pub stream: Option<String>,
     pub offer: Option<String>,
     pub state: Option<OrderState>,
+    pub fulfilment: Option<Fulfilment>,
+    /// Only orders flagged as not confirmed in time (`true`), or only
+    /// those not flagged (`false`).
+    pub unconfirmed: Option<bool>,
+    /// Only orders whose fulfilment may move to this state (a bulk move's
+    /// walk: what it moved leaves the set).
+    pub movable_to: Option<Fulfilment>,
     /// Created at or after (Unix ms).
     pub created_gte: Option<i64>,
     /// Created before (Unix ms).
@@ -116,6 +124,32 @@ pub async fn page(
     if let Some(v) = filter.state {
         clause(&mut sql, &mut binds, "o.state = ?", Bind::Text(v.as_str().to_owned()));
     }
+    if let Some(v) = filter.fulfilment {
+        clause(
+            &mut sql,
+            &mut binds,
+            "o.fulfilment = ?",
+            Bind::Text(v.as_str().to_owned()),
+        );
+    }
+    if let Some(to) = filter.movable_to {
+        let from: Vec<String> = Fulfilment::ALL
+            .into_iter()
+            .filter(|f| f.allows(to))
+            .map(|f| format!("'{}'", f.as_str()))
+            .collect();
+        // Fixed names from the enum, never the caller's text.
+        if from.is_empty() {
+            sql.push_str(" AND 1 = 0");
+        } else {
+            sql.push_str(&format!(" AND o.fulfilment IN ({})", from.join(", ")));
+        }
+    }
+    match filter.unconfirmed {
+        Some(true) => sql.push_str(" AND o.unconfirmed_at IS NOT NULL AND o.fulfilment = 'new'"),
+        Some(false) => sql.push_str(" AND (o.unconfirmed_at IS NULL OR o.fulfilment <> 'new')"),
+        None => {}
+    }
     if let Some(v) = filter.created_gte {
         clause(&mut sql, &mut binds, "o.created_at >= ?", Bind::Int(v));
     }
@@ -186,7 +220,7 @@ pub fn csv_field(value: &str) -> String {
 }
 
 /// The CSV header.
-pub const CSV_HEADER: &str = "id,created_at,state,amount_minor,currency,refunded_minor,reference,stream_id,offer_id,buyer_id,customer_email,customer_phone\n";
+pub const CSV_HEADER: &str = "id,created_at,state,amount_minor,currency,refunded_minor,reference,stream_id,offer_id,buyer_id,customer_email,customer_phone,fulfilment,carrier,tracking_number\n";
 
 /// One order's CSV line.
 pub fn csv_line(e: &Entry) -> String {
@@ -204,6 +238,9 @@ pub fn csv_line(e: &Entry) -> String {
         o.buyer_id.clone().unwrap_or_default(),
         e.customer_email.clone().unwrap_or_default(),
         e.customer_phone.clone().unwrap_or_default(),
+        o.fulfilment.map(|f| f.as_str().to_owned()).unwrap_or_default(),
+        o.carrier.clone().unwrap_or_default(),
+        o.tracking_number.clone().unwrap_or_default(),
     ];
     let mut line = fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(",");
     line.push('\n');

@@ -22,6 +22,13 @@ pub const EVENT_TYPES: &[&str] = &[
     "order.failed",
     "order.expired",
     "order.refunded",
+    "order.confirmed",
+    "order.packed",
+    "order.shipped",
+    "order.delivered",
+    "order.cancelled",
+    "order.returned",
+    "order.unconfirmed",
     "hold.expired",
     "payment.disagreement",
     "payment.duplicate",
@@ -414,14 +421,17 @@ pub async fn enqueue(
         "data": data,
     })
     .to_string();
+    let order = data.get("order_id").and_then(Value::as_str).map(str::to_owned);
     sqlx::query(
-        "INSERT INTO webhook_messages (id, seller_id, event_type, payload, created_at) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO webhook_messages (id, seller_id, event_type, payload, created_at, order_id) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(&id)
     .bind(seller)
     .bind(event_type)
     .bind(&payload)
     .bind(now)
+    .bind(order)
     .execute(&mut **tx)
     .await?;
     for ep in wanted {
@@ -436,6 +446,53 @@ pub async fn enqueue(
         .await?;
     }
     Ok(Some(id))
+}
+
+/// One delivery of a message about an order.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OrderDelivery {
+    pub message_id: String,
+    pub event_type: String,
+    pub endpoint_id: String,
+    pub state: String,
+    pub attempts: i64,
+    pub last_status: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// The deliveries of the seller's webhooks about `order`, oldest first
+/// (at most `limit`).
+pub async fn order_deliveries(
+    pool: &AnyPool,
+    seller: &str,
+    order: &str,
+    limit: i64,
+) -> Result<Vec<OrderDelivery>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT m.id AS message_id, m.event_type, m.created_at, d.endpoint_id, d.state, d.attempts, d.last_status, \
+         d.updated_at FROM webhook_messages m JOIN webhook_deliveries d ON d.message_id = m.id \
+         WHERE m.order_id = $1 AND m.seller_id = $2 ORDER BY m.created_at, m.id, d.endpoint_id LIMIT $3",
+    )
+    .bind(order)
+    .bind(seller)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(OrderDelivery {
+                message_id: r.try_get("message_id")?,
+                event_type: r.try_get("event_type")?,
+                endpoint_id: r.try_get("endpoint_id")?,
+                state: r.try_get("state")?,
+                attempts: r.try_get("attempts")?,
+                last_status: r.try_get("last_status")?,
+                created_at: r.try_get("created_at")?,
+                updated_at: r.try_get("updated_at")?,
+            })
+        })
+        .collect()
 }
 
 /// Claims up to `limit` due deliveries for `lease_ms`.

@@ -11,6 +11,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, Row, Transaction};
 
+use crate::fulfilment::Fulfilment;
 use crate::ids::{AttemptId, OrderId};
 use crate::state::{AttemptState, OrderState};
 
@@ -43,6 +44,14 @@ pub struct Order {
     pub refunded_minor: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Where a paid order is on its way (`None` until paid).
+    pub fulfilment: Option<Fulfilment>,
+    /// When it entered that state.
+    pub fulfilment_at: Option<i64>,
+    /// When it was flagged as not confirmed in the seller's time.
+    pub unconfirmed_at: Option<i64>,
+    pub carrier: Option<String>,
+    pub tracking_number: Option<String>,
 }
 
 /// An attempt as stored.
@@ -138,6 +147,9 @@ pub enum RefundError {
     NotPaid(OrderState),
     #[error("at most {refundable} can still be refunded")]
     TooMuch { refundable: i64 },
+    /// The fulfilment move this refund was for was refunded already.
+    #[error("the move was refunded already")]
+    MoveRefunded,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -177,6 +189,10 @@ fn corrupt(column: &'static str, value: impl Into<String>) -> StoreError {
 pub(crate) fn order_from_row(row: &AnyRow) -> Result<Order> {
     let id: String = row.try_get("id")?;
     let state: String = row.try_get("state")?;
+    let fulfilment: Option<String> = row.try_get("fulfilment")?;
+    let fulfilment = fulfilment
+        .map(|f| Fulfilment::parse(&f).ok_or_else(|| corrupt("orders.fulfilment", f)))
+        .transpose()?;
     Ok(Order {
         id: OrderId::parse(&id).map_err(|_| corrupt("orders.id", id))?,
         seller_id: row.try_get("seller_id")?,
@@ -190,6 +206,11 @@ pub(crate) fn order_from_row(row: &AnyRow) -> Result<Order> {
         refunded_minor: row.try_get("refunded_minor")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        fulfilment,
+        fulfilment_at: row.try_get("fulfilment_at")?,
+        unconfirmed_at: row.try_get("unconfirmed_at")?,
+        carrier: row.try_get("carrier")?,
+        tracking_number: row.try_get("tracking_number")?,
     })
 }
 
@@ -647,13 +668,16 @@ impl PaymentStore {
     /// Records a refund the acquirer has made (full when `amount` is the
     /// rest): the running total, the order's state and its webhook move in
     /// one transaction, and the total can never pass the amount, however
-    /// many refunds race.
+    /// many refunds race. `for_move`: the fulfilment move (a cancellation,
+    /// a return) the refund is owed by, marked refunded in the same
+    /// transaction, once.
     pub async fn record_refund(
         &self,
         order_id: &OrderId,
         amount: i64,
         reason: &str,
         now: i64,
+        for_move: Option<&str>,
     ) -> std::result::Result<Refund, RefundError> {
         for _ in 0..CAS_TRIES {
             let order = self.order(order_id).await?.ok_or(RefundError::UnknownOrder)?;
@@ -714,6 +738,20 @@ impl PaymentStore {
             .bind(now)
             .execute(&mut *tx)
             .await?;
+            if let Some(m) = for_move {
+                let marked =
+                    sqlx::query("UPDATE fulfilment_moves SET refund_id = $1 WHERE id = $2 AND refund_id IS NULL")
+                        .bind(&refund.id)
+                        .bind(m)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected()
+                        == 1;
+                if !marked {
+                    tx.rollback().await?;
+                    return Err(RefundError::MoveRefunded);
+                }
+            }
             Self::record(
                 &mut tx,
                 &order.id,
@@ -935,6 +973,16 @@ impl PaymentStore {
             }
             late_success =
                 to == OrderState::Succeeded && matches!(order.state, OrderState::Cancelled | OrderState::Expired);
+            // Paid: the seller's part begins.
+            if to == OrderState::Succeeded {
+                sqlx::query(
+                    "UPDATE orders SET fulfilment = 'new', fulfilment_at = $1 WHERE id = $2 AND fulfilment IS NULL",
+                )
+                .bind(cb.at)
+                .bind(order.id.as_str())
+                .execute(&mut **tx)
+                .await?;
+            }
             Self::record(
                 tx,
                 &order.id,

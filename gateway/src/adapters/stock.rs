@@ -1,10 +1,10 @@
-//! The payments domain's [`Fulfilment`] over the streams domain: a paid
+//! The payments domain's [`Stock`] over the streams domain: a paid
 //! order's hold is extended, committed, released or taken again through
 //! [`Streams`], and its errors keep the answers the API gives for them.
 
 use std::sync::Arc;
 
-use payments::service::{Clock as PaymentsClock, Error, Fulfilment, StockError};
+use payments::service::{Clock as PaymentsClock, Error, Stock, StockError};
 use streams::clock::Clock;
 use streams::ids::{BuyerId, HoldId, OfferId, SellerId};
 use streams::inventory::{HoldError, Refusal};
@@ -79,7 +79,7 @@ pub(crate) fn answer(e: DomainError) -> Error {
 }
 
 #[async_trait::async_trait]
-impl Fulfilment for StreamsStock {
+impl Stock for StreamsStock {
     async fn extend(&self, offer: &str, hold: &str, ttl_ms: i64) -> payments::service::Result<i64> {
         let offer = stored("offer", offer, OfferId::parse).map_err(|e| Error::Internal(e.into()))?;
         let hold = stored("hold", hold, HoldId::parse).map_err(|e| Error::Internal(e.into()))?;

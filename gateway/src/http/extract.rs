@@ -68,13 +68,31 @@ impl FromRequestParts<AppState> for Seller {
             return Err(ApiError::unauthorized("invalid_api_key", "the API key is not valid"));
         }
         match state.sellers.for_key(key, state.payments.now()).await {
-            Ok(Some((seller, mode))) => {
-                show_mode(parts, mode.is_live());
-                Ok(Seller(seller))
+            Ok(Some(owner)) => {
+                show_mode(parts, owner.mode.is_live());
+                parts.extensions.insert(Actor(format!("api_key:{}", owner.key_id)));
+                Ok(Seller(owner.seller))
             }
             Ok(None) => Err(ApiError::unauthorized("invalid_api_key", "the API key is not valid")),
             Err(e) => Err(ApiError::Unavailable(Box::new(e))),
         }
+    }
+}
+
+/// Who acts, as records name them (`api_key:key_…`): set by [`Seller`],
+/// read by handlers that record their actor (take it after `Seller`).
+#[derive(Debug, Clone)]
+pub struct Actor(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Actor {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Actor>()
+            .cloned()
+            .ok_or_else(|| ApiError::Internal("the actor is read before the seller".into()))
     }
 }
 

@@ -44,9 +44,9 @@ pub async fn layer(State(s): State<AppState>, req: Request, next: Next) -> Respo
     // handler, which answers them as it would without the header.
     let seller = match bearer(&parts).filter(|k| sellers::valid_key_format(k)) {
         Some(api_key) => match s.sellers.for_key(api_key, s.payments.now()).await {
-            Ok(Some((seller, mode))) => {
-                crate::http::extract::show_mode(&parts, mode.is_live());
-                seller
+            Ok(Some(owner)) => {
+                crate::http::extract::show_mode(&parts, owner.mode.is_live());
+                owner.seller
             }
             Ok(None) => return next.run(Request::from_parts(parts, body)).await,
             Err(e) => return ApiError::Unavailable(Box::new(e)).into_response(),

@@ -584,6 +584,17 @@ async fn a_payment_after_the_hold_lapsed_retakes_stock_or_is_refunded(env: Env) 
     assert_eq!(st, StatusCode::OK);
     let refunded = app.order_until(&order_id, &token, |v| v["state"] == "refunded").await;
     assert_eq!(refunded["refunded_minor"], 149_000);
+    // Haul cancelled it (the seller has nothing to ship), and says why.
+    let (_, seen) = app
+        .seller(reqwest::Method::GET, &format!("/v1/orders/{order_id}"), None)
+        .await;
+    assert_eq!(seen["fulfilment"], "cancelled", "{seen}");
+    let cancel = &seen["fulfilment_history"][0];
+    assert_eq!(
+        (cancel["actor"].as_str(), cancel["refund_minor"].as_i64()),
+        (Some("system"), Some(149_000))
+    );
+    assert_eq!(cancel["refund_id"], seen["refunds"][0]["id"], "{seen}");
     let (_, offer) = app
         .seller(reqwest::Method::GET, &format!("/v1/offers/{oid}"), None)
         .await;

@@ -7,6 +7,7 @@
 //! - `callbacks`: sandbox callbacks, settlement and reconciliation;
 //! - `checkout`: checkout sessions and the signed widget parameters;
 //! - `faults`: the servers under a node going away and coming back;
+//! - `fulfilment`: a paid order's way to the buyer, moved by the seller;
 //! - `modes`: live and test modes kept apart;
 //! - `banks`, `tbank`: paying, refunding and refusing forgeries at each bank;
 //! - `webhooks`: seller webhooks, checked with the official library;
@@ -25,6 +26,7 @@ mod buying;
 mod callbacks;
 mod checkout;
 mod faults;
+mod fulfilment;
 mod keys;
 mod modes;
 mod nodes;

@@ -243,7 +243,7 @@ async fn the_export_streams_every_row_with_formulas_defused(env: Env) {
         row.contains("\"'=HYPERLINK(\"\"https://evil.example\"\",\"\"x\"\")\""),
         "{row}"
     );
-    assert!(row.ends_with(",eve@example.com,"), "{row}");
+    assert!(row.ends_with(",eve@example.com,,,,"), "{row}");
 
     // The list's filters, and only them.
     let (st, _, csv) = get("?reference=bulk-7".into()).await;

@@ -21,18 +21,18 @@ use streams::clock::Clock;
 const SECRET: &str = "sandbox-test-secret-sandbox-test-secret";
 
 /// One received webhook: id, timestamp, signature, body.
-type Received = (String, String, String, String);
+pub(crate) type Received = (String, String, String, String);
 
 /// A seller's endpoint: records what it receives, answers the queued statuses
 /// (then 200).
 #[derive(Clone, Default)]
-struct Receiver {
+pub(crate) struct Receiver {
     got: Arc<Mutex<Vec<Received>>>,
     answers: Arc<Mutex<VecDeque<u16>>>,
 }
 
 impl Receiver {
-    async fn start(answers: &[u16]) -> (Receiver, String) {
+    pub(crate) async fn start(answers: &[u16]) -> (Receiver, String) {
         let r = Receiver::default();
         r.answers.lock().unwrap().extend(answers);
         let app = axum::Router::new()
@@ -44,7 +44,7 @@ impl Receiver {
         (r, url)
     }
 
-    async fn wait_for(&self, n: usize) -> Vec<Received> {
+    pub(crate) async fn wait_for(&self, n: usize) -> Vec<Received> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
         loop {
             let got = self.got.lock().unwrap().clone();

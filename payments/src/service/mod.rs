@@ -5,7 +5,7 @@
 //!
 //! [`Payments`] owns the store, the sealed credentials, the clock, and two
 //! ports the gateway implements: a [`Transport`] that carries bank calls
-//! (HTTP) and a [`Fulfilment`] that moves stock (the streams domain). A bank
+//! (HTTP) and a [`Stock`] that moves stock (the streams domain). A bank
 //! protocol ([`crate::acquirers`]) builds each call and reads its answer;
 //! this crate knows no HTTP client and no stock engine.
 //!
@@ -14,6 +14,7 @@
 //!   answers ([`BankError`]);
 //! - [`breaker`]: bank accounts out of rotation after outages;
 //! - `start`: a new attempt at the chosen bank, failing over to the next;
+//! - `fulfil`: a paid order's fulfilment moves and the refunds they owe;
 //! - `notify`: banks' and the sandbox's notifications, verified and applied
 //!   exactly once ([`Outcome`], [`Refusal`]);
 //! - `reconcile`: open bank attempts polled until they end ([`Reconciled`]);
@@ -25,6 +26,7 @@
 
 pub mod bank;
 pub mod breaker;
+mod fulfil;
 mod notify;
 mod reconcile;
 mod seller;
@@ -34,6 +36,7 @@ mod workers;
 
 pub use self::bank::{BankError, Transport, TransportError};
 pub use self::breaker::{Breakers, COOL_DOWN, TRIP_AFTER};
+pub use self::fulfil::Fulfilled;
 pub use self::notify::{CloudPaymentsAnswer, Outcome, Refusal};
 pub use self::reconcile::{Reconciled, HORIZON_MS, QUIET_MS};
 pub use self::settle::{refund_key, HoldEnd, SETTLE_GRACE_MS};
@@ -122,7 +125,7 @@ pub enum StockError {
 /// The stock behind stream purchases, which the gateway moves through the
 /// streams domain. Ids are the order's own (`offer_id`, `hold_id`, …).
 #[async_trait::async_trait]
-pub trait Fulfilment: Send + Sync {
+pub trait Stock: Send + Sync {
     /// Keeps a hold `ttl_ms` from now while its payment runs; its new expiry.
     async fn extend(&self, offer: &str, hold: &str, ttl_ms: i64) -> Result<i64>;
     /// A paid hold becomes a sale.
@@ -172,7 +175,7 @@ pub struct Parts {
     pub vault: Vault,
     pub clock: Arc<dyn Clock>,
     pub transport: Arc<dyn Transport>,
-    pub fulfilment: Arc<dyn Fulfilment>,
+    pub stock: Arc<dyn Stock>,
     pub observer: Arc<dyn Observer>,
     pub links: Links,
     /// Signs and verifies the sandbox acquirer's callbacks.
@@ -186,7 +189,7 @@ pub struct Payments {
     vault: Vault,
     clock: Arc<dyn Clock>,
     transport: Arc<dyn Transport>,
-    stock: Arc<dyn Fulfilment>,
+    stock: Arc<dyn Stock>,
     observer: Arc<dyn Observer>,
     breakers: Breakers,
     links: Links,
@@ -202,7 +205,7 @@ impl Payments {
             vault: p.vault,
             clock: p.clock,
             transport: p.transport,
-            stock: p.fulfilment,
+            stock: p.stock,
             observer: p.observer,
             breakers: Breakers::default(),
             links: p.links,

@@ -5,6 +5,7 @@
 
 use crate::accounts;
 use crate::acquirers::Lookup;
+use crate::fulfilment::{self, Fulfilment};
 use crate::ids::OrderId;
 use crate::sandbox;
 use crate::state::{AttemptState, OrderState};
@@ -55,6 +56,19 @@ impl Payments {
     /// key asks for the same refund, so a retry after a failure to record
     /// it is not refunded twice), and only what it refunded is recorded.
     pub async fn refund(&self, order: &Order, amount: Option<i64>, reason: &str, bank_key: &str) -> Result<Refund> {
+        self.refund_for(order, amount, reason, bank_key, None).await
+    }
+
+    /// [`Payments::refund`], owed by the fulfilment move `for_move` when
+    /// one is named (marked refunded with the refund, once).
+    pub(super) async fn refund_for(
+        &self,
+        order: &Order,
+        amount: Option<i64>,
+        reason: &str,
+        bank_key: &str,
+        for_move: Option<&str>,
+    ) -> Result<Refund> {
         let amount = amount.unwrap_or(order.amount_minor - order.refunded_minor);
         let attempts = self.store.attempts(&order.id).await.map_err(Error::unavailable)?;
         let Some(paid) = attempts
@@ -75,12 +89,13 @@ impl Payments {
             self.bank_refund(order, paid, amount, bank_key).await?;
         }
         self.store
-            .record_refund(&order.id, amount, reason, self.now())
+            .record_refund(&order.id, amount, reason, self.now(), for_move)
             .await
             .map_err(|e| match e {
                 RefundError::UnknownOrder => Error::NotFound("order"),
                 RefundError::NotPaid(state) => not_paid(state),
                 RefundError::TooMuch { refundable } => refundable_range(refundable),
+                RefundError::MoveRefunded => Error::conflict("already_refunded", "this move was refunded already"),
                 RefundError::Store(e) => Error::unavailable(e),
             })
     }
@@ -248,6 +263,12 @@ impl Payments {
         if order.state != OrderState::Succeeded {
             return;
         }
+        // Cancelled before its stock was settled: it keeps none (the hold
+        // runs out and its units return).
+        if order.fulfilment == Some(Fulfilment::Cancelled) {
+            self.settled(&order.id).await;
+            return;
+        }
         let (Some(offer), Some(hold)) = (&order.offer_id, &order.hold_id) else {
             return; // not a stream purchase
         };
@@ -272,18 +293,27 @@ impl Payments {
                 return;
             }
         }
-        // One full refund per order: a second try asks the bank for the same one.
-        let key = format!("rf-late-{}", order.id);
-        match self
-            .refund(&order, None, "paid after its hold expired and no stock was left", &key)
-            .await
-        {
-            Ok(r) => {
-                tracing::warn!(order = %order.id, refund = %r.id, "late payment refunded");
+        // Nothing to sell it: the order is cancelled by Haul and refunded in
+        // full, as a move whose refund is owed until made (a second try
+        // finds the move and asks the bank for the same refund).
+        let cancel = fulfilment::Request {
+            to: Fulfilment::Cancelled,
+            actor: "system".into(),
+            carrier: None,
+            tracking_number: None,
+            note: Some("paid after its hold expired and no stock was left".into()),
+            refund_minor: None,
+        };
+        // Once the cancellation is recorded its refund is owed by the move
+        // (retried by the settlement worker): the order is settled, and
+        // never takes stock again.
+        match self.fulfil(&order, &cancel).await {
+            Ok(done) => {
+                tracing::warn!(order = %order.id, refund = ?done.refund_id, owed = done.refund_owed, "late payment cancelled and refunded");
                 self.settled(&order.id).await;
             }
             Err(e) => {
-                tracing::error!(order = %order.id, error = %e, "a late payment could not be refunded: settle by hand")
+                tracing::error!(order = %order.id, error = %e, "a late payment could not be cancelled: retried")
             }
         }
     }

@@ -74,6 +74,8 @@ impl Payments {
     pub async fn run_settlement(&self, mut stop: watch::Receiver<bool>) {
         while tick(&mut stop).await {
             self.expire_overdue().await;
+            self.flag_unconfirmed().await;
+            self.refund_owed_moves(SETTLE_GRACE_MS).await;
             // Duplicate charges whose refund did not go through at once.
             match self
                 .store

@@ -273,7 +273,7 @@ async fn racing_refunds_never_return_more_than_was_paid(s: PaymentStore) {
     let tasks: Vec<_> = (0..6)
         .map(|_| {
             let (s, id) = (s.clone(), order.id.clone());
-            tokio::spawn(async move { s.record_refund(&id, 30_000, "race", 9_100).await })
+            tokio::spawn(async move { s.record_refund(&id, 30_000, "race", 9_100, None).await })
         })
         .collect();
     let mut made = 0;
@@ -287,10 +287,12 @@ async fn racing_refunds_never_return_more_than_was_paid(s: PaymentStore) {
     assert_eq!(made, 4);
     let o = s.order(&order.id).await.unwrap().unwrap();
     assert_eq!((o.state, o.refunded_minor), (OrderState::PartiallyRefunded, 120_000));
-    s.record_refund(&order.id, 29_000, "the rest", 9_200).await.unwrap();
+    s.record_refund(&order.id, 29_000, "the rest", 9_200, None)
+        .await
+        .unwrap();
     let o = s.order(&order.id).await.unwrap().unwrap();
     assert_eq!((o.state, o.refunded_minor), (OrderState::Refunded, 149_000));
-    assert!(s.record_refund(&order.id, 1, "more", 9_300).await.is_err());
+    assert!(s.record_refund(&order.id, 1, "more", 9_300, None).await.is_err());
 }
 
 /// Two attempts of one order both succeed: the second is marked a

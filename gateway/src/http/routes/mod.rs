@@ -5,6 +5,7 @@ mod buyers;
 mod callbacks;
 mod catalog;
 mod checkout;
+mod fulfilment;
 mod keys;
 mod offers;
 mod ops;
@@ -31,6 +32,7 @@ pub fn router() -> Router<AppState> {
         .merge(checkout::router())
         .merge(offers::router())
         .merge(orders::router())
+        .merge(fulfilment::router())
         .merge(buyers::router())
         .merge(callbacks::router())
         .merge(ops::router())

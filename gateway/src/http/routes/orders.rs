@@ -8,6 +8,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use payments::fulfilment::Fulfilment;
 use payments::ids::OrderId;
 use payments::orderbook::{csv_line, Cursor, Entry, Filter, CSV_HEADER};
 use payments::state::OrderState;
@@ -104,13 +105,15 @@ async fn order_for_hold(
 /// The order book's query: filters, page size and cursor.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct BookQuery {
-    limit: Option<i64>,
+pub(super) struct BookQuery {
+    pub(super) limit: Option<i64>,
     /// `next_cursor` of the page before.
-    after: Option<String>,
+    pub(super) after: Option<String>,
     stream: Option<String>,
     offer: Option<String>,
     state: Option<String>,
+    fulfilment: Option<String>,
+    unconfirmed: Option<bool>,
     /// Created at or after, Unix ms.
     created_gte: Option<i64>,
     /// Created before, Unix ms.
@@ -124,7 +127,7 @@ struct BookQuery {
 const MAX_FILTER_LEN: usize = 200;
 
 impl BookQuery {
-    fn filter(&self) -> Result<Filter, ApiError> {
+    pub(super) fn filter(&self) -> Result<Filter, ApiError> {
         let invalid = |field: &'static str, message: &str| ApiError::InvalidField {
             field,
             message: message.into(),
@@ -157,6 +160,15 @@ impl BookQuery {
                 )
             })?),
         };
+        let fulfilment = match text("fulfilment", &self.fulfilment)? {
+            None => None,
+            Some(v) => Some(Fulfilment::parse(&v).ok_or_else(|| {
+                invalid(
+                    "fulfilment",
+                    "one of new, confirmed, packed, shipped, delivered, cancelled, returned",
+                )
+            })?),
+        };
         for (field, v) in [("created_gte", self.created_gte), ("created_lt", self.created_lt)] {
             if v.is_some_and(|t| t < 0) {
                 return Err(invalid(field, "a time in Unix milliseconds"));
@@ -166,6 +178,9 @@ impl BookQuery {
             stream,
             offer,
             state,
+            fulfilment,
+            unconfirmed: self.unconfirmed,
+            movable_to: None,
             created_gte: self.created_gte,
             created_lt: self.created_lt,
             email: text("email", &self.email)?,
@@ -199,8 +214,15 @@ fn entry_view(e: &Entry, live: bool) -> Value {
         "currency": o.currency, "refunded_minor": o.refunded_minor, "reference": o.reference,
         "stream_id": e.stream_id, "offer_id": o.offer_id, "hold_id": o.hold_id, "buyer_id": o.buyer_id,
         "customer_email": e.customer_email, "customer_phone": e.customer_phone,
+        "fulfilment": o.fulfilment, "unconfirmed": is_unconfirmed(o),
+        "carrier": o.carrier, "tracking_number": o.tracking_number,
         "created_at": o.created_at, "updated_at": o.updated_at,
     })
+}
+
+/// Flagged as not confirmed in the seller's time, and still not confirmed.
+pub(super) fn is_unconfirmed(o: &Order) -> bool {
+    o.unconfirmed_at.is_some() && o.fulfilment == Some(Fulfilment::New)
 }
 
 /// Cuts rows read one past `limit` to the page: whether more follow, and
@@ -284,6 +306,8 @@ async fn my_orders(
             "id": o.id, "livemode": live, "state": o.state, "amount_minor": o.amount_minor,
             "currency": o.currency, "refunded_minor": o.refunded_minor, "stream_id": e.stream_id,
             "offer_id": o.offer_id, "hold_id": o.hold_id, "created_at": o.created_at,
+            "fulfilment": o.fulfilment,
+            "shipment": o.tracking_number.as_ref().map(|t| json!({ "carrier": o.carrier, "tracking_number": t })),
         }));
     }
     // A signed-in viewer is one seller's, in one mode; an anonymous one's
@@ -364,6 +388,10 @@ async fn export(
         .into_response())
 }
 
+fn seller_id(o: &Order) -> Result<SellerId, ApiError> {
+    SellerId::parse(&o.seller_id).map_err(ApiError::internal)
+}
+
 /// A buyer's own order (another's is not found).
 async fn owned(s: &AppState, buyer: &streams::ids::BuyerId, raw: &str) -> Result<Order, ApiError> {
     let oid = id(raw, OrderId::parse)?;
@@ -403,7 +431,31 @@ async fn get_order(State(s): State<AppState>, caller: Caller, Path(raw): Path<St
                                 "kind": kind, "reason": r.reason, "created_at": r.created_at })
         )
         .collect::<Vec<_>>());
+    v["fulfilment"] = json!(order.fulfilment);
+    v["shipment"] = json!(order.tracking_number.as_ref().map(|t| json!({
+        "carrier": order.carrier, "tracking_number": t,
+    })));
     if seller_view {
+        v["fulfilment_at"] = json!(order.fulfilment_at);
+        v["unconfirmed"] = json!(is_unconfirmed(&order));
+        let settings = s.sellers.settings(&seller_id(&order)?).await.map_err(unavailable)?;
+        v["confirm_by"] = json!(
+            match (order.fulfilment, order.fulfilment_at, settings.confirm_within_minutes) {
+                (Some(Fulfilment::New), Some(at), Some(m)) => Some(at + i64::from(m) * 60_000),
+                _ => None,
+            }
+        );
+        let moves = s.payments.fulfilment_moves(order.id.as_str()).await?;
+        v["fulfilment_history"] = json!(moves
+            .iter()
+            .map(
+                |m| json!({ "id": m.id, "from": m.from, "to": m.to, "actor": m.actor, "carrier": m.carrier,
+                             "tracking_number": m.tracking_number, "note": m.note,
+                             "refund_minor": m.refund_minor, "refund_id": m.refund_id, "at": m.at })
+            )
+            .collect::<Vec<_>>());
+        let deliveries = s.payments.order_deliveries(&order.seller_id, order.id.as_str()).await?;
+        v["webhook_deliveries"] = json!(deliveries);
         v["customer"] = json!({
             "email": session.as_ref().and_then(|cs| cs.customer_email.clone()),
             "phone": session.as_ref().and_then(|cs| cs.customer_phone.clone()),

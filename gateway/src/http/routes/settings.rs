@@ -37,12 +37,33 @@ async fn read(State(s): State<AppState>, Seller(seller): Seller) -> Answer {
 #[serde(deny_unknown_fields)]
 struct Change {
     signed_viewers_only: Option<bool>,
+    /// Minutes (1 to a week), or null to never flag.
+    #[serde(default, deserialize_with = "present")]
+    confirm_within_minutes: Option<Option<i64>>,
+}
+
+/// A field given (even as null) is `Some`; left out, `None`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+    Option::<i64>::deserialize(d).map(Some)
 }
 
 async fn update(State(s): State<AppState>, Seller(seller): Seller, Json(change): Json<Change>) -> Answer {
     let mut settings = s.sellers.settings(&seller).await.map_err(unavailable)?;
     if let Some(v) = change.signed_viewers_only {
         settings.signed_viewers_only = v;
+    }
+    if let Some(v) = change.confirm_within_minutes {
+        let max = crate::sellers::MAX_CONFIRM_MINUTES;
+        settings.confirm_within_minutes = match v {
+            None => None,
+            Some(m) if (1..=i64::from(max)).contains(&m) => Some(m as u32),
+            Some(_) => {
+                return Err(ApiError::InvalidField {
+                    field: "confirm_within_minutes",
+                    message: format!("from 1 to {max} minutes, or null for never"),
+                })
+            }
+        };
     }
     s.sellers.set_settings(&seller, settings).await.map_err(unavailable)?;
     answer(&settings)
