@@ -171,7 +171,7 @@ async fn own_lots(
     marker: &mut Marker,
 ) -> Result<Vec<LotId>, BoxError> {
     let streams = &state.streams;
-    let there = streams.lots(seller, stream).await?;
+    let there = streams.lots(seller, stream, false).await?;
     // In the marker's order: the cycle goes through them as it did.
     let lots: Vec<LotId> = marker
         .lots
@@ -253,6 +253,7 @@ async fn one_offer(
                         per_buyer_limit: Some(2),
                         end: OfferEnd::AfterMs(45_000),
                         hold_ttl_ms: Some(20_000),
+                        start_at: None,
                     },
                 )
                 .await?;

@@ -32,7 +32,23 @@ pub enum StreamEvent {
     #[serde(rename = "offer.stock")]
     OfferStock { offer_id: OfferId, units_left: i64 },
     #[serde(rename = "offer.ended")]
-    OfferEnded { offer_id: OfferId, reason: EndReason },
+    OfferEnded {
+        offer_id: OfferId,
+        reason: EndReason,
+        /// The seller's word when it was ended early.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
+    /// A live offer's terms changed (stock added or taken away, the limit,
+    /// the end moved).
+    #[serde(rename = "offer.updated")]
+    OfferUpdated {
+        offer_id: OfferId,
+        quantity: i64,
+        per_buyer_limit: i64,
+        ends_at: Millis,
+        units_left: i64,
+    },
     /// Social proof: someone bought; no personal data.
     #[serde(rename = "purchase")]
     Purchase {

@@ -146,6 +146,8 @@ pub struct Lot {
     pub image_url: Option<String>,
     pub created_at: Millis,
     pub updated_at: Millis,
+    /// Archived: kept for the orders that name it, not listed, not sold.
+    pub archived_at: Option<Millis>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -174,6 +176,10 @@ pub struct Offer {
     /// When a live offer ends by itself; set at start.
     pub ends_at: Option<Millis>,
     pub ended_at: Option<Millis>,
+    /// A draft scheduled to start by itself at this time.
+    pub start_at: Option<Millis>,
+    /// The seller's word to viewers when it was ended early.
+    pub end_note: Option<String>,
 }
 
 #[cfg(test)]

@@ -74,6 +74,7 @@ fn lot_from_row(row: &AnyRow) -> Result<Lot> {
         image_url: row.try_get("image_url")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        archived_at: row.try_get("archived_at")?,
     })
 }
 
@@ -101,14 +102,16 @@ fn offer_from_row(row: &AnyRow) -> Result<Offer> {
         started_at: row.try_get("started_at")?,
         ends_at: row.try_get("ends_at")?,
         ended_at: row.try_get("ended_at")?,
+        start_at: row.try_get("start_at")?,
+        end_note: row.try_get("end_note")?,
     })
 }
 
 const STREAM_COLS: &str = "id, seller_id, title, state, pinned_lot_id, created_at, live_at, ended_at";
-const LOT_COLS: &str = "id, stream_id, seller_id, title, description, image_url, created_at, updated_at";
+const LOT_COLS: &str = "id, stream_id, seller_id, title, description, image_url, created_at, updated_at, archived_at";
 const OFFER_COLS: &str = "id, lot_id, stream_id, seller_id, price_minor, currency, quantity, \
      per_buyer_limit, duration_ms, end_at_requested, hold_ttl_ms, state, end_reason, created_at, \
-     started_at, ends_at, ended_at";
+     started_at, ends_at, ended_at, start_at, end_note";
 
 /// A page of a listing, newest first.
 #[derive(Debug, Clone, Copy)]
@@ -116,6 +119,14 @@ pub struct Page {
     pub limit: i64,
     /// Only items created strictly before this time (the previous page's last `created_at`).
     pub before: Option<Millis>,
+}
+
+/// A live offer's terms a seller may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveTerms {
+    pub quantity: i64,
+    pub per_buyer_limit: i64,
+    pub ends_at: Millis,
 }
 
 /// One buyer's sold units in an offer: the durable side of a per-buyer limit.
@@ -244,10 +255,34 @@ impl StreamStore {
         row.as_ref().map(lot_from_row).transpose()
     }
 
-    pub async fn lots_of_stream(&self, stream: &StreamId) -> Result<Vec<Lot>> {
-        let sql = format!("SELECT {LOT_COLS} FROM lots WHERE stream_id = $1 ORDER BY created_at, id");
+    /// A stream's lots, oldest first; archived ones only when asked.
+    pub async fn lots_of_stream(&self, stream: &StreamId, archived: bool) -> Result<Vec<Lot>> {
+        let which = if archived { "" } else { " AND archived_at IS NULL" };
+        let sql = format!("SELECT {LOT_COLS} FROM lots WHERE stream_id = $1{which} ORDER BY created_at, id");
         let rows = sqlx::query(&sql).bind(stream.as_str()).fetch_all(&self.pool).await?;
         rows.iter().map(lot_from_row).collect()
+    }
+
+    /// Archives a lot (once; false when it was already).
+    pub async fn archive_lot(&self, id: &LotId, now: Millis) -> Result<bool> {
+        let done =
+            sqlx::query("UPDATE lots SET archived_at = $1, updated_at = $1 WHERE id = $2 AND archived_at IS NULL")
+                .bind(now)
+                .bind(id.as_str())
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Deletes a lot that was never offered; false when it has offers (it
+    /// is kept for them: archive it instead).
+    pub async fn delete_lot(&self, id: &LotId) -> Result<bool> {
+        let done =
+            sqlx::query("DELETE FROM lots WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM offers WHERE lot_id = $1)")
+                .bind(id.as_str())
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     pub async fn update_lot(&self, lot: &Lot) -> Result<()> {
@@ -268,8 +303,8 @@ impl StreamStore {
         sqlx::query(
             "INSERT INTO offers (id, lot_id, stream_id, seller_id, price_minor, currency, quantity, \
              per_buyer_limit, duration_ms, end_at_requested, hold_ttl_ms, state, end_reason, created_at, \
-             started_at, ends_at, ended_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+             started_at, ends_at, ended_at, start_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
         )
         .bind(offer.id.as_str())
         .bind(offer.lot_id.as_str())
@@ -288,9 +323,80 @@ impl StreamStore {
         .bind(offer.started_at)
         .bind(offer.ends_at)
         .bind(offer.ended_at)
+        .bind(offer.start_at)
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Writes a draft offer's terms (price, quantity, limit, duration or
+    /// end, hold time, scheduled start); false when it is no longer a draft.
+    pub async fn update_draft_offer(&self, offer: &Offer) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE offers SET price_minor = $1, quantity = $2, per_buyer_limit = $3, duration_ms = $4, \
+             end_at_requested = $5, hold_ttl_ms = $6, start_at = $7 WHERE id = $8 AND state = 'draft'",
+        )
+        .bind(offer.price_minor)
+        .bind(offer.quantity)
+        .bind(offer.per_buyer_limit)
+        .bind(offer.duration_ms)
+        .bind(offer.end_at_requested)
+        .bind(offer.hold_ttl_ms)
+        .bind(offer.start_at)
+        .bind(offer.id.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Changes a live offer's quantity, limit and end from `old` to `new`
+    /// (compare-and-set: false when it ended or another change came first).
+    pub async fn update_live_terms(&self, id: &OfferId, old: LiveTerms, new: LiveTerms) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE offers SET quantity = $1, per_buyer_limit = $2, ends_at = $3 WHERE id = $4 AND state = 'live' \
+             AND quantity = $5 AND per_buyer_limit = $6 AND ends_at = $7",
+        )
+        .bind(new.quantity)
+        .bind(new.per_buyer_limit)
+        .bind(new.ends_at)
+        .bind(id.as_str())
+        .bind(old.quantity)
+        .bind(old.per_buyer_limit)
+        .bind(old.ends_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Draft offers due to start by themselves: scheduled at or before
+    /// `now`, on a live stream, on a lot with no live offer; earliest first.
+    pub async fn due_scheduled_offers(&self, now: Millis, limit: i64) -> Result<Vec<Offer>> {
+        let cols = OFFER_COLS
+            .split(", ")
+            .map(|c| format!("o.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT {cols} FROM offers o JOIN streams s ON s.id = o.stream_id \
+             WHERE o.state = 'draft' AND o.start_at IS NOT NULL AND o.start_at <= $1 AND s.state = 'live' \
+             AND NOT EXISTS (SELECT 1 FROM offers l WHERE l.lot_id = o.lot_id AND l.state = 'live') \
+             ORDER BY o.start_at, o.created_at, o.id LIMIT $2"
+        );
+        let rows = sqlx::query(&sql).bind(now).bind(limit).fetch_all(&self.pool).await?;
+        rows.iter().map(offer_from_row).collect()
+    }
+
+    /// The earliest scheduled start after `now` among drafts on live
+    /// streams (those already due wait for their lot's live offer to end).
+    pub async fn next_scheduled_start(&self, now: Millis) -> Result<Option<Millis>> {
+        let row = sqlx::query(
+            "SELECT MIN(o.start_at) AS next FROM offers o JOIN streams s ON s.id = o.stream_id \
+             WHERE o.state = 'draft' AND o.start_at > $1 AND s.state = 'live'",
+        )
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get("next")?)
     }
 
     pub async fn offer(&self, id: &OfferId) -> Result<Option<Offer>> {
@@ -323,14 +429,23 @@ impl StreamStore {
     /// Ends an offer that is still in `from`. Returns false when another caller
     /// (another node's timer, a concurrent cancel) got there first: exactly
     /// one caller ever sees true for a given offer.
-    pub async fn end_offer(&self, id: &OfferId, from: OfferState, reason: EndReason, now: Millis) -> Result<bool> {
+    pub async fn end_offer(
+        &self,
+        id: &OfferId,
+        from: OfferState,
+        reason: EndReason,
+        now: Millis,
+        note: Option<&str>,
+    ) -> Result<bool> {
         let done = sqlx::query(
-            "UPDATE offers SET state = 'ended', end_reason = $1, ended_at = $2 WHERE id = $3 AND state = $4",
+            "UPDATE offers SET state = 'ended', end_reason = $1, ended_at = $2, end_note = $5 \
+             WHERE id = $3 AND state = $4",
         )
         .bind(reason.as_str())
         .bind(now)
         .bind(id.as_str())
         .bind(from.as_str())
+        .bind(note.map(str::to_owned))
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)

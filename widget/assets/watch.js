@@ -68,10 +68,23 @@
         if (o && !o.ended) o.left = e.units_left;
         break;
       }
+      case 'offer.updated': {
+        // Stock added or taken away, the limit or the end moved.
+        const o = state.offers.get(e.offer_id);
+        if (o && !o.ended) {
+          o.quantity = e.quantity;
+          o.limit = e.per_buyer_limit;
+          o.endsAt = e.ends_at;
+          o.left = e.units_left;
+        }
+        break;
+      }
       case 'offer.ended': {
         const o = state.offers.get(e.offer_id);
+        if (e.note) tick('message', e.note);
         if (o) {
           o.ended = e.reason;
+          o.note = e.note || '';
           if (e.reason === 'sold_out') o.left = 0;
           // An ended offer stays visible for a moment, then goes.
           setTimeout(() => { state.offers.delete(e.offer_id); render(); }, 5000);
@@ -162,6 +175,7 @@
       if (o.ended) {
         card.dataset.ended = o.ended;
         button.textContent = o.ended === 'sold_out' ? 'Sold out' : 'Ended';
+        button.title = o.note || '';
       } else if (o.left <= 0) {
         button.textContent = 'Sold out';
       }

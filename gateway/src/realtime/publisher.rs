@@ -281,7 +281,14 @@ impl EventSink for Hub {
                 self.stock_changed(stream, offer_id, *units_left);
                 return;
             }
-            StreamEvent::OfferEnded { offer_id, reason } => {
+            // The update carries the level right after the change: an older
+            // one still held back must not follow it.
+            StreamEvent::OfferUpdated { offer_id, .. } => {
+                if let Some(e) = self.lock_stock().get_mut(offer_id) {
+                    e.pending = None;
+                }
+            }
+            StreamEvent::OfferEnded { offer_id, reason, .. } => {
                 let i = match reason {
                     EndReason::Time => 0,
                     EndReason::SoldOut => 1,
@@ -384,6 +391,7 @@ mod tests {
             StreamEvent::OfferEnded {
                 offer_id: offer.clone(),
                 reason: EndReason::SoldOut,
+                note: None,
             },
         );
         hub.flush_stock(true).await;

@@ -108,6 +108,18 @@ await drive(async (browser, shoot) => {
   await b.locator('[data-test=ticker] li', { hasText: 'Only today!' }).waitFor({ timeout: 10000 });
   out('ticker', await b.locator('[data-test=ticker] li').first().textContent());
 
+  // The seller adds stock and time while the sale runs: both pages follow.
+  const e = await fetch(`${base}/v1/offers/${offerId}`, {
+    method: 'PATCH', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ quantity: quantity + 5, extend_seconds: 600 }) });
+  if (!e.ok) fail(`edit: ${e.status}`);
+  for (const p of [a, b]) {
+    await p.waitForFunction((q) => Number(document.querySelector('[data-test=units-left]').textContent) === q + 4,
+      quantity, { timeout: 10000 });
+  }
+  const minutes = await b.locator('[data-test=countdown]').textContent();
+  out('stock_added', { left: await left(b), countdown_minutes: Number(minutes.split(':')[0]) });
+
   // The node goes away: the page says so.
   out('stop_the_node');
   await b.locator('[data-test=status][data-state=reconnecting]').waitFor({ timeout: 15000 });

@@ -6,6 +6,7 @@
 //! - `buying`: reserves, holds, orders and their lifecycles;
 //! - `callbacks`: sandbox callbacks, settlement and reconciliation;
 //! - `checkout`: checkout sessions and the signed widget parameters;
+//! - `edits`: live offers changed while viewers buy, scheduled offers, lots archived;
 //! - `faults`: the servers under a node going away and coming back;
 //! - `fulfilment`: a paid order's way to the buyer, moved by the seller;
 //! - `modes`: live and test modes kept apart;
@@ -25,6 +26,7 @@ mod banks;
 mod buying;
 mod callbacks;
 mod checkout;
+mod edits;
 mod faults;
 mod fulfilment;
 mod keys;

@@ -87,6 +87,9 @@ async fn the_viewer_page_sells_live_in_a_real_browser(env: Env) {
     );
     assert!(step("refused").await.as_str().unwrap().contains("already hold"));
     assert_eq!(step("ticker").await, "Only today!");
+    let added = step("stock_added").await;
+    assert_eq!(added["left"], 9, "{added}");
+    assert!(added["countdown_minutes"].as_i64().unwrap() >= 10, "{added}");
     step("stop_the_node").await;
     drop(app.take());
     assert!(step("reconnecting").await.as_str().unwrap().contains("Reconnecting"));

@@ -7,8 +7,8 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::{
-    Committed, EngineError, Expired, Hold, HoldError, HoldStatus, Inventory, OfferStock, Refusal, ReserveRequest,
-    Reserved, StockLevels,
+    Adjust, AdjustRefusal, Committed, EngineError, Expired, Hold, HoldError, HoldStatus, Inventory, OfferStock,
+    Refusal, ReserveRequest, Reserved, StockLevels,
 };
 use crate::clock::Millis;
 use crate::ids::{BuyerId, HoldId, OfferId};
@@ -354,6 +354,34 @@ impl Inventory for MemoryInventory {
             }
         }
         Ok(())
+    }
+
+    async fn adjust(
+        &self,
+        offer: &OfferId,
+        change: &Adjust,
+    ) -> Result<Result<StockLevels, AdjustRefusal>, EngineError> {
+        let mut inner = self.lock();
+        let Some(entry) = inner.offers.get_mut(offer) else {
+            return Ok(Err(AdjustRefusal::NotLoaded));
+        };
+        if entry.closed.is_some() {
+            return Ok(Err(AdjustRefusal::Closed));
+        }
+        let taken = entry.held + entry.sold;
+        if change.quantity.is_some_and(|q| q < taken) {
+            return Ok(Err(AdjustRefusal::BelowTaken { taken }));
+        }
+        if let Some(q) = change.quantity {
+            entry.quantity = q;
+        }
+        if let Some(l) = change.per_buyer_limit {
+            entry.limit = l;
+        }
+        if let Some(at) = change.ends_at {
+            entry.ends_at = at;
+        }
+        Ok(Ok(entry.levels()))
     }
 
     async fn levels(&self, offer: &OfferId) -> Result<Option<StockLevels>, EngineError> {

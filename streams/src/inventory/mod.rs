@@ -157,6 +157,26 @@ impl Refusal {
     }
 }
 
+/// New terms for a live offer; `None` leaves a term as it is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Adjust {
+    pub quantity: Option<i64>,
+    pub per_buyer_limit: Option<i64>,
+    pub ends_at: Option<Millis>,
+}
+
+/// Why an adjustment was not made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AdjustRefusal {
+    #[error("offer is not loaded in the stock engine")]
+    NotLoaded,
+    #[error("the offer is closed")]
+    Closed,
+    /// The quantity asked is below what buyers hold and bought.
+    #[error("{taken} units are held or sold")]
+    BelowTaken { taken: i64 },
+}
+
 /// Why an operation on an existing hold did not happen.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HoldError {
@@ -265,6 +285,12 @@ pub trait Inventory: Send + Sync + 'static {
     /// expire or are committed. The offer's data is forgotten `retain_ms` after
     /// its last hold could expire.
     async fn close(&self, offer: &OfferId, now: Millis, retain_ms: i64) -> Result<(), EngineError>;
+
+    /// Changes a loaded, open offer's terms at once, atomically with every
+    /// reserve: its quantity (never below the units held and sold), its
+    /// per-buyer limit (holds already taken stay), its end time.
+    async fn adjust(&self, offer: &OfferId, change: &Adjust)
+        -> Result<Result<StockLevels, AdjustRefusal>, EngineError>;
 
     /// Current levels, cheaply; `None` when the offer is not loaded.
     async fn levels(&self, offer: &OfferId) -> Result<Option<StockLevels>, EngineError>;

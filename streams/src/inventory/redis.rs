@@ -15,8 +15,8 @@ use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 
 use super::{
-    Committed, EngineError, Expired, Hold, HoldError, HoldStatus, Inventory, OfferStock, Refusal, ReserveRequest,
-    Reserved, StockLevels,
+    Adjust, AdjustRefusal, Committed, EngineError, Expired, Hold, HoldError, HoldStatus, Inventory, OfferStock,
+    Refusal, ReserveRequest, Reserved, StockLevels,
 };
 use crate::clock::Millis;
 use crate::ids::{BuyerId, HoldId, OfferId};
@@ -35,6 +35,7 @@ struct Scripts {
     commit: Script,
     expire: Script,
     close: Script,
+    adjust: Script,
 }
 
 /// The shared stock engine on Redis.
@@ -154,6 +155,7 @@ impl RedisInventory {
                 commit: script!("lua/commit.lua"),
                 expire: script!("lua/expire.lua"),
                 close: script!("lua/close.lua"),
+                adjust: script!("lua/adjust.lua"),
             },
         })
     }
@@ -356,6 +358,25 @@ impl Inventory for RedisInventory {
         self.run_one(&self.scripts.close, offer, &[now.to_string(), retain_ms.to_string()])
             .await?;
         Ok(())
+    }
+
+    async fn adjust(
+        &self,
+        offer: &OfferId,
+        change: &Adjust,
+    ) -> Result<Result<StockLevels, AdjustRefusal>, EngineError> {
+        let arg = |v: Option<i64>| v.map(|n| n.to_string()).unwrap_or_default();
+        let args = [arg(change.quantity), arg(change.per_buyer_limit), arg(change.ends_at)];
+        let v = self.run(&self.scripts.adjust, offer, &args).await?;
+        Ok(match v.first().map(String::as_str) {
+            Some("ok") => Ok(levels_at(&v, 1)?),
+            Some("not_loaded") => Err(AdjustRefusal::NotLoaded),
+            Some("closed") => Err(AdjustRefusal::Closed),
+            Some("below_taken") => Err(AdjustRefusal::BelowTaken {
+                taken: num(v.get(1).ok_or_else(|| protocol("missing units"))?)?,
+            }),
+            other => return Err(protocol(format!("adjust answered {other:?}"))),
+        })
     }
 
     async fn levels(&self, offer: &OfferId) -> Result<Option<StockLevels>, EngineError> {

@@ -67,6 +67,31 @@ pub struct NewOffer {
     pub per_buyer_limit: Option<i64>,
     pub end: OfferEnd,
     pub hold_ttl_ms: Option<i64>,
+    /// Start by itself at this time (when the stream is live and the lot
+    /// has no live offer then).
+    pub start_at: Option<Millis>,
+}
+
+/// A lot that is archived is kept, not sold.
+pub(super) fn not_archived(lot: &Lot) -> Result<()> {
+    if lot.archived_at.is_some() {
+        return Err(IllegalTransition {
+            code: "lot_archived",
+            message: "the lot is archived".into(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// A scheduled start must be ahead, within the longest an offer may wait.
+pub(super) fn check_start_at(at: Option<Millis>, now: Millis) -> Result<Option<Millis>> {
+    match at {
+        Some(t) if t <= now || t - now > MAX_OFFER_DURATION_MS => {
+            Err(invalid("start_at", "must be in the future, at most 7 days ahead"))
+        }
+        other => Ok(other),
+    }
 }
 
 fn text(field: &'static str, value: &str, min: usize, max: usize) -> Result<String> {
@@ -97,14 +122,14 @@ fn image_url(value: Option<&str>) -> Result<Option<String>> {
 }
 
 impl Streams {
-    async fn owned_stream(&self, seller: &SellerId, id: &StreamId) -> Result<Stream> {
+    pub(super) async fn owned_stream(&self, seller: &SellerId, id: &StreamId) -> Result<Stream> {
         match self.store.stream(id).await? {
             Some(s) if s.seller_id == *seller => Ok(s),
             _ => Err(Error::NotFound("stream")),
         }
     }
 
-    async fn owned_lot(&self, seller: &SellerId, id: &LotId) -> Result<Lot> {
+    pub(super) async fn owned_lot(&self, seller: &SellerId, id: &LotId) -> Result<Lot> {
         match self.store.lot(id).await? {
             Some(l) if l.seller_id == *seller => Ok(l),
             _ => Err(Error::NotFound("lot")),
@@ -168,7 +193,10 @@ impl Streams {
     }
 
     pub async fn go_live(&self, seller: &SellerId, id: &StreamId) -> Result<Stream> {
-        self.move_stream(seller, id, StreamState::go_live).await
+        let stream = self.move_stream(seller, id, StreamState::go_live).await?;
+        // Offers scheduled on it may be due.
+        self.timer_wake.notify_one();
+        Ok(stream)
     }
 
     /// Ends a stream and cancels its offers that have not ended.
@@ -217,6 +245,7 @@ impl Streams {
             image_url: image_url(new.image_url.as_deref())?,
             created_at: now,
             updated_at: now,
+            archived_at: None,
         };
         self.store.insert_lot(&lot).await?;
         Ok(lot)
@@ -226,13 +255,15 @@ impl Streams {
         self.owned_lot(seller, id).await
     }
 
-    pub async fn lots(&self, seller: &SellerId, stream_id: &StreamId) -> Result<Vec<Lot>> {
+    /// A stream's lots, oldest first (archived ones too when `archived`).
+    pub async fn lots(&self, seller: &SellerId, stream_id: &StreamId, archived: bool) -> Result<Vec<Lot>> {
         self.owned_stream(seller, stream_id).await?;
-        Ok(self.store.lots_of_stream(stream_id).await?)
+        Ok(self.store.lots_of_stream(stream_id, archived).await?)
     }
 
     pub async fn update_lot(&self, seller: &SellerId, id: &LotId, patch: LotPatch) -> Result<Lot> {
         let mut lot = self.owned_lot(seller, id).await?;
+        not_archived(&lot)?;
         let stream = self.owned_stream(seller, &lot.stream_id).await?;
         stream.state.allows_editing()?;
         if let Some(t) = &patch.title {
@@ -260,6 +291,7 @@ impl Streams {
     /// Pins a lot on its stream (replacing the pinned one, if any).
     pub async fn pin_lot(&self, seller: &SellerId, id: &LotId) -> Result<Stream> {
         let lot = self.owned_lot(seller, id).await?;
+        not_archived(&lot)?;
         let stream = self.owned_stream(seller, &lot.stream_id).await?;
         stream.state.allows_editing()?;
         if !self.store.set_pinned_lot(&stream.id, Some(id)).await? {
@@ -290,6 +322,7 @@ impl Streams {
 
     pub async fn create_offer(&self, seller: &SellerId, new: NewOffer) -> Result<Offer> {
         let lot = self.owned_lot(seller, &new.lot_id).await?;
+        not_archived(&lot)?;
         let stream = self.owned_stream(seller, &lot.stream_id).await?;
         stream.state.allows_editing()?;
         let currency = Currency::parse(&new.currency).map_err(|e| invalid("currency", e.to_string()))?;
@@ -320,6 +353,12 @@ impl Streams {
             OfferEnd::At(at) if at > now && at - now <= MAX_OFFER_DURATION_MS => (None, Some(at)),
             OfferEnd::At(_) => return Err(invalid("ends_at", "must be in the future, at most 7 days ahead")),
         };
+        let start_at = check_start_at(new.start_at, now)?;
+        if let (Some(start), Some(end)) = (start_at, end_at_requested) {
+            if end <= start {
+                return Err(invalid("ends_at", "must be after start_at"));
+            }
+        }
         let offer = Offer {
             id: OfferId::generate(),
             lot_id: lot.id,
@@ -338,8 +377,13 @@ impl Streams {
             started_at: None,
             ends_at: None,
             ended_at: None,
+            start_at,
+            end_note: None,
         };
         self.store.insert_offer(&offer).await?;
+        if start_at.is_some() {
+            self.timer_wake.notify_one();
+        }
         Ok(offer)
     }
 
@@ -357,7 +401,15 @@ impl Streams {
     pub async fn start_offer(&self, seller: &SellerId, id: &OfferId) -> Result<Offer> {
         let offer = self.owned_offer(seller, id).await?;
         let stream = self.owned_stream(seller, &offer.stream_id).await?;
-        offer.state.start(stream.state)?;
+        let lot = self.owned_lot(seller, &offer.lot_id).await?;
+        not_archived(&lot)?;
+        self.start_now(offer, stream.state).await
+    }
+
+    /// Starts a draft offer now (the seller's tap, or its scheduled time).
+    pub(super) async fn start_now(&self, offer: Offer, stream: StreamState) -> Result<Offer> {
+        let (seller, id) = (&offer.seller_id, &offer.id);
+        offer.state.start(stream)?;
         let now = self.now();
         let ends_at = match (offer.duration_ms, offer.end_at_requested) {
             (Some(ms), _) => now + ms,
@@ -438,11 +490,24 @@ impl Streams {
     /// Ends `offer` if it is still in `from`; closes its stock and tells
     /// viewers. Returns false when someone else ended it first.
     pub(crate) async fn end_offer(&self, offer: &Offer, from: OfferState, reason: EndReason) -> Result<bool> {
+        self.end_offer_noted(offer, from, reason, None).await
+    }
+
+    /// [`Self::end_offer`] with the seller's word to viewers.
+    pub(crate) async fn end_offer_noted(
+        &self,
+        offer: &Offer,
+        from: OfferState,
+        reason: EndReason,
+        note: Option<&str>,
+    ) -> Result<bool> {
         let now = self.now();
-        if !self.store.end_offer(&offer.id, from, reason, now).await? {
+        if !self.store.end_offer(&offer.id, from, reason, now, note).await? {
             return Ok(false);
         }
-        self.after_offer_ended(offer, reason).await;
+        let mut ended = offer.clone();
+        ended.end_note = note.map(str::to_owned);
+        self.after_offer_ended(&ended, reason).await;
         Ok(true)
     }
 
@@ -465,7 +530,10 @@ impl Streams {
             StreamEvent::OfferEnded {
                 offer_id: offer.id.clone(),
                 reason,
+                note: offer.end_note.clone(),
             },
         );
+        // A scheduled offer may have waited for this one's lot.
+        self.timer_wake.notify_one();
     }
 }

@@ -6,10 +6,12 @@
 //! validates its input, and moves lifecycles only through [`crate::model`].
 
 mod catalog;
+mod edits;
 mod stock;
 mod workers;
 
 pub use self::catalog::{LotPatch, NewLot, NewOffer, NewStream, OfferEnd};
+pub use self::edits::{OfferPatch, MAX_END_NOTE};
 pub use self::stock::{CommitOutcome, LotPublic, OfferPublic, PurchaseTerms, StreamPublic};
 
 use std::collections::HashMap;

@@ -115,15 +115,21 @@ impl Streams {
     }
 
     /// Runs the offer timer until `shutdown` turns true: sleeps until the next
-    /// offer end (re-reading it at least every `timer_max_sleep_ms`, and at once
-    /// when a local offer starts), then ends what is due.
+    /// offer end or scheduled start (re-reading it at least every
+    /// `timer_max_sleep_ms`, and at once when something local changes), then
+    /// ends and starts what is due.
     pub async fn run_offer_timer(&self, mut shutdown: watch::Receiver<bool>) {
         let max_sleep = self.settings.timer_max_sleep_ms as i64;
         loop {
             if let Err(e) = self.end_due_offers().await {
                 tracing::error!(error = ?e, "offer timer failed; retrying");
             }
-            let wait_ms = match self.store.next_offer_end().await {
+            // After the ends: an offer queued on a lot starts once the lot's
+            // live offer is over.
+            if let Err(e) = self.start_due_offers().await {
+                tracing::error!(error = ?e, "offer timer could not start scheduled offers; retrying");
+            }
+            let wait_ms = match self.next_timer_event().await {
                 Ok(Some(next)) => (next - self.now()).clamp(0, max_sleep),
                 Ok(None) => max_sleep,
                 Err(e) => {

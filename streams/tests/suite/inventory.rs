@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use streams::ids::{random_token, BuyerId, HoldId, OfferId};
 use streams::inventory::{
-    GroupCap, HoldError, HoldStatus, Inventory, MemoryInventory, OfferStock, RedisInventory, Refusal, ReserveRequest,
+    Adjust, AdjustRefusal, GroupCap, HoldError, HoldStatus, Inventory, MemoryInventory, OfferStock, RedisInventory,
+    Refusal, ReserveRequest,
 };
 use streams::store::BuyerSold;
 
@@ -384,6 +385,119 @@ async fn concurrent_reserves_never_oversell(engine: Arc<dyn Inventory>) {
     assert_eq!(engine.levels(&s.offer).await.unwrap().unwrap().left, quantity);
 }
 
+async fn adjust_changes_terms_at_once_never_below_what_is_taken(engine: Arc<dyn Inventory>) {
+    let s = loaded(&*engine, 5, 5).await;
+    engine.reserve(&req(&s, &buyer(1), 3, "a", T0)).await.unwrap().unwrap();
+    let q = |n: i64| Adjust {
+        quantity: Some(n),
+        ..Adjust::default()
+    };
+    assert_eq!(
+        engine.adjust(&s.offer, &q(2)).await.unwrap(),
+        Err(AdjustRefusal::BelowTaken { taken: 3 })
+    );
+    assert_eq!(
+        engine.levels(&s.offer).await.unwrap().unwrap().quantity,
+        5,
+        "a refusal changes nothing"
+    );
+    let l = engine.adjust(&s.offer, &q(3)).await.unwrap().unwrap();
+    assert_eq!((l.quantity, l.held, l.left), (3, 3, 0));
+    assert_eq!(
+        engine.reserve(&req(&s, &buyer(2), 1, "a", T0)).await.unwrap(),
+        Err(Refusal::SoldOut)
+    );
+    let l = engine.adjust(&s.offer, &q(6)).await.unwrap().unwrap();
+    assert_eq!(l.left, 3);
+    engine.reserve(&req(&s, &buyer(2), 2, "b", T0)).await.unwrap().unwrap();
+    // A lower limit holds for what a buyer takes next.
+    let limit = Adjust {
+        per_buyer_limit: Some(1),
+        ..Adjust::default()
+    };
+    engine.adjust(&s.offer, &limit).await.unwrap().unwrap();
+    assert_eq!(
+        engine.reserve(&req(&s, &buyer(3), 2, "a", T0)).await.unwrap(),
+        Err(Refusal::OverLimit { remaining: 1 })
+    );
+    // An earlier end refuses from then on; a later one sells on.
+    let end = |at: i64| Adjust {
+        ends_at: Some(at),
+        ..Adjust::default()
+    };
+    engine.adjust(&s.offer, &end(T0 + 100)).await.unwrap().unwrap();
+    assert_eq!(
+        engine.reserve(&req(&s, &buyer(3), 1, "b", T0 + 100)).await.unwrap(),
+        Err(Refusal::Ended)
+    );
+    engine.adjust(&s.offer, &end(T0 + 200)).await.unwrap().unwrap();
+    engine
+        .reserve(&req(&s, &buyer(3), 1, "c", T0 + 150))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        engine.adjust(&OfferId::generate(), &q(1)).await.unwrap(),
+        Err(AdjustRefusal::NotLoaded)
+    );
+    engine.close(&s.offer, T0 + 300, 60_000).await.unwrap();
+    assert_eq!(
+        engine.adjust(&s.offer, &q(9)).await.unwrap(),
+        Err(AdjustRefusal::Closed)
+    );
+}
+
+/// Stock added and taken away while thousands of reserves race: held +
+/// sold never passes the quantity at any moment, and every unit the
+/// final quantity allows is taken.
+async fn changing_stock_during_a_storm_never_oversells(engine: Arc<dyn Inventory>) {
+    let s = loaded(&*engine, 10, 1).await;
+    let mut tasks = Vec::new();
+    for i in 0..3000usize {
+        let engine = engine.clone();
+        let r = req(&s, &buyer(i), 1, "r", T0 + (i % 50) as i64);
+        tasks.push(tokio::spawn(async move { engine.reserve(&r).await.unwrap().is_ok() }));
+    }
+    let seller = {
+        let engine = engine.clone();
+        let offer = s.offer.clone();
+        tokio::spawn(async move {
+            let mut accepted = Vec::new();
+            for n in [20, 5, 40, 30, 60] {
+                let change = Adjust {
+                    quantity: Some(n),
+                    ..Adjust::default()
+                };
+                match engine.adjust(&offer, &change).await.unwrap() {
+                    Ok(l) => {
+                        assert!(l.held + l.sold <= l.quantity, "{l:?}");
+                        accepted.push(n);
+                    }
+                    Err(AdjustRefusal::BelowTaken { taken }) => assert!(taken > n),
+                    Err(e) => panic!("{e}"),
+                }
+                tokio::task::yield_now().await;
+            }
+            accepted
+        })
+    };
+    let mut held = 0;
+    for t in tasks {
+        held += i64::from(t.await.unwrap());
+    }
+    let accepted = seller.await.unwrap();
+    // Buyers keep coming after the last change.
+    for i in 3000..3200usize {
+        let r = req(&s, &buyer(i), 1, "r", T0 + 60);
+        held += i64::from(engine.reserve(&r).await.unwrap().is_ok());
+    }
+    let levels = engine.levels(&s.offer).await.unwrap().unwrap();
+    assert_eq!(Some(&levels.quantity), accepted.last(), "{accepted:?}");
+    assert_eq!(levels.held, held, "every hold counted once");
+    assert!(levels.held <= levels.quantity, "{levels:?}");
+    assert_eq!(levels.left, 0, "demand far exceeds stock: every unit is taken");
+}
+
 macro_rules! conformance {
     ($engine:ident: $($test:ident),* $(,)?) => {
         mod $engine {
@@ -412,6 +526,8 @@ macro_rules! suite {
             close_stops_new_reserves_but_keeps_live_holds,
             load_rebuilds_sold_units_and_never_overwrites,
             concurrent_reserves_never_oversell,
+            adjust_changes_terms_at_once_never_below_what_is_taken,
+            changing_stock_during_a_storm_never_oversells,
         );)*
     };
 }

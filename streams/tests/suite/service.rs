@@ -77,6 +77,7 @@ async fn interrupted_commits_are_finished_not_expired(setup: (Streams, ManualClo
                 per_buyer_limit: Some(3),
                 end: OfferEnd::AfterMs(3_600_000),
                 hold_ttl_ms: Some(TTL_MS),
+                start_at: None,
             },
         )
         .await

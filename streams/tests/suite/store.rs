@@ -61,6 +61,7 @@ fn lot(s: &Stream) -> Lot {
         image_url: Some("https://example.com/mug.jpg".into()),
         created_at: T0,
         updated_at: T0,
+        archived_at: None,
     }
 }
 
@@ -83,6 +84,8 @@ fn offer(l: &Lot) -> Offer {
         started_at: None,
         ends_at: None,
         ended_at: None,
+        start_at: None,
+        end_note: None,
     }
 }
 
@@ -111,7 +114,7 @@ async fn records_round_trip(url: String) {
     assert_eq!((got.duration_ms, got.end_at_requested), (Some(60_000), None));
     assert!(store.stream(&StreamId::generate()).await.unwrap().is_none());
     assert_eq!(store.offers_of_stream(&s.id).await.unwrap().len(), 1);
-    assert_eq!(store.lots_of_stream(&s.id).await.unwrap().len(), 1);
+    assert_eq!(store.lots_of_stream(&s.id, false).await.unwrap().len(), 1);
 }
 
 async fn listing_pages_newest_first_per_seller(url: String) {
@@ -246,7 +249,7 @@ async fn an_offer_ends_exactly_once_under_racing_nodes(url: String) {
         (OfferState::Ended, Some(EndReason::Time), Some(T0 + 1_000))
     );
     assert!(!store
-        .end_offer(&o.id, OfferState::Live, EndReason::Cancelled, T0 + 2_000)
+        .end_offer(&o.id, OfferState::Live, EndReason::Cancelled, T0 + 2_000, None)
         .await
         .unwrap());
     assert_eq!(store.next_offer_end().await.unwrap(), None);

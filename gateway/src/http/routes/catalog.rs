@@ -22,8 +22,9 @@ pub fn router() -> Router<AppState> {
         .route("/v1/streams/{id}/unpin", post(unpin))
         .route("/v1/streams/{id}/messages", post(message))
         .route("/v1/streams/{id}/lots", post(add_lot).get(list_lots))
-        .route("/v1/lots/{id}", get(get_lot).patch(update_lot))
+        .route("/v1/lots/{id}", get(get_lot).patch(update_lot).delete(delete_lot))
         .route("/v1/lots/{id}/pin", post(pin))
+        .route("/v1/lots/{id}/archive", post(archive))
 }
 
 type Answer = Result<(StatusCode, axum::Json<Value>), ApiError>;
@@ -94,10 +95,37 @@ async fn add_lot(
     ok(StatusCode::CREATED, &s.streams.add_lot(&seller, &sid, body).await?)
 }
 
-async fn list_lots(State(s): State<AppState>, Seller(seller): Seller, Path(raw): Path<String>) -> Answer {
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LotsQuery {
+    /// Archived lots too.
+    #[serde(default)]
+    archived: bool,
+}
+
+async fn list_lots(
+    State(s): State<AppState>,
+    Seller(seller): Seller,
+    Path(raw): Path<String>,
+    q: Result<Query<LotsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Answer {
+    let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let sid = id(&raw, StreamId::parse)?;
-    let lots = s.streams.lots(&seller, &sid).await?;
+    let lots = s.streams.lots(&seller, &sid, q.archived).await?;
     ok(StatusCode::OK, &serde_json::json!({ "data": lots }))
+}
+
+/// Archives a lot: kept for its orders, no longer listed, pinned or offered.
+async fn archive(State(s): State<AppState>, Seller(seller): Seller, Path(raw): Path<String>) -> Answer {
+    let lid = id(&raw, LotId::parse)?;
+    ok(StatusCode::OK, &s.streams.archive_lot(&seller, &lid).await?)
+}
+
+/// Deletes a lot that was never offered.
+async fn delete_lot(State(s): State<AppState>, Seller(seller): Seller, Path(raw): Path<String>) -> Answer {
+    let lid = id(&raw, LotId::parse)?;
+    s.streams.delete_lot(&seller, &lid).await?;
+    ok(StatusCode::OK, &serde_json::json!({ "id": lid, "deleted": true }))
 }
 
 async fn get_lot(State(s): State<AppState>, Seller(seller): Seller, Path(raw): Path<String>) -> Answer {

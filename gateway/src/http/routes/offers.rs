@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use streams::ids::{HoldId, LotId, OfferId, StreamId};
 use streams::model::Offer;
-use streams::service::{NewOffer, OfferEnd};
+use streams::service::{NewOffer, OfferEnd, OfferPatch};
 
 use crate::http::error::ApiError;
 use crate::http::extract::{id, Json, Seller};
@@ -18,7 +18,8 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/lots/{id}/offers", post(create))
         .route("/v1/streams/{id}/offers", get(list_offers))
-        .route("/v1/offers/{id}", get(get_offer))
+        .route("/v1/offers/{id}", get(get_offer).patch(edit))
+        .route("/v1/offers/{id}/end", post(end_now))
         .route("/v1/offers/{id}/start", post(start))
         .route("/v1/offers/{id}/cancel", post(cancel))
         .route("/v1/offers/{id}/holds/{hold}/commit", post(commit))
@@ -40,6 +41,8 @@ struct CreateOffer {
     /// …or a fixed end time (Unix milliseconds).
     ends_at: Option<i64>,
     hold_ttl_seconds: Option<i64>,
+    /// Start by itself at this time (Unix ms).
+    start_at: Option<i64>,
 }
 
 fn field(field: &'static str, message: &str) -> ApiError {
@@ -104,6 +107,7 @@ async fn create(
                 per_buyer_limit: b.per_buyer_limit,
                 end,
                 hold_ttl_ms,
+                start_at: b.start_at,
             },
         )
         .await?;
@@ -135,6 +139,73 @@ async fn start(State(s): State<AppState>, Seller(seller): Seller, Path(raw): Pat
 async fn cancel(State(s): State<AppState>, Seller(seller): Seller, Path(raw): Path<String>) -> Answer {
     let oid = id(&raw, OfferId::parse)?;
     let offer = s.streams.cancel_offer(&seller, &oid).await?;
+    Ok((StatusCode::OK, axum::Json(offer_view(&s, &offer).await?)))
+}
+
+/// What `PATCH /v1/offers/{id}` may change; what it leaves out stays.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EditOffer {
+    price_minor: Option<i64>,
+    quantity: Option<i64>,
+    per_buyer_limit: Option<i64>,
+    duration_seconds: Option<i64>,
+    ends_at: Option<i64>,
+    extend_seconds: Option<i64>,
+    hold_ttl_seconds: Option<i64>,
+    /// `null` unschedules a draft.
+    #[serde(default, deserialize_with = "present")]
+    start_at: Option<Option<i64>>,
+}
+
+/// A field given (even as null) is `Some`; left out, `None`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+    Option::<i64>::deserialize(d).map(Some)
+}
+
+fn seconds(field_name: &'static str, v: Option<i64>) -> Result<Option<i64>, ApiError> {
+    v.map(|t| t.checked_mul(1000).ok_or_else(|| field(field_name, "is too large")))
+        .transpose()
+}
+
+/// Changes an offer: any term of a draft; the stock, limit and end of a
+/// live one, broadcast to viewers (`offer.updated`).
+async fn edit(
+    State(s): State<AppState>,
+    Seller(seller): Seller,
+    Path(raw): Path<String>,
+    Json(b): Json<EditOffer>,
+) -> Answer {
+    let oid = id(&raw, OfferId::parse)?;
+    let patch = OfferPatch {
+        price_minor: b.price_minor,
+        quantity: b.quantity,
+        per_buyer_limit: b.per_buyer_limit,
+        duration_ms: seconds("duration_seconds", b.duration_seconds)?,
+        ends_at: b.ends_at,
+        extend_ms: seconds("extend_seconds", b.extend_seconds)?,
+        hold_ttl_ms: seconds("hold_ttl_seconds", b.hold_ttl_seconds)?,
+        start_at: b.start_at,
+    };
+    let offer = s.streams.edit_offer(&seller, &oid, patch).await?;
+    Ok((StatusCode::OK, axum::Json(offer_view(&s, &offer).await?)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EndNow {
+    note: Option<String>,
+}
+
+/// Ends a draft or live offer now; viewers see the seller's note.
+async fn end_now(
+    State(s): State<AppState>,
+    Seller(seller): Seller,
+    Path(raw): Path<String>,
+    Json(b): Json<EndNow>,
+) -> Answer {
+    let oid = id(&raw, OfferId::parse)?;
+    let offer = s.streams.end_offer_now(&seller, &oid, b.note.as_deref()).await?;
     Ok((StatusCode::OK, axum::Json(offer_view(&s, &offer).await?)))
 }
 
