@@ -218,7 +218,10 @@ impl Application {
             clock: Arc::new(SharedClock(clock.clone())),
             transport: Arc::new(HttpTransport::new(http.clone(), &config)),
             stock: Arc::new(StreamsStock(streams.clone())),
-            observer: metrics.clone(),
+            observer: Arc::new(crate::adapters::observer::PaymentsObserver {
+                metrics: metrics.clone(),
+                hub: hub.clone(),
+            }),
             links: payments::service::Links {
                 public_url: public_url.clone(),
             },

@@ -218,6 +218,72 @@
     too_many_requests: 'Easy — try again in a moment.',
   };
 
+  // ----- my orders ---------------------------------------------------------
+  // The viewer's own orders in this stream: listed from the API, then kept
+  // current by the pushes on the viewer's own channel.
+  const myOrders = new Map();
+  const ORDER_STATES = {
+    created: 'Awaiting payment', pending: 'Payment in progress', requires_action: 'Confirm in your bank',
+    succeeded: 'Paid', failed: 'Payment failed', cancelled: 'Cancelled', expired: 'Not paid in time',
+    partially_refunded: 'Partly refunded', refunded: 'Refunded',
+  };
+  const FULFILMENT = {
+    new: 'Paid', confirmed: 'Confirmed', packed: 'Packed', shipped: 'Shipped',
+    delivered: 'Delivered', cancelled: 'Cancelled', returned: 'Returned',
+  };
+  function orderLabel(o) {
+    if (o.state === 'refunded' || o.state === 'partially_refunded') return ORDER_STATES[o.state];
+    if (o.fulfilment) return FULFILMENT[o.fulfilment] || o.fulfilment;
+    return ORDER_STATES[o.state] || o.state;
+  }
+  async function loadMyOrders() {
+    if (!live.bearer) return;
+    try {
+      const r = await fetch(`/v1/viewer/orders?stream=${encodeURIComponent(streamId)}&limit=50`,
+        { headers: { authorization: `Bearer ${live.bearer}` } });
+      if (!r.ok) return;
+      const page = await r.json();
+      for (const o of page.data || []) myOrders.set(o.id, o);
+      renderMyOrders();
+    } catch { /* the list waits for the next push */ }
+  }
+  function myOrderChanged(e) {
+    const known = myOrders.get(e.order_id);
+    if (!known) { loadMyOrders(); return; }
+    Object.assign(known, {
+      state: e.state, refunded_minor: e.refunded_minor, fulfilment: e.fulfilment, shipment: e.shipment,
+    });
+    renderMyOrders();
+  }
+  function renderMyOrders() {
+    const box = $('[data-test=my-orders]');
+    box.hidden = myOrders.size === 0;
+    const list = $('[data-test=my-orders-list]');
+    list.textContent = '';
+    const newest = [...myOrders.values()].sort((a, b) => b.created_at - a.created_at);
+    for (const o of newest) {
+      const li = document.createElement('li');
+      li.dataset.order = o.id;
+      li.dataset.state = o.state;
+      const what = document.createElement('span');
+      what.textContent = money(o.amount_minor, o.currency);
+      const st = document.createElement('span');
+      st.dataset.test = 'order-state';
+      st.textContent = orderLabel(o);
+      li.append(what, st);
+      const details = [];
+      if (o.refunded_minor > 0) details.push(`${money(o.refunded_minor, o.currency)} refunded`);
+      if (o.shipment) details.push(`${o.shipment.carrier}: ${o.shipment.tracking_number}`);
+      if (details.length) {
+        const d = document.createElement('span');
+        d.dataset.test = 'order-detail';
+        d.textContent = details.join(' · ');
+        li.append(d);
+      }
+      list.append(li);
+    }
+  }
+
   // ----- paying ----------------------------------------------------------
   // The hold becomes an order, paid in Haul's checkout widget (an overlay,
   // or a new tab on small screens) while this page stays live: the purchase
@@ -241,6 +307,7 @@
           { method: 'POST', headers: { authorization: `Bearer ${live.bearer}` } });
         const o = await r.json();
         if (!r.ok) throw new Error((o.error && o.error.message) || 'could not make the order');
+        loadMyOrders();
         window.Haul.checkout({
           session: o.checkout_session,
           onSuccess: () => showResult('ok', 'Paid — it\'s yours. Thank you!'),
@@ -340,8 +407,15 @@
       this.ws = ws;
       ws.onopen = async () => {
         try {
-          await this.send({ connect: { token, name: 'haul-watch' } });
+          const c = (await this.send({ connect: { token, name: 'haul-watch' } })).connect;
           this.connected = true;
+          // The viewer's own channel: their orders' changes. After a
+          // reconnect the list is read again, so nothing missed is lost.
+          this.personal = c && c.data && c.data.personal_channel;
+          if (this.personal) {
+            this.send({ subscribe: { channel: this.personal } }).catch(() => {});
+            loadMyOrders();
+          }
           const sub = { channel };
           if (this.position) Object.assign(sub, { recover: true, ...this.position });
           const r = (await this.send({ subscribe: sub })).subscribe;
@@ -406,6 +480,8 @@
       }
       if (f.push) {
         if (f.push.channel === channel && f.push.pub) this.publication(f.push.pub);
+        else if (f.push.channel === this.personal && f.push.pub && f.push.pub.data
+          && f.push.pub.data.type === 'order.updated') myOrderChanged(f.push.pub.data);
         return;
       }
       if (Object.keys(f).length === 0 && this.ws.readyState === WebSocket.OPEN) this.ws.send('{}'); // pong

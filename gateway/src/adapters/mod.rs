@@ -5,10 +5,12 @@
 //!   clock;
 //! - [`webhooks`]: seller webhooks delivered over HTTP, to globally
 //!   reachable addresses only ([`addresses`]);
-//! - [`sandbox`]: the sandbox acquirer's callbacks.
+//! - [`sandbox`]: the sandbox acquirer's callbacks;
+//! - [`observer`]: the payments service's outcomes (metrics, buyers told).
 
 pub mod addresses;
 pub mod banks;
+pub mod observer;
 pub mod sandbox;
 pub mod stock;
 pub mod webhooks;

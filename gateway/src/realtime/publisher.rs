@@ -154,6 +154,17 @@ impl Hub {
         }));
     }
 
+    /// Publishes `value` (an object; `server_time` is added) on a viewer's
+    /// own channel, `holds#<viewer>`: what only that viewer hears, on
+    /// whichever node they are connected.
+    pub fn publish_personal(&self, viewer: &str, mut value: Value) {
+        if let Value::Object(m) = &mut value {
+            m.insert("server_time".into(), Value::from(self.clock.now_ms()));
+        }
+        let channel: Arc<str> = format!("{}{viewer}", crate::realtime::connection::PERSONAL_PREFIX).into();
+        self.engine.publish(channel, value.to_string().into());
+    }
+
     /// Sends stock levels whose interval has passed (all waiting ones when
     /// `all`), read fresh from the engine.
     pub async fn flush_stock(&self, all: bool) {

@@ -81,6 +81,21 @@ await drive(async (browser, shoot) => {
   await b.locator('[data-test=ticker] li[data-kind=purchase]').first().waitFor({ timeout: 10000 });
   out('purchase_seen', await b.locator('[data-test=ticker] li[data-kind=purchase]').first().textContent());
 
+  // A's own orders: paid, then shipped by the seller — pushed on A's own
+  // channel; B never sees A's order.
+  const mine = a.locator('[data-test=my-orders] li[data-state=succeeded]');
+  await mine.waitFor({ timeout: 10000 });
+  const orderId = await mine.getAttribute('data-order');
+  const paidLabel = await mine.locator('[data-test=order-state]').textContent();
+  const shipped = await fetch(`${base}/v1/orders/${orderId}/fulfilment`, {
+    method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ state: 'shipped', carrier: 'CDEK', tracking_number: '1099887766' }) });
+  if (!shipped.ok) fail(`ship: ${shipped.status} ${await shipped.text()}`);
+  await mine.locator('[data-test=order-state]', { hasText: 'Shipped' }).waitFor({ timeout: 10000 });
+  out('my_order', { paid: paidLabel, now: await mine.locator('[data-test=order-state]').textContent(),
+    detail: await mine.locator('[data-test=order-detail]').textContent(),
+    seen_by_b: await b.locator(`[data-order="${orderId}"]`).count() });
+
   // B buys and pays with the decline card: B's page says so, and the unit
   // comes back for everyone.
   await b.locator('[data-test=buy]').click();

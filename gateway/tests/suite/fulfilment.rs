@@ -399,6 +399,10 @@ async fn a_cancellation_refunds_all_that_is_left_once(env: Env) {
         .call(Method::GET, &format!("/v1/orders/{id}"), Some(&token), None)
         .await;
     assert_eq!(v["fulfilment"], "shipped", "{v}");
+    let receipt = v["receipt_url"].as_str().unwrap();
+    assert!(receipt.starts_with(&format!("{}/checkout/cs_", app.base)), "{v}");
+    let page = app.http.get(receipt).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
     assert_eq!(v["shipment"]["tracking_number"], "RA123456789RU");
     assert!(v.get("fulfilment_history").is_none(), "{v}");
     let (_, v) = app.call(Method::GET, "/v1/viewer/orders", Some(&token), None).await;

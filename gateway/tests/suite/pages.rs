@@ -72,6 +72,11 @@ async fn the_viewer_page_sells_live_in_a_real_browser(env: Env) {
         .as_str()
         .unwrap()
         .contains("bought 1 × Kettle"));
+    let mine = step("my_order").await;
+    assert_eq!(
+        mine,
+        json!({ "paid": "Paid", "now": "Shipped", "detail": "CDEK: 1099887766", "seen_by_b": 0 })
+    );
     assert_eq!(step("held_by_b").await, 3);
     assert!(step("declined").await.as_str().unwrap().contains("did not go through"));
     assert_eq!(step("released").await, 4);

@@ -531,7 +531,73 @@ async fn a_command_flood_is_refused_then_disconnected(env: Env) {
     }
 }
 
+/// A viewer's own channel hears each change of their orders (paid, then
+/// shipped with its tracking), and nothing of anyone else's.
+async fn a_viewer_hears_their_orders_change_on_their_own_channel(env: Env) {
+    let app = TestApp::start(&env, &[]).await;
+    let (_, _, oid) = app.live_offer(common::offer_body(5, 5)).await;
+    let token = mint(&app, "ann").await;
+    let mut ws = open(&app).await;
+    send(&mut ws, json!({ "id": 1, "connect": { "token": token } })).await;
+    let r = next(&mut ws).await;
+    let personal = r["connect"]["data"]["personal_channel"].as_str().unwrap().to_owned();
+    send(&mut ws, json!({ "id": 2, "subscribe": { "channel": personal } })).await;
+    assert!(next(&mut ws).await["subscribe"].is_object());
+    // Someone else's order changes: nothing comes here.
+    let other = mint(&app, "bob").await;
+    let (_, hold) = app.reserve(&other, &oid, 1, "b1").await;
+    app.order_for_hold(&other, &oid, hold["hold"]["id"].as_str().unwrap())
+        .await;
+    let (_, hold) = app.reserve(&token, &oid, 1, "a1").await;
+    let order = app
+        .order_for_hold(&token, &oid, hold["hold"]["id"].as_str().unwrap())
+        .await;
+    let id = common::text(&order, "id");
+    let attempt = app.start_attempt(&token, &id, "sandbox").await;
+    let r = app
+        .http
+        .post(attempt["redirect_url"].as_str().unwrap())
+        .form(&[("number", "4242424242424242"), ("expiry", "12/39"), ("cvc", "123")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let pushed = |v: &Value| v["push"]["pub"]["data"].clone();
+    let paid = loop {
+        let v = next(&mut ws).await;
+        assert_eq!(v["push"]["channel"], json!(personal), "{v}");
+        let d = pushed(&v);
+        assert_eq!(d["order_id"], json!(id), "only ann's own order: {d}");
+        if d["state"] == "succeeded" {
+            break d;
+        }
+    };
+    assert_eq!(
+        (paid["type"].as_str(), paid["fulfilment"].as_str()),
+        (Some("order.updated"), Some("new"))
+    );
+    assert!(paid["server_time"].is_i64() && paid.get("customer").is_none(), "{paid}");
+    let (st, _) = app
+        .seller(
+            Method::POST,
+            &format!("/v1/orders/{id}/fulfilment"),
+            Some(json!({ "state": "shipped", "carrier": "CDEK", "tracking_number": "42" })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let shipped = pushed(&next(&mut ws).await);
+    assert_eq!(
+        (
+            shipped["fulfilment"].as_str(),
+            shipped["shipment"]["tracking_number"].as_str()
+        ),
+        (Some("shipped"), Some("42")),
+        "{shipped}"
+    );
+}
+
 on_both_backends!(
+    a_viewer_hears_their_orders_change_on_their_own_channel,
     a_command_flood_is_refused_then_disconnected,
     sdk_viewer_connects_subscribes_gets_state_and_reserves,
     python_sdk_viewer_reserves_and_recovers_after_a_reconnect,

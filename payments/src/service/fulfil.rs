@@ -57,6 +57,9 @@ impl Payments {
             moved: applied.moved,
             fresh: applied.fresh,
         };
+        if done.fresh {
+            self.changed(&done.order.id).await;
+        }
         if done.refund_owed > 0 {
             match self.refund_move(&done.moved).await {
                 Ok(id) => {

@@ -154,6 +154,9 @@ pub trait Observer: Send + Sync {
     fn reconciled(&self, _outcome: Reconciled) {}
     /// A paid order left unsettled was settled again.
     fn settlement_retried(&self) {}
+    /// An order changed (its state, refunds or fulfilment), as it is now:
+    /// the buyer's own channel is told.
+    fn order_changed(&self, _order: &crate::store::Order) {}
 }
 
 /// Where browsers and banks reach this deployment's pages.
@@ -236,6 +239,15 @@ impl Payments {
     /// The bank accounts out of rotation.
     pub fn breakers(&self) -> &Breakers {
         &self.breakers
+    }
+
+    /// Tells the observer an order changed (read as it is now).
+    pub(crate) async fn changed(&self, order: &crate::ids::OrderId) {
+        match self.store.order(order).await {
+            Ok(Some(o)) => self.observer.order_changed(&o),
+            Ok(None) => {}
+            Err(e) => tracing::debug!(%order, error = ?e, "a changed order could not be read back to tell its buyer"),
+        }
     }
 
     fn transport(&self) -> &dyn Transport {

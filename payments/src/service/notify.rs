@@ -112,14 +112,13 @@ impl Payments {
                 // One order, one charge: the second is given back.
                 self.refund_duplicate(&callback.attempt_id).await;
             }
-            if matches!(state, OrderState::Succeeded | OrderState::Failed) {
-                if let Ok(Some(attempt)) = self.store.attempt(&callback.attempt_id).await {
-                    if state == OrderState::Succeeded {
-                        self.settle_paid(&attempt.order_id).await;
-                    } else {
-                        self.release_after_failure(&attempt.order_id).await;
-                    }
+            if let Ok(Some(attempt)) = self.store.attempt(&callback.attempt_id).await {
+                if state == OrderState::Succeeded {
+                    self.settle_paid(&attempt.order_id).await;
+                } else if state == OrderState::Failed {
+                    self.release_after_failure(&attempt.order_id).await;
                 }
+                self.changed(&attempt.order_id).await;
             }
         }
         Ok(word)

@@ -88,16 +88,20 @@ impl Payments {
         if paid.acquirer != sandbox::ACQUIRER {
             self.bank_refund(order, paid, amount, bank_key).await?;
         }
-        self.store
+        let recorded = self
+            .store
             .record_refund(&order.id, amount, reason, self.now(), for_move)
-            .await
-            .map_err(|e| match e {
-                RefundError::UnknownOrder => Error::NotFound("order"),
-                RefundError::NotPaid(state) => not_paid(state),
-                RefundError::TooMuch { refundable } => refundable_range(refundable),
-                RefundError::MoveRefunded => Error::conflict("already_refunded", "this move was refunded already"),
-                RefundError::Store(e) => Error::unavailable(e),
-            })
+            .await;
+        if recorded.is_ok() {
+            self.changed(&order.id).await;
+        }
+        recorded.map_err(|e| match e {
+            RefundError::UnknownOrder => Error::NotFound("order"),
+            RefundError::NotPaid(state) => not_paid(state),
+            RefundError::TooMuch { refundable } => refundable_range(refundable),
+            RefundError::MoveRefunded => Error::conflict("already_refunded", "this move was refunded already"),
+            RefundError::Store(e) => Error::unavailable(e),
+        })
     }
 
     /// Asks the bank of the paid attempt to refund `amount`.
@@ -189,7 +193,10 @@ impl Payments {
             }
         };
         match self.store.move_order(&order.id, to, cause, self.now()).await {
-            Ok(Ok(_)) => tracing::info!(order = %order.id, %hold, state = %to, "order ended with its hold"),
+            Ok(Ok(_)) => {
+                tracing::info!(order = %order.id, %hold, state = %to, "order ended with its hold");
+                self.changed(&order.id).await;
+            }
             Ok(Err(_)) => {}
             Err(e) => tracing::error!(order = %order.id, error = ?e, "could not end an order with its hold"),
         }
@@ -225,7 +232,10 @@ impl Payments {
                 .move_order(&order.id, OrderState::Expired, cause, self.now())
                 .await
             {
-                Ok(Ok(_)) => tracing::warn!(order = %order.id, "overdue order expired by its deadline"),
+                Ok(Ok(_)) => {
+                    tracing::warn!(order = %order.id, "overdue order expired by its deadline");
+                    self.changed(&order.id).await;
+                }
                 Ok(Err(_)) => {}
                 Err(e) => tracing::error!(order = %order.id, error = ?e, "could not expire an overdue order"),
             }

@@ -423,6 +423,12 @@ async fn get_order(State(s): State<AppState>, caller: Caller, Path(raw): Path<St
     let store = s.payments.store();
     let session = s.payments.session_of_order(order.id.as_str()).await?;
     v["items"] = json!(session.as_ref().map(|cs| &cs.items));
+    // The checkout page of a paid order shows what was bought, paid and
+    // refunded: the buyer's receipt page.
+    v["receipt_url"] = json!(session
+        .as_ref()
+        .filter(|_| order.state.is_paid())
+        .map(|cs| format!("{}/checkout/{}", s.public_url, cs.id)));
     let refunds = store.refunds_of(&order.id).await.map_err(unavailable)?;
     v["refunds"] = json!(refunds
         .iter()
