@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 mod callbacks;
+mod orderbook;
 mod viewers;
 
 use loadtest::{call, expect, faults, text, Failure};
@@ -456,10 +457,11 @@ async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().is_some_and(|a| a == "--help" || a == "-h") {
         println!(
-            "{USAGE}\n\n{}\n\n{}\n\n{}",
+            "{USAGE}\n\n{}\n\n{}\n\n{}\n\n{}",
             viewers::USAGE,
             callbacks::USAGE,
-            faults::USAGE
+            faults::USAGE,
+            orderbook::USAGE
         );
         return ExitCode::SUCCESS;
     }
@@ -475,6 +477,13 @@ async fn main() -> ExitCode {
             Ok(o) => Some(faults::run(o).await),
             Err(e) => {
                 eprintln!("loadtest: {e}\n\n{}", faults::USAGE);
+                return ExitCode::from(2);
+            }
+        },
+        Some("orders") => match orderbook::parse(&args[1..]) {
+            Ok(o) => Some(orderbook::run(o).await),
+            Err(e) => {
+                eprintln!("loadtest: {e}\n\n{}", orderbook::USAGE);
                 return ExitCode::from(2);
             }
         },

@@ -103,9 +103,8 @@ pub async fn page(
         Scope::Buyer(b) => ("o.buyer_id", b),
     };
     let mut sql = format!(
-        "SELECT o.*, f.stream_id AS book_stream, cs.customer_email AS book_email, cs.customer_phone AS book_phone \
-         FROM orders o LEFT JOIN offers f ON f.id = o.offer_id LEFT JOIN checkout_sessions cs ON cs.order_id = o.id \
-         WHERE {column} = $1"
+        "SELECT o.*, o.stream_id AS book_stream, cs.customer_email AS book_email, cs.customer_phone AS book_phone \
+         FROM orders o LEFT JOIN checkout_sessions cs ON cs.order_id = o.id WHERE {column} = $1"
     );
     let mut binds = vec![Bind::Text(who.to_owned())];
     let clause = |sql: &mut String, binds: &mut Vec<Bind>, condition: &str, value: Bind| {
@@ -116,7 +115,7 @@ pub async fn page(
         ));
     };
     if let Some(v) = &filter.stream {
-        clause(&mut sql, &mut binds, "f.stream_id = ?", Bind::Text(v.clone()));
+        clause(&mut sql, &mut binds, "o.stream_id = ?", Bind::Text(v.clone()));
     }
     if let Some(v) = &filter.offer {
         clause(&mut sql, &mut binds, "o.offer_id = ?", Bind::Text(v.clone()));
@@ -175,9 +174,9 @@ pub async fn page(
         let at = binds.len();
         binds.push(Bind::Text(c.id.clone()));
         let id = binds.len();
-        sql.push_str(&format!(
-            " AND (o.created_at < ${at} OR (o.created_at = ${at} AND o.id < ${id}))"
-        ));
+        // A row comparison, so the index walk starts at the cursor (an OR
+        // of the two would be a filter, reading every row before it).
+        sql.push_str(&format!(" AND (o.created_at, o.id) < (${at}, ${id})"));
     }
     binds.push(Bind::Int(limit));
     sql.push_str(&format!(

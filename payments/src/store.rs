@@ -332,7 +332,8 @@ impl PaymentStore {
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO orders (id, seller_id, state, amount_minor, currency, hold_id, offer_id, buyer_id, reference, \
-             created_at, updated_at) VALUES ($1, $2, 'created', $3, $4, $5, $6, $7, $8, $9, $9) \
+             created_at, updated_at, stream_id) VALUES ($1, $2, 'created', $3, $4, $5, $6, $7, $8, $9, $9, \
+             (SELECT f.stream_id FROM offers f WHERE f.id = $6)) \
              ON CONFLICT (hold_id) DO NOTHING",
         )
         .bind(id.as_str())

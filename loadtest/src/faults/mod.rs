@@ -19,7 +19,7 @@
 //! - `checker`: the verdicts.
 
 mod checker;
-mod infra;
+pub mod infra;
 mod workload;
 
 use std::path::PathBuf;

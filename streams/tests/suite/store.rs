@@ -392,7 +392,14 @@ async fn sqlite_schema(pool: &AnyPool) -> Schema {
                 .fetch_all(pool)
                 .await
                 .unwrap();
-            let cols: Vec<String> = cols.iter().map(|r| r.get("name")).collect();
+            // An expression's column has no name (`LOWER(email)`).
+            let cols: Vec<String> = cols
+                .iter()
+                .map(|r| {
+                    r.get::<Option<String>, _>("name")
+                        .unwrap_or_else(|| "(expression)".into())
+                })
+                .collect();
             table.indexes.insert((cols.join(","), unique != 0, partial != 0));
         }
         schema.tables.insert(name, table);
@@ -422,8 +429,9 @@ async fn postgres_schema(pool: &AnyPool) -> Schema {
          CASE WHEN ix.indisprimary THEN 1 ELSE 0 END AS pk, \
          CASE WHEN ix.indisunique THEN 1 ELSE 0 END AS u, \
          CASE WHEN ix.indpred IS NULL THEN 0 ELSE 1 END AS partial, \
-         array_to_string(ARRAY(SELECT a.attname::text FROM unnest(ix.indkey) WITH ORDINALITY AS k(attnum, ord) \
-           JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum ORDER BY k.ord), ',') AS cols \
+         array_to_string(ARRAY(SELECT COALESCE(a.attname::text, '(expression)') \
+           FROM unnest(ix.indkey) WITH ORDINALITY AS k(attnum, ord) \
+           LEFT JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum ORDER BY k.ord), ',') AS cols \
          FROM pg_index ix JOIN pg_class t ON t.oid = ix.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace \
          WHERE n.nspname = current_schema() AND t.relname NOT LIKE '\\_sqlx%'",
     )
