@@ -216,6 +216,25 @@ pub struct Session {
     pub customer_phone: Option<String>,
     pub expires_at: i64,
     pub created_at: i64,
+    /// What the checkout asks of the buyer (a stream purchase's seller's
+    /// settings when it was made); `None`: nothing.
+    pub ask: Option<crate::details::Ask>,
+    /// What the buyer gave.
+    pub buyer: Option<crate::details::Details>,
+}
+
+fn json_column<T: serde::de::DeserializeOwned>(
+    row: &sqlx::any::AnyRow,
+    column: &'static str,
+) -> Result<Option<T>, StoreError> {
+    let raw: Option<String> = row.try_get(column)?;
+    raw.map(|v| {
+        serde_json::from_str(&v).map_err(|_| StoreError::Corrupt {
+            column,
+            value: v.chars().take(64).collect(),
+        })
+    })
+    .transpose()
 }
 
 fn session_from_row(row: &sqlx::any::AnyRow) -> Result<Session, StoreError> {
@@ -233,6 +252,8 @@ fn session_from_row(row: &sqlx::any::AnyRow) -> Result<Session, StoreError> {
         customer_phone: row.try_get("customer_phone")?,
         expires_at: row.try_get("expires_at")?,
         created_at: row.try_get("created_at")?,
+        ask: json_column(row, "ask")?,
+        buyer: json_column(row, "buyer")?,
     })
 }
 
@@ -293,6 +314,7 @@ pub async fn for_order(
     pool: &AnyPool,
     order: &Order,
     items: &[Item],
+    ask: Option<&crate::details::Ask>,
     return_url: &str,
     expires_at: i64,
     now: i64,
@@ -307,8 +329,8 @@ pub async fn for_order(
     // Two calls at once: the order's one session wins, the other reads it.
     sqlx::query(
         "INSERT INTO checkout_sessions (id, seller_id, order_id, items, success_url, cancel_url, \
-         customer_email, customer_phone, expires_at, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $5, NULL, NULL, $6, $7) ON CONFLICT (order_id) DO NOTHING",
+         customer_email, customer_phone, expires_at, created_at, ask) \
+         VALUES ($1, $2, $3, $4, $5, $5, NULL, NULL, $6, $7, $8) ON CONFLICT (order_id) DO NOTHING",
     )
     .bind(format!("cs_{}", random_body()))
     .bind(&order.seller_id)
@@ -317,6 +339,7 @@ pub async fn for_order(
     .bind(return_url)
     .bind(expires_at)
     .bind(now)
+    .bind(ask.and_then(|a| serde_json::to_string(a).ok()))
     .execute(pool)
     .await?;
     by_order(pool, order)

@@ -6,6 +6,7 @@
 //! - [`accounts`]: sellers' accounts at banks, in priority order, secrets sealed;
 //! - [`acquirers`]: real banks' protocols (signing, answers, notifications, statuses);
 //! - [`checkout`]: checkout sessions for sellers' sites (receipt items, return URLs);
+//! - [`details`]: buyer details and delivery asked at checkout, checked, kept with consent;
 //! - [`fulfilment`]: a paid order's way to the buyer (forward-only moves, refunds they owe);
 //! - [`idempotency`]: Idempotency-Key storage (Stripe's semantics);
 //! - [`ids`]: `ord_…` and `pat_…` ids;
@@ -24,6 +25,7 @@
 pub mod accounts;
 pub mod acquirers;
 pub mod checkout;
+pub mod details;
 pub mod fulfilment;
 pub mod idempotency;
 pub mod ids;

@@ -52,6 +52,8 @@ pub struct Order {
     pub unconfirmed_at: Option<i64>,
     pub carrier: Option<String>,
     pub tracking_number: Option<String>,
+    /// What of the amount is delivery (not goods).
+    pub delivery_minor: i64,
 }
 
 /// An attempt as stored.
@@ -211,6 +213,7 @@ pub(crate) fn order_from_row(row: &AnyRow) -> Result<Order> {
         unconfirmed_at: row.try_get("unconfirmed_at")?,
         carrier: row.try_get("carrier")?,
         tracking_number: row.try_get("tracking_number")?,
+        delivery_minor: row.try_get("delivery_minor")?,
     })
 }
 
@@ -280,6 +283,15 @@ async fn report(
         });
         if let Some(a) = acquirer {
             data["acquirer"] = a.into();
+        }
+        data["delivery_minor"] = order.delivery_minor.into();
+        // Paid: the seller learns who bought and where it goes.
+        if to == OrderState::Succeeded {
+            if let Some(buyer) = crate::service::buyer_of(tx, order.id.as_str()).await? {
+                for (k, v) in buyer.as_object().into_iter().flatten() {
+                    data[k] = v.clone();
+                }
+            }
         }
         crate::outbox::enqueue(tx, &order.seller_id, kind, &data, now).await?;
     }

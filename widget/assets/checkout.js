@@ -59,6 +59,104 @@
     cancelled: ['error', 'This checkout was cancelled.'], expired: ['error', 'This checkout has expired.'],
     refunded: ['ok', 'Paid and refunded.'], partially_refunded: ['ok', 'Paid.'] };
 
+  // ----- the buyer's details ------------------------------------------------
+  // Asked before paying when the seller's checkout asks them: the form is
+  // filled from what the buyer kept last time, the server checks it, and
+  // the total follows the delivery chosen.
+  let asked = null;
+  let editing = false;
+  const FIELD_NAMES = { name: 'Name', phone: 'Phone', email: 'Email', delivery: 'Delivery', address: 'Address' };
+  async function loadDetails() {
+    const r = await fetch(`/v1/checkout/sessions/${encodeURIComponent(id)}/details`);
+    if (r.ok) asked = await r.json();
+  }
+  function renderDetails(open) {
+    const form = $('[data-test=details]');
+    const given = $('[data-test=given]');
+    const need = info.details_asked && open && asked;
+    form.hidden = !(need && (!info.details_given || editing));
+    given.hidden = !(need && info.details_given && !editing);
+    if (!need) return;
+    if (!given.hidden) {
+      const g = asked.given || {};
+      const parts = [g.name, g.phone, g.email, g.delivery && g.delivery.name,
+        g.address && `${g.address.line1}, ${g.address.city}`].filter(Boolean);
+      given.textContent = parts.join(' · ');
+      const change = document.createElement('button');
+      change.type = 'button';
+      change.className = 'secondary';
+      change.dataset.test = 'details-change';
+      change.textContent = 'Change';
+      change.addEventListener('click', () => { editing = true; render(); });
+      given.append(' ', change);
+    }
+    if (form.hidden || form.dataset.ready) return;
+    form.dataset.ready = '1';
+    const prior = asked.given || asked.saved || {};
+    for (const f of ['name', 'phone', 'email']) {
+      const need = asked.fields[f];
+      const label = form.querySelector(`[data-field=${f}]`);
+      label.hidden = need === 'off';
+      const input = label.querySelector('input');
+      input.required = need === 'required';
+      input.value = prior[f] || '';
+    }
+    const box = $('[data-test=delivery]');
+    box.hidden = asked.delivery.length === 0;
+    for (const d of asked.delivery) {
+      const label = document.createElement('label');
+      const radio = document.createElement('input');
+      radio.type = 'radio';
+      radio.name = 'delivery';
+      radio.value = d.id;
+      radio.dataset.kind = d.kind;
+      radio.dataset.test = `delivery-${d.id}`;
+      radio.checked = prior.delivery ? prior.delivery.id === d.id : asked.delivery.length === 1;
+      const price = d.price_minor > 0 ? money(d.price_minor, info.currency) : 'free';
+      label.append(radio, ` ${d.name} — ${price}${d.address ? ` (${d.address})` : ''}`);
+      box.append(label);
+    }
+    const address = $('[data-test=address]');
+    const a = prior.address || {};
+    for (const k of ['country', 'city', 'line1', 'postal_code']) if (a[k]) form.elements[k].value = a[k];
+    const shipping = () => {
+      const chosen = form.querySelector('input[name=delivery]:checked');
+      address.hidden = !(asked.fields.address === 'required' && chosen && chosen.dataset.kind === 'shipping');
+    };
+    box.addEventListener('change', shipping);
+    shipping();
+    form.elements.save.checked = Boolean(asked.saved || asked.given);
+    form.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      const err = $('[data-test=details-error]');
+      err.hidden = true;
+      const body = { save: form.elements.save.checked };
+      for (const f of ['name', 'phone', 'email']) {
+        const v = form.elements[f].value.trim();
+        if (asked.fields[f] !== 'off' && v) body[f] = v;
+      }
+      const chosen = form.querySelector('input[name=delivery]:checked');
+      if (chosen) body.delivery = chosen.value;
+      if (!address.hidden) {
+        body.address = {};
+        for (const k of ['country', 'city', 'line1', 'postal_code']) body.address[k] = form.elements[k].value.trim();
+      }
+      const r = await fetch(`/v1/checkout/sessions/${encodeURIComponent(id)}/details`, {
+        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      const answer = await r.json().catch(() => ({}));
+      if (!r.ok) {
+        const field = answer.error && answer.error.field;
+        const what = field ? FIELD_NAMES[field.split('.')[0]] || field : '';
+        err.textContent = `${what ? `${what}: ` : ''}${(answer.error && answer.error.message) || 'please check the form'}`;
+        err.dataset.field = field || '';
+        err.hidden = false;
+        return;
+      }
+      editing = false;
+      await load();
+    });
+  }
+
   function render() {
     $('[data-test=test-mode]').hidden = info.livemode !== false;
     const list = $('[data-test=items]');
@@ -76,6 +174,9 @@
     const methods = $('[data-test=methods]');
     methods.replaceChildren();
     const open = ['created', 'pending', 'requires_action'].includes(info.state);
+    renderDetails(info.state === 'created');
+    // Nothing to pay with until the details the seller asks are given.
+    if (info.details_asked && (!info.details_given || editing) && info.state === 'created') return;
     // A stream purchase has no buyer contact: banks that issue receipts need one.
     if (open && !info.has_contact && info.acquirers.some((a) => a !== 'sandbox')) {
       const label = document.createElement('label');
@@ -118,6 +219,7 @@
     const r = await fetch(`/v1/checkout/sessions/${encodeURIComponent(id)}/status`);
     if (!r.ok) throw new Error(r.status === 404 ? 'This checkout does not exist.' : 'Please try again.');
     info = await r.json();
+    if (info.details_asked) await loadDetails();
     render();
   }
 

@@ -52,8 +52,9 @@
     }
 
     // The buyer closed the checkout: the server's word decides. A payment
-    // under way is followed to its end (up to two minutes); nothing under
-    // way is onClose.
+    // under way is followed to its end (up to two minutes); one started
+    // that the bank has not answered yet, for 20 s (the buyer may have just
+    // sent the card); nothing under way is onClose.
     function closed() {
       if (done) return;
       hide();
@@ -63,6 +64,7 @@
           var st = info && info.state;
           if (st && FINAL[st]) return report(st);
           if ((st === 'pending' || st === 'requires_action') && tries++ < 60) return setTimeout(check, 2000);
+          if (info && info.paying && tries++ < 10) return setTimeout(check, 2000);
           report('closed');
         });
       })();

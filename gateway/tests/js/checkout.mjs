@@ -12,8 +12,13 @@ import { drive, out } from './browser.mjs';
 const [hostUrl, card, mode = 'overlay', acquirer = 'sandbox'] = process.argv.slice(2);
 await drive(async (browser, shoot) => {
   const phone = mode === 'tab' ? { viewport: { width: 390, height: 800 } } : {};
-  const page = await (await browser.newContext(phone)).newPage();
+  const context = await browser.newContext(phone);
+  // A step that cannot happen fails with its own message, not the run's
+  // time limit.
+  context.setDefaultTimeout(15000);
+  const page = await context.newPage();
   shoot(page);
+  out('mode', mode);
   page.on('pageerror', (e) => out('page_error', String(e)));
   await page.goto(hostUrl);
   out('host_loaded', await page.evaluate(() => typeof window.Haul));
@@ -51,11 +56,15 @@ await drive(async (browser, shoot) => {
   if (['close-button', 'escape', 'escape-in-frame'].includes(mode)) {
     if (mode === 'close-button') await page.click('[data-haul-close]');
     if (mode === 'escape') await page.keyboard.press('Escape');
+    const closed = page.waitForSelector('body[data-result]', { timeout: 10000 });
     if (mode === 'escape-in-frame') {
       await checkout.locator('[data-test=total]').click();
-      await page.keyboard.press('Escape');
+      // The key closes the frame it is pressed in: the browser may never
+      // acknowledge the key's end to a frame that is gone, so the test goes
+      // on when the shop hears the outcome, not when the key is done.
+      await Promise.race([page.keyboard.press('Escape'), closed]);
     }
-    await page.waitForSelector('body[data-result]', { timeout: 10000 });
+    await closed;
     out('result', await page.evaluate(() => document.body.dataset.result));
     out('overlay_closed', await page.evaluate(() => !document.querySelector('[data-haul-overlay]')));
     return;

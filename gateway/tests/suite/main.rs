@@ -6,6 +6,7 @@
 //! - `buying`: reserves, holds, orders and their lifecycles;
 //! - `callbacks`: sandbox callbacks, settlement and reconciliation;
 //! - `checkout`: checkout sessions and the signed widget parameters;
+//! - `details`: buyer details and delivery asked at checkout, kept with consent;
 //! - `edits`: live offers changed while viewers buy, scheduled offers, lots archived;
 //! - `faults`: the servers under a node going away and coming back;
 //! - `fulfilment`: a paid order's way to the buyer, moved by the seller;
@@ -26,6 +27,7 @@ mod banks;
 mod buying;
 mod callbacks;
 mod checkout;
+mod details;
 mod edits;
 mod faults;
 mod fulfilment;

@@ -633,6 +633,70 @@ on_both_backends!(
     pages_and_assets_are_served_with_safe_headers,
 );
 
+/// A stream purchase's checkout page asks the buyer's details and delivery
+/// before any payment method shows: a wrong phone is named, the courier
+/// adds an address and its price, the buyer pays; their next purchase's
+/// form is filled with what they kept.
+async fn the_checkout_page_asks_details_and_delivery_in_a_real_browser(env: Env) {
+    let app = TestApp::start(&env, &[]).await;
+    let settings = json!({
+        "fields": { "name": "required", "phone": "required", "address": "required" },
+        "delivery": [
+            { "id": "courier", "name": "Courier", "kind": "shipping", "price_minor": 30000 },
+            { "id": "pickup", "name": "Pickup point", "kind": "pickup", "price_minor": 0, "address": "Tverskaya 1" }
+        ]
+    });
+    let (st, v) = app.seller(Method::PUT, "/v1/checkout-settings", Some(settings)).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (_, _, oid) = app.live_offer(common::offer_body(5, 5)).await;
+    let token = app.viewer_token("anna").await;
+    let session = |request: &'static str| {
+        let (app, token, oid) = (&app, token.clone(), oid.clone());
+        async move {
+            let (_, hold) = app.reserve(&token, &oid, 1, request).await;
+            let order = app
+                .order_for_hold(&token, &oid, hold["hold"]["id"].as_str().unwrap())
+                .await;
+            common::text(&order, "checkout_url")
+        }
+    };
+    let first = session("r1").await;
+    let steps = Browser::start("details.mjs", &[&first, "first"], "details-first")
+        .run_out()
+        .await;
+    let asked = step(&steps, "asked").unwrap();
+    assert_eq!(asked["methods"], 0, "no way to pay before the details: {asked}");
+    assert!(asked["total"].as_str().unwrap().contains("490"), "{asked}");
+    assert_eq!(step(&steps, "address_shown"), Some(json!(true)));
+    let refused = step(&steps, "refused").unwrap();
+    assert_eq!(refused["field"], "phone", "{refused}");
+    assert!(refused["text"].as_str().unwrap().starts_with("Phone:"), "{refused}");
+    let given = step(&steps, "given").unwrap();
+    assert!(
+        given["total"].as_str().unwrap().contains("790"),
+        "1 490 + 300 delivery: {given}"
+    );
+    assert_eq!(given["lines"], 2, "{given}");
+    assert!(given["summary"].as_str().unwrap().contains("+79001234567"), "{given}");
+    assert!(step(&steps, "paid").unwrap().as_str().unwrap().contains("Paid"));
+    let again = session("r2").await;
+    let steps = Browser::start("details.mjs", &[&again, "again"], "details-again")
+        .run_out()
+        .await;
+    assert_eq!(
+        step(&steps, "prefilled"),
+        Some(
+            json!({ "name": "Anna Petrova", "phone": "+79001234567", "line1": "Arbat 1, apt 2",
+                     "courier": true, "save": true })
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checkout_page_asks_details_on_the_embedded_backend() {
+    the_checkout_page_asks_details_and_delivery_in_a_real_browser(Env::embedded().await).await;
+}
+
 /// The refusals come from the stock engine, whose Redis engine passes the
 /// same conformance suite: one backend is enough for the page.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

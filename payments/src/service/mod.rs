@@ -14,6 +14,7 @@
 //!   answers ([`BankError`]);
 //! - [`breaker`]: bank accounts out of rotation after outages;
 //! - `start`: a new attempt at the chosen bank, failing over to the next;
+//! - `buyer`: the buyer's details and delivery at checkout;
 //! - `fulfil`: a paid order's fulfilment moves and the refunds they owe;
 //! - `notify`: banks' and the sandbox's notifications, verified and applied
 //!   exactly once ([`Outcome`], [`Refusal`]);
@@ -26,6 +27,7 @@
 
 pub mod bank;
 pub mod breaker;
+mod buyer;
 mod fulfil;
 mod notify;
 mod reconcile;
@@ -36,6 +38,7 @@ mod workers;
 
 pub use self::bank::{BankError, Transport, TransportError};
 pub use self::breaker::{Breakers, COOL_DOWN, TRIP_AFTER};
+pub(crate) use self::buyer::buyer_of;
 pub use self::fulfil::Fulfilled;
 pub use self::notify::{CloudPaymentsAnswer, Outcome, Refusal};
 pub use self::reconcile::{Reconciled, HORIZON_MS, QUIET_MS};

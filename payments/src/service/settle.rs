@@ -339,7 +339,12 @@ impl Payments {
         }
         match self
             .stock
-            .retake(buyer, offer, order.amount_minor, order.id.as_str())
+            .retake(
+                buyer,
+                offer,
+                order.amount_minor - order.delivery_minor,
+                order.id.as_str(),
+            )
             .await
         {
             Ok(again) => {

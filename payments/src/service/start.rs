@@ -91,6 +91,7 @@ impl Payments {
         &self,
         new: &NewOrder,
         item: Item,
+        stream: &str,
         back_url: &str,
         hold_expires_at: i64,
     ) -> Result<StreamOrder> {
@@ -104,7 +105,11 @@ impl Payments {
                 .map_err(Error::unavailable)?;
         }
         let until = hold_expires_at.max(now) + PAYMENT_WINDOW_MS;
-        let session = checkout::for_order(&self.pool, &order, &[item], back_url, until, now)
+        // What the stream's checkout asks, as it stands now.
+        let ask = crate::details::in_force(&self.pool, &order.seller_id, stream)
+            .await
+            .map_err(Error::unavailable)?;
+        let session = checkout::for_order(&self.pool, &order, &[item], ask.as_ref(), back_url, until, now)
             .await
             .map_err(Error::unavailable)?;
         Ok(StreamOrder {
@@ -193,6 +198,18 @@ impl Payments {
     pub async fn start_payment(&self, order: &Order, acquirer: &str) -> Result<Started> {
         if order.state.is_final() {
             return Err(Error::conflict("order_final", format!("the order is {}", order.state)));
+        }
+        // What the checkout asks of the buyer comes before any payment.
+        if let Some(session) = checkout::by_order_id(&self.pool, order.id.as_str())
+            .await
+            .map_err(Error::unavailable)?
+        {
+            if session.ask.as_ref().is_some_and(|a| a.asks()) && session.buyer.is_none() {
+                return Err(Error::conflict(
+                    "details_required",
+                    "give the buyer's details and delivery first (POST …/details)",
+                ));
+            }
         }
         let sandbox = acquirer == sandbox::ACQUIRER;
         if sandbox && self.livemode(&order.seller_id).await? {

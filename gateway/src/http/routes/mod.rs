@@ -5,6 +5,7 @@ mod buyers;
 mod callbacks;
 mod catalog;
 mod checkout;
+mod details;
 mod fulfilment;
 mod keys;
 mod offers;
@@ -33,6 +34,7 @@ pub fn router() -> Router<AppState> {
         .merge(offers::router())
         .merge(orders::router())
         .merge(fulfilment::router())
+        .merge(details::router())
         .merge(buyers::router())
         .merge(callbacks::router())
         .merge(ops::router())

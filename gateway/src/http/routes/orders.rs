@@ -89,7 +89,7 @@ async fn order_for_hold(
     let back = format!("{}/watch/{}", s.public_url, terms.stream_id);
     let made = s
         .payments
-        .stream_order(&new, item, &back, terms.hold.expires_at)
+        .stream_order(&new, item, terms.stream_id.as_str(), &back, terms.hold.expires_at)
         .await?;
     let status = if made.created {
         StatusCode::CREATED
@@ -462,10 +462,15 @@ async fn get_order(State(s): State<AppState>, caller: Caller, Path(raw): Path<St
             .collect::<Vec<_>>());
         let deliveries = s.payments.order_deliveries(&order.seller_id, order.id.as_str()).await?;
         v["webhook_deliveries"] = json!(deliveries);
+        let buyer = session.as_ref().and_then(|cs| cs.buyer.as_ref());
         v["customer"] = json!({
+            "name": buyer.and_then(|b| b.name.clone()),
             "email": session.as_ref().and_then(|cs| cs.customer_email.clone()),
             "phone": session.as_ref().and_then(|cs| cs.customer_phone.clone()),
         });
+        v["delivery"] = json!(buyer.and_then(|b| b.delivery.as_ref()));
+        v["shipping_address"] = json!(buyer.and_then(|b| b.address.as_ref()));
+        v["delivery_minor"] = json!(order.delivery_minor);
         let history = store.transitions(&order.id).await.map_err(unavailable)?;
         v["history"] = json!(history
             .iter()

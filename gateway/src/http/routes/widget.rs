@@ -108,8 +108,19 @@ async fn status(State(s): State<AppState>, Path(id): Path<String>) -> Result<Res
         origins_of(&s, &seller).await?
     };
     let live = s.payments.livemode(&seller).await?;
+    // A payment started at a bank (or the sandbox) that has not answered
+    // yet: the order may still be `created` while the buyer pays.
+    let paying = s
+        .payments
+        .store()
+        .attempts(&order.id)
+        .await
+        .map_err(unavailable)?
+        .iter()
+        .any(|a| !a.state.is_final());
     let body = axum::Json(json!({
         "id": session.id,
+        "paying": paying,
         "livemode": live,
         "state": state,
         "amount_minor": order.amount_minor,
@@ -122,6 +133,10 @@ async fn status(State(s): State<AppState>, Path(id): Path<String>) -> Result<Res
         "acquirers": s.payments.offered(&seller, &order.currency).await?,
         // Whether the receipt has the buyer's contact (else the page asks).
         "has_contact": session.customer_email.is_some() || session.customer_phone.is_some(),
+        // Whether the buyer's details are asked before paying, and given
+        // (what they are: GET …/details, from this origin only).
+        "details_asked": session.ask.as_ref().is_some_and(payments::details::Ask::asks),
+        "details_given": session.buyer.is_some(),
     }));
     Ok(([(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")], body).into_response())
 }
