@@ -105,6 +105,16 @@ pub const VARIABLES: &[Variable] = &[
         help: "the sandbox acquirer sends every callback twice and out of order (to exercise exactly-once)",
     },
     Variable {
+        name: "HAUL_SMTP_URL",
+        default: "unset (emails to buyers are written to HAUL_DATA_DIR/mail)",
+        help: "smtp://[USER:PASSWORD@]HOST[:PORT] of the mail relay for buyers' emails; plain SMTP, so a password only to a relay on this machine",
+    },
+    Variable {
+        name: "HAUL_MAIL_FROM",
+        default: "Haul <no-reply@localhost>",
+        help: "the From of buyers' emails",
+    },
+    Variable {
         name: "HAUL_WEBHOOKS_ALLOW_PRIVATE",
         default: "false",
         help: "allow seller webhooks to private and loopback addresses (development only)",
@@ -185,6 +195,36 @@ pub struct Rate {
     pub per_seconds: u32,
 }
 
+/// A mail relay: plain SMTP (a password only to one on this machine).
+#[derive(Debug, Clone)]
+pub struct Smtp {
+    pub host: String,
+    pub port: u16,
+    pub credentials: Option<(String, SecretString)>,
+}
+
+fn smtp_of(url: &str) -> Result<Smtp, String> {
+    let parsed = reqwest::Url::parse(url).map_err(|_| "not a URL".to_owned())?;
+    if parsed.scheme() != "smtp" {
+        return Err(format!("unknown scheme {:?}; use smtp://", parsed.scheme()));
+    }
+    let host = parsed.host_str().filter(|h| !h.is_empty()).ok_or("no host")?.to_owned();
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let local = bare == "localhost" || bare.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    let credentials = match (parsed.username(), parsed.password()) {
+        ("", None) => None,
+        (_, _) if !local => {
+            return Err("a password over plain SMTP would cross the network unencrypted: relay through a mail server on this machine".into())
+        }
+        (user, pass) => Some((user.to_owned(), SecretString::from(pass.unwrap_or("").to_owned()))),
+    };
+    Ok(Smtp {
+        host: bare.to_owned(),
+        port: parsed.port().unwrap_or(25),
+        credentials,
+    })
+}
+
 /// Everything `haul` needs to start.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -212,6 +252,9 @@ pub struct Config {
     pub public_url: Option<String>,
     pub sandbox_chaos: bool,
     pub webhooks_allow_private: bool,
+    /// The mail relay for buyers' emails (none: written to files).
+    pub smtp: Option<Smtp>,
+    pub mail_from: String,
     pub demo_api_key: Option<SecretString>,
     pub rate_buyer: Option<Rate>,
     pub rate_addr: Option<Rate>,
@@ -419,6 +462,17 @@ impl Config {
             }
         };
 
+        let smtp = get("HAUL_SMTP_URL")
+            .map(|u| smtp_of(u).map_err(|m| err("HAUL_SMTP_URL", m)))
+            .transpose()?;
+        let mail_from = get("HAUL_MAIL_FROM").unwrap_or("Haul <no-reply@localhost>").to_owned();
+        if !mail_from.contains('@') || mail_from.chars().any(char::is_control) || mail_from.len() > 200 {
+            return Err(err(
+                "HAUL_MAIL_FROM",
+                "expected an address, like Shop <orders@shop.example>",
+            ));
+        }
+
         let webhooks_allow_private = match get("HAUL_WEBHOOKS_ALLOW_PRIVATE").unwrap_or("false") {
             "true" | "1" | "on" => true,
             "false" | "0" | "off" => false,
@@ -514,6 +568,8 @@ impl Config {
             public_url,
             sandbox_chaos,
             webhooks_allow_private,
+            smtp,
+            mail_from,
             demo_api_key,
             rate_buyer,
             rate_addr,

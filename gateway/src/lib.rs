@@ -21,6 +21,9 @@
 //! - [`sellers`], [`jwt`] — sellers' API keys and widget settings; viewer tokens.
 //! - [`metrics`], [`demo`].
 #![forbid(unsafe_code)]
+// The OpenAPI document's schemas are one `json!` literal, deeper than the
+// default limit of macro expansion.
+#![recursion_limit = "256"]
 
 pub mod adapters;
 pub mod app;

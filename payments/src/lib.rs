@@ -10,6 +10,7 @@
 //! - [`fulfilment`]: a paid order's way to the buyer (forward-only moves, refunds they owe);
 //! - [`idempotency`]: Idempotency-Key storage (Stripe's semantics);
 //! - [`ids`]: `ord_…` and `pat_…` ids;
+//! - [`mail`]: emails to buyers (paid, shipped, refunded), queued with their change;
 //! - [`outbox`]: seller webhook endpoints, the outbox and deliveries;
 //! - [`sandbox`]: the built-in test acquirer's cards and signed callbacks;
 //! - [`service`]: the domain's operations and workers ([`service::Payments`]):
@@ -29,6 +30,7 @@ pub mod details;
 pub mod fulfilment;
 pub mod idempotency;
 pub mod ids;
+pub mod mail;
 pub mod modes;
 pub mod orderbook;
 pub mod outbox;

@@ -389,6 +389,8 @@ pub async fn enqueue(
     data: &Value,
     now: i64,
 ) -> Result<Option<String>, sqlx::Error> {
+    // The buyer hears of it too, in the same transaction.
+    crate::mail::enqueue_for_event(tx, seller, event_type, data, now).await?;
     let rows = sqlx::query("SELECT id, event_types FROM webhook_endpoints WHERE seller_id = $1 AND enabled = 1")
         .bind(seller)
         .fetch_all(&mut **tx)

@@ -6,10 +6,12 @@
 //! - [`webhooks`]: seller webhooks delivered over HTTP, to globally
 //!   reachable addresses only ([`addresses`]);
 //! - [`sandbox`]: the sandbox acquirer's callbacks;
+//! - [`mail`]: buyers' emails sent through SMTP (or written to files);
 //! - [`observer`]: the payments service's outcomes (metrics, buyers told).
 
 pub mod addresses;
 pub mod banks;
+pub mod mail;
 pub mod observer;
 pub mod sandbox;
 pub mod stock;

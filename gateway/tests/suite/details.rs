@@ -190,14 +190,7 @@ async fn a_stream_purchase_asks_details_and_delivery_before_paying(env: Env) {
 
     // Paid: the seller learns who bought and where it goes.
     let attempt = app.start_attempt(&token, &order, "sandbox").await;
-    let r = app
-        .http
-        .post(attempt["redirect_url"].as_str().unwrap())
-        .form(&[("number", "4242424242424242"), ("expiry", "12/39"), ("cvc", "123")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    common::pay_on_sandbox_page(&app, attempt["redirect_url"].as_str().unwrap()).await;
     app.order_until(&order, &token, |v| v["state"] == "succeeded").await;
     let (st, v) = details(&app, &session, Some(good.clone())).await;
     assert_eq!(

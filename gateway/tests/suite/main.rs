@@ -10,6 +10,7 @@
 //! - `edits`: live offers changed while viewers buy, scheduled offers, lots archived;
 //! - `faults`: the servers under a node going away and coming back;
 //! - `fulfilment`: a paid order's way to the buyer, moved by the seller;
+//! - `mail`: buyers' emails through a real SMTP server, templates, opting out;
 //! - `modes`: live and test modes kept apart;
 //! - `banks`, `tbank`: paying, refunding and refusing forgeries at each bank;
 //! - `webhooks`: seller webhooks, checked with the official library;
@@ -32,6 +33,7 @@ mod edits;
 mod faults;
 mod fulfilment;
 mod keys;
+mod mail;
 mod modes;
 mod nodes;
 mod ops;

@@ -271,14 +271,7 @@ async fn the_detail_shows_items_buyer_payments_refunds_and_history(env: Env) {
         .unwrap();
     let (st, attempt) = common::pay_session(&app, &session, "sandbox").await;
     assert_eq!(st, StatusCode::CREATED, "{attempt}");
-    let r = app
-        .http
-        .post(attempt["redirect_url"].as_str().unwrap())
-        .form(&[("number", "4242424242424242"), ("expiry", "12/39"), ("cvc", "123")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    common::pay_on_sandbox_page(&app, attempt["redirect_url"].as_str().unwrap()).await;
     common::session_state_until(&app, &session, "succeeded").await;
     let (st, refund) = app
         .seller(

@@ -554,14 +554,7 @@ async fn a_viewer_hears_their_orders_change_on_their_own_channel(env: Env) {
         .await;
     let id = common::text(&order, "id");
     let attempt = app.start_attempt(&token, &id, "sandbox").await;
-    let r = app
-        .http
-        .post(attempt["redirect_url"].as_str().unwrap())
-        .form(&[("number", "4242424242424242"), ("expiry", "12/39"), ("cvc", "123")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    common::pay_on_sandbox_page(&app, attempt["redirect_url"].as_str().unwrap()).await;
     let pushed = |v: &Value| v["push"]["pub"]["data"].clone();
     let paid = loop {
         let v = next(&mut ws).await;

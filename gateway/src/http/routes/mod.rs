@@ -8,6 +8,7 @@ mod checkout;
 mod details;
 mod fulfilment;
 mod keys;
+mod mail;
 mod offers;
 mod ops;
 mod orders;
@@ -35,6 +36,7 @@ pub fn router() -> Router<AppState> {
         .merge(orders::router())
         .merge(fulfilment::router())
         .merge(details::router())
+        .merge(mail::router())
         .merge(buyers::router())
         .merge(callbacks::router())
         .merge(ops::router())

@@ -475,6 +475,19 @@ pub async fn session_state_until(app: &TestApp, session: &str, want: &str) -> Va
     }
 }
 
+/// Pays on the sandbox's card page (an attempt's `redirect_url`) with the
+/// card that succeeds.
+pub async fn pay_on_sandbox_page(app: &TestApp, page: &str) {
+    let r = app
+        .http
+        .post(page)
+        .form(&[("number", "4242424242424242"), ("expiry", "12/39"), ("cvc", "123")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
 /// Submits a card number on a bank emulator's hosted page.
 pub async fn submit_card(app: &TestApp, page: &str, number: &str) -> (StatusCode, String) {
     let r = app.http.post(page).form(&[("number", number)]).send().await.unwrap();
