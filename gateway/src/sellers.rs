@@ -521,6 +521,11 @@ impl Sellers {
         end_key(&self.pool, seller, id, at, now).await
     }
 
+    /// What seals sellers' secrets at rest (a CRM's API key, say).
+    pub fn vault(&self) -> &Vault {
+        &self.vault
+    }
+
     /// The secret a seller's pages sign checkout parameters with, if set.
     pub async fn widget_secret(&self, seller: &SellerId) -> Result<Option<String>, sqlx::Error> {
         let secret: Option<Option<String>> = sqlx::query_scalar("SELECT widget_secret FROM sellers WHERE id = $1")

@@ -37,6 +37,8 @@ pub fn start(state: &AppState, stop: &watch::Receiver<bool>, demo: Option<demo::
     let (s, rx) = (state.clone(), stop.clone());
     workers.push(tokio::spawn(crate::adapters::mail::run(s, rx)));
     let (s, rx) = (state.clone(), stop.clone());
+    workers.push(tokio::spawn(crate::adapters::retailcrm::run(s, rx)));
+    let (s, rx) = (state.clone(), stop.clone());
     workers.push(tokio::spawn(crate::adapters::sandbox::run(s, rx)));
     let (s, rx) = (state.clone(), stop.clone());
     workers.push(tokio::spawn(async move { s.payments.run_settlement(rx).await }));

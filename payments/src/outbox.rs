@@ -389,8 +389,23 @@ pub async fn enqueue(
     data: &Value,
     now: i64,
 ) -> Result<Option<String>, sqlx::Error> {
-    // The buyer hears of it too, in the same transaction.
+    // The buyer hears of it too, in the same transaction; a paid order goes
+    // to the seller's CRM when it has one.
     crate::mail::enqueue_for_event(tx, seller, event_type, data, now).await?;
+    if event_type == "order.paid" {
+        if let Some(order) = data.get("order_id").and_then(Value::as_str) {
+            sqlx::query(
+                "INSERT INTO crm_exports (order_id, seller_id, state, next_at, created_at) \
+                 SELECT $1, seller_id, 'pending', $2, $2 FROM crm_connectors WHERE seller_id = $3 AND enabled = 1 \
+                 ON CONFLICT (order_id) DO NOTHING",
+            )
+            .bind(order)
+            .bind(now)
+            .bind(seller)
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
     let rows = sqlx::query("SELECT id, event_types FROM webhook_endpoints WHERE seller_id = $1 AND enabled = 1")
         .bind(seller)
         .fetch_all(&mut **tx)

@@ -7,12 +7,14 @@
 //!   reachable addresses only ([`addresses`]);
 //! - [`sandbox`]: the sandbox acquirer's callbacks;
 //! - [`mail`]: buyers' emails sent through SMTP (or written to files);
+//! - [`retailcrm`]: paid orders to the seller's RetailCRM, its statuses back;
 //! - [`observer`]: the payments service's outcomes (metrics, buyers told).
 
 pub mod addresses;
 pub mod banks;
 pub mod mail;
 pub mod observer;
+pub mod retailcrm;
 pub mod sandbox;
 pub mod stock;
 pub mod webhooks;

@@ -15,6 +15,8 @@ await drive(async (browser, shoot) => {
   await page.goto(url);
   const form = page.locator('[data-test=details]');
   await form.waitFor({ timeout: 10000 });
+  await page.waitForFunction(() => document.querySelector('[data-test=total]').textContent.trim() !== '',
+    null, { timeout: 10000 });
   out('asked', {
     total: await page.locator('[data-test=total]').textContent(),
     methods: await page.locator('[data-test^=pay-]').count(),

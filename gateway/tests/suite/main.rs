@@ -14,6 +14,7 @@
 //! - `modes`: live and test modes kept apart;
 //! - `banks`, `tbank`: paying, refunding and refusing forgeries at each bank;
 //! - `webhooks`: seller webhooks, checked with the official library;
+//! - `retailcrm`: the RetailCRM connector against an emulator of its API v5;
 //! - `realtime`: the viewer protocol with the official SDKs;
 //! - `pages`: the viewer and checkout pages in headless Chromium;
 //! - `nodes`: two `haul` processes on one database and Redis;
@@ -40,5 +41,6 @@ mod ops;
 mod orders;
 mod pages;
 mod realtime;
+mod retailcrm;
 mod tbank;
 mod webhooks;

@@ -666,7 +666,7 @@ async fn the_checkout_page_asks_details_and_delivery_in_a_real_browser(env: Env)
         .await;
     let asked = step(&steps, "asked").unwrap();
     assert_eq!(asked["methods"], 0, "no way to pay before the details: {asked}");
-    assert!(asked["total"].as_str().unwrap().contains("490"), "{asked}");
+    assert!(asked["total"].as_str().is_some_and(|t| t.contains("490")), "{steps:?}");
     assert_eq!(step(&steps, "address_shown"), Some(json!(true)));
     let refused = step(&steps, "refused").unwrap();
     assert_eq!(refused["field"], "phone", "{refused}");

@@ -13,6 +13,7 @@ mod offers;
 mod ops;
 mod orders;
 mod pages;
+mod retailcrm;
 mod sandbox;
 mod settings;
 mod webhooks;
@@ -37,6 +38,7 @@ pub fn router() -> Router<AppState> {
         .merge(fulfilment::router())
         .merge(details::router())
         .merge(mail::router())
+        .merge(retailcrm::router())
         .merge(buyers::router())
         .merge(callbacks::router())
         .merge(ops::router())

@@ -1,7 +1,8 @@
-//! The banks' sides of their protocols, for tests.
+//! The banks' (and RetailCRM's) sides of their protocols, for tests.
 #![allow(dead_code)]
 
 pub mod cloudpayments;
+pub mod retailcrm;
 pub mod stripe;
 pub mod tbank;
 pub mod yookassa;
