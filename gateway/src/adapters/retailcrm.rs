@@ -74,7 +74,27 @@ fn from_row(row: &sqlx::any::AnyRow, vault: &Vault) -> Result<Connector, sqlx::E
     })
 }
 
-pub async fn load(pool: &AnyPool, vault: &Vault, seller: &str) -> Result<Option<Connector>, sqlx::Error> {
+/// A seller's connector, if it has one.
+pub async fn connector(s: &AppState, seller: &str) -> Result<Option<Connector>, sqlx::Error> {
+    load(&s.pool, s.sellers.vault(), seller).await
+}
+
+/// The connector a hook URL's secret names.
+pub async fn connector_of_hook(s: &AppState, token: &str) -> Result<Option<Connector>, sqlx::Error> {
+    by_hook(&s.pool, s.sellers.vault(), token).await
+}
+
+/// Saves a seller's connector.
+pub async fn keep(s: &AppState, c: &Connector) -> Result<(), sqlx::Error> {
+    save(&s.pool, s.sellers.vault(), c, s.payments.now()).await
+}
+
+/// Removes a seller's connector; whether it had one.
+pub async fn forget(s: &AppState, seller: &str) -> Result<bool, sqlx::Error> {
+    remove(&s.pool, seller).await
+}
+
+async fn load(pool: &AnyPool, vault: &Vault, seller: &str) -> Result<Option<Connector>, sqlx::Error> {
     let row = sqlx::query("SELECT * FROM crm_connectors WHERE seller_id = $1")
         .bind(seller)
         .fetch_optional(pool)
@@ -82,7 +102,7 @@ pub async fn load(pool: &AnyPool, vault: &Vault, seller: &str) -> Result<Option<
     row.as_ref().map(|r| from_row(r, vault)).transpose()
 }
 
-pub async fn by_hook(pool: &AnyPool, vault: &Vault, token: &str) -> Result<Option<Connector>, sqlx::Error> {
+async fn by_hook(pool: &AnyPool, vault: &Vault, token: &str) -> Result<Option<Connector>, sqlx::Error> {
     let row = sqlx::query("SELECT * FROM crm_connectors WHERE hook_token = $1")
         .bind(token)
         .fetch_optional(pool)
@@ -91,7 +111,7 @@ pub async fn by_hook(pool: &AnyPool, vault: &Vault, token: &str) -> Result<Optio
 }
 
 /// Saves a connector (its API key sealed); the hook token stays when it has one.
-pub async fn save(pool: &AnyPool, vault: &Vault, c: &Connector, now: i64) -> Result<(), sqlx::Error> {
+async fn save(pool: &AnyPool, vault: &Vault, c: &Connector, now: i64) -> Result<(), sqlx::Error> {
     let settings = serde_json::to_string(&c.mapping).unwrap_or_else(|_| "{}".into());
     sqlx::query(
         "INSERT INTO crm_connectors (seller_id, base_url, api_key, site, settings, hook_token, enabled, created_at, updated_at) \
@@ -111,7 +131,7 @@ pub async fn save(pool: &AnyPool, vault: &Vault, c: &Connector, now: i64) -> Res
     Ok(())
 }
 
-pub async fn remove(pool: &AnyPool, seller: &str) -> Result<bool, sqlx::Error> {
+async fn remove(pool: &AnyPool, seller: &str) -> Result<bool, sqlx::Error> {
     Ok(sqlx::query("DELETE FROM crm_connectors WHERE seller_id = $1")
         .bind(seller)
         .execute(pool)

@@ -17,6 +17,34 @@ fn is_delivery_line(i: &Item) -> bool {
 }
 
 impl Payments {
+    /// A seller's own email template of a kind (`None`: the default).
+    pub async fn mail_template(&self, seller: &str, kind: &str) -> Result<Option<(String, String)>> {
+        crate::mail::template(&self.pool, seller, kind)
+            .await
+            .map_err(Error::unavailable)
+    }
+
+    /// Sets (or, with `None`, removes) a seller's email template of a kind.
+    pub async fn set_mail_template(&self, seller: &str, kind: &str, template: Option<(&str, &str)>) -> Result<()> {
+        crate::mail::set_template(&self.pool, seller, kind, template, self.now())
+            .await
+            .map_err(Error::unavailable)
+    }
+
+    /// A buyer opts out of a seller's emails.
+    pub async fn mail_opt_out(&self, seller: &str, email: &str) -> Result<()> {
+        crate::mail::opt_out(&self.pool, seller, email, self.now())
+            .await
+            .map_err(Error::unavailable)
+    }
+
+    /// The emails an order's buyer was sent (or is due).
+    pub async fn order_emails(&self, order: &str) -> Result<Vec<serde_json::Value>> {
+        crate::mail::of_order(&self.pool, order)
+            .await
+            .map_err(Error::unavailable)
+    }
+
     /// A seller's checkout settings for a scope (`""` or a stream's id).
     pub async fn checkout_settings(&self, seller: &str, scope: &str) -> Result<Option<Ask>> {
         details::settings(&self.pool, seller, scope)

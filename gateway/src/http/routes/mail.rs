@@ -28,10 +28,6 @@ pub fn router() -> Router<AppState> {
 
 type Answer = Result<(StatusCode, axum::Json<Value>), ApiError>;
 
-fn unavailable(e: sqlx::Error) -> ApiError {
-    ApiError::Unavailable(Box::new(e))
-}
-
 fn kind_of(raw: &str) -> Result<&'static str, ApiError> {
     mail::KINDS
         .iter()
@@ -42,7 +38,7 @@ fn kind_of(raw: &str) -> Result<&'static str, ApiError> {
 
 async fn view(s: &AppState, seller: &str, kind: &'static str) -> Result<Value, ApiError> {
     let (subject, body) = mail::default_template(kind).ok_or(ApiError::NotFound("mail template"))?;
-    let own = mail::template(&s.pool, seller, kind).await.map_err(unavailable)?;
+    let own = s.payments.mail_template(seller, kind).await?;
     let custom = own.is_some();
     let (subject, body) = own.unwrap_or((subject.to_owned(), body.to_owned()));
     Ok(json!({ "kind": kind, "subject": subject, "body": body, "custom": custom }))
@@ -74,24 +70,16 @@ async fn set(
 ) -> Answer {
     let kind = kind_of(&raw)?;
     mail::check_template(&t.subject, &t.body).map_err(|(field, message)| ApiError::InvalidField { field, message })?;
-    mail::set_template(
-        &s.pool,
-        seller.as_str(),
-        kind,
-        Some((&t.subject, &t.body)),
-        s.payments.now(),
-    )
-    .await
-    .map_err(unavailable)?;
+    s.payments
+        .set_mail_template(seller.as_str(), kind, Some((&t.subject, &t.body)))
+        .await?;
     Ok((StatusCode::OK, axum::Json(view(&s, seller.as_str(), kind).await?)))
 }
 
 /// Back to the default.
 async fn reset(State(s): State<AppState>, Seller(seller): Seller, Path(raw): Path<String>) -> Answer {
     let kind = kind_of(&raw)?;
-    mail::set_template(&s.pool, seller.as_str(), kind, None, s.payments.now())
-        .await
-        .map_err(unavailable)?;
+    s.payments.set_mail_template(seller.as_str(), kind, None).await?;
     Ok((StatusCode::OK, axum::Json(view(&s, seller.as_str(), kind).await?)))
 }
 
@@ -168,8 +156,8 @@ async fn opt_out(
     if !signed(&s, &o) {
         return not_signed();
     }
-    if let Err(e) = mail::opt_out(&s.pool, &o.seller, &o.email, s.payments.now()).await {
-        return ApiError::Unavailable(Box::new(e)).into_response();
+    if let Err(e) = s.payments.mail_opt_out(&o.seller, &o.email).await {
+        return ApiError::from(e).into_response();
     }
     page(
         StatusCode::OK,

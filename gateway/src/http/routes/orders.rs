@@ -462,9 +462,7 @@ async fn get_order(State(s): State<AppState>, caller: Caller, Path(raw): Path<St
             .collect::<Vec<_>>());
         let deliveries = s.payments.order_deliveries(&order.seller_id, order.id.as_str()).await?;
         v["webhook_deliveries"] = json!(deliveries);
-        v["buyer_emails"] = json!(payments::mail::of_order(&s.pool, order.id.as_str())
-            .await
-            .map_err(unavailable)?);
+        v["buyer_emails"] = json!(s.payments.order_emails(order.id.as_str()).await?);
         let buyer = session.as_ref().and_then(|cs| cs.buyer.as_ref());
         v["customer"] = json!({
             "name": buyer.and_then(|b| b.name.clone()),

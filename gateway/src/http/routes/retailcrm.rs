@@ -40,7 +40,7 @@ fn view(s: &AppState, c: &Connector) -> Value {
 }
 
 async fn read(State(s): State<AppState>, Seller(seller): Seller) -> Answer {
-    let c = retailcrm::load(&s.pool, s.sellers.vault(), seller.as_str())
+    let c = retailcrm::connector(&s, seller.as_str())
         .await
         .map_err(unavailable)?
         .ok_or(ApiError::NotFound("RetailCRM connector"))?;
@@ -116,9 +116,7 @@ async fn set_up(State(s): State<AppState>, Seller(seller): Seller, Json(b): Json
             "an order is new when paid; map statuses to later states",
         ));
     }
-    let existing = retailcrm::load(&s.pool, s.sellers.vault(), seller.as_str())
-        .await
-        .map_err(unavailable)?;
+    let existing = retailcrm::connector(&s, seller.as_str()).await.map_err(unavailable)?;
     let c = Connector {
         seller: seller.to_string(),
         base_url: base,
@@ -130,14 +128,12 @@ async fn set_up(State(s): State<AppState>, Seller(seller): Seller, Json(b): Json
             .unwrap_or_else(|| format!("rch_{}", streams::ids::random_token(32))),
         enabled: b.enabled,
     };
-    retailcrm::save(&s.pool, s.sellers.vault(), &c, s.payments.now())
-        .await
-        .map_err(unavailable)?;
+    retailcrm::keep(&s, &c).await.map_err(unavailable)?;
     Ok((StatusCode::OK, axum::Json(view(&s, &c))))
 }
 
 async fn remove(State(s): State<AppState>, Seller(seller): Seller) -> Answer {
-    if !retailcrm::remove(&s.pool, seller.as_str()).await.map_err(unavailable)? {
+    if !retailcrm::forget(&s, seller.as_str()).await.map_err(unavailable)? {
         return Err(ApiError::NotFound("RetailCRM connector"));
     }
     Ok((StatusCode::OK, axum::Json(json!({ "deleted": true }))))
@@ -157,10 +153,7 @@ async fn hook(
     q: Result<Query<HookQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Answer {
     s.limits.per_addr.check(&addr)?;
-    let c = match retailcrm::by_hook(&s.pool, s.sellers.vault(), &token)
-        .await
-        .map_err(unavailable)?
-    {
+    let c = match retailcrm::connector_of_hook(&s, &token).await.map_err(unavailable)? {
         Some(c) if c.enabled => c,
         _ => return Err(ApiError::NotFound("RetailCRM connector")),
     };
