@@ -82,6 +82,10 @@ async fn message(
 ) -> Answer {
     let sid = id(&raw, StreamId::parse)?;
     s.streams.post_message(&seller, &sid, &body.text).await?;
+    // Answered once the note is in the channel (on Redis, for every node's
+    // viewers): notes a streamer sends one after another, through any
+    // nodes, reach viewers in that order.
+    s.hub.engine().drain(std::time::Duration::from_secs(1)).await;
     ok(StatusCode::ACCEPTED, &serde_json::json!({ "sent": true }))
 }
 
