@@ -80,7 +80,7 @@ pub struct NewSession {
     pub expires_in_seconds: Option<i64>,
 }
 
-/// A field the seller got wrong.
+/// A field the seller (or a buyer at checkout) got wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
 pub struct Invalid {
@@ -88,7 +88,7 @@ pub struct Invalid {
     pub message: String,
 }
 
-fn invalid(field: impl Into<String>, message: impl Into<String>) -> Invalid {
+pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Invalid {
     Invalid {
         field: field.into(),
         message: message.into(),

@@ -9,7 +9,9 @@
 use serde::{Deserialize, Serialize};
 use sqlx::{AnyPool, Row};
 
-use crate::checkout::{email_ok, Item};
+pub use crate::checkout::Invalid;
+
+use crate::checkout::{email_ok, invalid, Item};
 use crate::store::StoreError;
 
 /// Whether a detail is asked.
@@ -68,21 +70,6 @@ pub struct Ask {
     pub fields: Fields,
     #[serde(default)]
     pub delivery: Vec<DeliveryOption>,
-}
-
-/// A field that is wrong.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {message}")]
-pub struct Invalid {
-    pub field: String,
-    pub message: String,
-}
-
-fn invalid(field: impl Into<String>, message: impl Into<String>) -> Invalid {
-    Invalid {
-        field: field.into(),
-        message: message.into(),
-    }
 }
 
 fn text(field: &str, v: &str, max: usize) -> Result<String, Invalid> {
