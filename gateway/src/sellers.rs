@@ -377,6 +377,9 @@ pub struct Settings {
     /// Minutes a paid order may wait for the seller's confirmation before
     /// it is flagged (and `order.unconfirmed` sent); `None`: never.
     pub confirm_within_minutes: Option<u32>,
+    /// The language of the seller's buyers' pages and emails when the
+    /// buyer's browser asks for none Haul speaks.
+    pub locale: widget::Locale,
 }
 
 /// The longest confirmation time a seller may set (a week).
@@ -409,7 +412,7 @@ impl Sellers {
 
     /// The seller's settings, read from the database.
     pub async fn settings(&self, seller: &SellerId) -> Result<Settings, sqlx::Error> {
-        let row = sqlx::query("SELECT signed_viewers_only, confirm_within_ms FROM sellers WHERE id = $1")
+        let row = sqlx::query("SELECT signed_viewers_only, confirm_within_ms, locale FROM sellers WHERE id = $1")
             .bind(seller.as_str())
             .fetch_optional(&self.pool)
             .await?;
@@ -420,6 +423,7 @@ impl Sellers {
                 confirm_within_minutes: r
                     .try_get::<Option<i64>, _>("confirm_within_ms")?
                     .and_then(|ms| u32::try_from(ms / 60_000).ok()),
+                locale: widget::Locale::parse(&r.try_get::<String, _>("locale")?).unwrap_or_default(),
             },
         };
         self.remember(seller, settings);
@@ -438,9 +442,10 @@ impl Sellers {
     }
 
     pub async fn set_settings(&self, seller: &SellerId, settings: Settings) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE sellers SET signed_viewers_only = $1, confirm_within_ms = $2 WHERE id = $3")
+        sqlx::query("UPDATE sellers SET signed_viewers_only = $1, confirm_within_ms = $2, locale = $3 WHERE id = $4")
             .bind(i64::from(settings.signed_viewers_only))
             .bind(settings.confirm_within_minutes.map(|m| i64::from(m) * 60_000))
+            .bind(settings.locale.tag())
             .bind(seller.as_str())
             .execute(&self.pool)
             .await?;

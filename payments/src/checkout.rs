@@ -78,6 +78,10 @@ pub struct NewSession {
     /// Seconds the session stays open (default an hour, at most a day).
     #[serde(default)]
     pub expires_in_seconds: Option<i64>,
+    /// The language the checkout speaks (`en`, `ru`); without it, the
+    /// buyer's browser chooses, then the seller's default.
+    #[serde(default)]
+    pub locale: Option<String>,
 }
 
 /// A field the seller (or a buyer at checkout) got wrong.
@@ -192,6 +196,11 @@ impl NewSession {
             (_, Some(p)) if !phone_ok(p) => return Err(invalid("customer_phone", "+ and 10 to 15 digits")),
             _ => {}
         }
+        if let Some(l) = &self.locale {
+            if widget::Locale::parse(l).is_none_or(|p| p.tag() != l) {
+                return Err(invalid("locale", format!("one of {}", locales())));
+            }
+        }
         if let Some(t) = self.expires_in_seconds {
             if !(60..=MAX_TTL_MS / 1000).contains(&t) {
                 return Err(invalid(
@@ -202,6 +211,15 @@ impl NewSession {
         }
         Ok(())
     }
+}
+
+/// The languages a checkout speaks, for messages.
+pub fn locales() -> String {
+    widget::locale::ALL
+        .iter()
+        .map(|l| l.tag())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A stored session.
@@ -221,6 +239,9 @@ pub struct Session {
     pub ask: Option<crate::details::Ask>,
     /// What the buyer gave.
     pub buyer: Option<crate::details::Details>,
+    /// The language of the checkout (the seller's pick, or the one the
+    /// buyer paid in), which the buyer's emails follow.
+    pub locale: Option<String>,
 }
 
 fn json_column<T: serde::de::DeserializeOwned>(
@@ -254,6 +275,7 @@ fn session_from_row(row: &sqlx::any::AnyRow) -> Result<Session, StoreError> {
         created_at: row.try_get("created_at")?,
         ask: json_column(row, "ask")?,
         buyer: json_column(row, "buyer")?,
+        locale: row.try_get("locale")?,
     })
 }
 
@@ -287,7 +309,8 @@ pub async fn create(
     })?;
     sqlx::query(
         "INSERT INTO checkout_sessions (id, seller_id, order_id, items, success_url, cancel_url, \
-         customer_email, customer_phone, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+         customer_email, customer_phone, expires_at, created_at, locale) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(&id)
     .bind(seller)
@@ -299,6 +322,7 @@ pub async fn create(
     .bind(new.customer_phone.clone())
     .bind(now + ttl)
     .bind(now)
+    .bind(new.locale.clone())
     .execute(pool)
     .await?;
     let session = get(pool, seller, &id)
@@ -358,6 +382,17 @@ pub async fn set_email(pool: &AnyPool, id: &str, email: &str) -> Result<(), Stor
     .bind(id)
     .execute(pool)
     .await?;
+    Ok(())
+}
+
+/// Records the language the buyer's checkout page spoke when paying: the
+/// seller's pick unless the buyer switched, and what the emails follow.
+pub async fn set_locale(pool: &AnyPool, id: &str, locale: widget::Locale) -> Result<(), StoreError> {
+    sqlx::query("UPDATE checkout_sessions SET locale = $1 WHERE id = $2")
+        .bind(locale.tag())
+        .bind(id)
+        .execute(pool)
+        .await?;
     Ok(())
 }
 
@@ -458,6 +493,7 @@ mod tests {
             customer_email: Some("buyer@example.com".into()),
             customer_phone: None,
             expires_in_seconds: None,
+            locale: Some("ru".into()),
         }
     }
 
@@ -492,6 +528,8 @@ mod tests {
             (Box::new(|s| s.customer_email = None), "customer_email"),
             (Box::new(|s| s.reference = String::new()), "reference"),
             (Box::new(|s| s.expires_in_seconds = Some(10)), "expires_in_seconds"),
+            (Box::new(|s| s.locale = Some("de".into())), "locale"),
+            (Box::new(|s| s.locale = Some("ru-RU".into())), "locale"),
         ];
         for (change, field) in cases {
             let mut s = good();
@@ -524,6 +562,7 @@ pub mod signed {
         "cancel_url",
         "customer_email",
         "customer_phone",
+        "locale",
         "expires",
     ];
     /// The furthest ahead `expires` may be.

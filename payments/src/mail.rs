@@ -38,20 +38,33 @@ pub const PLACEHOLDERS: &[&str] = &[
     "opt_out_url",
 ];
 
-/// The default template of a kind: (subject, body).
-pub fn default_template(kind: &str) -> Option<(&'static str, &'static str)> {
-    Some(match kind {
-        "paid" => (
+/// The default template of a kind in a language: (subject, body).
+pub fn default_template(kind: &str, locale: widget::Locale) -> Option<(&'static str, &'static str)> {
+    use widget::Locale::{En, Ru};
+    Some(match (kind, locale) {
+        ("paid", En) => (
             "{{shop}}: your order is paid",
             "Thank you for your order at {{shop}}.\n\nOrder: {{order_id}}\nPaid: {{amount}}\n\nYour receipt: {{receipt_url}}\n\nWe will write again when it ships.\n\n--\nYou get this email because you bought at {{shop}}. No more emails from {{shop}}: {{opt_out_url}}\n",
         ),
-        "shipped" => (
+        ("paid", Ru) => (
+            "{{shop}}: заказ оплачен",
+            "Спасибо за заказ в магазине {{shop}}.\n\nЗаказ: {{order_id}}\nОплачено: {{amount}}\n\nВаш чек: {{receipt_url}}\n\nМы напишем ещё раз, когда заказ отправят.\n\n--\nЭто письмо пришло, потому что вы купили в магазине {{shop}}. Больше не получать писем от {{shop}}: {{opt_out_url}}\n",
+        ),
+        ("shipped", En) => (
             "{{shop}}: your order is on its way",
             "Your order {{order_id}} from {{shop}} has shipped.\n\nCarrier: {{carrier}}\nTracking number: {{tracking_number}}\n\nYour receipt: {{receipt_url}}\n\n--\nNo more emails from {{shop}}: {{opt_out_url}}\n",
         ),
-        "refunded" => (
+        ("shipped", Ru) => (
+            "{{shop}}: заказ в пути",
+            "Ваш заказ {{order_id}} из магазина {{shop}} отправлен.\n\nСлужба доставки: {{carrier}}\nТрек-номер: {{tracking_number}}\n\nВаш чек: {{receipt_url}}\n\n--\nБольше не получать писем от {{shop}}: {{opt_out_url}}\n",
+        ),
+        ("refunded", En) => (
             "{{shop}}: a refund for your order",
             "{{shop}} has refunded {{refunded}} of your order {{order_id}} ({{amount}}).\nThe money returns to your card as your bank handles it, usually within a few days.\n\nYour receipt: {{receipt_url}}\n\n--\nNo more emails from {{shop}}: {{opt_out_url}}\n",
+        ),
+        ("refunded", Ru) => (
+            "{{shop}}: возврат по заказу",
+            "Магазин {{shop}} вернул {{refunded}} по заказу {{order_id}} ({{amount}}).\nДеньги вернутся на карту, когда их проведёт ваш банк, обычно за несколько дней.\n\nВаш чек: {{receipt_url}}\n\n--\nБольше не получать писем от {{shop}}: {{opt_out_url}}\n",
         ),
         _ => return None,
     })
@@ -363,9 +376,12 @@ mod tests {
             "Tea {{order_id}} / ord_1 / {{nope}} / {{"
         );
         for (kind, _) in KINDS.iter().map(|(e, k)| (k, e)) {
-            let (s, b) = default_template(kind).unwrap();
-            assert!(check_template(s, b).is_ok(), "{kind}");
-            assert!(b.contains("{{opt_out_url}}"), "{kind} lets the buyer opt out");
+            for l in widget::locale::ALL {
+                let (s, b) = default_template(kind, *l).unwrap();
+                assert!(check_template(s, b).is_ok(), "{kind} {l}");
+                assert!(b.contains("{{opt_out_url}}"), "{kind} {l} lets the buyer opt out");
+                assert!(b.contains("{{receipt_url}}"), "{kind} {l} links the receipt");
+            }
         }
         assert_eq!(check_template("Hi {{name}}", "x").unwrap_err().0, "subject");
         assert_eq!(check_template("Hi", "a\u{7}").unwrap_err().0, "body");

@@ -7,6 +7,7 @@
 
 (() => {
   const $ = (sel) => document.querySelector(sel);
+  const { t, money, phone, lang } = window.HaulText;
   const id = decodeURIComponent(location.pathname.split('/').filter(Boolean).pop() || '');
   const params = new URLSearchParams(location.search);
   // The host's origin rides along across the acquirer's page.
@@ -19,15 +20,6 @@
   let info = null;
   let told = false;
   let typed = '';
-
-  function money(minor, currency) {
-    try {
-      const f = new Intl.NumberFormat(undefined, { style: 'currency', currency });
-      return f.format(minor / 10 ** f.resolvedOptions().maximumFractionDigits);
-    } catch {
-      return `${minor} ${currency}`;
-    }
-  }
 
   function show(kind, text) {
     const el = $('[data-test=state]');
@@ -55,9 +47,9 @@
 
   const NAMES = { tbank: 'T-Bank', cloudpayments: 'CloudPayments', yookassa: 'YooKassa', stripe: 'Stripe' };
 
-  const FINAL = { succeeded: ['ok', 'Paid. Thank you!'], failed: ['error', 'The payment did not go through.'],
-    cancelled: ['error', 'This checkout was cancelled.'], expired: ['error', 'This checkout has expired.'],
-    refunded: ['ok', 'Paid and refunded.'], partially_refunded: ['ok', 'Paid.'] };
+  // How each final state reads: its kind, and the words under checkout.final.
+  const FINAL = { succeeded: 'ok', failed: 'error', cancelled: 'error', expired: 'error',
+    refunded: 'ok', partially_refunded: 'ok' };
 
   // ----- the buyer's details ------------------------------------------------
   // Asked before paying when the seller's checkout asks them: the form is
@@ -65,7 +57,17 @@
   // the total follows the delivery chosen.
   let asked = null;
   let editing = false;
-  const FIELD_NAMES = { name: 'Name', phone: 'Phone', email: 'Email', delivery: 'Delivery', address: 'Address' };
+  const FIELDS = ['name', 'phone', 'email', 'delivery', 'address'];
+  const ADDRESS = ['country', 'city', 'line1', 'postal_code'];
+  // A refused field's name, and what to do: the server's words in English,
+  // the page's own in another language.
+  function refusal(field, message) {
+    const [top, sub] = (field || '').split('.');
+    const name = top === 'address' && ADDRESS.includes(sub) ? t(`checkout.${sub}`)
+      : FIELDS.includes(top) ? t(`checkout.${top}`) : field;
+    const what = lang === 'en' || !FIELDS.includes(top) ? message || t('checkout.check_form') : t(`checkout.invalid.${top}`);
+    return name ? `${name}: ${what}` : what;
+  }
   async function loadDetails() {
     const r = await fetch(`/v1/checkout/sessions/${encodeURIComponent(id)}/details`);
     if (r.ok) asked = await r.json();
@@ -79,14 +81,14 @@
     if (!need) return;
     if (!given.hidden) {
       const g = asked.given || {};
-      const parts = [g.name, g.phone, g.email, g.delivery && g.delivery.name,
+      const parts = [g.name, g.phone && phone(g.phone), g.email, g.delivery && g.delivery.name,
         g.address && `${g.address.line1}, ${g.address.city}`].filter(Boolean);
       given.textContent = parts.join(' · ');
       const change = document.createElement('button');
       change.type = 'button';
       change.className = 'secondary';
       change.dataset.test = 'details-change';
-      change.textContent = 'Change';
+      change.textContent = t('checkout.change');
       change.addEventListener('click', () => { editing = true; render(); });
       given.append(' ', change);
     }
@@ -112,7 +114,7 @@
       radio.dataset.kind = d.kind;
       radio.dataset.test = `delivery-${d.id}`;
       radio.checked = prior.delivery ? prior.delivery.id === d.id : asked.delivery.length === 1;
-      const price = d.price_minor > 0 ? money(d.price_minor, info.currency) : 'free';
+      const price = d.price_minor > 0 ? money(d.price_minor, info.currency) : t('checkout.free');
       label.append(radio, ` ${d.name} — ${price}${d.address ? ` (${d.address})` : ''}`);
       box.append(label);
     }
@@ -146,8 +148,7 @@
       const answer = await r.json().catch(() => ({}));
       if (!r.ok) {
         const field = answer.error && answer.error.field;
-        const what = field ? FIELD_NAMES[field.split('.')[0]] || field : '';
-        err.textContent = `${what ? `${what}: ` : ''}${(answer.error && answer.error.message) || 'please check the form'}`;
+        err.textContent = refusal(field, answer.error && answer.error.message);
         err.dataset.field = field || '';
         err.hidden = false;
         return;
@@ -180,7 +181,7 @@
     // A stream purchase has no buyer contact: banks that issue receipts need one.
     if (open && !info.has_contact && info.acquirers.some((a) => a !== 'sandbox')) {
       const label = document.createElement('label');
-      label.textContent = 'Email for the receipt ';
+      label.textContent = `${t('checkout.receipt_email')} `;
       const input = document.createElement('input');
       input.type = 'email';
       input.autocomplete = 'email';
@@ -193,7 +194,7 @@
     if (open && info.acquirers.length === 0) {
       const none = document.createElement('p');
       none.dataset.test = 'no-methods';
-      none.textContent = 'This shop cannot take payments yet. Please try again later.';
+      none.textContent = t('checkout.no_methods');
       methods.append(none);
     }
     if (open) {
@@ -201,23 +202,23 @@
         const b = document.createElement('button');
         b.type = 'button';
         b.dataset.test = `pay-${acquirer}`;
-        b.textContent = acquirer === 'sandbox' ? 'Pay by card (test mode)' : `Pay with ${NAMES[acquirer] || acquirer}`;
+        b.textContent = acquirer === 'sandbox' ? t('checkout.pay_test') : t('checkout.pay_with', { bank: NAMES[acquirer] || acquirer });
         b.addEventListener('click', () => pay(acquirer, b));
         methods.append(b);
       }
     }
     const final = FINAL[info.state];
     if (final) {
-      show(final[0], final[1]);
+      show(final, t(`checkout.final.${info.state}`));
       tell(info.state);
     } else if (info.state !== 'created') {
-      show('', 'Waiting for the bank…');
+      show('', t('checkout.waiting'));
     }
   }
 
   async function load() {
     const r = await fetch(`/v1/checkout/sessions/${encodeURIComponent(id)}/status`);
-    if (!r.ok) throw new Error(r.status === 404 ? 'This checkout does not exist.' : 'Please try again.');
+    if (!r.ok) throw new Error(t(r.status === 404 ? 'checkout.not_found' : 'checkout.try_again'));
     info = await r.json();
     if (info.details_asked) await loadDetails();
     render();
@@ -228,9 +229,10 @@
     try {
       const r = await fetch(`/v1/checkout/sessions/${encodeURIComponent(id)}/attempts`, {
         method: 'POST', headers: { 'content-type': 'application/json' },
-        body: JSON.stringify(acquirer !== 'sandbox' && typed ? { acquirer, customer_email: typed } : { acquirer }) });
+        body: JSON.stringify(acquirer !== 'sandbox' && typed ? { acquirer, customer_email: typed, locale: lang }
+          : { acquirer, locale: lang }) });
       const body = await r.json();
-      if (!r.ok) throw new Error((body.error && body.error.message) || 'could not start the payment');
+      if (!r.ok) throw new Error((body.error && body.error.message) || t('checkout.could_not_start'));
       location.href = body.redirect_url;
     } catch (e) {
       show('error', String(e.message || e));

@@ -8,6 +8,7 @@
 
 (() => {
   const $ = (sel, root = document) => root.querySelector(sel);
+  const { t, money, date } = window.HaulText;
   const streamId = decodeURIComponent(location.pathname.split('/').filter(Boolean).pop() || '');
   const channel = `stream:${streamId}`;
   const wsUrl = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/connection/websocket`;
@@ -92,7 +93,7 @@
         break;
       }
       case 'purchase':
-        tick('purchase', `Someone just bought ${e.quantity} × ${lotTitle(e.lot_id)}`);
+        tick('purchase', t('watch.purchase', { quantity: e.quantity, lot: lotTitle(e.lot_id) }));
         break;
       case 'viewers':
         state.viewers = e.count;
@@ -106,7 +107,7 @@
     render();
   }
 
-  const lotTitle = (id) => (state.lot && state.lot.id === id ? state.lot.title : 'this item');
+  const lotTitle = (id) => (state.lot && state.lot.id === id ? state.lot.title : t('watch.this_item'));
 
   function tick(kind, text) {
     const li = document.createElement('li');
@@ -118,21 +119,6 @@
   }
 
   // ----- rendering -------------------------------------------------------
-  const formats = new Map();
-  function money(minor, currency) {
-    if (!formats.has(currency)) {
-      try {
-        formats.set(currency, new Intl.NumberFormat(undefined, { style: 'currency', currency }));
-      } catch {
-        formats.set(currency, null);
-      }
-    }
-    const f = formats.get(currency);
-    if (!f) return `${minor} ${currency}`;
-    const digits = f.resolvedOptions().maximumFractionDigits;
-    return f.format(minor / 10 ** digits);
-  }
-
   function clock(ms) {
     const s = Math.max(0, Math.ceil(ms / 1000));
     const m = Math.floor(s / 60);
@@ -140,10 +126,11 @@
   }
 
   function render() {
-    document.title = state.title ? `${state.title} — live` : 'Live — Haul';
+    document.title = state.title ? t('watch.title_live', { title: state.title }) : t('watch.page_title');
     $('[data-test=title]').textContent = state.title;
     const badge = $('[data-test=stream-state]');
-    badge.textContent = state.streamState === 'live' ? 'LIVE' : state.streamState === 'ended' ? 'ENDED' : 'SOON';
+    badge.textContent = t(state.streamState === 'live' ? 'watch.badge_live'
+      : state.streamState === 'ended' ? 'watch.badge_ended' : 'watch.badge_soon');
     badge.dataset.state = state.streamState;
     $('[data-test=viewers]').textContent = String(state.viewers);
 
@@ -164,6 +151,10 @@
       if (!card) {
         card = $('#offer-card').content.firstElementChild.cloneNode(true);
         card.dataset.offer = id;
+        // "3 left" / "Осталось: 3": the number sits where the words put it.
+        const [before, after = ''] = t('watch.units_left').split('{n}');
+        $('[data-part=before]', card).textContent = before;
+        $('[data-part=after]', card).textContent = after;
         $('[data-test=buy]', card).addEventListener('click', () => buy(id));
         box.append(card);
       }
@@ -174,10 +165,10 @@
       const button = $('[data-test=buy]', card);
       if (o.ended) {
         card.dataset.ended = o.ended;
-        button.textContent = o.ended === 'sold_out' ? 'Sold out' : 'Ended';
+        button.textContent = t(o.ended === 'sold_out' ? 'watch.sold_out' : 'watch.ended');
         button.title = o.note || '';
       } else if (o.left <= 0) {
-        button.textContent = 'Sold out';
+        button.textContent = t('watch.sold_out');
       }
       button.disabled = Boolean(o.ended) || o.left <= 0 || buying.has(id);
     }
@@ -204,37 +195,21 @@
 
   // Every refusal the reserve call can give, by the server's code
   // (streams' refusal codes, the socket's own answers).
-  const REFUSALS = {
-    sold_out: 'Sold out — someone was faster.',
-    not_enough_stock: 'Not that many left — try fewer.',
-    over_buyer_limit: 'You already hold as many as one buyer may.',
-    signed_viewer_required: 'This shop sells to signed-in customers: sign in on the shop\'s site to buy.',
-    over_address_limit: 'Too many units are on hold from your network right now — try again in a few minutes.',
-    offer_ended: 'This offer has ended.',
-    offer_not_started: 'This offer has not started yet.',
-    not_loaded: 'Stock is being counted again — try again in a moment.',
-    request_id_reused: 'That tap was already counted — check your hold.',
-    not_found: 'This offer is no longer here.',
-    too_many_requests: 'Easy — try again in a moment.',
-  };
+  const REFUSALS = ['sold_out', 'not_enough_stock', 'over_buyer_limit', 'signed_viewer_required',
+    'over_address_limit', 'offer_ended', 'offer_not_started', 'not_loaded', 'request_id_reused',
+    'not_found', 'too_many_requests'];
 
   // ----- my orders ---------------------------------------------------------
   // The viewer's own orders in this stream: listed from the API, then kept
   // current by the pushes on the viewer's own channel.
   const myOrders = new Map();
-  const ORDER_STATES = {
-    created: 'Awaiting payment', pending: 'Payment in progress', requires_action: 'Confirm in your bank',
-    succeeded: 'Paid', failed: 'Payment failed', cancelled: 'Cancelled', expired: 'Not paid in time',
-    partially_refunded: 'Partly refunded', refunded: 'Refunded',
-  };
-  const FULFILMENT = {
-    new: 'Paid', confirmed: 'Confirmed', packed: 'Packed', shipped: 'Shipped',
-    delivered: 'Delivered', cancelled: 'Cancelled', returned: 'Returned',
-  };
+  const ORDER_STATES = ['created', 'pending', 'requires_action', 'succeeded', 'failed', 'cancelled',
+    'expired', 'partially_refunded', 'refunded'];
+  const FULFILMENT = ['new', 'confirmed', 'packed', 'shipped', 'delivered', 'cancelled', 'returned'];
   function orderLabel(o) {
-    if (o.state === 'refunded' || o.state === 'partially_refunded') return ORDER_STATES[o.state];
-    if (o.fulfilment) return FULFILMENT[o.fulfilment] || o.fulfilment;
-    return ORDER_STATES[o.state] || o.state;
+    if (o.state === 'refunded' || o.state === 'partially_refunded') return t(`watch.order.${o.state}`);
+    if (o.fulfilment) return FULFILMENT.includes(o.fulfilment) ? t(`watch.fulfilment.${o.fulfilment}`) : o.fulfilment;
+    return ORDER_STATES.includes(o.state) ? t(`watch.order.${o.state}`) : o.state;
   }
   async function loadMyOrders() {
     if (!live.bearer) return;
@@ -266,13 +241,18 @@
       li.dataset.order = o.id;
       li.dataset.state = o.state;
       const what = document.createElement('span');
+      what.dataset.test = 'order-amount';
       what.textContent = money(o.amount_minor, o.currency);
+      const when = document.createElement('time');
+      when.dataset.test = 'order-date';
+      when.dateTime = new Date(o.created_at).toISOString();
+      when.textContent = date(o.created_at);
       const st = document.createElement('span');
       st.dataset.test = 'order-state';
       st.textContent = orderLabel(o);
-      li.append(what, st);
+      li.append(what, when, st);
       const details = [];
-      if (o.refunded_minor > 0) details.push(`${money(o.refunded_minor, o.currency)} refunded`);
+      if (o.refunded_minor > 0) details.push(t('watch.refunded', { amount: money(o.refunded_minor, o.currency) }));
       if (o.shipment) details.push(`${o.shipment.carrier}: ${o.shipment.tracking_number}`);
       if (details.length) {
         const d = document.createElement('span');
@@ -288,35 +268,33 @@
   // The hold becomes an order, paid in Haul's checkout widget (an overlay,
   // or a new tab on small screens) while this page stays live: the purchase
   // shows up here like anywhere, and a failed payment's unit comes back.
-  const OUTCOMES = {
-    failed: 'The payment did not go through; the item is back on sale.',
-    expired: 'Your hold ran out before the payment; the item is back on sale.',
-    cancelled: 'The order was cancelled.',
-  };
+  const OUTCOMES = ['failed', 'expired', 'cancelled'];
   function offerPayment(offerId, holdId) {
     const box = $('[data-test=result]');
     const button = document.createElement('button');
     button.type = 'button';
     button.className = 'buy';
     button.dataset.test = 'pay';
-    button.textContent = 'Pay now';
+    button.textContent = t('watch.pay_now');
     button.addEventListener('click', async () => {
       button.disabled = true;
       try {
         const r = await fetch(`/v1/offers/${encodeURIComponent(offerId)}/holds/${encodeURIComponent(holdId)}/order`,
           { method: 'POST', headers: { authorization: `Bearer ${live.bearer}` } });
         const o = await r.json();
-        if (!r.ok) throw new Error((o.error && o.error.message) || 'could not make the order');
+        if (!r.ok) throw new Error((o.error && o.error.message) || t('watch.could_not_order'));
         loadMyOrders();
         window.Haul.checkout({
           session: o.checkout_session,
-          onSuccess: () => showResult('ok', 'Paid — it\'s yours. Thank you!'),
-          onFailure: (state) => showResult('error', OUTCOMES[state] || `The payment ended: ${state}.`),
+          locale: window.HaulText.lang,
+          onSuccess: () => showResult('ok', t('watch.paid')),
+          onFailure: (state) => showResult('error',
+            OUTCOMES.includes(state) ? t(`watch.outcome.${state}`) : t('watch.outcome.other', { state })),
           onClose: () => { button.disabled = false; },
         });
       } catch (e) {
         button.disabled = false;
-        showResult('error', `Could not start the payment: ${e.message || e}`);
+        showResult('error', t('watch.could_not_pay', { why: e.message || e }));
         box.append(' ', button);
       }
     });
@@ -333,14 +311,16 @@
     try {
       const r = await live.rpc('reserve', { offer_id: offerId, quantity: 1, request_id: requestId });
       const secs = Math.max(1, Math.round((r.hold.expires_at - serverNow()) / 1000));
-      const span = secs < 120 ? `${secs} s` : `${Math.round(secs / 60)} min`;
-      showResult('ok', `It's yours for ${span} — complete checkout to keep it.`);
+      const span = secs < 120 ? t('watch.seconds', { n: secs }) : t('watch.minutes', { n: Math.round(secs / 60) });
+      showResult('ok', t('watch.held', { span }));
       offerPayment(offerId, r.hold.id);
       const o = state.offers.get(offerId);
       if (o && typeof r.units_left === 'number') o.left = Math.min(o.left, r.units_left);
     } catch (e) {
       const code = e.code === 111 ? 'too_many_requests' : e.message;
-      showResult('error', REFUSALS[code] || `Could not reserve: ${e.message || 'connection lost'}`);
+      const lost = !e.message || ['connection lost', 'not connected', 'timeout'].includes(e.message);
+      showResult('error', REFUSALS.includes(code) ? t(`watch.refusal.${code}`)
+        : t('watch.could_not_reserve', { why: lost ? t('watch.connection_lost') : e.message }));
     } finally {
       buying.delete(offerId);
       render();
@@ -426,7 +406,7 @@
           }
           this.position = { epoch: r.epoch, offset: r.offset };
           this.attempt = 0;
-          this.status('live', 'Live');
+          this.status('live', t('watch.live'));
         } catch (e) {
           if (e.code === 109) { try { localStorage.removeItem('haul.viewer'); } catch { /* fine */ } }
           ws.close();
@@ -448,7 +428,7 @@
         // An anonymous token the server refuses (3500) is replaced; a given one is not.
         if ((ev.code >= 3500 && ev.code < 4000) || (ev.code >= 4500 && ev.code < 5000)) {
           const given = new URLSearchParams(location.search).has('token');
-          if (ev.code !== 3500 || given) { this.status('failed', `Disconnected: ${ev.reason || ev.code}`); return; }
+          if (ev.code !== 3500 || given) { this.status('failed', t('watch.disconnected', { why: ev.reason || ev.code })); return; }
           try { localStorage.removeItem('haul.viewer'); } catch { /* fine */ }
         }
         this.retry();
@@ -459,7 +439,7 @@
       this.attempt += 1;
       const base = Math.min(10000, 300 * 2 ** Math.min(this.attempt, 6));
       const wait = base / 2 + Math.random() * base / 2;
-      this.status('reconnecting', 'Reconnecting…');
+      this.status('reconnecting', t('watch.reconnecting'));
       setTimeout(() => this.start(), wait);
     }
 

@@ -2,6 +2,8 @@
  *    <script src="https://HAUL/widget.js"></script>
  *  then open a checkout session your backend made (or one from signed parameters):
  *    Haul.checkout({ session: 'cs_…', onSuccess(state) {}, onFailure(state) {}, onClose() {} });
+ *  `locale: 'ru'` (or 'en') makes the checkout speak that language; without
+ *  it, the checkout follows the buyer's browser, then the seller's default.
  *  It opens Haul's checkout page in an overlay frame (a new tab on small
  *  screens) and calls you back once with the outcome, read from the server:
  *  closed while a payment runs, it waits for that payment's end; on a page
@@ -13,12 +15,23 @@
   'use strict';
   var script = document.currentScript;
   var base = new URL(script && script.src ? script.src : '/', location.href).origin;
+  // The few words the overlay itself says, in the checkout's language.
+  var WORDS = {
+    en: { frame: 'Checkout', close: 'Close the checkout' },
+    ru: { frame: 'Оформление заказа', close: 'Закрыть оформление заказа' }
+  };
 
   function checkout(opts) {
     if (!opts || typeof opts.session !== 'string' || !/^cs_[A-Za-z0-9]{1,40}$/.test(opts.session)) {
       throw new Error('Haul.checkout: give { session: "cs_…" }');
     }
-    var url = base + '/checkout/' + opts.session + '?origin=' + encodeURIComponent(location.origin);
+    if (opts.locale !== undefined && !Object.prototype.hasOwnProperty.call(WORDS, opts.locale)) {
+      throw new Error('Haul.checkout: locale is one of ' + Object.keys(WORDS).join(', '));
+    }
+    var url = base + '/checkout/' + opts.session + '?origin=' + encodeURIComponent(location.origin)
+      + (opts.locale ? '&lang=' + opts.locale : '');
+    var lang = opts.locale || (/^ru\b/i.test(navigator.language || '') ? 'ru' : 'en');
+    var words = WORDS[lang];
     var small = window.matchMedia && window.matchMedia('(max-width: 600px)').matches;
     var overlay = null;
     var tab = null;
@@ -96,7 +109,7 @@
     s.display = 'flex'; s.alignItems = 'center'; s.justifyContent = 'center';
     var frame = document.createElement('iframe');
     frame.src = url;
-    frame.title = 'Checkout';
+    frame.title = words.frame;
     frame.setAttribute('allow', 'payment');
     var f = frame.style;
     f.width = 'min(480px, 100vw)'; f.height = 'min(720px, 100vh)'; f.border = '0'; f.borderRadius = '12px';
@@ -106,7 +119,7 @@
     var close = document.createElement('button');
     close.type = 'button';
     close.textContent = '\u00d7';
-    close.setAttribute('aria-label', 'Close the checkout');
+    close.setAttribute('aria-label', words.close);
     close.setAttribute('data-haul-close', '');
     var c = close.style;
     c.position = 'absolute'; c.top = '12px'; c.right = '12px'; c.width = '40px'; c.height = '40px';

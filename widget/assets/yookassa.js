@@ -5,6 +5,7 @@
 'use strict';
 
 (() => {
+  const { t, lang } = window.HaulText;
   const state = document.querySelector('[data-test=state]');
   const back = document.querySelector('meta[name=haul-return]').content;
   const token = new URLSearchParams(location.search).get('token') || '';
@@ -13,17 +14,17 @@
     state.textContent = text;
   };
   if (!/^[A-Za-z0-9_-]{1,200}$/.test(token)) {
-    fail('This payment link is incomplete.');
+    fail(t('yookassa.incomplete'));
     return;
   }
   if (typeof window.YooMoneyCheckoutWidget !== 'function') {
-    fail('The YooKassa payment form could not be loaded. Go back to choose another way to pay.');
+    fail(t('yookassa.not_loaded'));
     return;
   }
   const form = new window.YooMoneyCheckoutWidget({
     confirmation_token: token,
     return_url: back,
-    error_callback: () => fail('YooKassa could not show the payment form.'),
+    error_callback: () => fail(t('yookassa.failed')),
   });
   form.render('payment-form');
 })();

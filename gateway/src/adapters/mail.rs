@@ -19,6 +19,7 @@ use payments::mail::{self, Due, Sent};
 use secrecy::ExposeSecret;
 use sha2::Sha256;
 use tokio::sync::watch;
+use widget::Locale;
 
 use crate::config::Config;
 use crate::state::AppState;
@@ -62,36 +63,39 @@ pub fn opt_out_signature(secret: &str, seller: &str, email: &str) -> String {
         .collect()
 }
 
-fn opt_out_url(s: &AppState, seller: &str, email: &str) -> String {
+fn opt_out_url(s: &AppState, seller: &str, email: &str, locale: Locale) -> String {
     let sig = opt_out_signature(s.token_secret.expose_secret(), seller, email);
     let q: String = form_urlencoded::Serializer::new(String::new())
         .append_pair("seller", seller)
         .append_pair("email", &email.to_lowercase())
         .append_pair("sig", &sig)
+        .append_pair("lang", locale.tag())
         .finish();
     format!("{}/mail/opt-out?{q}", s.public_url)
 }
 
-/// An amount in major units with its currency (`1490.00 RUB`).
-fn amount(minor: i64, currency: &str) -> String {
-    let digits = streams::money::Currency::parse(currency).map_or(2, |c| u32::from(c.exponent()));
-    if digits == 0 {
-        return format!("{minor} {currency}");
-    }
-    let scale = 10_i64.pow(digits);
-    format!(
-        "{}.{:0width$} {currency}",
-        minor / scale,
-        (minor % scale).abs(),
-        width = digits as usize
-    )
+/// An amount as the buyer's language writes it (`1 490,00 ₽`, `₽1,490.00`).
+fn amount(locale: Locale, minor: i64, currency: &str) -> String {
+    let digits = streams::money::Currency::parse(currency).map_or(2, |c| c.exponent());
+    locale.money(minor, digits, currency)
 }
 
-async fn values(s: &AppState, due: &Due) -> BTreeMap<&'static str, String> {
+/// The language of an order's emails: the one its checkout spoke, else
+/// the seller's default.
+async fn locale_of(s: &AppState, due: &Due, session: Option<&payments::checkout::Session>) -> Locale {
+    match session.and_then(|cs| cs.locale.as_deref()).and_then(Locale::parse) {
+        Some(l) => l,
+        None => crate::http::extract::Language::seller_default(s, &due.seller_id).await,
+    }
+}
+
+async fn values(s: &AppState, due: &Due) -> (Locale, BTreeMap<&'static str, String>) {
     let d = &due.data;
     let text = |k: &str| d.get(k).and_then(|v| v.as_str()).unwrap_or("").to_owned();
+    let session = s.payments.session_of_order(&due.order_id).await.ok().flatten();
+    let locale = locale_of(s, due, session.as_ref()).await;
     let currency = text("currency");
-    let minor = |k: &str| amount(d.get(k).and_then(|v| v.as_i64()).unwrap_or(0), &currency);
+    let minor = |k: &str| amount(locale, d.get(k).and_then(|v| v.as_i64()).unwrap_or(0), &currency);
     let shop = sqlx::query_scalar::<_, String>("SELECT name FROM sellers WHERE id = $1")
         .bind(&due.seller_id)
         .fetch_optional(&s.pool)
@@ -99,13 +103,9 @@ async fn values(s: &AppState, due: &Due) -> BTreeMap<&'static str, String> {
         .ok()
         .flatten()
         .unwrap_or_else(|| "the shop".into());
-    let receipt = s
-        .payments
-        .session_of_order(&due.order_id)
-        .await
-        .ok()
-        .flatten()
-        .map(|cs| format!("{}/checkout/{}", s.public_url, cs.id))
+    let receipt = session
+        .as_ref()
+        .map(|cs| format!("{}/checkout/{}?lang={locale}", s.public_url, cs.id))
         .unwrap_or_default();
     let mut v = BTreeMap::new();
     v.insert("shop", shop);
@@ -116,8 +116,8 @@ async fn values(s: &AppState, due: &Due) -> BTreeMap<&'static str, String> {
     v.insert("carrier", text("carrier"));
     v.insert("tracking_number", text("tracking_number"));
     v.insert("receipt_url", receipt);
-    v.insert("opt_out_url", opt_out_url(s, &due.seller_id, &due.to));
-    v
+    v.insert("opt_out_url", opt_out_url(s, &due.seller_id, &due.to, locale));
+    (locale, v)
 }
 
 /// Renders and sends one email.
@@ -127,7 +127,8 @@ async fn send_one(s: &AppState, sender: &Sender, due: &Due) -> Sent {
         Ok(false) => {}
         Err(e) => return Sent::Failed(format!("the opt-outs could not be read: {e}")),
     }
-    let Some((default_subject, default_body)) = mail::default_template(&due.kind) else {
+    let (locale, v) = values(s, due).await;
+    let Some((default_subject, default_body)) = mail::default_template(&due.kind, locale) else {
         return Sent::Failed(format!("no template for {}", due.kind));
     };
     let (subject, body) = match mail::template(&s.pool, &due.seller_id, &due.kind).await {
@@ -135,7 +136,6 @@ async fn send_one(s: &AppState, sender: &Sender, due: &Due) -> Sent {
         Ok(None) => (default_subject.to_owned(), default_body.to_owned()),
         Err(e) => return Sent::Failed(format!("the template could not be read: {e}")),
     };
-    let v = values(s, due).await;
     let subject = mail::render(&subject, &v).replace(['\r', '\n'], " ");
     let body = mail::render(&body, &v);
     let (Ok(from), Ok(to)) = (s.config.mail_from.parse::<Mailbox>(), due.to.parse::<Mailbox>()) else {

@@ -1,5 +1,6 @@
 //! Extractors that answer in Haul's error format: JSON bodies, path ids,
-//! seller API keys, viewer tokens and the client address.
+//! seller API keys, viewer tokens, the client address and the buyer's
+//! language.
 
 use secrecy::ExposeSecret;
 use std::net::{IpAddr, SocketAddr};
@@ -10,6 +11,7 @@ use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use serde::de::DeserializeOwned;
 use streams::ids::{BuyerId, SellerId};
+use widget::Locale;
 
 use crate::http::error::ApiError;
 use crate::state::AppState;
@@ -167,5 +169,57 @@ impl FromRequestParts<AppState> for ClientAddr {
             .map(|ci| ci.0.ip())
             .ok_or_else(|| ApiError::Internal("no peer address on the request".into()))?;
         Ok(ClientAddr(peer))
+    }
+}
+
+/// What a buyer's request says of the language they read: the one picked
+/// on the page (`?lang=`) and the browser's `Accept-Language`. Never
+/// refuses: a tag Haul does not speak is no preference.
+#[derive(Debug, Clone, Default)]
+pub struct Language {
+    picked: Option<Locale>,
+    accept: Option<Locale>,
+}
+
+impl Language {
+    /// The page's language: the buyer's pick, then the purchase's
+    /// (`recorded`), the browser's, the seller's default.
+    pub fn choose(&self, recorded: Option<&str>, seller: Locale) -> Locale {
+        self.picked
+            .or_else(|| recorded.and_then(Locale::parse))
+            .or(self.accept)
+            .unwrap_or(seller)
+    }
+
+    /// The seller's default language, read fresh enough for a page
+    /// (English when it cannot be read: a page still shows).
+    pub async fn seller_default(state: &AppState, seller: &str) -> Locale {
+        match SellerId::parse(seller) {
+            Ok(id) => state
+                .sellers
+                .settings_fresh(&id)
+                .await
+                .map(|s| s.locale)
+                .unwrap_or_default(),
+            Err(_) => Locale::default(),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Language {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let picked = parts.uri.query().and_then(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "lang")
+                .and_then(|(_, v)| Locale::parse(&v))
+        });
+        let accept = parts
+            .headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(Locale::from_accept_language);
+        Ok(Language { picked, accept })
     }
 }

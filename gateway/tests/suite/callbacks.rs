@@ -336,7 +336,7 @@ async fn the_sandbox_page_pays_through_duplicated_reordered_callbacks(env: Env) 
         .to_str()
         .unwrap()
         .contains("default-src 'none'"));
-    assert!(page.text().await.unwrap().contains("1490.00 RUB"));
+    assert!(page.text().await.unwrap().contains("Pay ₽1,490.00"));
     // A number that is not a card is refused and never echoed.
     let (st, text) = submit_card(&app, redirect, "4242424242424241").await;
     assert_eq!(st, StatusCode::BAD_REQUEST);

@@ -62,6 +62,28 @@ async fn message(dir: &Path, n: usize) -> String {
     }
 }
 
+/// The one message in `dir` not in `seen` (which it joins), waiting up to
+/// 15 s; file names are random, so order comes from what was there before.
+async fn new_message(dir: &Path, seen: &mut Vec<PathBuf>) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let fresh: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect::<Vec<_>>())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "eml") && !seen.contains(p))
+            .collect();
+        assert!(fresh.len() <= 1, "more than one new email: {fresh:?}");
+        if let Some(p) = fresh.into_iter().next() {
+            let text = std::fs::read_to_string(&p).unwrap();
+            seen.push(p);
+            return text;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no new email came");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn count(dir: &Path) -> usize {
     std::fs::read_dir(dir)
         .map(|d| {
@@ -133,7 +155,7 @@ async fn buyers_are_told_by_email_through_a_real_smtp_server(env: Env) {
         "{paid}"
     );
     assert!(paid.contains("your order is paid"), "{paid}");
-    assert!(paid.contains("1490.00 RUB"), "{paid}");
+    assert!(paid.contains("Paid: ₽1,490.00"), "{paid}");
     assert!(
         paid.contains(&format!("{}/checkout/{session}", app.base)),
         "the receipt link: {paid}"
@@ -262,10 +284,146 @@ async fn without_smtp_the_emails_are_written_to_the_data_directory(env: Env) {
     )
     .await;
     let refunded = message(&dir, 2).await;
-    assert!(refunded.contains("has refunded 490.00 RUB"), "{refunded}");
+    assert!(refunded.contains("has refunded ₽490.00 of your order"), "{refunded}");
+}
+
+/// A message's subject and body as a person reads them, whatever transfer
+/// encoding the mailer chose (quoted-printable or base64 for the body, an
+/// RFC 2047 encoded-word for a subject that is not ASCII).
+fn readable(raw: &str) -> (String, String) {
+    use base64::Engine;
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((raw, ""));
+    let head = head.replace("\r\n ", " ").replace("\r\n\t", " ");
+    let header = |name: &str| {
+        head.lines()
+            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
+            .unwrap_or_default()
+    };
+    let b64 = |s: &str| {
+        let clean: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(clean).unwrap()).unwrap()
+    };
+    // White space between two encoded words is not text; any other is.
+    let mut subject = String::new();
+    let mut encoded_before = false;
+    for word in header("Subject:").split_whitespace() {
+        let lower = word.to_ascii_lowercase();
+        let encoded = (lower.starts_with("=?utf-8?b?") || lower.starts_with("=?utf-8?q?")) && word.ends_with("?=");
+        let joined = encoded && encoded_before;
+        if !subject.is_empty() && !joined {
+            subject.push(' ');
+        }
+        match lower.get(..10).unwrap_or("") {
+            "=?utf-8?b?" if encoded => subject.push_str(&b64(&word[10..word.len() - 2])),
+            "=?utf-8?q?" if encoded => subject.push_str(&decode(&word[10..word.len() - 2].replace('_', " "))),
+            _ => subject.push_str(word),
+        }
+        encoded_before = encoded;
+    }
+    let body = match header("Content-Transfer-Encoding:").to_ascii_lowercase().as_str() {
+        "base64" => b64(body),
+        "quoted-printable" => decode(body),
+        _ => body.to_owned(),
+    };
+    (subject, body)
+}
+
+/// The buyer's emails speak the language they paid in (the checkout
+/// page's), else the seller's default; amounts as that language writes
+/// them; the opt-out page follows the email's language.
+async fn emails_speak_the_buyers_language(env: Env) {
+    let app = TestApp::start(&env, &[]).await;
+    let dir = Path::new(&env.data_dir).join("mail");
+    let pay = async |locale: Option<&str>| {
+        let session = common::checkout_session(&app, 149_000, "RUB").await;
+        let mut body = json!({ "acquirer": "sandbox" });
+        if let Some(l) = locale {
+            body["locale"] = json!(l);
+        }
+        let (st, attempt) = app
+            .call(
+                Method::POST,
+                &format!("/v1/checkout/sessions/{session}/attempts"),
+                None,
+                Some(body),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{attempt}");
+        common::pay_on_sandbox_page(&app, attempt["redirect_url"].as_str().unwrap()).await;
+        common::session_state_until(&app, &session, "succeeded").await;
+        session
+    };
+    // A language Haul does not speak is refused by name.
+    let session = common::checkout_session(&app, 1_000, "RUB").await;
+    let (st, v) = app
+        .call(
+            Method::POST,
+            &format!("/v1/checkout/sessions/{session}/attempts"),
+            None,
+            Some(json!({ "acquirer": "sandbox", "locale": "de" })),
+        )
+        .await;
+    assert_eq!(
+        (st, v["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("locale")),
+        "{v}"
+    );
+
+    let session = pay(Some("ru")).await;
+    let mut seen = Vec::new();
+    let (subject, body) = readable(&new_message(&dir, &mut seen).await);
+    assert!(subject.ends_with(": заказ оплачен"), "{subject}");
+    assert!(body.contains("Оплачено: 1\u{a0}490,00\u{a0}₽"), "{body}");
+    assert!(
+        body.contains(&format!("/checkout/{session}?lang=ru")),
+        "the receipt in Russian: {body}"
+    );
+    let opt_out = link(&body, &format!("{}/mail/opt-out?", app.base));
+    assert!(opt_out.ends_with("&lang=ru"), "{opt_out}");
+    let page = app.http.get(&opt_out).send().await.unwrap();
+    assert_eq!(page.headers()["content-language"], "ru");
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("<html lang=\"ru\">") && html.contains("Отписаться"),
+        "{html}"
+    );
+
+    // Paid in English while the seller's default is Russian: English.
+    let (st, v) = app
+        .seller(Method::PATCH, "/v1/settings", Some(json!({ "locale": "ru" })))
+        .await;
+    assert_eq!((st, v["locale"].as_str()), (StatusCode::OK, Some("ru")), "{v}");
+    let (st, v) = app
+        .seller(Method::PATCH, "/v1/settings", Some(json!({ "locale": "fr" })))
+        .await;
+    assert_eq!(
+        (st, v["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("locale")),
+        "{v}"
+    );
+    pay(Some("en")).await;
+    let (subject, body) = readable(&new_message(&dir, &mut seen).await);
+    assert!(subject.ends_with(": your order is paid"), "{subject}");
+    assert!(body.contains("Paid: ₽1,490.00"), "{body}");
+    // No language recorded (a backend started the payment): the seller's.
+    pay(None).await;
+    let (subject, _) = readable(&new_message(&dir, &mut seen).await);
+    assert!(subject.ends_with(": заказ оплачен"), "{subject}");
+    // The seller sees its defaults in its own language.
+    let (_, t) = app.seller(Method::GET, "/v1/mail-templates", None).await;
+    assert_eq!(t["data"][0]["locale"], "ru", "{t}");
+    assert!(
+        t["data"][0]["subject"].as_str().unwrap().contains("заказ оплачен"),
+        "{t}"
+    );
 }
 
 crate::on_both_backends!(buyers_are_told_by_email_through_a_real_smtp_server);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emails_speak_the_buyers_language_on_the_embedded_backend() {
+    emails_speak_the_buyers_language(Env::embedded().await).await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_smtp_emails_are_written_on_the_embedded_backend() {

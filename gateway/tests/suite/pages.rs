@@ -15,19 +15,16 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-async fn the_viewer_page_sells_live_in_a_real_browser(env: Env) {
-    let app = TestApp::start(&env, &[]).await;
+/// A live stream titled `title` with a pinned lot and a draft offer of it
+/// (5 units at 3 490 ₽, one per buyer, held 5 min): (stream, offer).
+async fn live_stream_with_offer(app: &TestApp, title: &str, lot: Value, duration_seconds: i64) -> (String, String) {
     let (_, s) = app
-        .seller(Method::POST, "/v1/streams", Some(json!({ "title": "Sale" })))
+        .seller(Method::POST, "/v1/streams", Some(json!({ "title": title })))
         .await;
     let sid = common::text(&s, "id");
     app.seller(Method::POST, &format!("/v1/streams/{sid}/live"), None).await;
     let (_, lot) = app
-        .seller(
-            Method::POST,
-            &format!("/v1/streams/{sid}/lots"),
-            Some(json!({ "title": "Kettle", "description": "1.7 l, steel" })),
-        )
+        .seller(Method::POST, &format!("/v1/streams/{sid}/lots"), Some(lot))
         .await;
     let lid = common::text(&lot, "id");
     let (st, _) = app.seller(Method::POST, &format!("/v1/lots/{lid}/pin"), None).await;
@@ -38,12 +35,18 @@ async fn the_viewer_page_sells_live_in_a_real_browser(env: Env) {
             &format!("/v1/lots/{lid}/offers"),
             Some(
                 json!({ "price_minor": 349000, "currency": "RUB", "quantity": 5, "per_buyer_limit": 1,
-                         "duration_seconds": 60, "hold_ttl_seconds": 300 }),
+                          "duration_seconds": duration_seconds, "hold_ttl_seconds": 300 }),
             ),
         )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{offer}");
-    let oid = common::text(&offer, "id");
+    (sid, common::text(&offer, "id"))
+}
+
+async fn the_viewer_page_sells_live_in_a_real_browser(env: Env) {
+    let app = TestApp::start(&env, &[]).await;
+    let lot = json!({ "title": "Kettle", "description": "1.7 l, steel" });
+    let (sid, oid) = live_stream_with_offer(&app, "Sale", lot, 60).await;
 
     let mut browser = Browser::start("watch.mjs", &[&app.base, &sid, &oid, &app.key, "5"], &sid);
     let mut app = Some(app);
@@ -677,7 +680,11 @@ async fn the_checkout_page_asks_details_and_delivery_in_a_real_browser(env: Env)
         "1 490 + 300 delivery: {given}"
     );
     assert_eq!(given["lines"], 2, "{given}");
-    assert!(given["summary"].as_str().unwrap().contains("+79001234567"), "{given}");
+    // Kept in E.164, shown as it is written at home.
+    assert!(
+        given["summary"].as_str().unwrap().contains("+7 900 123-45-67"),
+        "{given}"
+    );
     assert!(step(&steps, "paid").unwrap().as_str().unwrap().contains("Paid"));
     let again = session("r2").await;
     let steps = Browser::start("details.mjs", &[&again, "again"], "details-again")
@@ -690,6 +697,111 @@ async fn the_checkout_page_asks_details_and_delivery_in_a_real_browser(env: Env)
                      "courier": true, "save": true })
         )
     );
+}
+
+/// The buyer's pages speak the buyer's language: Russian from a Russian
+/// browser through watch, checkout and the sandbox's card page (amounts as
+/// Russian writes them, the same on the server's page as in the browser's),
+/// English from an English one though the seller's default is Russian, the
+/// seller's default for a language Haul does not speak, and the buyer's own
+/// pick over all of them.
+async fn the_buyers_pages_speak_their_language_in_a_real_browser(env: Env) {
+    let app = TestApp::start(&env, &[]).await;
+    let (st, v) = app
+        .seller(Method::PATCH, "/v1/settings", Some(json!({ "locale": "ru" })))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (sid, oid) = live_stream_with_offer(&app, "Распродажа", json!({ "title": "Чайник" }), 600).await;
+    let (st, _) = app.seller(Method::POST, &format!("/v1/offers/{oid}/start"), None).await;
+    assert_eq!(st, StatusCode::OK);
+
+    // The server chooses: Content-Language and <html lang> say which.
+    let watch = format!("{}/watch/{sid}", app.base);
+    for (accept, want) in [
+        ("ru-RU,ru;q=0.9", "ru"),
+        ("en-GB,en;q=0.8", "en"),
+        ("de-DE", "ru"),
+        ("*", "ru"),
+    ] {
+        let r = app
+            .http
+            .get(&watch)
+            .header("accept-language", accept)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.headers()["content-language"], want, "{accept}");
+        assert_eq!(r.headers()["vary"], "Accept-Language");
+        assert!(
+            r.text().await.unwrap().contains(&format!("<html lang=\"{want}\">")),
+            "{accept}"
+        );
+    }
+    let r = app
+        .http
+        .get(format!("{watch}?lang=en"))
+        .header("accept-language", "ru")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-language"], "en");
+
+    let steps = Browser::start("language.mjs", &[&app.base, &sid], "language")
+        .run_out()
+        .await;
+    let nbsp = |s: &str| s.replace('\u{a0}', " ");
+    let ru = step(&steps, "ru_watch").unwrap();
+    assert_eq!(
+        ru,
+        json!({ "lang": "ru", "price": "3\u{a0}490,00\u{a0}₽", "left": "Осталось: 5", "buy": "Купить",
+                 "status": "В эфире", "badge": "ЭФИР" })
+    );
+    assert!(
+        nbsp(step(&steps, "ru_held").unwrap().as_str().unwrap()).starts_with("Товар отложен для вас на 5 мин"),
+        "{steps:?}"
+    );
+    let checkout = step(&steps, "ru_checkout").unwrap();
+    assert_eq!(
+        checkout,
+        json!({ "frame_title": "Оформление заказа", "lang": "ru", "heading": "Оформление заказа",
+                 "total": "3\u{a0}490,00\u{a0}₽", "pay": "Оплатить картой (тестовый режим)",
+                 "back": "Вернуться в магазин" })
+    );
+    // The card page is the server's: its amount reads as the browser's does.
+    let card = step(&steps, "ru_card_page").unwrap();
+    assert_eq!(card["lang"], "ru");
+    assert_eq!(
+        card["button"],
+        format!("Оплатить {}", checkout["total"].as_str().unwrap()),
+        "{card}"
+    );
+    assert_eq!(card["heading"], card["button"]);
+    assert_eq!(step(&steps, "ru_paid").unwrap(), "Оплачено — товар ваш. Спасибо!");
+    let mine = step(&steps, "ru_my_order").unwrap();
+    assert_eq!(mine["heading"], "Мои заказы");
+    assert_eq!(mine["amount"], "3\u{a0}490,00\u{a0}₽");
+    assert_eq!(mine["state"], "Оплачен");
+    // A Russian date: a day, a Russian month, a year with "г.", a time.
+    let date = nbsp(mine["date"].as_str().unwrap());
+    let months = [
+        "янв", "февр", "мар", "апр", "мая", "июн", "июл", "авг", "сент", "окт", "нояб", "дек",
+    ];
+    assert!(
+        months.iter().any(|m| date.contains(m)) && date.contains(" г.") && date.contains(':'),
+        "{date}"
+    );
+
+    assert_eq!(
+        step(&steps, "en_watch").unwrap(),
+        json!({ "lang": "en", "price": "₽3,490.00", "left": "4 left", "buy": "Buy", "status": "Live", "badge": "LIVE" })
+    );
+    assert_eq!(step(&steps, "de_watch").unwrap()["lang"], "ru", "the seller's default");
+    assert_eq!(step(&steps, "de_picked_en").unwrap()["buy"], "Buy", "the buyer's pick");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_buyers_pages_speak_their_language_on_the_embedded_backend() {
+    the_buyers_pages_speak_their_language_in_a_real_browser(Env::embedded().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -174,17 +174,27 @@ async fn a_checkout_pays_through_tbank_and_refunds_through_cancel(env: Env) {
         .call(Method::GET, &format!("/v1/checkout/sessions/{cs}/status"), None, None)
         .await;
     assert_eq!(status["acquirers"], json!(["tbank", "sandbox"]));
-    let (st, attempt) = pay(&app, &cs, "tbank").await;
+    // The buyer's page speaks Russian: so does the bank's form.
+    let (st, attempt) = app
+        .call(
+            Method::POST,
+            &format!("/v1/checkout/sessions/{cs}/attempts"),
+            None,
+            Some(json!({ "acquirer": "tbank", "locale": "ru" })),
+        )
+        .await;
     assert_eq!(st, StatusCode::CREATED, "{attempt}");
     let redirect = common::text(&attempt, "redirect_url");
     assert!(redirect.starts_with(&emu.base), "{redirect}");
-    // The bank received a signed Init with the 54-FZ receipt.
+    // The bank received a signed Init with the 54-FZ receipt and the
+    // buyer's language.
     let (payment_id, p) = emu.payments_of("ShopTerminal").pop().unwrap();
     assert_eq!(
         (p.amount, p.order_id.as_str()),
         (259_000, attempt["id"].as_str().unwrap())
     );
     assert_eq!(p.receipt.as_ref().unwrap()["Items"][0]["Tax"], "vat20");
+    assert_eq!(p.language.as_deref(), Some("ru"));
     assert_eq!(submit_card(&app, &redirect, GOOD_CARD).await.0, StatusCode::OK);
     let paid = state_until(&app, &cs, "succeeded").await;
     // Four notifications arrived (two statuses, each twice, the first round

@@ -237,6 +237,14 @@ impl Acquirer for Site {
         if let Some(p) = charge.phone {
             body["Phone"] = p.into();
         }
+        // The payment page's language.
+        if let Some(l) = charge.locale {
+            body["CultureName"] = match l {
+                widget::Locale::Ru => "ru-RU",
+                widget::Locale::En => "en-US",
+            }
+            .into();
+        }
         if let Some(r) = receipt(self, charge) {
             body["JsonData"] = json!({ "CloudPayments": { "CustomerReceipt": r } });
         }
@@ -564,6 +572,7 @@ mod tests {
             success_url: "https://h/s",
             fail_url: "https://h/f",
             notification_url: "https://h/n",
+            locale: None,
         };
         let call = site().init(&charge);
         let Body::Json(body) = &call.body else {

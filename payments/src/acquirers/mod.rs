@@ -36,6 +36,9 @@ pub struct Charge<'a> {
     pub success_url: &'a str,
     pub fail_url: &'a str,
     pub notification_url: &'a str,
+    /// The language the buyer reads, for the bank's own page; `None`: the
+    /// bank's default.
+    pub locale: Option<widget::Locale>,
 }
 
 /// What creating a payment at a bank came to.

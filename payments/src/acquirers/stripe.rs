@@ -146,6 +146,10 @@ impl Acquirer for Account {
         if let Some(e) = charge.email {
             f.push(("customer_email".into(), e.into()));
         }
+        // The hosted page's language.
+        if let Some(l) = charge.locale {
+            f.push(("locale".into(), l.tag().into()));
+        }
         self.call(
             Method::Post,
             "/v1/checkout/sessions".into(),

@@ -122,6 +122,10 @@ pub fn init_body(terminal: &Terminal, charge: &Charge<'_>) -> Value {
     f.insert("NotificationURL".into(), charge.notification_url.into());
     f.insert("SuccessURL".into(), charge.success_url.into());
     f.insert("FailURL".into(), charge.fail_url.into());
+    // The payment form's language (T-Bank speaks `ru` and `en`).
+    if let Some(l) = charge.locale {
+        f.insert("Language".into(), l.tag().into());
+    }
     let mut body = signed(terminal, f);
     if let Some(r) = receipt(terminal, charge) {
         body["Receipt"] = r;
@@ -549,6 +553,7 @@ mod tests {
             success_url: "https://haul.example/checkout/cs_1?return=1",
             fail_url: "https://haul.example/checkout/cs_1?return=1",
             notification_url: "https://haul.example/v1/callbacks/tbank",
+            locale: Some(widget::Locale::En),
         };
         let body = init_body(&t, &charge);
         let fields = body.as_object().unwrap();
@@ -557,6 +562,8 @@ mod tests {
             token(fields, t.password.expose_secret())
         );
         assert_eq!(body["Receipt"]["Items"][0]["Amount"], 100_000);
+        // The form's language is signed with the rest.
+        assert_eq!(body["Language"], "en");
         assert_eq!(body["Receipt"]["Taxation"], "usn_income");
         assert_eq!(body["Receipt"]["Email"], "buyer@example.com");
     }

@@ -190,6 +190,14 @@ impl Acquirer for Shop {
             "description": charge.description.chars().take(128).collect::<String>(),
             "metadata": { "haul_attempt": charge.reference },
         });
+        // The payment form's language.
+        if let Some(l) = charge.locale {
+            body["confirmation"]["locale"] = match l {
+                widget::Locale::Ru => "ru_RU",
+                widget::Locale::En => "en_US",
+            }
+            .into();
+        }
         if let Some(r) = receipt(self, charge) {
             body["receipt"] = r;
         }
@@ -439,10 +447,12 @@ mod tests {
             success_url: "https://h/back",
             fail_url: "https://h/back",
             notification_url: "https://h/n",
+            locale: Some(widget::Locale::Ru),
         };
         let call = shop().init(&charge);
         let Body::Json(b) = &call.body else { panic!("JSON") };
         assert_eq!(b["amount"], json!({ "value": "21.00", "currency": "RUB" }));
+        assert_eq!(b["confirmation"]["locale"], "ru_RU");
         assert_eq!(b["capture"], false);
         assert_eq!(b["receipt"]["items"][0]["vat_code"], 4);
         assert_eq!(b["receipt"]["items"][0]["amount"]["value"], "10.50");

@@ -246,6 +246,7 @@ mod tests {
             success_url: "http://x/ok",
             fail_url: "http://x/fail",
             notification_url: "http://x/n",
+            locale: None,
         };
         assert!(matches!(
             init(&t, &bank, &charge).await,

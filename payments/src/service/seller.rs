@@ -319,6 +319,13 @@ impl Payments {
             .map_err(Error::unavailable)
     }
 
+    /// Records the language the buyer pays in (see [`checkout::set_locale`]).
+    pub async fn set_session_locale(&self, session: &str, locale: widget::Locale) -> Result<()> {
+        checkout::set_locale(&self.pool, session, locale)
+            .await
+            .map_err(Error::unavailable)
+    }
+
     /// A session's order as it stands now: an open session past its time
     /// expires (and its order with it) when read. A stream purchase's
     /// session lives as long as its hold instead, which the sweeper expires.

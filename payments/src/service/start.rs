@@ -47,6 +47,7 @@ pub struct ChargeParts {
     back: String,
     description: String,
     notification_url: String,
+    locale: Option<widget::Locale>,
 }
 
 impl ChargeParts {
@@ -64,6 +65,7 @@ impl ChargeParts {
             success_url: &self.back,
             fail_url: &self.back,
             notification_url: &self.notification_url,
+            locale: self.locale,
         }
     }
 
@@ -157,6 +159,10 @@ impl Payments {
         let session = checkout::by_order_id(&self.pool, order.id.as_str())
             .await
             .map_err(Error::unavailable)?;
+        let locale = session
+            .as_ref()
+            .and_then(|cs| cs.locale.as_deref())
+            .and_then(widget::Locale::parse);
         let (items, email, phone, back) = match session {
             Some(cs) => (
                 cs.items,
@@ -186,6 +192,7 @@ impl Payments {
             back,
             description,
             notification_url: self.links.url("/v1/callbacks/tbank"),
+            locale,
         })
     }
 

@@ -35,6 +35,10 @@ struct PayWith {
     /// (a stream purchase); a session that has one keeps it.
     #[serde(default)]
     customer_email: Option<String>,
+    /// The language the buyer's page speaks (`en`, `ru`): the bank's page
+    /// and the buyer's emails follow it.
+    #[serde(default)]
+    locale: Option<String>,
 }
 
 /// The buyer starts paying a session (its id is the capability, as in the
@@ -56,6 +60,15 @@ async fn pay_session(
             });
         }
         s.payments.set_session_email(&session.id, email).await?;
+    }
+    if let Some(raw) = &body.locale {
+        let locale = widget::Locale::parse(raw)
+            .filter(|l| l.tag() == raw)
+            .ok_or_else(|| ApiError::InvalidField {
+                field: "locale",
+                message: format!("one of {}", checkout::locales()),
+            })?;
+        s.payments.set_session_locale(&session.id, locale).await?;
     }
     let order = s.payments.session_order(&session).await?;
     let started = s.payments.start_payment(&order, &body.acquirer).await?;
@@ -126,6 +139,7 @@ async fn from_signed(
         "cancel_url": params["cancel_url"],
         "customer_email": get("customer_email"),
         "customer_phone": get("customer_phone"),
+        "locale": get("locale"),
     }))
     .map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?;
     let scope = format!("signed:{seller}");
@@ -185,6 +199,7 @@ async fn view(s: &AppState, session: &Session) -> Result<Value, ApiError> {
         "cancel_url": session.cancel_url,
         "customer_email": session.customer_email,
         "customer_phone": session.customer_phone,
+        "locale": session.locale,
         "expires_at": session.expires_at,
         "created_at": session.created_at,
         "url": format!("{}/checkout/{}", s.public_url, session.id),

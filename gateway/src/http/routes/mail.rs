@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use crate::adapters::mail::opt_out_signature;
 use crate::http::error::ApiError;
-use crate::http::extract::{Json, Seller};
+use crate::http::extract::{Json, Language, Seller};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -36,12 +36,16 @@ fn kind_of(raw: &str) -> Result<&'static str, ApiError> {
         .ok_or(ApiError::NotFound("mail template"))
 }
 
+/// A kind's template: the seller's own (for every language), or the
+/// default in the seller's default language (each buyer gets the default
+/// in the language they paid in).
 async fn view(s: &AppState, seller: &str, kind: &'static str) -> Result<Value, ApiError> {
-    let (subject, body) = mail::default_template(kind).ok_or(ApiError::NotFound("mail template"))?;
+    let locale = Language::seller_default(s, seller).await;
+    let (subject, body) = mail::default_template(kind, locale).ok_or(ApiError::NotFound("mail template"))?;
     let own = s.payments.mail_template(seller, kind).await?;
     let custom = own.is_some();
     let (subject, body) = own.unwrap_or((subject.to_owned(), body.to_owned()));
-    Ok(json!({ "kind": kind, "subject": subject, "body": body, "custom": custom }))
+    Ok(json!({ "kind": kind, "subject": subject, "body": body, "custom": custom, "locale": locale }))
 }
 
 async fn list(State(s): State<AppState>, Seller(seller): Seller) -> Answer {
@@ -88,15 +92,13 @@ struct OptOut {
     seller: String,
     email: String,
     sig: String,
+    /// The email's language (not signed: it only changes the words).
+    #[serde(default)]
+    lang: Option<String>,
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
+use widget::locale::escape_html as escape;
+use widget::Locale;
 
 /// Whether the link is one Haul signed (compared in constant time).
 fn signed(s: &AppState, o: &OptOut) -> bool {
@@ -104,63 +106,95 @@ fn signed(s: &AppState, o: &OptOut) -> bool {
     want.len() == o.sig.len() && want.bytes().zip(o.sig.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
-fn page(status: StatusCode, body: String) -> Response {
+fn page(status: StatusCode, l: Locale, body: String) -> Response {
     (
         status,
         [
             (header::CONTENT_SECURITY_POLICY, "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"),
             (header::CACHE_CONTROL, "no-store"),
+            (header::CONTENT_LANGUAGE, l.tag()),
         ],
         Html(format!(
-            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>Emails</title></head><body style=\"font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem\">{body}</body></html>"
+            "<!doctype html><html lang=\"{lang}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{title}</title></head><body style=\"font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem\">{body}</body></html>",
+            lang = l.tag(),
+            title = escape(l.text("optout.title")),
         )),
     )
         .into_response()
 }
 
-fn not_signed() -> Response {
+fn not_signed(l: Locale) -> Response {
     page(
         StatusCode::BAD_REQUEST,
-        "<h1>This link is not valid</h1><p>Use the link in the email as it came.</p>".into(),
+        l,
+        format!(
+            "<h1>{}</h1><p>{}</p>",
+            escape(l.text("optout.invalid")),
+            escape(l.text("optout.invalid_text"))
+        ),
     )
+}
+
+/// The language of the opt-out pages: the email's (`lang` in its link),
+/// else the browser's.
+fn locale(language: &Language, lang: Option<&str>) -> Locale {
+    language.choose(lang, Locale::default())
 }
 
 async fn opt_out_page(
     State(s): State<AppState>,
+    language: Language,
     q: Result<Query<OptOut>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let Ok(Query(o)) = q else { return not_signed() };
+    let Ok(Query(o)) = q else {
+        return not_signed(locale(&language, None));
+    };
+    let l = locale(&language, o.lang.as_deref());
     if !signed(&s, &o) {
-        return not_signed();
+        return not_signed(l);
     }
     page(
         StatusCode::OK,
+        l,
         format!(
-            "<h1>Stop these emails?</h1><p>{} will get no more emails about orders from this shop.</p>\
-             <form method=\"post\" action=\"/mail/opt-out\"><input type=\"hidden\" name=\"seller\" value=\"{}\">\
-             <input type=\"hidden\" name=\"email\" value=\"{}\"><input type=\"hidden\" name=\"sig\" value=\"{}\">\
-             <button type=\"submit\" data-test=\"opt-out\">Stop emails</button></form>",
-            escape(&o.email),
-            escape(&o.seller),
-            escape(&o.email),
-            escape(&o.sig)
+            "<h1>{ask}</h1><p>{text}</p>\
+             <form method=\"post\" action=\"/mail/opt-out\"><input type=\"hidden\" name=\"seller\" value=\"{seller}\">\
+             <input type=\"hidden\" name=\"email\" value=\"{email}\"><input type=\"hidden\" name=\"sig\" value=\"{sig}\">\
+             <input type=\"hidden\" name=\"lang\" value=\"{lang}\">\
+             <button type=\"submit\" data-test=\"opt-out\">{stop}</button></form>",
+            ask = escape(l.text("optout.ask")),
+            text = escape(&l.fill("optout.ask_text", &[("email", &o.email)])),
+            seller = escape(&o.seller),
+            email = escape(&o.email),
+            sig = escape(&o.sig),
+            lang = l.tag(),
+            stop = escape(l.text("optout.stop")),
         ),
     )
 }
 
 async fn opt_out(
     State(s): State<AppState>,
+    language: Language,
     form: Result<Form<OptOut>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let Ok(Form(o)) = form else { return not_signed() };
+    let Ok(Form(o)) = form else {
+        return not_signed(locale(&language, None));
+    };
+    let l = locale(&language, o.lang.as_deref());
     if !signed(&s, &o) {
-        return not_signed();
+        return not_signed(l);
     }
     if let Err(e) = s.payments.mail_opt_out(&o.seller, &o.email).await {
         return ApiError::from(e).into_response();
     }
     page(
         StatusCode::OK,
-        "<h1>Done</h1><p>No more emails from this shop will come to this address.</p>".into(),
+        l,
+        format!(
+            "<h1>{}</h1><p>{}</p>",
+            escape(l.text("optout.done")),
+            escape(l.text("optout.done_text"))
+        ),
     )
 }

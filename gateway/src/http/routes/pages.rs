@@ -8,6 +8,7 @@ use axum::Router;
 use streams::ids::StreamId;
 
 use crate::http::error::ApiError;
+use crate::http::extract::Language;
 use crate::state::AppState;
 
 /// Scripts, styles and sockets from this origin only; lot images from
@@ -21,23 +22,28 @@ pub fn router() -> Router<AppState> {
         .route("/assets/{name}", get(asset))
 }
 
-/// The viewer page. Its buy button must not be clickjacked: only the
-/// seller's allowed widget origins may frame it (nobody when it has none,
-/// or the stream is unknown — the page itself says so).
-async fn watch(State(s): State<AppState>, Path(raw): Path<String>) -> Result<Response, ApiError> {
+/// The viewer page, in the viewer's language. Its buy button must not be
+/// clickjacked: only the seller's allowed widget origins may frame it
+/// (nobody when it has none, or the stream is unknown — the page itself
+/// says so).
+async fn watch(State(s): State<AppState>, language: Language, Path(raw): Path<String>) -> Result<Response, ApiError> {
     let stream = StreamId::parse(&raw).map_err(|_| ApiError::NotFound("stream"))?;
-    let ancestors = match s.streams.stream_seller(&stream).await {
-        Ok(seller) => s
-            .sellers
-            .frame_ancestors(seller.as_str())
-            .await
-            .map_err(|e| ApiError::Unavailable(Box::new(e)))?,
-        Err(streams::service::Error::NotFound(_)) => "'none'".to_owned(),
+    let (ancestors, seller_locale) = match s.streams.stream_seller(&stream).await {
+        Ok(seller) => (
+            s.sellers
+                .frame_ancestors(seller.as_str())
+                .await
+                .map_err(|e| ApiError::Unavailable(Box::new(e)))?,
+            Language::seller_default(&s, seller.as_str()).await,
+        ),
+        Err(streams::service::Error::NotFound(_)) => ("'none'".to_owned(), widget::Locale::default()),
         Err(e) => return Err(e.into()),
     };
     let csp = HeaderValue::from_str(&format!("{PAGE_CSP}; frame-ancestors {ancestors}")).map_err(ApiError::internal)?;
-    let mut resp = widget::WATCH_HTML.into_response();
+    let locale = language.choose(None, seller_locale);
+    let mut resp = widget::watch_page(locale).into_response();
     let h = resp.headers_mut();
+    speaks(h, locale);
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
@@ -50,6 +56,12 @@ async fn watch(State(s): State<AppState>, Path(raw): Path<String>) -> Result<Res
         HeaderValue::from_static("strict-origin-when-cross-origin"),
     );
     Ok(resp)
+}
+
+/// Says which language a page speaks, and that it follows the browser's.
+pub fn speaks(h: &mut axum::http::HeaderMap, locale: widget::Locale) {
+    h.insert(header::CONTENT_LANGUAGE, HeaderValue::from_static(locale.tag()));
+    h.insert(header::VARY, HeaderValue::from_static("Accept-Language"));
 }
 
 async fn asset(Path(name): Path<String>) -> Result<Response, ApiError> {

@@ -17,8 +17,11 @@ use payments::state::AttemptState;
 use payments::store::Attempt;
 use serde::Deserialize;
 
+use widget::locale::escape_html;
+use widget::Locale;
+
 use crate::adapters::sandbox::{queue_reports, Queued, Verdict};
-use crate::http::extract::ClientAddr;
+use crate::http::extract::{ClientAddr, Language};
 use crate::state::AppState;
 
 /// Only this origin's forms, no scripts; framed only by Haul's checkout page
@@ -31,20 +34,25 @@ pub fn router() -> Router<AppState> {
         .route("/sandbox/challenge/{attempt}", axum::routing::post(challenge))
 }
 
-fn page(status: StatusCode, title: &str, body: &str) -> Response {
-    page_framed(status, title, body, "'self'")
+fn page(status: StatusCode, l: Locale, title: &str, body: &str) -> Response {
+    page_framed(status, l, title, body, "'self'")
 }
 
-fn page_framed(status: StatusCode, title: &str, body: &str, ancestors: &str) -> Response {
+/// A page of the sandbox in `l`; `title` is text, `body` HTML.
+fn page_framed(status: StatusCode, l: Locale, title: &str, body: &str, ancestors: &str) -> Response {
+    let (title, name) = (escape_html(title), escape_html(l.text("sandbox.name")));
     let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+        "<!doctype html><html lang=\"{lang}\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{title} — Haul sandbox</title></head><body><main>\
-         <p><strong>Haul sandbox</strong> — test mode, no real money moves.</p>\
-         <h1>{title}</h1>{body}</main></body></html>"
+         <title>{title} — {name}</title></head><body><main>\
+         <p><strong>{name}</strong> — {banner}</p>\
+         <h1>{title}</h1>{body}</main></body></html>",
+        lang = l.tag(),
+        banner = escape_html(l.text("sandbox.banner")),
     );
     let mut r = (status, Html(html)).into_response();
     let h = r.headers_mut();
+    super::pages::speaks(h, l);
     if let Ok(v) = HeaderValue::from_str(&format!("{PAGE_CSP}; frame-ancestors {ancestors}")) {
         h.insert(header::CONTENT_SECURITY_POLICY, v);
     }
@@ -54,9 +62,33 @@ fn page_framed(status: StatusCode, title: &str, body: &str, ancestors: &str) -> 
     r
 }
 
-fn amount(a: &Attempt) -> String {
-    // Display only; every supported currency here has two minor digits or none.
-    format!("{}.{:02} {}", a.amount_minor / 100, a.amount_minor % 100, a.currency)
+/// The attempt's amount as the buyer's language writes it.
+fn amount(l: Locale, a: &Attempt) -> String {
+    let digits = streams::money::Currency::parse(&a.currency).map_or(2, |c| c.exponent());
+    l.money(a.amount_minor, digits, &a.currency)
+}
+
+/// A paragraph of the words of `key`.
+fn para(l: Locale, key: &str) -> String {
+    format!("<p>{}</p>", escape_html(l.text(key)))
+}
+
+/// The language of an attempt's pages: the buyer's pick, the checkout's,
+/// the browser's, the seller's default.
+async fn locale_of(s: &AppState, language: &Language, raw: &str) -> Locale {
+    let fallback = language.choose(None, Locale::default());
+    let Ok(id) = AttemptId::parse(raw) else { return fallback };
+    let Ok(Some(attempt)) = s.payments.store().attempt(&id).await else {
+        return fallback;
+    };
+    let Ok(Some(order)) = s.payments.store().order(&attempt.order_id).await else {
+        return fallback;
+    };
+    let recorded = match s.payments.session_of_order(order.id.as_str()).await {
+        Ok(Some(cs)) => cs.locale,
+        _ => None,
+    };
+    language.choose(recorded.as_deref(), Language::seller_default(s, &order.seller_id).await)
 }
 
 /// Who may frame the pages of an attempt: Haul itself and the seller's origins.
@@ -72,12 +104,13 @@ async fn ancestors(s: &AppState, attempt: &Attempt) -> String {
 }
 
 /// A sandbox attempt that can still be paid, or the page that says why not.
-async fn payable(s: &AppState, raw: &str) -> Result<Attempt, Response> {
+async fn payable(s: &AppState, l: Locale, raw: &str) -> Result<Attempt, Response> {
     let not_found = || {
         page(
             StatusCode::NOT_FOUND,
-            "No such payment",
-            "<p>This payment does not exist.</p>",
+            l,
+            l.text("sandbox.no_payment"),
+            &para(l, "sandbox.no_payment_text"),
         )
     };
     let id = AttemptId::parse(raw).map_err(|_| not_found())?;
@@ -86,11 +119,7 @@ async fn payable(s: &AppState, raw: &str) -> Result<Attempt, Response> {
         Ok(_) => return Err(not_found()),
         Err(e) => {
             tracing::error!(error = ?e, "sandbox page: could not read the attempt");
-            return Err(page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Try again",
-                "<p>Please try again.</p>",
-            ));
+            return Err(try_again(l));
         }
     };
     // Test cards pay test-mode orders only (an attempt made before modes
@@ -102,48 +131,71 @@ async fn payable(s: &AppState, raw: &str) -> Result<Attempt, Response> {
     if live {
         return Err(page(
             StatusCode::FORBIDDEN,
-            "Test mode only",
-            "<p>The sandbox takes test-mode payments only; this is a live order.</p>",
+            l,
+            l.text("sandbox.test_only"),
+            &para(l, "sandbox.test_only_text"),
         ));
     }
     if attempt.state == AttemptState::Cancelled {
-        return Err(page(StatusCode::CONFLICT, "Payment cancelled", CANCELLED));
-    }
-    if attempt.state.is_final() {
         return Err(page(
             StatusCode::CONFLICT,
-            "Already settled",
-            &format!("<p>This payment is already {}.</p>", attempt.state),
+            l,
+            l.text("sandbox.cancelled"),
+            &para(l, "sandbox.cancelled_text"),
+        ));
+    }
+    if attempt.state.is_final() {
+        let text = l.fill("sandbox.settled_text", &[("state", &attempt.state.to_string())]);
+        return Err(page(
+            StatusCode::CONFLICT,
+            l,
+            l.text("sandbox.settled"),
+            &format!("<p>{}</p>", escape_html(&text)),
         ));
     }
     Ok(attempt)
 }
 
-/// A form posted for a payable attempt, within the address's rate limit.
-async fn submitted(s: &AppState, addr: std::net::IpAddr, raw: &str) -> Result<Attempt, Response> {
-    s.limits.per_addr.check(&addr).map_err(IntoResponse::into_response)?;
-    payable(s, raw).await
+/// The page of a moment's trouble.
+fn try_again(l: Locale) -> Response {
+    page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        l,
+        l.text("sandbox.try_again"),
+        &para(l, "sandbox.try_again_text"),
+    )
 }
 
-async fn card_page(State(s): State<AppState>, Path(raw): Path<String>) -> Response {
-    let attempt = match payable(&s, &raw).await {
+/// A form posted for a payable attempt, within the address's rate limit.
+async fn submitted(s: &AppState, l: Locale, addr: std::net::IpAddr, raw: &str) -> Result<Attempt, Response> {
+    s.limits.per_addr.check(&addr).map_err(IntoResponse::into_response)?;
+    payable(s, l, raw).await
+}
+
+async fn card_page(State(s): State<AppState>, language: Language, Path(raw): Path<String>) -> Response {
+    let l = locale_of(&s, &language, &raw).await;
+    let attempt = match payable(&s, l, &raw).await {
         Ok(a) => a,
         Err(r) => return r,
     };
+    let pay = l.fill("sandbox.pay", &[("amount", &amount(l, &attempt))]);
+    let t = |key: &str| escape_html(l.text(key));
     page_framed(
         StatusCode::OK,
-        &format!("Pay {}", amount(&attempt)),
+        l,
+        &pay,
         &format!(
             "<form method=\"post\" action=\"/sandbox/pay/{id}\" autocomplete=\"off\">\
-             <p><label>Card number <input name=\"number\" inputmode=\"numeric\" required></label></p>\
-             <p><label>Expiry (MM/YY) <input name=\"expiry\" required></label></p>\
-             <p><label>CVC <input name=\"cvc\" inputmode=\"numeric\" required></label></p>\
-             <p><button type=\"submit\">Pay {amount}</button></p></form>\
-             <p>Test cards: 4242 4242 4242 4242 pays; 4000 0000 0000 0002 is declined; \
-             4000 0000 0000 9995 has insufficient funds; 4000 0000 0000 3220 asks for 3-D Secure; \
-             4000 0000 0000 0119 is paid but never called back (reconciliation finds it). Any future expiry, any CVC.</p>",
+             <p><label>{number} <input name=\"number\" inputmode=\"numeric\" required></label></p>\
+             <p><label>{expiry} <input name=\"expiry\" required></label></p>\
+             <p><label>{cvc} <input name=\"cvc\" inputmode=\"numeric\" required></label></p>\
+             <p><button type=\"submit\" data-test=\"sandbox-pay\">{pay}</button></p></form>{cards}",
             id = attempt.id,
-            amount = amount(&attempt),
+            number = t("sandbox.card_number"),
+            expiry = t("sandbox.expiry"),
+            cvc = t("sandbox.cvc"),
+            pay = escape_html(&pay),
+            cards = para(l, "sandbox.test_cards"),
         ),
         &ancestors(&s, &attempt).await,
     )
@@ -176,64 +228,73 @@ fn expiry_ok(expiry: &str, now_ms: i64) -> bool {
 async fn pay(
     State(s): State<AppState>,
     ClientAddr(addr): ClientAddr,
+    language: Language,
     Path(raw): Path<String>,
     Form(form): Form<CardForm>,
 ) -> Response {
-    let attempt = match submitted(&s, addr, &raw).await {
+    let l = locale_of(&s, &language, &raw).await;
+    let attempt = match submitted(&s, l, addr, &raw).await {
         Ok(a) => a,
         Err(r) => return r,
     };
     let framed = ancestors(&s, &attempt).await;
-    let retry = |msg: &str| {
+    let retry = |key: &str| {
         page_framed(
             StatusCode::BAD_REQUEST,
-            "Check the card",
+            l,
+            l.text("sandbox.check_card"),
             &format!(
-                "<p>{msg}</p><p><a href=\"/sandbox/pay/{}\">Try again</a></p>",
-                attempt.id
+                "{}<p><a href=\"/sandbox/pay/{}?lang={}\">{}</a></p>",
+                para(l, key),
+                attempt.id,
+                l.tag(),
+                escape_html(l.text("sandbox.try_again")),
             ),
             &framed,
         )
     };
     let Some(card) = sandbox::card_behaviour(&form.number) else {
-        return retry("The card number is not valid.");
+        return retry("sandbox.bad_number");
     };
     if !expiry_ok(&form.expiry, s.payments.now()) {
-        return retry("The expiry date is not valid or has passed.");
+        return retry("sandbox.bad_expiry");
     }
     if !(3..=4).contains(&form.cvc.len()) || !form.cvc.bytes().all(|b| b.is_ascii_digit()) {
-        return retry("The CVC is 3 or 4 digits.");
+        return retry("sandbox.bad_cvc");
     }
     // Recorded before the buyer hears anything; delivered from the record.
     let verdict = Verdict::Decide(sandbox::verdict(card));
     match queue_reports(&s, &attempt, sandbox::reports(card), verdict).await {
         Ok(Queued::Sent) => {}
-        Ok(Queued::DecidedBefore(v)) => return decided_before(&s, &attempt, &v).await,
+        Ok(Queued::DecidedBefore(v)) => return decided_before(&s, l, &attempt, &v).await,
         Err(e) => {
             tracing::error!(error = %e, "the sandbox could not record its callbacks");
-            return page(StatusCode::SERVICE_UNAVAILABLE, "Try again", "<p>Please try again.</p>");
+            return try_again(l);
         }
     }
     match card {
         CardBehaviour::Challenge => page_framed(
             StatusCode::OK,
-            "3-D Secure",
+            l,
+            l.text("sandbox.challenge"),
             &format!(
-                "<p>Your bank asks you to confirm this payment.</p>\
-                 <form method=\"post\" action=\"/sandbox/challenge/{id}\">\
-                 <button name=\"passed\" value=\"yes\">Confirm</button> \
-                 <button name=\"passed\" value=\"no\">Cancel</button></form>",
-                id = attempt.id
+                "{text}<form method=\"post\" action=\"/sandbox/challenge/{id}\">\
+                 <button name=\"passed\" value=\"yes\">{confirm}</button> \
+                 <button name=\"passed\" value=\"no\">{cancel}</button></form>",
+                text = para(l, "sandbox.challenge_text"),
+                id = attempt.id,
+                confirm = escape_html(l.text("sandbox.confirm")),
+                cancel = escape_html(l.text("sandbox.cancel")),
             ),
             &ancestors(&s, &attempt).await,
         ),
-        _ => done(&s, &attempt, "Payment sent").await,
+        _ => done(&s, l, &attempt, l.text("sandbox.sent")).await,
     }
 }
 
 /// The page after the sandbox answered: back to the checkout page the buyer
 /// came from, where the result is read from Haul.
-async fn done(s: &AppState, attempt: &Attempt, title: &str) -> Response {
+async fn done(s: &AppState, l: Locale, attempt: &Attempt, title: &str) -> Response {
     let session = s
         .payments
         .session_of_order(attempt.order_id.as_str())
@@ -243,15 +304,17 @@ async fn done(s: &AppState, attempt: &Attempt, title: &str) -> Response {
         .map(|cs| cs.id);
     let back = match &session {
         Some(id) => format!(
-            "<p>Back to the checkout in a moment… \
-             <a data-test=\"return\" href=\"/checkout/{id}?return=1\">Return to the checkout</a></p>"
+            "<p>{soon} <a data-test=\"return\" href=\"/checkout/{id}?return=1\">{back}</a></p>",
+            soon = escape_html(l.text("sandbox.back_soon")),
+            back = escape_html(l.text("sandbox.back")),
         ),
         None => String::new(),
     };
     let mut r = page_framed(
         StatusCode::OK,
+        l,
         title,
-        &format!("<p>The sandbox has answered; the shop reads the result from Haul.</p>{back}"),
+        &format!("{}{back}", para(l, "sandbox.answered")),
         &ancestors(s, attempt).await,
     );
     // The buyer goes back by itself, as from a bank's page; the link stays
@@ -275,10 +338,12 @@ struct ChallengeForm {
 async fn challenge(
     State(s): State<AppState>,
     ClientAddr(addr): ClientAddr,
+    language: Language,
     Path(raw): Path<String>,
     Form(form): Form<ChallengeForm>,
 ) -> Response {
-    let attempt = match submitted(&s, addr, &raw).await {
+    let l = locale_of(&s, &language, &raw).await;
+    let attempt = match submitted(&s, l, addr, &raw).await {
         Ok(a) => a,
         Err(r) => return r,
     };
@@ -289,32 +354,36 @@ async fn challenge(
         to: answer.0,
     };
     match queue_reports(&s, &attempt, vec![answer], verdict).await {
-        Ok(Queued::Sent) => done(&s, &attempt, if passed { "Confirmed" } else { "Cancelled" }).await,
-        Ok(Queued::DecidedBefore(v)) => decided_before(&s, &attempt, &v).await,
+        Ok(Queued::Sent) => {
+            let title = l.text(if passed {
+                "sandbox.confirmed"
+            } else {
+                "sandbox.declined_by_buyer"
+            });
+            done(&s, l, &attempt, title).await
+        }
+        Ok(Queued::DecidedBefore(v)) => decided_before(&s, l, &attempt, &v).await,
         Err(e) => {
             tracing::error!(error = %e, "the sandbox could not record its callbacks");
-            page(StatusCode::SERVICE_UNAVAILABLE, "Try again", "<p>Please try again.</p>")
+            try_again(l)
         }
     }
 }
 
-/// What the page of a cancelled payment says.
-const CANCELLED: &str = "<p>This payment was cancelled (a newer payment was started for the order) \
-     and nothing was charged. Pay from the checkout page.</p>";
-
 /// The page for a payment the sandbox had decided before this submit: a
 /// second submit of a paid one, or one cancelled because a newer payment
 /// was started for the order (nothing is charged for it).
-async fn decided_before(s: &AppState, attempt: &Attempt, verdict: &str) -> Response {
+async fn decided_before(s: &AppState, l: Locale, attempt: &Attempt, verdict: &str) -> Response {
     if verdict == "cancelled" {
         return page_framed(
             StatusCode::CONFLICT,
-            "Payment cancelled",
-            CANCELLED,
+            l,
+            l.text("sandbox.cancelled"),
+            &para(l, "sandbox.cancelled_text"),
             &ancestors(s, attempt).await,
         );
     }
-    done(s, attempt, "Already answered").await
+    done(s, l, attempt, l.text("sandbox.answered_before")).await
 }
 
 #[cfg(test)]

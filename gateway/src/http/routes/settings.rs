@@ -40,6 +40,8 @@ struct Change {
     /// Minutes (1 to a week), or null to never flag.
     #[serde(default, deserialize_with = "present")]
     confirm_within_minutes: Option<Option<i64>>,
+    /// The buyers' language when their browser asks for none Haul speaks.
+    locale: Option<String>,
 }
 
 /// A field given (even as null) is `Some`; left out, `None`.
@@ -64,6 +66,15 @@ async fn update(State(s): State<AppState>, Seller(seller): Seller, Json(change):
                 })
             }
         };
+    }
+    if let Some(raw) = &change.locale {
+        settings.locale =
+            widget::Locale::parse(raw)
+                .filter(|l| l.tag() == raw)
+                .ok_or_else(|| ApiError::InvalidField {
+                    field: "locale",
+                    message: format!("one of {}", payments::checkout::locales()),
+                })?;
     }
     s.sellers.set_settings(&seller, settings).await.map_err(unavailable)?;
     answer(&settings)

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::http::error::ApiError;
-use crate::http::extract::{Json, Seller};
+use crate::http::extract::{Json, Language, Seller};
 use crate::state::AppState;
 
 /// At most this many origins per seller.
@@ -165,8 +165,9 @@ async fn order_ancestors(s: &AppState, seller: &str, stream: bool) -> Result<Str
     }
 }
 
-/// The checkout page. Only the seller's origins may frame it.
-async fn page(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+/// The checkout page, in the buyer's language. Only the seller's origins
+/// may frame it.
+async fn page(State(s): State<AppState>, language: Language, Path(id): Path<String>) -> Response {
     let (seller, session) = match s.payments.session_by_id(&id).await {
         Ok(found) => found,
         Err(e) => return ApiError::from(e).into_response(),
@@ -187,7 +188,8 @@ async fn page(State(s): State<AppState>, Path(id): Path<String>) -> Response {
         "default-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
          form-action 'self'; frame-ancestors {ancestors}"
     );
-    html_page(widget::CHECKOUT_HTML.to_owned(), &csp)
+    let locale = language.choose(session.locale.as_deref(), Language::seller_default(&s, &seller).await);
+    html_page(widget::checkout_page(locale), &csp, locale)
 }
 
 #[derive(Deserialize)]
@@ -196,18 +198,12 @@ struct ConfirmQuery {
     token: String,
 }
 
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('"', "&quot;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
 /// YooKassa's embedded confirmation of one attempt: YooKassa's own form
 /// (its script, from its origin) with the payment's one-time token, framed
 /// like the checkout page it came from, returning to it.
 async fn yookassa_confirm(
     State(s): State<AppState>,
+    language: Language,
     Path(raw): Path<String>,
     Query(q): Query<ConfirmQuery>,
 ) -> Response {
@@ -256,13 +252,22 @@ async fn yookassa_confirm(
          object-src 'none'; base-uri 'none'; form-action 'self' https://yoomoney.ru https://*.yoomoney.ru; \
          frame-ancestors {ancestors}"
     );
-    html_page(widget::YOOKASSA_HTML.replace("__RETURN__", &html_escape(&back)), &csp)
+    let locale = language.choose(
+        session.as_ref().and_then(|cs| cs.locale.as_deref()),
+        Language::seller_default(&s, &order.seller_id).await,
+    );
+    html_page(
+        widget::yookassa_page(locale).replace("__RETURN__", &widget::locale::escape_html(&back)),
+        &csp,
+        locale,
+    )
 }
 
 /// A checkout page: never cached, never sniffed, no referrer, under `csp`.
-fn html_page(html: String, csp: &str) -> Response {
+fn html_page(html: String, csp: &str, locale: widget::Locale) -> Response {
     let mut r = html.into_response();
     let h = r.headers_mut();
+    super::pages::speaks(h, locale);
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),

@@ -32,6 +32,8 @@ pub struct Payment {
     pub notification_url: String,
     pub success_url: String,
     pub receipt: Option<Value>,
+    /// The payment form's language (`Language`), if the merchant said.
+    pub language: Option<String>,
 }
 
 /// How a terminal behaves.
@@ -251,6 +253,7 @@ async fn init(State(emu): State<Emulator>, Json(body): Json<Value>) -> Response 
             notification_url: body["NotificationURL"].as_str().unwrap_or("").into(),
             success_url: body["SuccessURL"].as_str().unwrap_or("").into(),
             receipt: body.get("Receipt").cloned(),
+            language: body["Language"].as_str().map(str::to_owned),
         },
     );
     Json(json!({
