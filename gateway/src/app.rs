@@ -229,6 +229,8 @@ impl Application {
         }));
         let state = AppState::new(AppInner {
             sellers: crate::sellers::Sellers::new(pool.clone(), sellers_vault),
+            people: crate::people::People::new(pool.clone()),
+            signin_limits: crate::http::console::signin_limiter(&config),
             keys: payments::idempotency::Keys::new(pool.clone()),
             config,
             pool,

@@ -135,6 +135,11 @@ pub const VARIABLES: &[Variable] = &[
         help: "buyer requests per client address: N/s, N/m or off",
     },
     Variable {
+        name: "HAUL_RATE_SIGNIN",
+        default: "10/m",
+        help: "console sign-in attempts per client address: N/s, N/m or off",
+    },
+    Variable {
         name: "HAUL_TRUST_FORWARDED_FOR",
         default: "false",
         help: "take the client address from X-Forwarded-For (behind a proxy you run)",
@@ -258,6 +263,8 @@ pub struct Config {
     pub demo_api_key: Option<SecretString>,
     pub rate_buyer: Option<Rate>,
     pub rate_addr: Option<Rate>,
+    /// Console sign-in attempts (passwords, email links) per client address.
+    pub rate_signin: Option<Rate>,
     pub trust_forwarded_for: bool,
     pub max_body_bytes: usize,
     /// Publications kept per channel for recovery.
@@ -503,6 +510,7 @@ impl Config {
 
         let rate_buyer = parse_rate("HAUL_RATE_BUYER", get("HAUL_RATE_BUYER").unwrap_or("10/s"))?;
         let rate_addr = parse_rate("HAUL_RATE_ADDR", get("HAUL_RATE_ADDR").unwrap_or("100/s"))?;
+        let rate_signin = parse_rate("HAUL_RATE_SIGNIN", get("HAUL_RATE_SIGNIN").unwrap_or("10/m"))?;
 
         let trust_forwarded_for = match get("HAUL_TRUST_FORWARDED_FOR").unwrap_or("false") {
             "true" | "1" => true,
@@ -573,6 +581,7 @@ impl Config {
             demo_api_key,
             rate_buyer,
             rate_addr,
+            rate_signin,
             trust_forwarded_for,
             max_body_bytes,
             history_size,

@@ -29,6 +29,8 @@ pub struct Demo {
     pub seller: SellerId,
     pub stream: StreamId,
     pub lots: Vec<LotId>,
+    /// This start's one-time console sign-in link for the demo's owner.
+    pub console: String,
     /// Where the demo names what it made.
     marker: PathBuf,
 }
@@ -129,12 +131,38 @@ pub async fn seed(state: &AppState) -> Result<Demo, BoxError> {
         state.config.listen
     );
     println!("Watch it in a browser: http://{}/watch/{stream}", state.config.listen);
+    let console = console_link(state, &seller).await?;
+    println!("Run the sale from the console: {console}  (a one-time sign-in link for the demo's owner)");
     Ok(Demo {
         seller,
         stream,
         lots,
+        console,
         marker: path,
     })
+}
+
+/// The demo owner's email: a person made for the demo, signed in by the
+/// link printed at every start (it has no password).
+pub const DEMO_OWNER: &str = "owner@demo.haul.invalid";
+
+/// A fresh one-time sign-in link for the demo's owner (made, and made the
+/// demo's owner, at first start).
+async fn console_link(state: &AppState, seller: &SellerId) -> Result<String, BoxError> {
+    let now = state.payments.now();
+    let person = state
+        .people
+        .find_or_create(DEMO_OWNER, "Demo owner", widget::Locale::default(), now)
+        .await?;
+    state
+        .people
+        .join(seller, &person.id, crate::people::Role::Owner, now)
+        .await?;
+    let token = state
+        .people
+        .new_link(&crate::people::LinkPurpose::SignIn, Some(DEMO_OWNER), None, now)
+        .await?;
+    Ok(format!("{}/console/link/{token}", state.public_url))
 }
 
 /// The demo's own stream, live: the one its marker names while it is not

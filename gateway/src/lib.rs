@@ -32,6 +32,7 @@ pub mod demo;
 pub mod http;
 pub mod jwt;
 pub mod metrics;
+pub mod people;
 pub mod realtime;
 pub mod reserve;
 pub mod sellers;

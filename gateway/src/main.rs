@@ -113,13 +113,20 @@ async fn main() -> ExitCode {
                     sellers::add_key(&pool, &row, &key, now).await?;
                     keys.push(key);
                 }
-                Ok::<_, Box<dyn std::error::Error>>((seller, keys))
+                let base = config
+                    .public_url
+                    .clone()
+                    .unwrap_or_else(|| format!("http://{}", config.listen));
+                let people = gateway::people::People::new(pool.clone());
+                let owner = gateway::http::console::owner_link(&people, &base, &seller, now).await?;
+                Ok::<_, Box<dyn std::error::Error>>((seller, keys, owner))
             }
             .await;
             match result {
-                Ok((seller, keys)) => {
+                Ok((seller, keys, owner)) => {
                     println!(
-                        "seller_id {seller}\nlive_key  {}\ntest_key  {}\n(the keys are shown only now)",
+                        "seller_id {seller}\nlive_key  {}\ntest_key  {}\n(the keys are shown only now)\n\
+                         owner_link {owner}\n(open it to choose the owner's email and password; it works once, within a week)",
                         keys[0], keys[1]
                     );
                     ExitCode::SUCCESS

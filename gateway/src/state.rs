@@ -35,6 +35,10 @@ pub struct AppInner {
     pub payments: Arc<payments::service::Payments>,
     /// Sellers' API keys and widget settings.
     pub sellers: crate::sellers::Sellers,
+    /// The console's people, members, links and sessions.
+    pub people: crate::people::People,
+    /// Console sign-in attempts per client address.
+    pub signin_limits: crate::http::ratelimit::Limiter<std::net::IpAddr>,
     /// Stored Idempotency-Keys and their answers.
     pub keys: payments::idempotency::Keys,
     pub realtime: crate::realtime::Realtime,

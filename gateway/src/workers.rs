@@ -80,6 +80,7 @@ async fn housekeeping(s: AppState, mut stop: watch::Receiver<bool>) {
             _ = tokio::time::sleep(Duration::from_secs(60)) => {
                 s.limits.per_buyer.tidy();
                 s.limits.per_addr.tidy();
+                s.signin_limits.tidy();
                 s.hub.channels().tidy();
                 match s.keys.purge(s.streams.now()).await {
                     Ok(0) => {}

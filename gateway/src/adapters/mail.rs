@@ -151,13 +151,22 @@ async fn send_one(s: &AppState, sender: &Sender, due: &Due) -> Sent {
         Ok(m) => m,
         Err(e) => return Sent::Failed(format!("the email could not be built: {e}")),
     };
+    match deliver(sender, message, &format!("{}-{}", due.kind, due.id)).await {
+        Ok(()) => Sent::Sent,
+        Err(why) => Sent::Failed(why),
+    }
+}
+
+/// Hands a message to the relay, or writes it as `<name>.eml`.
+async fn deliver(sender: &Sender, message: Message, name: &str) -> Result<(), String> {
     match sender {
-        Sender::Smtp(t) => match t.send(message).await {
-            Ok(_) => Sent::Sent,
-            Err(e) => Sent::Failed(format!("the relay refused or was away: {e}")),
-        },
+        Sender::Smtp(t) => t
+            .send(message)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("the relay refused or was away: {e}")),
         Sender::Files(dir) => {
-            let path = dir.join(format!("{}-{}.eml", due.kind, due.id));
+            let path = dir.join(format!("{name}.eml"));
             let (dir, file, bytes) = (dir.clone(), path.clone(), message.formatted());
             let written = tokio::task::spawn_blocking(move || {
                 std::fs::create_dir_all(&dir)?;
@@ -165,12 +174,30 @@ async fn send_one(s: &AppState, sender: &Sender, due: &Due) -> Sent {
             })
             .await;
             match written {
-                Ok(Ok(())) => Sent::Sent,
-                Ok(Err(e)) => Sent::Failed(format!("{}: {e}", path.display())),
-                Err(e) => Sent::Failed(format!("{}: {e}", path.display())),
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(format!("{}: {e}", path.display())),
+                Err(e) => Err(format!("{}: {e}", path.display())),
             }
         }
     }
+}
+
+/// Sends one email now, not from the queue (the console's sign-in links
+/// and invitations, which are worth nothing once late): through the relay,
+/// or written under `HAUL_DATA_DIR/mail` without one.
+pub async fn send_now(config: &Config, to: &str, subject: &str, body: String) -> Result<(), String> {
+    let (Ok(from), Ok(to)) = (config.mail_from.parse::<Mailbox>(), to.parse::<Mailbox>()) else {
+        return Err("the From or To address is not one".into());
+    };
+    let message = Message::builder()
+        .from(from)
+        .to(to)
+        .subject(subject.replace(['\r', '\n'], " "))
+        .header(ContentType::TEXT_PLAIN)
+        .body(body)
+        .map_err(|e| format!("the email could not be built: {e}"))?;
+    let name = format!("console-{}", streams::ids::random_token(16));
+    deliver(&Sender::new(config), message, &name).await
 }
 
 /// Sends due emails until the node stops.

@@ -22,6 +22,9 @@ pub enum ApiError {
     InvalidPath { field: String, message: String },
     #[error("{message}")]
     Unauthorized { code: &'static str, message: String },
+    /// Known, but not allowed this (a member's role, a missing CSRF token).
+    #[error("{message}")]
+    Forbidden { code: &'static str, message: String },
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("{message}")]
@@ -50,6 +53,7 @@ impl ApiError {
                 StatusCode::BAD_REQUEST
             }
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Refused(Refusal::SignedViewerRequired) => StatusCode::FORBIDDEN,
             ApiError::Conflict { .. } | ApiError::Refused(_) => StatusCode::CONFLICT,
@@ -66,6 +70,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest { code, .. }
             | ApiError::Unauthorized { code, .. }
+            | ApiError::Forbidden { code, .. }
             | ApiError::Conflict { code, .. }
             | ApiError::Acquirer { code, .. } => code,
             ApiError::InvalidField { .. } | ApiError::InvalidPath { .. } => "invalid_field",

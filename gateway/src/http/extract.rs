@@ -56,13 +56,77 @@ pub(crate) fn bearer(parts: &Parts) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
 }
 
-/// A seller authenticated by an API key (`Authorization: Bearer hk_…`).
+/// A seller authenticated by an API key (`Authorization: Bearer hk_…`),
+/// or by a console member's session cookie: then every call that changes
+/// something carries the session's `X-CSRF-Token`, and the member's role
+/// must reach the operation's area ([`crate::people::area_of`]).
 pub struct Seller(pub SellerId);
+
+/// The seller a console session acts for, if the member's role allows the
+/// operation.
+async fn console_seller(parts: &mut Parts, state: &AppState) -> Result<Option<Seller>, ApiError> {
+    let Some((_, session)) = crate::http::console::session_of(state, &parts.headers)
+        .await
+        .map_err(|e| ApiError::Unavailable(Box::new(e)))?
+    else {
+        return Ok(None);
+    };
+    let Some((account, role)) = session.account.clone() else {
+        return Err(ApiError::Forbidden {
+            code: "no_account",
+            message: "this person is not a member of any seller account".into(),
+        });
+    };
+    let write = !matches!(parts.method, axum::http::Method::GET | axum::http::Method::HEAD);
+    if write {
+        let given = parts
+            .headers
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if given.is_empty() || !crate::http::console::same(given, &session.csrf) {
+            return Err(ApiError::Forbidden {
+                code: "csrf_failed",
+                message: "send the session's CSRF token as X-CSRF-Token".into(),
+            });
+        }
+    }
+    let path = parts
+        .extensions
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    let allowed = match crate::people::area_of(&path) {
+        Some(area) => role.allows(area, write),
+        None => role == crate::people::Role::Owner,
+    };
+    if !allowed {
+        return Err(ApiError::Forbidden {
+            code: "forbidden_role",
+            message: format!("a {} may not {} {path}", role.as_str(), parts.method),
+        });
+    }
+    let row = crate::http::console::acting_row(state, &account, session.live)
+        .await
+        .map_err(|e| ApiError::Unavailable(Box::new(e)))?
+        .ok_or_else(|| ApiError::Forbidden {
+            code: "no_account",
+            message: "this account has no row in this mode".into(),
+        })?;
+    show_mode(parts, session.live);
+    parts.extensions.insert(Actor(format!("person:{}", session.person.id)));
+    Ok(Some(Seller(row)))
+}
 
 impl FromRequestParts<AppState> for Seller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if bearer(parts).is_none() {
+            if let Some(seller) = console_seller(parts, state).await? {
+                return Ok(seller);
+            }
+        }
         let key = bearer(parts).ok_or_else(|| {
             ApiError::unauthorized("missing_api_key", "send the API key as Authorization: Bearer hk_…")
         })?;

@@ -29,6 +29,7 @@ mod banks;
 mod buying;
 mod callbacks;
 mod checkout;
+mod console;
 mod details;
 mod edits;
 mod faults;

@@ -454,6 +454,15 @@ async fn the_embedded_demo_creates_a_live_sale_once() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(live, "the demo cycle started an offer");
+    // The printed console link signs the demo's owner in, once.
+    let link = demo.console.strip_prefix(&base).unwrap_or(&demo.console).to_owned();
+    let page = http.get(format!("{base}{link}")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let page = page.text().await.unwrap();
+    assert!(
+        page.contains("owner@demo.haul.invalid") && page.contains("link-continue"),
+        "{page}"
+    );
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
     drop(state);

@@ -106,7 +106,7 @@ async fn the_viewer_page_sells_live_in_a_real_browser(env: Env) {
 
 /// A browser script's run (`tests/js/<script>` under node, driving Debian's
 /// chromium through playwright-core): one JSON line per step.
-struct Browser {
+pub(crate) struct Browser {
     node: tokio::process::Child,
     lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
     steps: Vec<Value>,
@@ -114,7 +114,7 @@ struct Browser {
 }
 
 impl Browser {
-    fn start(script: &str, args: &[&str], name: &str) -> Browser {
+    pub(crate) fn start(script: &str, args: &[&str], name: &str) -> Browser {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/js");
         assert!(
             std::path::Path::new(dir).join("node_modules/playwright-core").exists(),
@@ -173,7 +173,7 @@ impl Browser {
     }
 
     /// Every step to the script's end, which must be a success.
-    async fn run_out(mut self) -> Vec<Value> {
+    pub(crate) async fn run_out(mut self) -> Vec<Value> {
         while self.next_step().await.is_some() {}
         assert!(self.finished().await, "{:?}", self.steps);
         self.steps
@@ -322,7 +322,7 @@ async fn pay_in_browser_with(host: &str, card: &str, mode: &str, acquirer: &str,
         .await
 }
 
-fn step(steps: &[Value], name: &str) -> Option<Value> {
+pub(crate) fn step(steps: &[Value], name: &str) -> Option<Value> {
     steps.iter().find(|v| v["step"] == name).map(|v| v["value"].clone())
 }
 

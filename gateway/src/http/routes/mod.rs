@@ -48,6 +48,7 @@ pub fn router() -> Router<AppState> {
         .merge(webhooks::router())
         .merge(widget::router())
         .merge(keys::router())
+        .merge(crate::http::console::router())
         .merge(crate::realtime::router())
 }
 

@@ -81,6 +81,7 @@ fn config(env: &Env, extra: &[(&str, &str)]) -> Config {
         ("HAUL_TOKEN_SECRET", TOKEN_SECRET),
         ("HAUL_RATE_BUYER", "off"),
         ("HAUL_RATE_ADDR", "off"),
+        ("HAUL_RATE_SIGNIN", "off"),
         ("HAUL_LOG", "warn"),
     ]
     .into_iter()

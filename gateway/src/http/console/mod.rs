@@ -1,0 +1,317 @@
+//! The console at `/console`: sellers' people sign in (a password or a
+//! one-time email link), act in one of their shops in one mode, with their
+//! role checked on the server for every page and every API call.
+//!
+//! Pages are rendered on the server from askama templates (compiled into
+//! the binary, `gateway/templates/console`), styled by one stylesheet, with
+//! no script of their own yet. Every form carries a CSRF token: a signed-in
+//! browser's is its session's, a signed-out one's (sign-in, links) is a
+//! cookie it must echo. The same session cookie also authenticates the
+//! seller API ([`crate::http::extract::Seller`]), with the token in an
+//! `X-CSRF-Token` header on every call that changes something and the
+//! member's role checked against the operation's area
+//! ([`crate::people::area_of`]).
+//!
+//! - [`signin`]: sign-in, email links, invitations and first owners, sign-out;
+//! - [`team`]: members, roles, invitations;
+//! - [`home`]: the overview and the shop and mode switch.
+
+mod home;
+mod signin;
+mod team;
+
+use std::net::IpAddr;
+
+use askama::Template;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::Router;
+use streams::ids::SellerId;
+use widget::Locale;
+
+use crate::http::extract::Language;
+use crate::http::ratelimit::Limiter;
+use crate::people::{Role, Session};
+use crate::state::AppState;
+
+pub use home::acting_row;
+pub use signin::owner_link;
+
+/// Strict: only this origin's styles, no scripts, no framing.
+const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' https: data:; form-action 'self'; \
+                   base-uri 'none'; frame-ancestors 'none'";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/console", get(home::page))
+        .route("/console/assets/console.css", get(stylesheet))
+        .merge(signin::router())
+        .merge(team::router())
+        .merge(home::router())
+}
+
+/// Sign-in attempts per address (`HAUL_RATE_SIGNIN`, 10 a minute by default).
+pub fn signin_limiter(config: &crate::config::Config) -> Limiter<IpAddr> {
+    Limiter::new(config.rate_signin)
+}
+
+/// A posted form, or why it could not be read (treated as a stale form).
+pub type Submitted<T> = Result<axum::Form<T>, axum::extract::rejection::FormRejection>;
+
+/// The words of a page, in its language.
+pub struct Words(pub Locale);
+
+impl Words {
+    pub fn lang(&self) -> &'static str {
+        self.0.tag()
+    }
+
+    pub fn get(&self, key: &str) -> &'static str {
+        self.0.text(key)
+    }
+
+    /// The words of `key` with `{name}` replaced.
+    pub fn fill(&self, key: &str, name: &str, value: &str) -> String {
+        self.0.fill(key, &[(name, value)])
+    }
+
+    pub fn role(&self, role: Role) -> &'static str {
+        self.get(&format!("console.role.{}", role.as_str()))
+    }
+}
+
+/// What every signed-in page shows around its content.
+pub struct Chrome {
+    pub csrf: String,
+    pub account: String,
+    pub shop: String,
+    pub live: bool,
+    pub can_team: bool,
+    /// (account id, shop name) of each of the person's shops.
+    pub accounts: Vec<(String, String)>,
+}
+
+#[derive(Template)]
+#[template(path = "console/message.html")]
+struct Message<'a> {
+    t: Words,
+    chrome: Option<Chrome>,
+    kind: &'a str,
+    text: &'a str,
+    back: &'a str,
+}
+
+/// The cookies' names: with the `__Host-` prefix (Secure, this host only,
+/// path `/`) when Haul is served over HTTPS.
+fn cookie_name(s: &AppState, base: &str) -> String {
+    if secure(s) {
+        format!("__Host-{base}")
+    } else {
+        base.to_owned()
+    }
+}
+
+fn secure(s: &AppState) -> bool {
+    s.public_url.starts_with("https://")
+}
+
+/// The session cookie's name.
+pub fn session_cookie_name(s: &AppState) -> String {
+    cookie_name(s, "haul_session")
+}
+
+/// A cookie's value, from the request's `Cookie` headers.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
+}
+
+/// A `Set-Cookie` value: HttpOnly, SameSite=Lax, Secure over HTTPS;
+/// `max_age_secs` 0 removes it.
+fn set_cookie(s: &AppState, base: &str, value: &str, max_age_secs: i64) -> HeaderValue {
+    let secure = if secure(s) { "; Secure" } else { "" };
+    let v = format!(
+        "{}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}",
+        cookie_name(s, base)
+    );
+    HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static("haul_invalid=; Max-Age=0"))
+}
+
+/// Equal strings, compared in time that does not depend on where they differ.
+pub fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The signed-in session of a request, if any.
+pub async fn session_of(s: &AppState, headers: &HeaderMap) -> Result<Option<(String, Session)>, sqlx::Error> {
+    let Some(token) = cookie(headers, &session_cookie_name(s)) else {
+        return Ok(None);
+    };
+    Ok(s.people
+        .session(token, s.payments.now())
+        .await?
+        .map(|session| (token.to_owned(), session)))
+}
+
+/// The language of a console page: the person's choice, else the browser's.
+fn words(session: Option<&Session>, language: &Language) -> Words {
+    Words(match session {
+        Some(s) => s.person.locale,
+        None => language.choose(None, Locale::default()),
+    })
+}
+
+/// What surrounds a signed-in page.
+async fn chrome(s: &AppState, session: &Session) -> Result<Option<Chrome>, sqlx::Error> {
+    let Some((account, role)) = &session.account else {
+        return Ok(None);
+    };
+    let memberships = s.people.memberships(&session.person.id).await?;
+    let shop = memberships
+        .iter()
+        .find(|m| m.account == *account)
+        .map(|m| m.name.clone())
+        .unwrap_or_default();
+    Ok(Some(Chrome {
+        csrf: session.csrf.clone(),
+        account: account.to_string(),
+        shop,
+        live: session.live,
+        can_team: role.allows(crate::people::Area::Team, false),
+        accounts: memberships
+            .into_iter()
+            .map(|m| (m.account.to_string(), m.name))
+            .collect(),
+    }))
+}
+
+/// A rendered page with the console's headers.
+fn html(status: StatusCode, body: Result<String, askama::Error>) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(error = %e, "a console page did not render");
+            return (StatusCode::INTERNAL_SERVER_ERROR, "the page did not render").into_response();
+        }
+    };
+    let mut r = (status, Html(body)).into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    r
+}
+
+/// A page that says one thing (an error or a notice).
+fn message(status: StatusCode, t: Words, chrome: Option<Chrome>, kind: &str, text: &str, back: &str) -> Response {
+    let page = Message {
+        t,
+        chrome,
+        kind,
+        text,
+        back,
+    };
+    html(status, page.render())
+}
+
+/// The page of a store that did not answer.
+fn unavailable(t: Words, e: &sqlx::Error) -> Response {
+    tracing::warn!(error = %e, "a console page could not read the database");
+    let text = t.get("console.error");
+    message(StatusCode::SERVICE_UNAVAILABLE, t, None, "error", text, "/console")
+}
+
+/// Back to the sign-in page.
+fn to_signin() -> Response {
+    Redirect::to("/console/signin").into_response()
+}
+
+/// The session's account and role, or the page to show instead: signed
+/// out goes to sign-in, no shop says so.
+enum Gate {
+    In {
+        token: String,
+        session: Session,
+        account: SellerId,
+        role: Role,
+        t: Words,
+    },
+    Out(Response),
+}
+
+async fn gate(s: &AppState, headers: &HeaderMap, language: &Language) -> Gate {
+    let found = match session_of(s, headers).await {
+        Ok(f) => f,
+        Err(e) => return Gate::Out(unavailable(words(None, language), &e)),
+    };
+    let Some((token, session)) = found else {
+        return Gate::Out(to_signin());
+    };
+    let t = words(Some(&session), language);
+    let Some((account, role)) = session.account.clone() else {
+        let text = t.get("console.no_account");
+        return Gate::Out(message(
+            StatusCode::FORBIDDEN,
+            t,
+            None,
+            "error",
+            text,
+            "/console/signin",
+        ));
+    };
+    Gate::In {
+        token,
+        session,
+        account,
+        role,
+        t,
+    }
+}
+
+/// A form's CSRF token checked against the session's.
+fn csrf_ok(session: &Session, given: &str) -> bool {
+    !given.is_empty() && same(&session.csrf, given)
+}
+
+/// The page of a refused form token.
+fn csrf_refused(t: Words) -> Response {
+    let text = t.get("console.csrf");
+    message(StatusCode::FORBIDDEN, t, None, "error", text, "/console")
+}
+
+async fn stylesheet() -> Response {
+    let mut r = include_str!("../../../assets/console.css").into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/css; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_read_by_exact_name() {
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, HeaderValue::from_static("a=1; haul_session=ses_x; b=2"));
+        h.append(header::COOKIE, HeaderValue::from_static("haul_csrf=abc"));
+        assert_eq!(cookie(&h, "haul_session"), Some("ses_x"));
+        assert_eq!(cookie(&h, "haul_csrf"), Some("abc"));
+        assert_eq!(cookie(&h, "session"), None);
+        assert!(same("abc", "abc") && !same("abc", "abd") && !same("abc", "ab"));
+    }
+}

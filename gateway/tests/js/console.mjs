@@ -1,0 +1,112 @@
+// The console in real headless Chromium, as people use it: an owner opens
+// the account's first link and sets up, invites a host, the host accepts
+// from the emailed link and lands in the shop but may not manage the team,
+// a form sent without its CSRF token is refused, five wrong passwords lock
+// sign-in; the overview is photographed at 1280 and 820 px wide.
+// Driven by gateway/tests/suite/console.rs.
+//
+//   node console.mjs BASE_URL OWNER_LINK DATA_DIR SHOTS_PREFIX
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { drive, out } from './browser.mjs';
+
+const [base, ownerLink, dataDir, shots] = process.argv.slice(2);
+
+// The link in the newest console email to `to`.
+function mailedLink(to) {
+  const dir = join(dataDir, 'mail');
+  const files = readdirSync(dir).filter((f) => f.startsWith('console-'))
+    .map((f) => join(dir, f)).sort((a, b) => statSync(a).mtimeMs - statSync(b).mtimeMs);
+  for (const f of files.reverse()) {
+    const text = readFileSync(f, 'utf8').replace(/=\r?\n/g, '').replace(/=3D/g, '=');
+    if (!text.includes(`To: ${to}`)) continue;
+    const m = /(https?:\/\/\S+\/console\/link\/lnk_[A-Za-z0-9]+)/.exec(text);
+    if (m) return m[1];
+  }
+  throw new Error(`no email to ${to}`);
+}
+
+await drive(async (browser, shoot) => {
+  const person = async () => {
+    const page = await (await browser.newContext({ locale: 'en-US' })).newPage();
+    page.on('pageerror', (e) => out('page_error', String(e)));
+    page.on('console', (m) => { if (m.type() === 'error') out('console_error', m.text()); });
+    return page;
+  };
+
+  // The owner sets up from the first link.
+  const owner = await person();
+  shoot(owner);
+  await owner.goto(ownerLink);
+  out('owner_link', await owner.locator('[data-test=link-heading]').textContent());
+  await owner.getByLabel('Email').fill('olga@shop.example');
+  await owner.getByLabel('Your name').fill('Olga');
+  await owner.getByLabel('Password').fill('correct horse battery');
+  await owner.locator('[data-test=link-continue]').click();
+  await owner.waitForURL(`${base}/console`);
+  out('owner_home', {
+    shop: await owner.locator('[data-test=shop-heading]').textContent(),
+    role: await owner.locator('[data-test=role]').textContent(),
+    test_banner: await owner.locator('[data-test=test-banner]').isVisible(),
+  });
+  for (const width of [1280, 820]) {
+    await owner.setViewportSize({ width, height: 900 });
+    await owner.screenshot({ path: `${shots}-${width}.png`, fullPage: true });
+  }
+
+  // The owner invites a host, with the keyboard only.
+  await owner.locator('[data-test=nav-team]').click();
+  await owner.waitForURL(`${base}/console/team`);
+  const invite = owner.locator('[data-test=invite]');
+  await invite.getByLabel('Email').focus();
+  await owner.keyboard.type('hana@shop.example');
+  await invite.locator('input[value=host]').check();
+  await invite.locator('[data-test=invite-send]').focus();
+  await owner.keyboard.press('Enter');
+  await owner.locator('[data-test=message]').waitFor({ timeout: 10000 });
+  out('invited', await owner.locator('[data-test=message]').textContent());
+
+  // The host accepts from the email.
+  const host = await person();
+  shoot(host);
+  await host.goto(mailedLink('hana@shop.example'));
+  out('host_link', await host.locator('[data-test=link-heading]').textContent());
+  await host.getByLabel('Your name').fill('Hana');
+  await host.getByLabel('Password').fill('another long password');
+  await host.locator('[data-test=link-continue]').click();
+  await host.waitForURL(`${base}/console`);
+  out('host_home', {
+    role: await host.locator('[data-test=role]').textContent(),
+    team_link: await host.locator('[data-test=nav-team]').count(),
+  });
+  const refused = await host.goto(`${base}/console/team`);
+  out('host_team', { status: refused.status(), text: await host.locator('[data-test=message]').textContent() });
+
+  // A form without its CSRF token is refused.
+  await owner.goto(`${base}/console/team`);
+  await owner.evaluate(() => document.querySelector('[data-test=invite] input[name=csrf]').remove());
+  await owner.locator('[data-test=invite]').getByLabel('Email').fill('eve@shop.example');
+  const [answer] = await Promise.all([
+    owner.waitForResponse((r) => r.url().endsWith('/console/team/invite')),
+    owner.locator('[data-test=invite-send]').click(),
+  ]);
+  await owner.locator('[data-test=message]').waitFor();
+  out('csrf_refused', { status: answer.status(), text: await owner.locator('[data-test=message]').textContent() });
+
+  // Five wrong passwords lock sign-in for that email.
+  const stranger = await person();
+  shoot(stranger);
+  await stranger.goto(`${base}/console/signin`);
+  let last = null;
+  for (let i = 0; i < 5; i++) {
+    const form = stranger.locator('[data-test=signin]');
+    await form.getByLabel('Email').fill('olga@shop.example');
+    await form.getByLabel('Password').fill(`not the password ${i}`);
+    [last] = await Promise.all([
+      stranger.waitForResponse((r) => r.url().endsWith('/console/signin') && r.request().method() === 'POST'),
+      form.locator('button[type=submit]').click(),
+    ]);
+    await stranger.locator('[data-test=message]').waitFor();
+  }
+  out('locked', { status: last.status(), text: await stranger.locator('[data-test=message]').textContent() });
+});
