@@ -210,11 +210,16 @@ async fn own_lots(
         return Ok(lots);
     }
     let mut made = Vec::new();
-    for (title, description, _) in LOTS {
+    for (title, description, price) in LOTS {
+        // The console's "launch" starts from these terms.
         let new = NewLot {
-            title: (*title).into(),
             description: (*description).into(),
-            image_url: None,
+            price_minor: Some(*price),
+            currency: Some("RUB".into()),
+            quantity: Some(20),
+            per_buyer_limit: Some(2),
+            duration_seconds: Some(120),
+            ..NewLot::titled(*title)
         };
         made.push(streams.add_lot(seller, stream, new).await?.id);
     }

@@ -144,10 +144,26 @@ pub struct Lot {
     pub title: String,
     pub description: String,
     pub image_url: Option<String>,
+    /// What an offer of it sells for by default (the console's "launch"
+    /// fills its form from these).
+    #[serde(flatten)]
+    pub terms: LotTerms,
     pub created_at: Millis,
     pub updated_at: Millis,
     /// Archived: kept for the orders that name it, not listed, not sold.
     pub archived_at: Option<Millis>,
+}
+
+/// A lot's default sale terms, each optional: the price, the units in
+/// stock, the per-buyer cap, how long an offer runs, the seller's SKU.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct LotTerms {
+    pub price_minor: Option<i64>,
+    pub currency: Option<String>,
+    pub quantity: Option<i64>,
+    pub per_buyer_limit: Option<i64>,
+    pub duration_seconds: Option<i64>,
+    pub sku: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -64,6 +64,13 @@ fn stream_from_row(row: &AnyRow) -> Result<Stream> {
     })
 }
 
+/// A lot's terms as stored: JSON, or NULL when it has none.
+fn terms_json(terms: &crate::model::LotTerms) -> Option<String> {
+    (*terms != crate::model::LotTerms::default())
+        .then(|| serde_json::to_string(terms).ok())
+        .flatten()
+}
+
 fn lot_from_row(row: &AnyRow) -> Result<Lot> {
     Ok(Lot {
         id: parse_id(row, "id", LotId::parse)?,
@@ -72,6 +79,10 @@ fn lot_from_row(row: &AnyRow) -> Result<Lot> {
         title: row.try_get("title")?,
         description: row.try_get("description")?,
         image_url: row.try_get("image_url")?,
+        terms: row
+            .try_get::<Option<String>, _>("terms")?
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default(),
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         archived_at: row.try_get("archived_at")?,
@@ -108,7 +119,8 @@ fn offer_from_row(row: &AnyRow) -> Result<Offer> {
 }
 
 const STREAM_COLS: &str = "id, seller_id, title, state, pinned_lot_id, created_at, live_at, ended_at";
-const LOT_COLS: &str = "id, stream_id, seller_id, title, description, image_url, created_at, updated_at, archived_at";
+const LOT_COLS: &str =
+    "id, stream_id, seller_id, title, description, image_url, terms, created_at, updated_at, archived_at";
 const OFFER_COLS: &str = "id, lot_id, stream_id, seller_id, price_minor, currency, quantity, \
      per_buyer_limit, duration_ms, end_at_requested, hold_ttl_ms, state, end_reason, created_at, \
      started_at, ends_at, ended_at, start_at, end_note";
@@ -233,8 +245,8 @@ impl StreamStore {
 
     pub async fn insert_lot(&self, lot: &Lot) -> Result<()> {
         sqlx::query(
-            "INSERT INTO lots (id, stream_id, seller_id, title, description, image_url, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO lots (id, stream_id, seller_id, title, description, image_url, terms, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(lot.id.as_str())
         .bind(lot.stream_id.as_str())
@@ -242,6 +254,7 @@ impl StreamStore {
         .bind(&lot.title)
         .bind(&lot.description)
         .bind(lot.image_url.clone())
+        .bind(terms_json(&lot.terms))
         .bind(lot.created_at)
         .bind(lot.updated_at)
         .execute(&self.pool)
@@ -286,14 +299,17 @@ impl StreamStore {
     }
 
     pub async fn update_lot(&self, lot: &Lot) -> Result<()> {
-        sqlx::query("UPDATE lots SET title = $1, description = $2, image_url = $3, updated_at = $4 WHERE id = $5")
-            .bind(&lot.title)
-            .bind(&lot.description)
-            .bind(lot.image_url.clone())
-            .bind(lot.updated_at)
-            .bind(lot.id.as_str())
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE lots SET title = $1, description = $2, image_url = $3, terms = $4, updated_at = $5 WHERE id = $6",
+        )
+        .bind(&lot.title)
+        .bind(&lot.description)
+        .bind(lot.image_url.clone())
+        .bind(terms_json(&lot.terms))
+        .bind(lot.updated_at)
+        .bind(lot.id.as_str())
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

@@ -112,6 +112,54 @@ async fn lots_are_added_updated_and_pinned_one_at_a_time(env: Env) {
     common::wait_for_event(&mut events, |e| e["type"] == "lot.unpinned").await;
     let (_, v) = app.seller(Method::GET, &format!("/v1/streams/{sid}/lots"), None).await;
     assert_eq!(v["data"].as_array().unwrap().len(), 2);
+
+    // A lot's default sale terms: set, checked, changed, cleared.
+    let path = format!("/v1/lots/{}", lots[0]);
+    let terms = json!({ "price_minor": 149000, "currency": "RUB", "quantity": 20, "per_buyer_limit": 2,
+                        "duration_seconds": 120, "sku": "MUG-350" });
+    let (st, v) = app.seller(Method::PATCH, &path, Some(terms.clone())).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    for (k, want) in terms.as_object().unwrap() {
+        assert_eq!(&v[k], want, "{k}: {v}");
+    }
+    for (bad, field) in [
+        (json!({ "per_buyer_limit": 21 }), "per_buyer_limit"),
+        (json!({ "currency": "XXX" }), "currency"),
+        (json!({ "currency": null }), "currency"),
+        (json!({ "quantity": 0 }), "quantity"),
+        (json!({ "duration_seconds": 999_999_999 }), "duration_seconds"),
+        (json!({ "sku": "" }), "sku"),
+    ] {
+        let (st, v) = app.seller(Method::PATCH, &path, Some(bad.clone())).await;
+        assert_eq!(
+            (st, v["error"]["field"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(field)),
+            "{bad}: {v}"
+        );
+    }
+    let (_, v) = app
+        .seller(
+            Method::PATCH,
+            &path,
+            Some(json!({ "price_minor": null, "currency": null, "sku": null })),
+        )
+        .await;
+    assert!(
+        v["price_minor"].is_null() && v["sku"].is_null() && v["quantity"] == 20,
+        "{v}"
+    );
+    let (st, v) = app
+        .seller(
+            Method::POST,
+            &format!("/v1/streams/{sid}/lots"),
+            Some(json!({ "title": "Vase", "price_minor": 990000, "currency": "RUB", "quantity": 1 })),
+        )
+        .await;
+    assert_eq!(
+        (st, v["price_minor"].as_i64(), v["quantity"].as_i64()),
+        (StatusCode::CREATED, Some(990000), Some(1)),
+        "{v}"
+    );
 }
 
 async fn offers_start_only_on_live_streams_and_one_per_lot(env: Env) {

@@ -7,7 +7,7 @@ use crate::clock::Millis;
 use crate::events::{LotView, StreamEvent};
 use crate::ids::{LotId, OfferId, SellerId, StreamId};
 use crate::inventory::OfferStock;
-use crate::model::{EndReason, IllegalTransition, Lot, Offer, OfferState, Stream, StreamState};
+use crate::model::{EndReason, IllegalTransition, Lot, LotTerms, Offer, OfferState, Stream, StreamState};
 use crate::money::{Currency, Money};
 use crate::store::Page;
 
@@ -34,6 +34,47 @@ pub struct NewLot {
     pub description: String,
     #[serde(default)]
     pub image_url: Option<String>,
+    /// Default sale terms, each optional (see [`LotTerms`]).
+    #[serde(default)]
+    pub price_minor: Option<i64>,
+    #[serde(default)]
+    pub currency: Option<String>,
+    #[serde(default)]
+    pub quantity: Option<i64>,
+    #[serde(default)]
+    pub per_buyer_limit: Option<i64>,
+    #[serde(default)]
+    pub duration_seconds: Option<i64>,
+    #[serde(default)]
+    pub sku: Option<String>,
+}
+
+impl NewLot {
+    /// A lot with a title and nothing else.
+    pub fn titled(title: impl Into<String>) -> NewLot {
+        NewLot {
+            title: title.into(),
+            description: String::new(),
+            image_url: None,
+            price_minor: None,
+            currency: None,
+            quantity: None,
+            per_buyer_limit: None,
+            duration_seconds: None,
+            sku: None,
+        }
+    }
+
+    fn terms(&self) -> LotTerms {
+        LotTerms {
+            price_minor: self.price_minor,
+            currency: self.currency.clone(),
+            quantity: self.quantity,
+            per_buyer_limit: self.per_buyer_limit,
+            duration_seconds: self.duration_seconds,
+            sku: self.sku.clone(),
+        }
+    }
 }
 
 /// Changes to a lot; absent fields stay as they are. `image_url: null` removes the image.
@@ -44,10 +85,69 @@ pub struct LotPatch {
     pub description: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
     pub image_url: Option<Option<String>>,
+    /// Each default sale term: a value sets it, `null` clears it.
+    #[serde(default, deserialize_with = "double_option")]
+    pub price_minor: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub currency: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub quantity: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub per_buyer_limit: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub duration_seconds: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub sku: Option<Option<String>>,
 }
 
-fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
+/// A field given (even as null) is `Some`; left out, `None`.
+fn double_option<'de, D, T>(d: D) -> std::result::Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Checks a lot's default terms: each within what an offer allows.
+fn check_terms(t: LotTerms) -> Result<LotTerms> {
+    if let Some(p) = t.price_minor {
+        if !(1..=crate::money::MAX_AMOUNT_MINOR).contains(&p) {
+            return Err(invalid("price_minor", "a whole number of minor units from 1"));
+        }
+    }
+    let currency = match &t.currency {
+        Some(c) => Some(
+            Currency::parse(c)
+                .map_err(|_| invalid("currency", "an ISO 4217 currency code"))?
+                .code()
+                .to_owned(),
+        ),
+        None => None,
+    };
+    if t.price_minor.is_some() != currency.is_some() {
+        return Err(invalid("currency", "a price and its currency go together"));
+    }
+    if let Some(q) = t.quantity {
+        if !(1..=MAX_QUANTITY).contains(&q) {
+            return Err(invalid("quantity", format!("from 1 to {MAX_QUANTITY}")));
+        }
+    }
+    if let Some(l) = t.per_buyer_limit {
+        if l < 1 || t.quantity.is_some_and(|q| l > q) {
+            return Err(invalid("per_buyer_limit", "from 1 to the quantity"));
+        }
+    }
+    if let Some(d) = t.duration_seconds {
+        if !(1..=MAX_OFFER_DURATION_MS / 1000).contains(&d) {
+            return Err(invalid("duration_seconds", "from 1 second to 7 days"));
+        }
+    }
+    let sku = match &t.sku {
+        Some(s) => Some(text("sku", s, 1, 64)?),
+        None => None,
+    };
+    Ok(LotTerms { currency, sku, ..t })
 }
 
 /// When an offer ends: after a duration from its start, or at a fixed time.
@@ -243,6 +343,7 @@ impl Streams {
             title: text("title", &new.title, 1, 200)?,
             description: text("description", &new.description, 0, 5000)?,
             image_url: image_url(new.image_url.as_deref())?,
+            terms: check_terms(new.terms())?,
             created_at: now,
             updated_at: now,
             archived_at: None,
@@ -275,6 +376,26 @@ impl Streams {
         if let Some(url) = &patch.image_url {
             lot.image_url = image_url(url.as_deref())?;
         }
+        let mut terms = lot.terms.clone();
+        if let Some(v) = patch.price_minor {
+            terms.price_minor = v;
+        }
+        if let Some(v) = &patch.currency {
+            terms.currency = v.clone();
+        }
+        if let Some(v) = patch.quantity {
+            terms.quantity = v;
+        }
+        if let Some(v) = patch.per_buyer_limit {
+            terms.per_buyer_limit = v;
+        }
+        if let Some(v) = patch.duration_seconds {
+            terms.duration_seconds = v;
+        }
+        if let Some(v) = &patch.sku {
+            terms.sku = v.clone();
+        }
+        lot.terms = check_terms(terms)?;
         lot.updated_at = self.now();
         self.store.update_lot(&lot).await?;
         if stream.pinned_lot_id.as_ref() == Some(&lot.id) {

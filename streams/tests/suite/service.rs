@@ -54,18 +54,7 @@ async fn interrupted_commits_are_finished_not_expired(setup: (Streams, ManualClo
         .await
         .unwrap();
     s.go_live(&seller, &stream.id).await.unwrap();
-    let lot = s
-        .add_lot(
-            &seller,
-            &stream.id,
-            NewLot {
-                title: "Mug".into(),
-                description: String::new(),
-                image_url: None,
-            },
-        )
-        .await
-        .unwrap();
+    let lot = s.add_lot(&seller, &stream.id, NewLot::titled("Mug")).await.unwrap();
     let offer = s
         .create_offer(
             &seller,

@@ -59,6 +59,14 @@ fn lot(s: &Stream) -> Lot {
         title: "Mug".into(),
         description: "Ceramic".into(),
         image_url: Some("https://example.com/mug.jpg".into()),
+        terms: streams::model::LotTerms {
+            price_minor: Some(49_000),
+            currency: Some("RUB".into()),
+            quantity: Some(12),
+            per_buyer_limit: Some(2),
+            duration_seconds: Some(90),
+            sku: Some("MUG-1".into()),
+        },
         created_at: T0,
         updated_at: T0,
         archived_at: None,
@@ -107,7 +115,7 @@ async fn records_round_trip(url: String) {
     let got = store.stream(&s.id).await.unwrap().unwrap();
     assert_eq!((got.title, got.state, got.created_at), (s.title, s.state, s.created_at));
     let got = store.lot(&l.id).await.unwrap().unwrap();
-    assert_eq!((got.title, got.image_url), (l.title, l.image_url));
+    assert_eq!((got.title, got.image_url, got.terms), (l.title, l.image_url, l.terms));
     let got = store.offer(&o.id).await.unwrap().unwrap();
     assert_eq!(got.price_minor, 149_000);
     assert_eq!(got.currency.code(), "RUB");
