@@ -24,6 +24,10 @@ pub struct Claims {
     pub iat: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<i64>,
+    /// A console member's connection: the seller (row) whose streams'
+    /// seller channels it may subscribe to. Only the console mints it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sel: Option<String>,
 }
 
 /// Why a token was refused.
@@ -121,6 +125,7 @@ mod tests {
             exp,
             iat: Some(100),
             nbf: None,
+            sel: None,
         }
     }
 

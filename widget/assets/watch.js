@@ -1,9 +1,9 @@
 // Haul's reference viewer page: /watch/<stream id>[?token=<viewer token>].
 //
-// Speaks the Centrifugo client protocol (JSON) to /connection/websocket on its
-// own: connect, subscribe to stream:<id> with recovery, ping/pong, the
-// reserve RPC, and reconnects with backoff, recovering what it missed.
-// Without ?token the page gets an anonymous viewer token and keeps it.
+// Speaks the Centrifugo client protocol through realtime.js: subscribes to
+// stream:<id> and the viewer's own channel with recovery, reserves over RPC,
+// reconnects recovering what it missed. Without ?token the page gets an
+// anonymous viewer token and keeps it.
 'use strict';
 
 (() => {
@@ -11,7 +11,6 @@
   const { t, money, date } = window.HaulText;
   const streamId = decodeURIComponent(location.pathname.split('/').filter(Boolean).pop() || '');
   const channel = `stream:${streamId}`;
-  const wsUrl = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/connection/websocket`;
 
   // ----- clock skew ------------------------------------------------------
   // server_time - local time, from every event. Network delay only makes a
@@ -328,155 +327,54 @@
   }
 
   // ----- the connection ----------------------------------------------------
-  class Live {
-    constructor() {
-      this.nextId = 1;
-      this.pending = new Map();
-      this.position = null; // { epoch, offset }
-      this.attempt = 0;
-      this.ws = null;
-    }
-
-    status(s, text) {
-      const el = $('[data-test=status]');
-      el.dataset.state = s;
-      el.textContent = text;
-    }
-
-    send(cmd) {
-      const id = this.nextId++;
-      this.ws.send(JSON.stringify({ id, ...cmd }));
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => { this.pending.delete(id); reject(new Error('timeout')); }, 10000);
-        this.pending.set(id, { resolve, reject, timer });
-      });
-    }
-
-    rpc(method, data) {
-      if (!this.ws || this.ws.readyState !== WebSocket.OPEN || !this.connected) {
-        return Promise.reject(new Error('not connected'));
-      }
-      return this.send({ rpc: { method, data } }).then((r) => r.rpc.data);
-    }
-
-    async token() {
-      const given = new URLSearchParams(location.search).get('token');
-      if (given) return given;
-      try {
-        const saved = JSON.parse(localStorage.getItem('haul.viewer') || 'null');
-        if (saved && saved.expires_at > Date.now() + 60000) return saved.token;
-      } catch { /* storage may be off */ }
-      const r = await fetch('/v1/viewers/anonymous', { method: 'POST' });
-      if (!r.ok) throw new Error(`anonymous token: ${r.status}`);
-      const t = await r.json();
-      try { localStorage.setItem('haul.viewer', JSON.stringify(t)); } catch { /* fine */ }
-      return t.token;
-    }
-
-    async start() {
-      let token;
-      try {
-        token = await this.token();
-        this.bearer = token;
-      } catch {
-        this.retry();
-        return;
-      }
-      this.connected = false;
-      const ws = new WebSocket(wsUrl);
-      this.ws = ws;
-      ws.onopen = async () => {
-        try {
-          const c = (await this.send({ connect: { token, name: 'haul-watch' } })).connect;
-          this.connected = true;
-          // The viewer's own channel: their orders' changes. After a
-          // reconnect the list is read again, so nothing missed is lost.
-          this.personal = c && c.data && c.data.personal_channel;
-          if (this.personal) {
-            this.send({ subscribe: { channel: this.personal } }).catch(() => {});
-            loadMyOrders();
-          }
-          const sub = { channel };
-          if (this.position) Object.assign(sub, { recover: true, ...this.position });
-          const r = (await this.send({ subscribe: sub })).subscribe;
-          if (r.was_recovering && r.recovered) {
-            for (const p of r.publications || []) this.publication(p);
-          } else if (r.data) {
-            applySnapshot(r.data);
-          }
-          this.position = { epoch: r.epoch, offset: r.offset };
-          this.attempt = 0;
-          this.status('live', t('watch.live'));
-        } catch (e) {
-          if (e.code === 109) { try { localStorage.removeItem('haul.viewer'); } catch { /* fine */ } }
-          ws.close();
-        }
-      };
-      ws.onmessage = (m) => {
-        for (const line of String(m.data).split('\n')) {
-          if (!line.trim()) continue;
-          let f;
-          try { f = JSON.parse(line); } catch { continue; }
-          this.frame(f);
-        }
-      };
-      ws.onclose = (ev) => {
-        this.connected = false;
-        for (const { reject, timer } of this.pending.values()) { clearTimeout(timer); reject(new Error('connection lost')); }
-        this.pending.clear();
-        // 3500-3999 and 4500-4999: the server says not to come back.
-        // An anonymous token the server refuses (3500) is replaced; a given one is not.
-        if ((ev.code >= 3500 && ev.code < 4000) || (ev.code >= 4500 && ev.code < 5000)) {
-          const given = new URLSearchParams(location.search).has('token');
-          if (ev.code !== 3500 || given) { this.status('failed', t('watch.disconnected', { why: ev.reason || ev.code })); return; }
-          try { localStorage.removeItem('haul.viewer'); } catch { /* fine */ }
-        }
-        this.retry();
-      };
-    }
-
-    retry() {
-      this.attempt += 1;
-      const base = Math.min(10000, 300 * 2 ** Math.min(this.attempt, 6));
-      const wait = base / 2 + Math.random() * base / 2;
-      this.status('reconnecting', t('watch.reconnecting'));
-      setTimeout(() => this.start(), wait);
-    }
-
-    frame(f) {
-      if (f.id) {
-        const p = this.pending.get(f.id);
-        if (!p) return;
-        this.pending.delete(f.id);
-        clearTimeout(p.timer);
-        if (f.error) {
-          const err = new Error(f.error.message);
-          err.code = f.error.code;
-          p.reject(err);
-        } else {
-          p.resolve(f);
-        }
-        return;
-      }
-      if (f.push) {
-        if (f.push.channel === channel && f.push.pub) this.publication(f.push.pub);
-        else if (f.push.channel === this.personal && f.push.pub && f.push.pub.data
-          && f.push.pub.data.type === 'order.updated') myOrderChanged(f.push.pub.data);
-        return;
-      }
-      if (Object.keys(f).length === 0 && this.ws.readyState === WebSocket.OPEN) this.ws.send('{}'); // pong
-    }
-
-    publication(p) {
-      if (this.position && typeof p.offset === 'number') {
-        if (p.offset <= this.position.offset) return; // already seen
-        this.position.offset = p.offset;
-      }
-      applyEvent(p.data || {});
-    }
+  // The stream's channel (with recovery) and the viewer's own channel (their
+  // orders' changes; after a reconnect the list is read again, so nothing
+  // missed is lost).
+  const given = new URLSearchParams(location.search).get('token');
+  async function viewerToken() {
+    if (given) return given;
+    try {
+      const saved = JSON.parse(localStorage.getItem('haul.viewer') || 'null');
+      if (saved && saved.expires_at > Date.now() + 60000) return saved.token;
+    } catch { /* storage may be off */ }
+    const r = await fetch('/v1/viewers/anonymous', { method: 'POST' });
+    if (!r.ok) throw new Error(`anonymous token: ${r.status}`);
+    const t = await r.json();
+    try { localStorage.setItem('haul.viewer', JSON.stringify(t)); } catch { /* fine */ }
+    return t.token;
   }
-
-  const live = new Live();
+  const forgetToken = () => { try { localStorage.removeItem('haul.viewer'); } catch { /* fine */ } };
+  function setStatus(s, text) {
+    const el = $('[data-test=status]');
+    el.dataset.state = s;
+    el.textContent = text;
+  }
+  let personal = null;
+  const live = new window.HaulRealtime({
+    token: viewerToken,
+    channels: (data) => {
+      personal = data.personal_channel || null;
+      return personal ? [channel, personal] : [channel];
+    },
+    onConnected: (data) => { if (data.personal_channel) loadMyOrders(); },
+    onSnapshot: (ch, data) => { if (ch === channel) applySnapshot(data); },
+    onPublication: (ch, data) => {
+      if (ch === channel) applyEvent(data);
+      else if (ch === personal && data.type === 'order.updated') myOrderChanged(data);
+    },
+    onStatus: (state, detail) => {
+      if (state === 'live') setStatus('live', t('watch.live'));
+      else if (state === 'reconnecting') setStatus('reconnecting', t('watch.reconnecting'));
+      else setStatus('failed', t('watch.disconnected', { why: detail }));
+    },
+    // An anonymous token the server refuses (3500) is replaced; a given one is not.
+    onClosed: (ev) => {
+      if (ev.code !== 3500 || given) return false;
+      forgetToken();
+      return true;
+    },
+    onRefused: (e) => { if (e.code === 109) forgetToken(); },
+  });
   render();
   live.start();
 })();

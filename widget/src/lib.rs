@@ -60,6 +60,11 @@ pub const ASSETS: &[Asset] = &[
         body: include_str!("../assets/watch.js"),
     },
     Asset {
+        name: "realtime.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../assets/realtime.js"),
+    },
+    Asset {
         name: "i18n.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_str!("../assets/i18n.js"),

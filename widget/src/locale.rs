@@ -183,8 +183,9 @@ impl Locale {
     }
 
     /// The keys under `prefixes` and their words, as JSON with `<`, `>`
-    /// and `&` written as escapes (no `</script>` can appear).
-    fn script_text(self, prefixes: &[&str]) -> String {
+    /// and `&` written as escapes (no `</script>` can appear): a page's
+    /// `<script type="application/json" id="haul-text">` for its scripts.
+    pub fn script_text(self, prefixes: &[&str]) -> String {
         let words: BTreeMap<&str, &str> = catalogs()
             .get(&Locale::En)
             .into_iter()

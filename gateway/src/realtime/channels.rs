@@ -37,6 +37,9 @@ pub struct Push {
 /// it leave.
 pub struct ConnHandle {
     pub id: u64,
+    /// A seller's own connection (the console's live room): it hears the
+    /// stream like a viewer but is not counted as one.
+    pub staff: std::sync::atomic::AtomicBool,
     tx: mpsc::Sender<Arc<Push>>,
     close: Mutex<Option<Disconnect>>,
     close_notify: Notify,
@@ -47,6 +50,7 @@ impl ConnHandle {
         let (tx, rx) = mpsc::channel(queue);
         let handle = Arc::new(Self {
             id,
+            staff: std::sync::atomic::AtomicBool::new(false),
             tx,
             close: Mutex::new(None),
             close_notify: Notify::new(),
@@ -389,6 +393,16 @@ impl Channels {
 
     /// Subscribers of every channel whose name starts with `prefix`.
     pub fn counts(&self, prefix: &str) -> Vec<(Arc<str>, usize)> {
+        self.counted(prefix, |_| true)
+    }
+
+    /// Each channel's subscribers who are viewers (not a seller's own
+    /// connections), by channel, for channels starting with `prefix`.
+    pub fn viewer_counts(&self, prefix: &str) -> Vec<(Arc<str>, usize)> {
+        self.counted(prefix, |h| !h.staff.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    fn counted(&self, prefix: &str, counts: impl Fn(&ConnHandle) -> bool) -> Vec<(Arc<str>, usize)> {
         let channels: Vec<Arc<Channel>> = self
             .map
             .read()
@@ -400,7 +414,7 @@ impl Channels {
         channels
             .into_iter()
             .map(|c| {
-                let n = c.lock().subscribers.len();
+                let n = c.lock().subscribers.values().filter(|h| counts(h)).count();
                 (c.name.clone(), n)
             })
             .collect()

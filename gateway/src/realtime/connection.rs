@@ -41,6 +41,9 @@ const MAX_MESSAGE: usize = 64 * 1024;
 const MAX_SUBSCRIPTIONS: usize = 32;
 /// The prefix of a viewer's own channel: `holds#<viewer id>`.
 pub const PERSONAL_PREFIX: &str = "holds#";
+/// A stream's seller channel, `seller#<stream id>`: each live offer's held
+/// and sold units (`offer.stats`), for the seller's console only.
+pub const SELLER_PREFIX: &str = "seller#";
 pub const STREAM_PREFIX: &str = "stream:";
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
@@ -143,6 +146,9 @@ struct Connection {
     handle: Arc<ConnHandle>,
     queue: tokio::sync::mpsc::Receiver<Arc<Push>>,
     viewer: Option<BuyerId>,
+    /// The seller whose streams' seller channels this connection may hear
+    /// (a console member's token says so).
+    seller: Option<streams::ids::SellerId>,
     /// Subscribed channels, each with the offset its subscribe reply covered:
     /// pushes up to it are already known to the client.
     subscriptions: HashMap<String, u64>,
@@ -164,6 +170,7 @@ impl Connection {
             handle,
             queue,
             viewer: None,
+            seller: None,
             subscriptions: HashMap::new(),
             budget: Budget::new(Instant::now()),
         }
@@ -351,7 +358,16 @@ impl Connection {
             let now = self.s.streams.now() / 1000;
             match jwt::decode(&c.token, self.s.token_secret.expose_secret().as_bytes(), now) {
                 Ok(claims) => match BuyerId::parse(&claims.sub) {
-                    Ok(v) => v,
+                    Ok(v) => {
+                        self.seller = claims
+                            .sel
+                            .as_deref()
+                            .and_then(|s| streams::ids::SellerId::parse(s).ok());
+                        self.handle
+                            .staff
+                            .store(self.seller.is_some(), std::sync::atomic::Ordering::Relaxed);
+                        v
+                    }
                     Err(_) => return Next::Close(Disconnect::InvalidToken),
                 },
                 Err(jwt::TokenError::Expired) => {
@@ -386,6 +402,8 @@ impl Connection {
         if self.subscriptions.len() >= MAX_SUBSCRIPTIONS {
             return err(ErrorCode::LimitExceeded, "too many subscriptions");
         }
+        let mut seller_stream = None;
+        let mut seller_data: Option<Value> = None;
         let stream = if let Some(raw) = sub.channel.strip_prefix(STREAM_PREFIX) {
             match StreamId::parse(raw) {
                 Ok(sid) => Some(sid),
@@ -395,6 +413,23 @@ impl Connection {
             if owner != viewer.as_str() {
                 return err(ErrorCode::PermissionDenied, "permission denied");
             }
+            None
+        } else if let Some(raw) = sub.channel.strip_prefix(SELLER_PREFIX) {
+            let Ok(sid) = StreamId::parse(raw) else {
+                return err(ErrorCode::UnknownChannel, "unknown channel");
+            };
+            let owner = match self.s.streams.stream_seller(&sid).await {
+                Ok(owner) => owner,
+                Err(DomainError::NotFound(_)) => return err(ErrorCode::UnknownChannel, "unknown channel"),
+                Err(e) => {
+                    tracing::warn!(error = ?e, "subscribe: could not read the stream's seller");
+                    return err(ErrorCode::Internal, "internal server error");
+                }
+            };
+            if self.seller.as_ref() != Some(&owner) {
+                return err(ErrorCode::PermissionDenied, "permission denied");
+            }
+            seller_stream = Some((owner, sid));
             None
         } else {
             return err(ErrorCode::UnknownChannel, "unknown channel");
@@ -412,6 +447,11 @@ impl Connection {
                 return err(ErrorCode::Internal, "internal server error");
             }
         };
+        if let Some((seller, sid)) = &seller_stream {
+            // The seller channel's data: every live offer's levels now (read
+            // after joining, so no change in between is missed).
+            seller_data = Some(crate::realtime::publisher::seller_snapshot(&self.s.streams, seller, sid).await);
+        }
         let data = match &stream {
             Some(sid) => match self.s.streams.stream_public(sid).await {
                 Ok(state) => {
@@ -433,7 +473,7 @@ impl Connection {
                     return err(ErrorCode::Internal, "internal server error");
                 }
             },
-            None => json!({}),
+            None => seller_data.unwrap_or_else(|| json!({})),
         };
         self.subscriptions.insert(sub.channel.clone(), position.offset);
         let publications: Vec<Value> = position

@@ -9,6 +9,11 @@
 //! value viewers see is the current one whichever node sold last; nothing is
 //! sent for an offer after it ended. `viewers` is counted every
 //! [`VIEWERS_INTERVAL`] and announced when it changed.
+//!
+//! The seller's console hears more on the stream's seller channel
+//! (`seller#<stream>`): after any change of an offer's stock, its levels —
+//! quantity, held in checkout, sold, left — read from the stock engine
+//! (`offer.stats`, at most one per offer per flush, every 50 ms).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,6 +62,9 @@ pub struct Hub {
     clock: Arc<dyn Clock>,
     inventory: Arc<dyn Inventory>,
     stock: Mutex<HashMap<OfferId, StockEntry>>,
+    /// Offers whose levels changed since the last flush, for the seller
+    /// channel (kept past an offer's end: its last sale is told too).
+    stats: Mutex<HashMap<OfferId, StreamId>>,
     /// Streams this node counted viewers of last time, with the local count
     /// (one node: also the last count announced).
     viewers: Mutex<HashMap<StreamId, usize>>,
@@ -97,6 +105,7 @@ impl Hub {
             clock,
             inventory,
             stock: Mutex::new(HashMap::new()),
+            stats: Mutex::new(HashMap::new()),
             viewers: Mutex::new(HashMap::new()),
             ended: Default::default(),
         })
@@ -165,6 +174,24 @@ impl Hub {
         self.engine.publish(channel, value.to_string().into());
     }
 
+    /// Sends the seller channels the levels of offers that changed.
+    pub async fn flush_stats(&self) {
+        let due: Vec<(OfferId, StreamId)> = std::mem::take(&mut *self.stats.lock().unwrap_or_else(|e| e.into_inner()))
+            .into_iter()
+            .collect();
+        for (offer, stream) in due {
+            let Ok(Some(levels)) = self.inventory.levels(&offer).await else {
+                continue;
+            };
+            let mut value = stats_value(&offer, &levels);
+            if let Value::Object(m) = &mut value {
+                m.insert("server_time".into(), Value::from(self.clock.now_ms()));
+            }
+            let channel: Arc<str> = format!("{}{stream}", crate::realtime::connection::SELLER_PREFIX).into();
+            self.engine.publish(channel, value.to_string().into());
+        }
+    }
+
     /// Sends stock levels whose interval has passed (all waiting ones when
     /// `all`), read fresh from the engine.
     pub async fn flush_stock(&self, all: bool) {
@@ -231,7 +258,7 @@ impl Hub {
     /// that changed (over all nodes, with Redis).
     pub async fn count_viewers(&self) {
         let mut now: HashMap<StreamId, (usize, bool)> = HashMap::new();
-        for (channel, n) in self.channels.counts(STREAM_PREFIX) {
+        for (channel, n) in self.channels.viewer_counts(STREAM_PREFIX) {
             if let Some(sid) = channel
                 .strip_prefix(STREAM_PREFIX)
                 .and_then(|s| StreamId::parse(s).ok())
@@ -274,10 +301,14 @@ impl Hub {
         viewers.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = stock.tick() => self.flush_stock(false).await,
+                _ = stock.tick() => {
+                    self.flush_stock(false).await;
+                    self.flush_stats().await;
+                }
                 _ = viewers.tick() => self.count_viewers().await,
                 _ = stop.changed() => {
                     self.flush_stock(true).await;
+                    self.flush_stats().await;
                     return;
                 }
             }
@@ -285,8 +316,49 @@ impl Hub {
     }
 }
 
+/// An offer's levels as the seller channel tells them.
+fn stats_value(offer: &OfferId, l: &streams::inventory::StockLevels) -> Value {
+    serde_json::json!({
+        "type": "offer.stats", "offer_id": offer, "quantity": l.quantity,
+        "held": l.held, "sold": l.sold, "units_left": l.left.max(0),
+    })
+}
+
+/// What a seller channel's subscriber starts from: every live offer's
+/// levels (`{ "offers": [...] }`; an offer whose levels cannot be read is
+/// left out, and comes with its next change).
+pub async fn seller_snapshot(
+    streams: &streams::service::Streams,
+    seller: &streams::ids::SellerId,
+    stream: &StreamId,
+) -> Value {
+    let mut offers = Vec::new();
+    if let Ok(all) = streams.offers(seller, stream).await {
+        for o in all.iter().filter(|o| o.state == streams::model::OfferState::Live) {
+            if let Ok(Some(levels)) = streams.levels(seller, &o.id).await {
+                offers.push(stats_value(&o.id, &levels));
+            }
+        }
+    }
+    serde_json::json!({ "offers": offers })
+}
+
 impl EventSink for Hub {
     fn publish(&self, stream: &StreamId, event: StreamEvent) {
+        let changed = match &event {
+            StreamEvent::OfferStarted { offer_id, .. }
+            | StreamEvent::OfferStock { offer_id, .. }
+            | StreamEvent::OfferUpdated { offer_id, .. }
+            | StreamEvent::OfferEnded { offer_id, .. }
+            | StreamEvent::Purchase { offer_id, .. } => Some(offer_id),
+            _ => None,
+        };
+        if let Some(offer) = changed {
+            self.stats
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(offer.clone(), stream.clone());
+        }
         match &event {
             StreamEvent::OfferStock { offer_id, units_left } => {
                 self.stock_changed(stream, offer_id, *units_left);

@@ -82,6 +82,76 @@ await drive(async (browser, shoot) => {
   const refused = await host.goto(`${base}/console/team`);
   out('host_team', { status: refused.status(), text: await host.locator('[data-test=message]').textContent() });
 
+  // The host runs a sale from the live room: a stream, a lot, live, pinned,
+  // an offer launched in one tap.
+  await host.goto(`${base}/console`);
+  await host.locator('[data-test=new-stream]').getByLabel('New stream').fill('Evening sale');
+  await host.locator('[data-test=new-stream] button').click();
+  await host.waitForURL(/\/console\/streams\/str_/);
+  const streamId = host.url().split('/').pop();
+  await host.locator('[data-test=room-link][data-state=live]').waitFor({ timeout: 10000 });
+  await host.locator('[data-test=add-lot] input[name=title]').fill('Teapot');
+  await Promise.all([host.waitForNavigation(), host.locator('[data-test=add-lot] button').click()]);
+  await host.locator('[data-test=room-link][data-state=live]').waitFor({ timeout: 10000 });
+  await host.locator('[data-test=go-live]').click();
+  await host.locator('[data-test=room-state][data-state=live]').waitFor({ timeout: 10000 });
+  const lot = host.locator('[data-test=room-lot]').first();
+  await lot.locator('[data-test=pin]').click();
+  await lot.locator('[data-test=lot-pinned]').waitFor({ timeout: 10000 });
+  const launch = lot.locator('[data-test=launch-form]');
+  await launch.getByLabel('Price').fill('1490');
+  await launch.getByLabel('Quantity').fill('5');
+  await launch.getByLabel('Per buyer').fill('1');
+  await launch.getByLabel('Seconds').fill('600');
+  await launch.locator('[data-test=launch]').click();
+  const card = host.locator('[data-test=room-offer]').first();
+  await card.waitFor({ timeout: 10000 });
+  const numbers = async () => ({
+    left: await card.locator('[data-test=offer-left]').textContent(),
+    held: await card.locator('[data-test=offer-held]').textContent(),
+    sold: await card.locator('[data-test=offer-sold]').textContent(),
+    revenue: await card.locator('[data-test=offer-revenue]').textContent(),
+  });
+  out('launched', await numbers());
+
+  // A viewer buys on the watch page: the room shows the hold, then the sale.
+  const viewer = await person();
+  await viewer.goto(`${base}/watch/${streamId}`);
+  await viewer.locator('[data-test=offer]').waitFor({ timeout: 10000 });
+  await viewer.locator('[data-test=buy]').click();
+  await viewer.locator('[data-test=result][data-kind=ok]').waitFor({ timeout: 10000 });
+  await card.locator('[data-test=offer-held]', { hasText: '1' }).waitFor({ timeout: 5000 });
+  out('held', await numbers());
+  await viewer.locator('[data-test=pay]').click();
+  const frame = viewer.frameLocator('iframe[title=Checkout]');
+  await frame.locator('[data-test=pay-sandbox]').click();
+  await frame.locator('input[name=number]').fill('4242 4242 4242 4242');
+  await frame.locator('input[name=expiry]').fill('12/39');
+  await frame.locator('input[name=cvc]').fill('123');
+  await frame.locator('button[type=submit]').click();
+  await frame.locator('[data-test=return]').waitFor({ timeout: 20000 });
+  const answered = Date.now();
+  await card.locator('[data-test=offer-sold]', { hasText: '1' }).waitFor({ timeout: 5000 });
+  out('sold', { ...(await numbers()), ms_after_the_bank_answered: Date.now() - answered,
+    feed: await host.locator('[data-test=room-feed] li').first().textContent() });
+
+  // Stock added and time extended from the room.
+  const before = Number((await card.locator('[data-test=offer-countdown]').textContent()).split(':')[0]);
+  await card.locator('[data-test=add-stock]').click();
+  await card.locator('[data-test=offer-left]', { hasText: '/ 15' }).waitFor({ timeout: 5000 });
+  await card.locator('[data-test=extend]').click();
+  await host.waitForFunction((m) => {
+    const c = document.querySelector('[data-test=offer-countdown]').textContent;
+    return Number(c.split(':')[0]) > m;
+  }, before, { timeout: 5000 });
+  out('edited', { ...(await numbers()), minutes_before: before,
+    minutes_after: Number((await card.locator('[data-test=offer-countdown]').textContent()).split(':')[0]) });
+  for (const width of [1280, 820]) {
+    await host.setViewportSize({ width, height: 1000 });
+    await host.screenshot({ path: `${shots}-room-${width}.png`, fullPage: true });
+  }
+  out('stream', streamId);
+
   // A form without its CSRF token is refused.
   await owner.goto(`${base}/console/team`);
   await owner.evaluate(() => document.querySelector('[data-test=invite] input[name=csrf]').remove());

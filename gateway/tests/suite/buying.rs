@@ -272,6 +272,7 @@ async fn viewer_tokens_are_verified(env: Env) {
             exp: i64::MAX / 2,
             iat: None,
             nbf: None,
+            sel: None,
         },
         b"some-other-secret-some-other-secret",
     );
@@ -283,6 +284,7 @@ async fn viewer_tokens_are_verified(env: Env) {
             exp: i64::MAX / 2,
             iat: None,
             nbf: None,
+            sel: None,
         },
         common::TOKEN_SECRET.as_bytes(),
     );

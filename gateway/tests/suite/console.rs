@@ -164,6 +164,25 @@ fn mailed(data_dir: &str, to: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// A new browser signed in with a password.
+async fn signed_in(app: &TestApp, email: &str, password: &str) -> Browser {
+    let mut b = Browser::new(&app.base);
+    let page = b.get("/console/signin").await;
+    let a = b
+        .post(
+            "/console/signin",
+            &[("csrf", &page.csrf()), ("email", email), ("password", password)],
+        )
+        .await;
+    assert_eq!(
+        (a.status, a.location.as_str()),
+        (StatusCode::SEE_OTHER, "/console"),
+        "{}",
+        a.body
+    );
+    b
+}
+
 /// An owner signed in through the account's first-owner link.
 async fn owner(app: &TestApp, email: &str) -> Browser {
     let link = gateway::http::console::owner_link(&app.state.people, &app.base, &app.seller, app.state.payments.now())
@@ -315,6 +334,23 @@ async fn each_role_reaches_only_its_areas(env: Env) {
     }
     assert!(checked > 250, "{checked}");
 
+    // Each person chooses the console's language.
+    let csrf = h.session_csrf().await;
+    let a = h.post("/console/language", &[("csrf", &csrf), ("locale", "ru")]).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    let home = h.get("/console").await;
+    assert!(
+        home.body.contains("<html lang=\"ru\">") && home.body.contains("Ваша роль: ведущий"),
+        "{}",
+        home.body
+    );
+    let a = h.post("/console/language", &[("csrf", &csrf), ("locale", "de")]).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(
+        o.get("/console").await.body.contains("<html lang=\"en\">"),
+        "others keep theirs"
+    );
+
     // A host's stream is the shop's: the owner's API key sees it.
     let made = h
         .api(
@@ -376,24 +412,7 @@ async fn each_role_reaches_only_its_areas(env: Env) {
     );
 
     // Signed out everywhere: every browser of that person is out.
-    let mut o2 = Browser::new(&app.base);
-    let page = o2.get("/console/signin").await;
-    let a = o2
-        .post(
-            "/console/signin",
-            &[
-                ("csrf", &page.csrf()),
-                ("email", "olga@shop.example"),
-                ("password", "correct horse battery"),
-            ],
-        )
-        .await;
-    assert_eq!(
-        (a.status, a.location.as_str()),
-        (StatusCode::SEE_OTHER, "/console"),
-        "{}",
-        a.body
-    );
+    let mut o2 = signed_in(&app, "olga@shop.example", "correct horse battery").await;
     let csrf = o2.session_csrf().await;
     let a = o2.post("/console/signout/everywhere", &[("csrf", &csrf)]).await;
     assert_eq!(a.location, "/console/signin");
@@ -520,8 +539,11 @@ async fn wrong_passwords_lock_sign_in_on_the_embedded_backend() {
 
 /// The console in real Chromium (`tests/js/console.mjs`): set up from the
 /// first link, an invitation accepted from its email, a host refused the
-/// team page, a form without its CSRF token refused, a lockout after five
-/// wrong passwords; the overview photographed at two widths.
+/// team page who runs a sale from the live room (a stream, a lot, live,
+/// pinned, an offer launched; a viewer's hold and sale seen in the room;
+/// stock and time added), a form without its CSRF token refused, a lockout
+/// after five wrong passwords; the overview and the room photographed at
+/// two widths. Then a manager refunds the sale and a moderator may not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_works_in_a_real_browser() {
     let env = Env::embedded().await;
@@ -551,15 +573,82 @@ async fn the_console_works_in_a_real_browser() {
         .as_str()
         .unwrap()
         .contains("Too many failed sign-ins"));
-    for width in [1280, 820] {
-        let shot = format!("{shots}-{width}.png");
-        let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
-        assert!(size > 1000, "{shot}: {size} bytes");
+    // The live room: launched, a hold seen, the sale seen, stock and time added.
+    assert_eq!(
+        step("launched"),
+        json!({ "left": "5 / 5", "held": "0", "sold": "0", "revenue": "₽0.00" })
+    );
+    assert_eq!(
+        step("held"),
+        json!({ "left": "4 / 5", "held": "1", "sold": "0", "revenue": "₽0.00" })
+    );
+    let sold = step("sold");
+    assert_eq!(
+        (&sold["left"], &sold["held"], &sold["sold"], &sold["revenue"]),
+        (&json!("4 / 5"), &json!("0"), &json!("1"), &json!("₽1,490.00")),
+        "{sold}"
+    );
+    assert_eq!(sold["feed"], "1 × Teapot sold");
+    let edited = step("edited");
+    assert_eq!(edited["left"], "14 / 15", "{edited}");
+    assert!(
+        edited["minutes_after"].as_i64() > edited["minutes_before"].as_i64(),
+        "{edited}"
+    );
+    for shot in ["", "-room"] {
+        for width in [1280, 820] {
+            let shot = format!("{shots}{shot}-{width}.png");
+            let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
+            assert!(size > 1000, "{shot}: {size} bytes");
+        }
     }
     // Nobody else was invited: the refused form changed nothing.
     let account = &app.seller;
     let members = app.state.people.members(account).await.unwrap();
     assert_eq!(members.len(), 2, "{members:?}");
+
+    // A manager refunds the sale; a moderator may not.
+    let stream = step("stream");
+    let (_, orders) = app
+        .seller(
+            Method::GET,
+            &format!("/v1/orders?stream={}", stream.as_str().unwrap()),
+            None,
+        )
+        .await;
+    let order = orders["data"][0]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{orders}"))
+        .to_owned();
+    // (The script locked the owner's email: its quarter of an hour passes.)
+    app.clock.advance(16 * 60_000);
+    let mut owner = signed_in(&app, "olga@shop.example", "correct horse battery").await;
+    let mut manager = invited(&app, &env, &mut owner, "max@shop.example", "manager").await;
+    let mut moderator = invited(&app, &env, &mut owner, "dima@shop.example", "moderator").await;
+    let refund = json!({ "amount_minor": 149000 });
+    let csrf = moderator.session_csrf().await;
+    let a = moderator
+        .api(
+            Method::POST,
+            &format!("/v1/orders/{order}/refunds"),
+            Some(&csrf),
+            Some(refund.clone()),
+        )
+        .await;
+    assert_eq!(
+        (a.status, a.json()["error"]["code"].clone()),
+        (StatusCode::FORBIDDEN, json!("forbidden_role"))
+    );
+    let csrf = manager.session_csrf().await;
+    let a = manager
+        .api(
+            Method::POST,
+            &format!("/v1/orders/{order}/refunds"),
+            Some(&csrf),
+            Some(refund),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
 }
 
 /// Sign-in attempts from one address are limited (`HAUL_RATE_SIGNIN`).

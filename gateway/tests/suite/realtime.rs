@@ -316,6 +316,7 @@ async fn bad_input_gets_protocol_errors_and_disconnects(env: Env) {
         exp: 1,
         iat: None,
         nbf: None,
+        sel: None,
     };
     let expired = gateway::jwt::encode(&claims, common::TOKEN_SECRET.as_bytes());
     let mut ws = open(&app).await;
@@ -589,7 +590,67 @@ async fn a_viewer_hears_their_orders_change_on_their_own_channel(env: Env) {
     );
 }
 
+/// A stream's seller channel is its seller's console's alone: a viewer's
+/// token and another seller's console token are refused; the seller's
+/// hears every live offer's levels at once and after each change (a hold,
+/// a sale), and is not counted as a viewer.
+async fn the_seller_channel_tells_only_the_seller_each_offers_levels(env: Env) {
+    let app = TestApp::start(&env, &[]).await;
+    let (sid, _, oid) = app.live_offer(offer_body(5, 2)).await;
+    let console_token = |seller: &str| {
+        gateway::jwt::encode(
+            &gateway::jwt::Claims {
+                sub: "console.per_test".into(),
+                exp: app.state.payments.now() / 1000 + 600,
+                iat: None,
+                nbf: None,
+                sel: Some(seller.to_owned()),
+            },
+            common::TOKEN_SECRET.as_bytes(),
+        )
+    };
+    let channel = format!("seller#{sid}");
+    let viewer = mint(&app, "nosy").await;
+    for token in [viewer.clone(), console_token("sel_someoneelse0000000000")] {
+        let mut ws = connect(&app, &token).await;
+        send(&mut ws, json!({ "id": 2, "subscribe": { "channel": channel } })).await;
+        assert_eq!(next(&mut ws).await["error"]["code"], 103, "permission denied");
+    }
+    let mut ws = connect(&app, &console_token(app.seller.as_str())).await;
+    send(&mut ws, json!({ "id": 2, "subscribe": { "channel": channel } })).await;
+    let r = next(&mut ws).await;
+    assert_eq!(
+        r["subscribe"]["data"]["offers"][0],
+        json!({ "type": "offer.stats", "offer_id": oid, "quantity": 5, "held": 0, "sold": 0, "units_left": 5 }),
+        "{r}"
+    );
+    send(
+        &mut ws,
+        json!({ "id": 3, "subscribe": { "channel": format!("stream:{sid}") } }),
+    )
+    .await;
+    assert!(next(&mut ws).await["subscribe"].is_object());
+    let (st, hold) = app.reserve(&viewer, &oid, 2, "r1").await;
+    assert_eq!(st, StatusCode::CREATED, "{hold}");
+    let stats = loop {
+        let f = next(&mut ws).await;
+        if f["push"]["channel"] == channel.as_str() {
+            break f["push"]["pub"]["data"].clone();
+        }
+    };
+    assert_eq!(
+        (stats["held"].as_i64(), stats["units_left"].as_i64()),
+        (Some(2), Some(3)),
+        "{stats}"
+    );
+    // The console's connection hears the stream but is nobody watching.
+    app.state.hub.count_viewers().await;
+    let counts = app.state.hub.channels().viewer_counts("stream:");
+    assert!(counts.iter().all(|(_, n)| *n == 0), "{counts:?}");
+}
+
 on_both_backends!(
+    the_seller_channel_tells_only_the_seller_each_offers_levels,
     a_viewer_hears_their_orders_change_on_their_own_channel,
     a_command_flood_is_refused_then_disconnected,
     sdk_viewer_connects_subscribes_gets_state_and_reserves,

@@ -9,13 +9,52 @@ use axum::{Form, Router};
 use serde::Deserialize;
 use streams::ids::SellerId;
 
-use super::{chrome, csrf_ok, csrf_refused, gate, html, message, unavailable, Chrome, Gate, Submitted, Words};
+use super::{acting, csrf_ok, csrf_refused, gate, html, message, unavailable, Acting, Chrome, Gate, Submitted, Words};
 use crate::http::extract::Language;
 use crate::sellers::Mode;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/console/switch", post(switch))
+    Router::new()
+        .route("/console/switch", post(switch))
+        .route("/console/language", post(language_choice))
+}
+
+#[derive(Deserialize)]
+struct LanguageForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    locale: String,
+}
+
+/// The person's console language, kept with them (every browser follows).
+async fn language_choice(
+    State(s): State<AppState>,
+    language: Language,
+    headers: HeaderMap,
+    form: Submitted<LanguageForm>,
+) -> Response {
+    let (session, t) = match gate(&s, &headers, &language).await {
+        Gate::In { session, t, .. } => (session, t),
+        Gate::Out(r) => return r,
+    };
+    let Ok(Form(f)) = form else { return csrf_refused(t) };
+    if !csrf_ok(&session, &f.csrf) {
+        return csrf_refused(t);
+    }
+    let Some(locale) = widget::Locale::parse(&f.locale).filter(|l| l.tag() == f.locale) else {
+        let text = t.get("console.not_found");
+        return message(StatusCode::BAD_REQUEST, t, None, "error", text, "/console");
+    };
+    match s
+        .people
+        .set_profile(&session.person.id, &session.person.name, locale)
+        .await
+    {
+        Ok(()) => Redirect::to("/console").into_response(),
+        Err(e) => unavailable(t, &e),
+    }
 }
 
 /// A stream as the overview lists it.
@@ -33,6 +72,8 @@ struct Home {
     csrf: String,
     shop: String,
     role_line: String,
+    /// Whether the member may make streams.
+    can_create: bool,
     streams: Vec<StreamRow>,
 }
 
@@ -43,27 +84,16 @@ pub async fn acting_row(s: &AppState, account: &SellerId, live: bool) -> Result<
 }
 
 pub async fn page(State(s): State<AppState>, language: Language, headers: HeaderMap) -> Response {
-    let (session, account, role, t) = match gate(&s, &headers, &language).await {
-        Gate::In {
-            session,
-            account,
-            role,
-            t,
-            ..
-        } => (session, account, role, t),
-        Gate::Out(r) => return r,
-    };
-    let chrome = match chrome(&s, &session).await {
-        Ok(c) => c,
-        Err(e) => return unavailable(t, &e),
-    };
-    let row = match acting_row(&s, &account, session.live).await {
-        Ok(Some(row)) => row,
-        Ok(None) => {
-            let text = t.get("console.not_found");
-            return message(StatusCode::NOT_FOUND, t, chrome, "error", text, "/console");
-        }
-        Err(e) => return unavailable(t, &e),
+    // Every role reads the shop's streams.
+    let Acting {
+        session,
+        role,
+        t,
+        chrome,
+        row,
+    } = match acting(&s, &headers, &language, crate::people::Area::Live, false).await {
+        Ok(a) => a,
+        Err(r) => return r,
     };
     let page = ::streams::store::Page {
         limit: 50,
@@ -96,6 +126,7 @@ pub async fn page(State(s): State<AppState>, language: Language, headers: Header
         csrf: session.csrf.clone(),
         shop: chrome.as_ref().map(|c| c.shop.clone()).unwrap_or_default(),
         role_line: t.fill("console.your_role", "role", t.role(role)),
+        can_create: role.allows(crate::people::Area::Live, true),
         streams,
         chrome,
         t,

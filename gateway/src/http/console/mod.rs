@@ -3,8 +3,8 @@
 //! role checked on the server for every page and every API call.
 //!
 //! Pages are rendered on the server from askama templates (compiled into
-//! the binary, `gateway/templates/console`), styled by one stylesheet, with
-//! no script of their own yet. Every form carries a CSRF token: a signed-in
+//! the binary, `gateway/templates/console`), styled by one stylesheet; only
+//! the live room has a script (a file: no inline script anywhere). Every form carries a CSRF token: a signed-in
 //! browser's is its session's, a signed-out one's (sign-in, links) is a
 //! cookie it must echo. The same session cookie also authenticates the
 //! seller API ([`crate::http::extract::Seller`]), with the token in an
@@ -14,9 +14,11 @@
 //!
 //! - [`signin`]: sign-in, email links, invitations and first owners, sign-out;
 //! - [`team`]: members, roles, invitations;
-//! - [`home`]: the overview and the shop and mode switch.
+//! - [`home`]: the overview and the shop and mode switch;
+//! - [`live`]: the live room.
 
 mod home;
+mod live;
 mod signin;
 mod team;
 
@@ -38,9 +40,10 @@ use crate::state::AppState;
 pub use home::acting_row;
 pub use signin::owner_link;
 
-/// Strict: only this origin's styles, no scripts, no framing.
-const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' https: data:; form-action 'self'; \
-                   base-uri 'none'; frame-ancestors 'none'";
+/// Strict: only this origin's scripts (files, never inline), styles and
+/// sockets; no framing.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; \
+                   connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -49,6 +52,7 @@ pub fn router() -> Router<AppState> {
         .merge(signin::router())
         .merge(team::router())
         .merge(home::router())
+        .merge(live::router())
 }
 
 /// Sign-in attempts per address (`HAUL_RATE_SIGNIN`, 10 a minute by default).
@@ -274,6 +278,59 @@ async fn gate(s: &AppState, headers: &HeaderMap, language: &Language) -> Gate {
         account,
         role,
         t,
+    }
+}
+
+/// A signed-in member whose role reaches `area` (`write`: to change it),
+/// with the page's surroundings and the seller row the session acts for.
+struct Acting {
+    session: Session,
+    role: Role,
+    t: Words,
+    chrome: Option<Chrome>,
+    row: SellerId,
+}
+
+/// The [`Acting`] member of a request, or the page instead (sign-in, 403
+/// for a role that does not reach `area`, 404 for a mode the shop lacks).
+async fn acting(
+    s: &AppState,
+    headers: &HeaderMap,
+    language: &Language,
+    area: crate::people::Area,
+    write: bool,
+) -> Result<Acting, Response> {
+    let (session, account, role, t) = match gate(s, headers, language).await {
+        Gate::In {
+            session,
+            account,
+            role,
+            t,
+            ..
+        } => (session, account, role, t),
+        Gate::Out(r) => return Err(r),
+    };
+    let chrome = match chrome(s, &session).await {
+        Ok(c) => c,
+        Err(e) => return Err(unavailable(t, &e)),
+    };
+    if !role.allows(area, write) {
+        let text = t.fill("console.forbidden", "role", t.role(role));
+        return Err(message(StatusCode::FORBIDDEN, t, chrome, "error", &text, "/console"));
+    }
+    match acting_row(s, &account, session.live).await {
+        Ok(Some(row)) => Ok(Acting {
+            session,
+            role,
+            t,
+            chrome,
+            row,
+        }),
+        Ok(None) => {
+            let text = t.get("console.not_found");
+            Err(message(StatusCode::NOT_FOUND, t, chrome, "error", text, "/console"))
+        }
+        Err(e) => Err(unavailable(t, &e)),
     }
 }
 

@@ -50,6 +50,7 @@ fn issue(s: &AppState, viewer: &BuyerId, ttl_secs: i64) -> Value {
         exp: now + ttl_secs,
         iat: Some(now),
         nbf: None,
+        sel: None,
     };
     let token = jwt::encode(&claims, s.token_secret.expose_secret().as_bytes());
     json!({ "viewer_id": viewer, "token": token, "expires_at": claims.exp * 1000 })
