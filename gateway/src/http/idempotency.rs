@@ -22,6 +22,18 @@ use crate::state::AppState;
 /// Largest response kept for a replay.
 const MAX_RESPONSE: usize = 1024 * 1024;
 
+/// The keys' scope of a console session's call: `<seller row>:<person>`.
+async fn console_scope(s: &AppState, parts: &axum::http::request::Parts) -> Result<Option<String>, sqlx::Error> {
+    let Some((_, session)) = crate::http::console::session_of(s, &parts.headers).await? else {
+        return Ok(None);
+    };
+    let Some((account, _)) = &session.account else {
+        return Ok(None);
+    };
+    let row = crate::http::console::acting_row(s, account, session.live).await?;
+    Ok(row.map(|row| format!("{row}:{}", session.person.id)))
+}
+
 pub async fn layer(State(s): State<AppState>, req: Request, next: Next) -> Response {
     if req.method() != Method::POST {
         return next.run(req).await;
@@ -42,23 +54,28 @@ pub async fn layer(State(s): State<AppState>, req: Request, next: Next) -> Respo
     let (parts, body) = req.into_parts();
     // Keys belong to sellers; other callers (and bad keys) go on to the
     // handler, which answers them as it would without the header.
-    let seller = match bearer(&parts).filter(|k| sellers::valid_key_format(k)) {
+    // A console member's keys are their own within the shop's mode: a
+    // replay never hands one member's answer to another.
+    let scope = match bearer(&parts).filter(|k| sellers::valid_key_format(k)) {
         Some(api_key) => match s.sellers.for_key(api_key, s.payments.now()).await {
             Ok(Some(owner)) => {
                 crate::http::extract::show_mode(&parts, owner.mode.is_live());
-                owner.seller
+                owner.seller.as_str().to_owned()
             }
             Ok(None) => return next.run(Request::from_parts(parts, body)).await,
             Err(e) => return ApiError::Unavailable(Box::new(e)).into_response(),
         },
-        None => return next.run(Request::from_parts(parts, body)).await,
+        None => match console_scope(&s, &parts).await {
+            Ok(Some(scope)) => scope,
+            Ok(None) => return next.run(Request::from_parts(parts, body)).await,
+            Err(e) => return ApiError::Unavailable(Box::new(e)).into_response(),
+        },
     };
     let bytes = match to_bytes(body, s.config.max_body_bytes).await {
         Ok(b) => b,
         Err(_) => return ApiError::PayloadTooLarge.into_response(),
     };
     let fingerprint = fingerprint(&parts, &bytes);
-    let scope = seller.as_str().to_owned();
     let now = s.streams.now();
     match s.keys.begin(&scope, &key, &fingerprint, now).await {
         Err(e) => ApiError::Unavailable(Box::new(e)).into_response(),

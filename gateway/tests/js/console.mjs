@@ -152,6 +152,22 @@ await drive(async (browser, shoot) => {
   }
   out('stream', streamId);
 
+  // The owner finds the order in the order book and refunds part of it,
+  // confirming first.
+  await owner.goto(`${base}/console/orders`);
+  await owner.locator('[data-test=order-link]').first().click();
+  await owner.locator('[data-test=order]').waitFor();
+  out('order_page', {
+    state: await owner.locator('[data-test=order-state]').textContent(),
+    fulfilment: await owner.locator('[data-test=order-fulfilment]').textContent(),
+  });
+  await owner.locator('[data-test=refund-form]').getByLabel('Amount to refund').fill('490');
+  await owner.locator('[data-test=refund]').click();
+  const question = await owner.locator('[data-test=refund-question]').textContent();
+  await owner.locator('[data-test=refund-yes]').dblclick();
+  await owner.locator('[data-test=order-done]').waitFor({ timeout: 10000 });
+  out('refunded', { question, done: await owner.locator('[data-test=order-done]').textContent() });
+
   // A form without its CSRF token is refused.
   await owner.goto(`${base}/console/team`);
   await owner.evaluate(() => document.querySelector('[data-test=invite] input[name=csrf]').remove());

@@ -607,7 +607,17 @@ async fn the_console_works_in_a_real_browser() {
     let members = app.state.people.members(account).await.unwrap();
     assert_eq!(members.len(), 2, "{members:?}");
 
-    // A manager refunds the sale; a moderator may not.
+    // The owner's refund in the browser: asked first, done once (the
+    // double click carried one Idempotency-Key).
+    assert_eq!(step("order_page"), json!({ "state": "Paid", "fulfilment": "Paid" }));
+    let refunded = step("refunded");
+    assert_eq!(
+        refunded["question"], "Refund ₽490.00 to the buyer? This cannot be undone.",
+        "{refunded}"
+    );
+    assert_eq!(refunded["done"], "Refunded ₽490.00.");
+
+    // A manager refunds the rest; a moderator may not.
     let stream = step("stream");
     let (_, orders) = app
         .seller(
@@ -625,7 +635,23 @@ async fn the_console_works_in_a_real_browser() {
     let mut owner = signed_in(&app, "olga@shop.example", "correct horse battery").await;
     let mut manager = invited(&app, &env, &mut owner, "max@shop.example", "manager").await;
     let mut moderator = invited(&app, &env, &mut owner, "dima@shop.example", "moderator").await;
-    let refund = json!({ "amount_minor": 149000 });
+    let (_, detail) = app.seller(Method::GET, &format!("/v1/orders/{order}"), None).await;
+    assert_eq!(
+        detail["refunds"].as_array().map(Vec::len),
+        Some(1),
+        "one refund for two clicks: {detail}"
+    );
+    // The order book and the order's page are a manager's, not a moderator's.
+    let page = manager.get("/console/orders").await;
+    assert!(page.body.contains(&format!("data-order=\"{order}\"")), "{}", page.body);
+    let page = manager.get(&format!("/console/orders/{order}")).await;
+    assert!(
+        page.body.contains("data-test=\"refund-form\"") && page.body.contains("Teapot × 1"),
+        "{}",
+        page.body
+    );
+    assert_eq!(moderator.get("/console/orders").await.status, StatusCode::FORBIDDEN);
+    let refund = json!({ "amount_minor": 100000 });
     let csrf = moderator.session_csrf().await;
     let a = moderator
         .api(
@@ -639,16 +665,24 @@ async fn the_console_works_in_a_real_browser() {
         (a.status, a.json()["error"]["code"].clone()),
         (StatusCode::FORBIDDEN, json!("forbidden_role"))
     );
+    // The same Idempotency-Key twice from the console: one refund, one answer.
     let csrf = manager.session_csrf().await;
-    let a = manager
-        .api(
-            Method::POST,
-            &format!("/v1/orders/{order}/refunds"),
-            Some(&csrf),
-            Some(refund),
-        )
-        .await;
-    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let req = manager
+            .http
+            .post(format!("{}/v1/orders/{order}/refunds", app.base))
+            .header("x-csrf-token", &csrf)
+            .header("idempotency-key", "refund-the-rest")
+            .json(&refund);
+        let a = manager.send(req).await;
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+        answers.push(a.json()["id"].clone());
+    }
+    assert_eq!(answers[0], answers[1]);
+    let (_, detail) = app.seller(Method::GET, &format!("/v1/orders/{order}"), None).await;
+    assert_eq!(detail["refunds"].as_array().map(Vec::len), Some(2), "{detail}");
+    assert_eq!(detail["state"], "refunded", "{detail}");
 }
 
 /// Sign-in attempts from one address are limited (`HAUL_RATE_SIGNIN`).

@@ -15,10 +15,12 @@
 //! - [`signin`]: sign-in, email links, invitations and first owners, sign-out;
 //! - [`team`]: members, roles, invitations;
 //! - [`home`]: the overview and the shop and mode switch;
-//! - [`live`]: the live room.
+//! - [`live`]: the live room;
+//! - [`orders`]: the order book and an order's page.
 
 mod home;
 mod live;
+mod orders;
 mod signin;
 mod team;
 
@@ -53,6 +55,7 @@ pub fn router() -> Router<AppState> {
         .merge(team::router())
         .merge(home::router())
         .merge(live::router())
+        .merge(orders::router())
 }
 
 /// Sign-in attempts per address (`HAUL_RATE_SIGNIN`, 10 a minute by default).
@@ -92,6 +95,7 @@ pub struct Chrome {
     pub shop: String,
     pub live: bool,
     pub can_team: bool,
+    pub can_orders: bool,
     /// (account id, shop name) of each of the person's shops.
     pub accounts: Vec<(String, String)>,
 }
@@ -189,6 +193,7 @@ async fn chrome(s: &AppState, session: &Session) -> Result<Option<Chrome>, sqlx:
         shop,
         live: session.live,
         can_team: role.allows(crate::people::Area::Team, false),
+        can_orders: role.allows(crate::people::Area::Orders, false),
         accounts: memberships
             .into_iter()
             .map(|m| (m.account.to_string(), m.name))
