@@ -8,36 +8,18 @@
   const $ = (sel, root = document) => root.querySelector(sel);
   const meta = (name) => document.querySelector(`meta[name=${name}]`).content;
   const { t, money } = window.HaulText;
-  const csrf = meta('haul-csrf');
+  const { api, digits } = window.HaulConsole;
   const token = meta('haul-token');
   const streamId = meta('haul-stream');
   const room = $('[data-test=room]');
   const canWrite = room.dataset.write === 'true';
 
   // ----- the seller API ----------------------------------------------------
-  async function api(method, path, body) {
-    const r = await fetch(path, {
-      method,
-      credentials: 'same-origin',
-      headers: { 'content-type': 'application/json', 'x-csrf-token': csrf },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const answer = await r.json().catch(() => ({}));
-    if (!r.ok) {
-      const e = answer.error || {};
-      throw new Error(`${e.field ? `${e.field}: ` : ''}${e.message || r.status}`);
-    }
-    return answer;
-  }
-  function failed(e) {
-    const el = $('[data-test=room-error]');
-    el.textContent = t('console.room.failed', { why: e.message || e });
-    el.hidden = false;
-  }
   async function act(button, work) {
+    const error = $('[data-test=room-error]');
     button.disabled = true;
-    $('[data-test=room-error]').hidden = true;
-    try { await work(); } catch (e) { failed(e); } finally { button.disabled = false; }
+    error.hidden = true;
+    try { await work(); } catch (e) { window.HaulConsole.failed(error, e); } finally { button.disabled = false; }
   }
 
   // ----- state ---------------------------------------------------------------
@@ -203,10 +185,8 @@
         act($('[data-test=launch]', form), async () => {
           const f = form.elements;
           const currency = f.currency.value.trim().toUpperCase();
-          let digits = 2;
-          try { digits = new Intl.NumberFormat('en', { style: 'currency', currency }).resolvedOptions().maximumFractionDigits; } catch { /* the server names it */ }
           const body = {
-            price_minor: Math.round(Number(f.price.value) * 10 ** digits),
+            price_minor: Math.round(Number(f.price.value) * 10 ** digits(currency)),
             currency,
             quantity: Number(f.quantity.value),
             duration_seconds: Number(f.duration_seconds.value),

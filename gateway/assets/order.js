@@ -7,27 +7,12 @@
 (() => {
   const $ = (sel) => document.querySelector(sel);
   const { t, money } = window.HaulText;
-  const csrf = document.querySelector('meta[name=haul-csrf]').content;
+  const { api, digits } = window.HaulConsole;
   const box = $('[data-test=order]');
   const id = box.dataset.order;
   const currency = box.dataset.currency;
 
-  async function api(path, body, key) {
-    const headers = { 'content-type': 'application/json', 'x-csrf-token': csrf };
-    if (key) headers['idempotency-key'] = key;
-    const r = await fetch(path, { method: 'POST', credentials: 'same-origin', headers, body: JSON.stringify(body) });
-    const answer = await r.json().catch(() => ({}));
-    if (!r.ok) {
-      const e = answer.error || {};
-      throw new Error(`${e.field ? `${e.field}: ` : ''}${e.message || r.status}`);
-    }
-    return answer;
-  }
-  function failed(e) {
-    const el = $('[data-test=order-error]');
-    el.textContent = t('console.room.failed', { why: e.message || e });
-    el.hidden = false;
-  }
+  const failed = (e) => window.HaulConsole.failed($('[data-test=order-error]'), e);
 
   const move = $('[data-test=move-form]');
   if (move) {
@@ -37,7 +22,7 @@
       const body = { state: f.state.value };
       for (const k of ['carrier', 'tracking_number', 'note']) if (f[k].value.trim()) body[k] = f[k].value.trim();
       try {
-        await api(`/v1/orders/${id}/fulfilment`, body);
+        await api('POST', `/v1/orders/${id}/fulfilment`, body);
         location.reload();
       } catch (e) { failed(e); }
     });
@@ -47,12 +32,9 @@
   if (refund) {
     const ask = $('[data-test=refund-confirm]');
     let pending = null;
-    const digits = () => {
-      try { return new Intl.NumberFormat('en', { style: 'currency', currency }).resolvedOptions().maximumFractionDigits; } catch { return 2; }
-    };
     refund.addEventListener('submit', (ev) => {
       ev.preventDefault();
-      const amount = Math.round(Number(refund.elements.amount.value) * 10 ** digits());
+      const amount = Math.round(Number(refund.elements.amount.value) * 10 ** digits(currency));
       const key = `console-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 12)}`;
       pending = { amount, key, reason: refund.elements.reason.value.trim() };
       $('[data-test=refund-question]').textContent = t('console.orders.refund_ask', { amount: money(amount, currency) });
@@ -65,7 +47,7 @@
       const body = { amount_minor: pending.amount };
       if (pending.reason) body.reason = pending.reason;
       try {
-        const r = await api(`/v1/orders/${id}/refunds`, body, pending.key);
+        const r = await api('POST', `/v1/orders/${id}/refunds`, body, pending.key);
         const done = $('[data-test=order-done]');
         done.textContent = t('console.orders.refunded', { amount: money(r.amount_minor, currency) });
         done.hidden = false;

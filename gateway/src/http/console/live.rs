@@ -12,7 +12,7 @@
 
 use askama::Template;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
@@ -200,15 +200,10 @@ async fn create_stream(
 }
 
 async fn script() -> Response {
-    let mut r = include_str!("../../../assets/live.js").into_response();
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/javascript; charset=utf-8"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    r
+    super::static_file(
+        include_str!("../../../assets/live.js"),
+        "text/javascript; charset=utf-8",
+    )
 }
 
 #[cfg(test)]

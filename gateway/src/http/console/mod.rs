@@ -51,6 +51,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/console", get(home::page))
         .route("/console/assets/console.css", get(stylesheet))
+        .route("/console/assets/api.js", get(api_script))
         .merge(signin::router())
         .merge(team::router())
         .merge(home::router())
@@ -351,13 +352,22 @@ fn csrf_refused(t: Words) -> Response {
 }
 
 async fn stylesheet() -> Response {
-    let mut r = include_str!("../../../assets/console.css").into_response();
+    static_file(include_str!("../../../assets/console.css"), "text/css; charset=utf-8")
+}
+
+async fn api_script() -> Response {
+    static_file(
+        include_str!("../../../assets/console-api.js"),
+        "text/javascript; charset=utf-8",
+    )
+}
+
+/// One of the console's own files (revalidated: a new release's arrive at once).
+fn static_file(body: &'static str, content_type: &'static str) -> Response {
+    let mut r = body.into_response();
     let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/css; charset=utf-8"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     r
 }

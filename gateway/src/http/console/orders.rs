@@ -9,8 +9,8 @@
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use payments::fulfilment::Fulfilment;
@@ -94,17 +94,6 @@ fn money(t: &Words, minor: i64, currency: &str) -> String {
     t.0.money(minor, digits, currency)
 }
 
-const STATES: &[OrderState] = &[
-    OrderState::Created,
-    OrderState::Pending,
-    OrderState::Succeeded,
-    OrderState::Failed,
-    OrderState::Cancelled,
-    OrderState::Expired,
-    OrderState::PartiallyRefunded,
-    OrderState::Refunded,
-];
-
 fn state_words(t: &Words, s: OrderState) -> &'static str {
     t.get(&format!("watch.order.{}", s.as_str()))
 }
@@ -152,7 +141,7 @@ async fn list(
     };
     let q = q.map(|Query(q)| q).unwrap_or_default();
     let mut filter = Filter {
-        state: STATES.iter().copied().find(|st| st.as_str() == q.state),
+        state: OrderState::ALL.iter().copied().find(|st| st.as_str() == q.state),
         fulfilment: Fulfilment::parse(&q.fulfilment),
         ..Filter::default()
     };
@@ -202,7 +191,10 @@ async fn list(
         })
         .collect();
     let page = List {
-        states: STATES.iter().map(|st| (st.as_str(), state_words(&t, *st))).collect(),
+        states: OrderState::ALL
+            .iter()
+            .map(|st| (st.as_str(), state_words(&t, *st)))
+            .collect(),
         fulfilments: Fulfilment::ALL
             .iter()
             .map(|f| (f.as_str(), fulfilment_words(&t, Some(*f))))
@@ -404,15 +396,10 @@ async fn detail(
 }
 
 async fn script() -> Response {
-    let mut r = include_str!("../../../assets/order.js").into_response();
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/javascript; charset=utf-8"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    r
+    super::static_file(
+        include_str!("../../../assets/order.js"),
+        "text/javascript; charset=utf-8",
+    )
 }
 
 #[cfg(test)]
