@@ -427,7 +427,7 @@ async fn each_role_reaches_only_its_areas(env: Env) {
     assert_eq!(m.get("/console").await.status, StatusCode::OK);
 }
 
-crate::on_both_backends!(each_role_reaches_only_its_areas);
+crate::on_both_backends!(each_role_reaches_only_its_areas, the_console_works_in_a_real_browser);
 
 /// Five wrong passwords in a row lock the email for a quarter of an hour
 /// (even the right one is refused meanwhile); an unknown email gets the
@@ -544,9 +544,7 @@ async fn wrong_passwords_lock_sign_in_on_the_embedded_backend() {
 /// stock and time added), a form without its CSRF token refused, a lockout
 /// after five wrong passwords; the overview and the room photographed at
 /// two widths. Then a manager refunds the sale and a moderator may not.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_console_works_in_a_real_browser() {
-    let env = Env::embedded().await;
+async fn the_console_works_in_a_real_browser(env: Env) {
     let app = TestApp::start(&env, &[]).await;
     let link = gateway::http::console::owner_link(&app.state.people, &app.base, &app.seller, app.state.payments.now())
         .await
