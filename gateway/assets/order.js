@@ -42,17 +42,21 @@
       $('[data-test=refund-yes]').focus();
     });
     $('[data-test=refund-no]').addEventListener('click', () => { ask.hidden = true; pending = null; });
-    $('[data-test=refund-yes]').addEventListener('click', async () => {
+    const yes = $('[data-test=refund-yes]');
+    yes.addEventListener('click', async () => {
       if (!pending) return;
       const body = { amount_minor: pending.amount };
       if (pending.reason) body.reason = pending.reason;
+      // One click is one refund; the key makes sure of it even if a
+      // second request gets through.
+      yes.disabled = true;
       try {
         const r = await api('POST', `/v1/orders/${id}/refunds`, body, pending.key);
         const done = $('[data-test=order-done]');
         done.textContent = t('console.orders.refunded', { amount: money(r.amount_minor, currency) });
         done.hidden = false;
         setTimeout(() => location.reload(), 800);
-      } catch (e) { failed(e); }
+      } catch (e) { failed(e); yes.disabled = false; }
     });
   }
 })();

@@ -168,6 +168,22 @@ await drive(async (browser, shoot) => {
   await owner.locator('[data-test=order-done]').waitFor({ timeout: 10000 });
   out('refunded', { question, done: await owner.locator('[data-test=order-done]').textContent() });
 
+  // The owner makes an API key (shown once), then revokes it, asked twice.
+  await owner.locator('[data-test=nav-keys]').click();
+  await owner.waitForURL(`${base}/console/keys`);
+  await owner.locator('[data-test=new-key-form]').getByLabel('Name').fill('Warehouse');
+  await owner.locator('[data-test=new-key-form] button').click();
+  await owner.locator('[data-test=new-key-box]').waitFor({ state: 'visible', timeout: 10000 });
+  const key = await owner.locator('[data-test=new-key]').textContent();
+  await owner.reload();
+  const row = owner.locator('tr[data-name=Warehouse]');
+  await row.locator('[data-test=revoke]').click();
+  const askedTwice = await row.locator('[data-test=revoke]').textContent();
+  await Promise.all([owner.waitForNavigation(), row.locator('[data-test=revoke]').click()]);
+  out('key', { key, asked_twice: askedTwice,
+    state: await owner.locator('tr[data-name=Warehouse] [data-test=key-state]').textContent(),
+    shown_again: (await owner.content()).includes(key) });
+
   // A form without its CSRF token is refused.
   await owner.goto(`${base}/console/team`);
   await owner.evaluate(() => document.querySelector('[data-test=invite] input[name=csrf]').remove());

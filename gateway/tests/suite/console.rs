@@ -614,6 +614,15 @@ async fn the_console_works_in_a_real_browser(env: Env) {
         "{refunded}"
     );
     assert_eq!(refunded["done"], "Refunded ₽490.00.");
+    // An API key from the console: shown once, working, then revoked.
+    let key = step("key");
+    let made = key["key"].as_str().unwrap();
+    assert!(made.starts_with("hk_test_"), "{key}");
+    assert_eq!(key["asked_twice"], "Revoke now: it stops at once");
+    assert_eq!(key["state"], "revoked");
+    assert_eq!(key["shown_again"], false, "a key is shown once");
+    let (st, _) = app.call(Method::GET, "/v1/streams", Some(made), None).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "a revoked key works no more");
 
     // A manager refunds the rest; a moderator may not.
     let stream = step("stream");

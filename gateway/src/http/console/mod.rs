@@ -16,9 +16,11 @@
 //! - [`team`]: members, roles, invitations;
 //! - [`home`]: the overview and the shop and mode switch;
 //! - [`live`]: the live room;
-//! - [`orders`]: the order book and an order's page.
+//! - [`orders`]: the order book and an order's page;
+//! - [`keys`]: the shop's API keys.
 
 mod home;
+mod keys;
 mod live;
 mod orders;
 mod signin;
@@ -57,6 +59,7 @@ pub fn router() -> Router<AppState> {
         .merge(home::router())
         .merge(live::router())
         .merge(orders::router())
+        .merge(keys::router())
 }
 
 /// Sign-in attempts per address (`HAUL_RATE_SIGNIN`, 10 a minute by default).
@@ -97,6 +100,7 @@ pub struct Chrome {
     pub live: bool,
     pub can_team: bool,
     pub can_orders: bool,
+    pub can_keys: bool,
     /// (account id, shop name) of each of the person's shops.
     pub accounts: Vec<(String, String)>,
 }
@@ -195,6 +199,7 @@ async fn chrome(s: &AppState, session: &Session) -> Result<Option<Chrome>, sqlx:
         live: session.live,
         can_team: role.allows(crate::people::Area::Team, false),
         can_orders: role.allows(crate::people::Area::Orders, false),
+        can_keys: role.allows(crate::people::Area::Keys, false),
         accounts: memberships
             .into_iter()
             .map(|m| (m.account.to_string(), m.name))

@@ -84,7 +84,7 @@ struct Detail {
 }
 
 /// A time as `YYYY-MM-DD HH:MM UTC`.
-fn when(ms: i64) -> String {
+pub(super) fn when(ms: i64) -> String {
     let t = payments::outbox::rfc3339(ms);
     format!("{} {} UTC", &t[..10], &t[11..16])
 }
