@@ -410,6 +410,8 @@ async fn each_role_reaches_only_its_areas(env: Env) {
         (a.status, a.json()["error"]["code"].clone()),
         (StatusCode::FORBIDDEN, json!("no_account"))
     );
+    // With no shop left, the sign-in page is theirs again (not a loop back).
+    assert_eq!(d.get("/console/signin").await.status, StatusCode::OK);
 
     // Signed out everywhere: every browser of that person is out.
     let mut o2 = signed_in(&app, "olga@shop.example", "correct horse battery").await;

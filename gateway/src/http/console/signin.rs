@@ -136,8 +136,12 @@ fn render_signin(
 }
 
 async fn signin_page(State(s): State<AppState>, language: Language, headers: HeaderMap) -> Response {
-    if let Ok(Some(_)) = session_of(&s, &headers).await {
-        return Redirect::to("/console").into_response();
+    // Signed in to a shop already: on to it. A person with no shop stays
+    // here, free to sign in as someone else.
+    if let Ok(Some((_, session))) = session_of(&s, &headers).await {
+        if session.account.is_some() {
+            return Redirect::to("/console").into_response();
+        }
     }
     render_signin(&s, StatusCode::OK, words(None, &language), &headers, "", None)
 }
