@@ -38,5 +38,14 @@
     }
   }
 
-  window.HaulConsole = { api, failed, digits };
+  // A button that asks once more before it acts: true on its second click
+  // (the first turns its words into `question`).
+  function sure(button, question) {
+    if (button.dataset.sure) return true;
+    button.dataset.sure = '1';
+    button.textContent = question;
+    return false;
+  }
+
+  window.HaulConsole = { api, failed, digits, sure };
 })();

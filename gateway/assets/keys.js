@@ -6,7 +6,7 @@
 (() => {
   const $ = (sel, root = document) => root.querySelector(sel);
   const { t } = window.HaulText;
-  const { api, failed } = window.HaulConsole;
+  const { api, failed, sure } = window.HaulConsole;
   const error = $('[data-test=keys-error]');
 
   // A new key is shown once, then the list is read again.
@@ -29,11 +29,7 @@
     });
     const revoke = $('[data-action=revoke]', row);
     revoke.addEventListener('click', async () => {
-      if (!revoke.dataset.sure) {
-        revoke.dataset.sure = '1';
-        revoke.textContent = t('console.keys.revoke_sure');
-        return;
-      }
+      if (!sure(revoke, t('console.keys.revoke_sure'))) return;
       try {
         await api('DELETE', `/v1/api-keys/${id}`);
         location.reload();

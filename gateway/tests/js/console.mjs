@@ -5,12 +5,12 @@
 // sign-in; the overview is photographed at 1280 and 820 px wide.
 // Driven by gateway/tests/suite/console.rs.
 //
-//   node console.mjs BASE_URL OWNER_LINK DATA_DIR SHOTS_PREFIX
+//   node console.mjs BASE_URL OWNER_LINK DATA_DIR SHOTS_PREFIX HOOK_URL
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { drive, out } from './browser.mjs';
 
-const [base, ownerLink, dataDir, shots] = process.argv.slice(2);
+const [base, ownerLink, dataDir, shots, hookUrl] = process.argv.slice(2);
 
 // The link in the newest console email to `to`.
 function mailedLink(to) {
@@ -152,6 +152,16 @@ await drive(async (browser, shoot) => {
   }
   out('stream', streamId);
 
+  // The owner adds a webhook endpoint for refunds (its secret shown once).
+  shoot(owner);
+  await owner.goto(`${base}/console/webhooks`);
+  const hooks = owner.locator('[data-test=new-endpoint]');
+  await hooks.getByLabel('URL').fill(hookUrl);
+  await hooks.locator('input[value="order.refunded"]').check();
+  await hooks.locator('button[type=submit]').click();
+  await owner.locator('[data-test=secret-box]').waitFor({ state: 'visible', timeout: 10000 });
+  const secret = await owner.locator('[data-test=secret]').textContent();
+
   // The owner finds the order in the order book and refunds part of it,
   // confirming first.
   await owner.goto(`${base}/console/orders`);
@@ -167,6 +177,19 @@ await drive(async (browser, shoot) => {
   await owner.locator('[data-test=refund-yes]').dblclick();
   await owner.locator('[data-test=order-done]').waitFor({ timeout: 10000 });
   out('refunded', { question, done: await owner.locator('[data-test=order-done]').textContent() });
+
+  // The refund's webhook is in the endpoint's log; it is sent again on ask.
+  await owner.goto(`${base}/console/webhooks`);
+  const delivery = owner.locator('[data-test=deliveries] tr').first();
+  for (let i = 0; i < 50 && (await delivery.count()) === 0; i++) {
+    await owner.waitForTimeout(200);
+    await owner.reload();
+  }
+  await delivery.waitFor({ timeout: 10000 });
+  await delivery.locator('[data-test=resend]').click();
+  await owner.locator('[data-test=hooks-done]').waitFor({ state: 'visible', timeout: 10000 });
+  out('webhook', { secret_shown: secret.startsWith('whsec_'), row: await delivery.textContent(),
+    done: await owner.locator('[data-test=hooks-done]').textContent() });
 
   // The owner makes an API key (shown once), then revokes it, asked twice.
   await owner.locator('[data-test=nav-keys]').click();

@@ -547,15 +547,21 @@ async fn wrong_passwords_lock_sign_in_on_the_embedded_backend() {
 /// after five wrong passwords; the overview and the room photographed at
 /// two widths. Then a manager refunds the sale and a moderator may not.
 async fn the_console_works_in_a_real_browser(env: Env) {
-    let app = TestApp::start(&env, &[]).await;
+    // (The webhook endpoint the owner adds listens on this machine.)
+    let app = TestApp::start(&env, &[("HAUL_WEBHOOKS_ALLOW_PRIVATE", "true")]).await;
     let link = gateway::http::console::owner_link(&app.state.people, &app.base, &app.seller, app.state.payments.now())
         .await
         .unwrap();
     let shots = std::env::temp_dir().join(format!("haul-console-{}", streams::ids::random_token(6)));
     let shots = shots.to_string_lossy().into_owned();
-    let steps = crate::pages::Browser::start("console.mjs", &[&app.base, &link, &env.data_dir, &shots], "console")
-        .run_out()
-        .await;
+    let (hook_url, hooks) = crate::pages::hook_endpoint().await;
+    let steps = crate::pages::Browser::start(
+        "console.mjs",
+        &[&app.base, &link, &env.data_dir, &shots, &hook_url],
+        "console",
+    )
+    .run_out()
+    .await;
     let step = |name: &str| crate::pages::step(&steps, name).unwrap_or_else(|| panic!("no {name} in {steps:?}"));
     assert_eq!(step("owner_link"), "Set up Test shop: you will be its owner");
     assert_eq!(
@@ -616,6 +622,22 @@ async fn the_console_works_in_a_real_browser(env: Env) {
         "{refunded}"
     );
     assert_eq!(refunded["done"], "Refunded ₽490.00.");
+    // The endpoint added in the console heard the refund, and heard it again
+    // when asked to from its log: the same message, twice.
+    let hook = step("webhook");
+    assert_eq!(hook["secret_shown"], true, "{hook}");
+    assert!(hook["row"].as_str().unwrap().contains("order.refunded"), "{hook}");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let got = hooks.lock().unwrap().clone();
+        let refunds: Vec<_> = got.iter().filter(|h| h.3.contains("order.refunded")).collect();
+        if refunds.len() >= 2 {
+            assert_eq!(refunds[0].0, refunds[1].0, "the same message id");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{got:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     // An API key from the console: shown once, working, then revoked.
     let key = step("key");
     let made = key["key"].as_str().unwrap();

@@ -327,9 +327,9 @@ pub(crate) fn step(steps: &[Value], name: &str) -> Option<Value> {
 }
 
 /// The seller's webhook endpoint: what it received (id, timestamp, signature, body).
-type Hooks = std::sync::Arc<std::sync::Mutex<Vec<(String, String, String, String)>>>;
+pub(crate) type Hooks = std::sync::Arc<std::sync::Mutex<Vec<(String, String, String, String)>>>;
 
-async fn hook_endpoint() -> (String, Hooks) {
+pub(crate) async fn hook_endpoint() -> (String, Hooks) {
     let got: Hooks = Default::default();
     let store = got.clone();
     let app = axum::Router::new().route(

@@ -17,7 +17,8 @@
 //! - [`home`]: the overview and the shop and mode switch;
 //! - [`live`]: the live room;
 //! - [`orders`]: the order book and an order's page;
-//! - [`keys`]: the shop's API keys.
+//! - [`keys`]: the shop's API keys;
+//! - [`webhooks`]: the shop's webhook endpoints and their deliveries.
 
 mod home;
 mod keys;
@@ -25,6 +26,7 @@ mod live;
 mod orders;
 mod signin;
 mod team;
+mod webhooks;
 
 use std::net::IpAddr;
 
@@ -60,6 +62,7 @@ pub fn router() -> Router<AppState> {
         .merge(live::router())
         .merge(orders::router())
         .merge(keys::router())
+        .merge(webhooks::router())
 }
 
 /// Sign-in attempts per address (`HAUL_RATE_SIGNIN`, 10 a minute by default).
@@ -101,6 +104,7 @@ pub struct Chrome {
     pub can_team: bool,
     pub can_orders: bool,
     pub can_keys: bool,
+    pub can_webhooks: bool,
     /// (account id, shop name) of each of the person's shops.
     pub accounts: Vec<(String, String)>,
 }
@@ -200,6 +204,7 @@ async fn chrome(s: &AppState, session: &Session) -> Result<Option<Chrome>, sqlx:
         can_team: role.allows(crate::people::Area::Team, false),
         can_orders: role.allows(crate::people::Area::Orders, false),
         can_keys: role.allows(crate::people::Area::Keys, false),
+        can_webhooks: role.allows(crate::people::Area::Webhooks, false),
         accounts: memberships
             .into_iter()
             .map(|m| (m.account.to_string(), m.name))
