@@ -170,7 +170,8 @@ pub fn show_mode(parts: &Parts, live: bool) {
     }
 }
 
-/// Either a seller (an `hk_…` API key) or a viewer (a viewer token).
+/// Either a seller (an `hk_…` API key, or a console member's session) or a
+/// viewer (a viewer token).
 pub enum Caller {
     Seller(SellerId),
     Viewer(BuyerId),
@@ -180,7 +181,11 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        if bearer(parts).is_some_and(|t| t.starts_with(sellers::KEY_PREFIX)) {
+        let key = bearer(parts).is_some_and(|t| t.starts_with(sellers::KEY_PREFIX));
+        let console = bearer(parts).is_none()
+            && crate::http::console::cookie(&parts.headers, &crate::http::console::session_cookie_name(state))
+                .is_some();
+        if key || console {
             let Seller(s) = Seller::from_request_parts(parts, state).await?;
             Ok(Caller::Seller(s))
         } else {

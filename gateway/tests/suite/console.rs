@@ -682,6 +682,20 @@ async fn the_console_works_in_a_real_browser(env: Env) {
         page.body
     );
     assert_eq!(moderator.get("/console/orders").await.status, StatusCode::FORBIDDEN);
+    // An order read through the API with the session: a manager's, not a moderator's.
+    let a = manager
+        .api(Method::GET, &format!("/v1/orders/{order}"), None, None)
+        .await;
+    assert_eq!(
+        (a.status, a.json()["id"].as_str()),
+        (StatusCode::OK, Some(order.as_str())),
+        "{}",
+        a.body
+    );
+    let a = moderator
+        .api(Method::GET, &format!("/v1/orders/{order}"), None, None)
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.body);
     let refund = json!({ "amount_minor": 100000 });
     let csrf = moderator.session_csrf().await;
     let a = moderator
