@@ -356,6 +356,40 @@ mod tests {
     }
 }
 
+/// `scheme://host[:port]` with nothing after it, or why not.
+pub fn parse_origin(s: &str) -> Result<String, &'static str> {
+    let url = reqwest::Url::parse(s).map_err(|_| "not an origin")?;
+    if !matches!(url.scheme(), "https" | "http") {
+        return Err("must be http or https");
+    }
+    if url.host_str().is_none() || !url.username().is_empty() || url.password().is_some() {
+        return Err("must be scheme://host[:port]");
+    }
+    if !(url.path() == "/" && url.query().is_none() && url.fragment().is_none()) || s.ends_with('/') {
+        return Err("must have no path, query or fragment");
+    }
+    Ok(url.origin().ascii_serialization())
+}
+
+/// At most this many widget origins per seller.
+pub const MAX_ORIGINS: usize = 20;
+
+/// A seller's widget origins checked and deduplicated, or the field at
+/// fault (`origins[2]`) and why.
+pub fn checked_origins(raw: &[String]) -> Result<Vec<String>, (String, String)> {
+    if raw.len() > MAX_ORIGINS {
+        return Err(("origins".into(), format!("at most {MAX_ORIGINS}")));
+    }
+    let mut origins = Vec::new();
+    for (i, o) in raw.iter().enumerate() {
+        let parsed = parse_origin(o).map_err(|why| (format!("origins[{i}]"), why.to_owned()))?;
+        if !origins.contains(&parsed) {
+            origins.push(parsed);
+        }
+    }
+    Ok(origins)
+}
+
 /// Sellers' keys and widget settings over one pool, as requests use them.
 /// The widget secret is sealed at rest with the credentials key.
 #[derive(Clone)]

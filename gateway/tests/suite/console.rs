@@ -730,6 +730,81 @@ async fn the_console_works_in_a_real_browser(env: Env) {
     assert_eq!(detail["state"], "refunded", "{detail}");
 }
 
+/// The widget page: the allowed sites saved (a bad line named), a new
+/// widget secret shown once (an owner's, not a manager's), and the signing
+/// helper's signature accepted by `POST /v1/checkout/signed` as is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_widget_page_keeps_sites_makes_a_secret_and_signs() {
+    let env = Env::embedded().await;
+    let app = TestApp::start(&env, &[]).await;
+    let mut o = owner(&app, "olga@shop.example").await;
+    let mut m = invited(&app, &env, &mut o, "max@shop.example", "manager").await;
+    let page = o.get("/console/widget").await;
+    assert!(page.body.contains("/widget.js"), "the snippet: {}", page.body);
+    let csrf = page.csrf();
+    let a = o
+        .post(
+            "/console/widget/origins",
+            &[("csrf", &csrf), ("origins", "https://shop.example\nftp://x.example")],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(a.body.contains("ftp://x.example: must be http or https"), "{}", a.body);
+    let a = o
+        .post(
+            "/console/widget/origins",
+            &[
+                ("csrf", &csrf),
+                (
+                    "origins",
+                    "https://shop.example\n https://shop.example \nhttp://localhost:3000",
+                ),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let (_, v) = app.seller(Method::GET, "/v1/widget-origins", None).await;
+    assert_eq!(v["origins"], json!(["https://shop.example", "http://localhost:3000"]));
+    // A manager keeps the sites but makes no secret.
+    let mcsrf = m.session_csrf().await;
+    let a = m.post("/console/widget/secret", &[("csrf", &mcsrf)]).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    let a = o.post("/console/widget/secret", &[("csrf", &csrf)]).await;
+    let at = a.body.find("data-test=\"new-secret\">").expect("the secret is shown");
+    let secret = &a.body[at + "data-test=\"new-secret\">".len()..];
+    let secret = secret[..secret.find('<').unwrap()].to_owned();
+    assert!(secret.starts_with("wsk_"), "{secret}");
+    assert!(!o.get("/console/widget").await.body.contains(&secret), "shown once");
+    // The helper signs; the signed checkout takes its signature.
+    let expires = (app.state.payments.now() / 1000 + 3600).to_string();
+    let lines = format!(
+        "amount_minor=149000\ncurrency=RUB\nreference=W-7\nsuccess_url=https://shop.example/ok\n\
+         cancel_url=https://shop.example/\ncustomer_email=buyer@example.com\nexpires={expires}"
+    );
+    let a = m
+        .post("/console/widget/sign", &[("csrf", &mcsrf), ("params", &lines)])
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let at = a.body.find("data-test=\"signature\">").expect("a signature");
+    let signature = &a.body[at + "data-test=\"signature\">".len()..];
+    let signature = signature[..signature.find('<').unwrap()].to_owned();
+    let mut params: serde_json::Map<String, Value> = lines
+        .lines()
+        .map(|l| l.split_once('=').unwrap())
+        .map(|(k, v)| (k.to_owned(), json!(v)))
+        .collect();
+    params.insert("seller".into(), json!(app.seller.as_str()));
+    params.insert("signature".into(), json!(signature));
+    let (st, v) = app
+        .call(Method::POST, "/v1/checkout/signed", None, Some(Value::Object(params)))
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let a = m
+        .post("/console/widget/sign", &[("csrf", &mcsrf), ("params", "colour=blue")])
+        .await;
+    assert!(a.body.contains("unknown parameter"), "{}", a.body);
+}
+
 /// Sign-in attempts from one address are limited (`HAUL_RATE_SIGNIN`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_in_attempts_are_limited_per_address() {

@@ -18,8 +18,10 @@
 //! - [`live`]: the live room;
 //! - [`orders`]: the order book and an order's page;
 //! - [`keys`]: the shop's API keys;
-//! - [`webhooks`]: the shop's webhook endpoints and their deliveries.
+//! - [`webhooks`]: the shop's webhook endpoints and their deliveries;
+//! - [`embed`]: the widget's allowed sites, snippet, secret and signing helper.
 
+mod embed;
 mod home;
 mod keys;
 mod live;
@@ -63,6 +65,7 @@ pub fn router() -> Router<AppState> {
         .merge(orders::router())
         .merge(keys::router())
         .merge(webhooks::router())
+        .merge(embed::router())
 }
 
 /// Sign-in attempts per address (`HAUL_RATE_SIGNIN`, 10 a minute by default).
@@ -105,6 +108,7 @@ pub struct Chrome {
     pub can_orders: bool,
     pub can_keys: bool,
     pub can_webhooks: bool,
+    pub can_widget: bool,
     /// (account id, shop name) of each of the person's shops.
     pub accounts: Vec<(String, String)>,
 }
@@ -205,6 +209,7 @@ async fn chrome(s: &AppState, session: &Session) -> Result<Option<Chrome>, sqlx:
         can_orders: role.allows(crate::people::Area::Orders, false),
         can_keys: role.allows(crate::people::Area::Keys, false),
         can_webhooks: role.allows(crate::people::Area::Webhooks, false),
+        can_widget: role.allows(crate::people::Area::Shop, false),
         accounts: memberships
             .into_iter()
             .map(|m| (m.account.to_string(), m.name))

@@ -19,8 +19,6 @@ mod settings;
 mod webhooks;
 mod widget;
 
-pub use widget::parse_origin;
-
 use axum::Router;
 use serde::Deserialize;
 use serde_json::{json, Value};

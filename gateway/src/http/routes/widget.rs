@@ -16,9 +16,6 @@ use crate::http::error::ApiError;
 use crate::http::extract::{Json, Language, Seller};
 use crate::state::AppState;
 
-/// At most this many origins per seller.
-const MAX_ORIGINS: usize = 20;
-
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/widget-origins", put(set_origins).get(get_origins))
@@ -34,21 +31,6 @@ fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> ApiError {
     ApiError::Unavailable(Box::new(e))
 }
 
-/// `scheme://host[:port]` with nothing after it, or why not.
-pub fn parse_origin(s: &str) -> Result<String, &'static str> {
-    let url = reqwest::Url::parse(s).map_err(|_| "not an origin")?;
-    if !matches!(url.scheme(), "https" | "http") {
-        return Err("must be http or https");
-    }
-    if url.host_str().is_none() || !url.username().is_empty() || url.password().is_some() {
-        return Err("must be scheme://host[:port]");
-    }
-    if !(url.path() == "/" && url.query().is_none() && url.fragment().is_none()) || s.ends_with('/') {
-        return Err("must have no path, query or fragment");
-    }
-    Ok(url.origin().ascii_serialization())
-}
-
 async fn origins_of(s: &AppState, seller: &str) -> Result<Vec<String>, ApiError> {
     s.sellers.widget_origins(seller).await.map_err(unavailable)
 }
@@ -60,22 +42,8 @@ struct Origins {
 }
 
 async fn set_origins(State(s): State<AppState>, Seller(seller): Seller, Json(body): Json<Origins>) -> Answer {
-    if body.origins.len() > MAX_ORIGINS {
-        return Err(ApiError::InvalidField {
-            field: "origins",
-            message: format!("at most {MAX_ORIGINS}"),
-        });
-    }
-    let mut origins = Vec::new();
-    for (i, o) in body.origins.iter().enumerate() {
-        let parsed = parse_origin(o).map_err(|why| ApiError::InvalidPath {
-            field: format!("origins[{i}]"),
-            message: why.into(),
-        })?;
-        if !origins.contains(&parsed) {
-            origins.push(parsed);
-        }
-    }
+    let origins = crate::sellers::checked_origins(&body.origins)
+        .map_err(|(field, message)| ApiError::InvalidPath { field, message })?;
     s.sellers
         .set_widget_origins(&seller, &origins)
         .await
@@ -283,7 +251,7 @@ fn html_page(html: String, csp: &str, locale: widget::Locale) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::sellers::parse_origin;
 
     #[test]
     fn origins_are_scheme_host_and_port_only() {
