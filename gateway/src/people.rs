@@ -689,6 +689,29 @@ impl People {
         Ok(())
     }
 
+    /// Forgets what can no longer be used: sessions past their end or idle
+    /// too long, links expired a day ago, failures older than a lock.
+    pub async fn purge(&self, now: Millis) -> Result<u64, sqlx::Error> {
+        let sessions = sqlx::query("DELETE FROM console_sessions WHERE expires_at <= $1 OR seen_at <= $2")
+            .bind(now)
+            .bind(now - SESSION_IDLE_MS)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        let links = sqlx::query("DELETE FROM console_links WHERE expires_at <= $1")
+            .bind(now - 24 * 3_600_000)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        let failures = sqlx::query("DELETE FROM signin_failures WHERE last_at <= $1 AND locked_until <= $2")
+            .bind(now - LOCK_MS)
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(sessions + links + failures)
+    }
+
     /// Signs this browser out.
     pub async fn end_session(&self, token: &str) -> Result<(), sqlx::Error> {
         sqlx::query("DELETE FROM console_sessions WHERE token_hash = $1")

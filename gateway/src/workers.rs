@@ -73,7 +73,8 @@ async fn hold_expired(s: &AppState, expired: &streams::inventory::Hold) {
     s.payments.end_with_hold(hold.as_str(), HoldEnd::Expired).await;
 }
 
-/// Once a minute: rate-limit buckets, idle channels, expired idempotency keys.
+/// Once a minute: rate-limit buckets, idle channels, expired idempotency
+/// keys, console sessions and links.
 async fn housekeeping(s: AppState, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
@@ -86,6 +87,11 @@ async fn housekeeping(s: AppState, mut stop: watch::Receiver<bool>) {
                     Ok(0) => {}
                     Ok(n) => tracing::debug!(keys = n, "expired idempotency keys removed"),
                     Err(e) => tracing::warn!(error = %e, "could not remove expired idempotency keys"),
+                }
+                match s.people.purge(s.payments.now()).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(rows = n, "expired console sessions, links and failures removed"),
+                    Err(e) => tracing::warn!(error = %e, "could not remove expired console sessions"),
                 }
                 match crate::adapters::sandbox::purge(&s).await {
                     Ok(0) => {}

@@ -532,6 +532,11 @@ async fn wrong_passwords_lock_sign_in_and_links_still_work(env: Env) {
         )
         .await;
     assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.body);
+    // A month on, housekeeping forgets the sessions, links and failures.
+    app.clock.advance(31 * 24 * 3_600_000);
+    let gone = app.state.people.purge(app.state.payments.now()).await.unwrap();
+    assert!(gone >= 3, "{gone}");
+    assert_eq!(via_link.get("/console").await.location, "/console/signin");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
