@@ -137,7 +137,7 @@ pub const VARIABLES: &[Variable] = &[
     Variable {
         name: "HAUL_RATE_SIGNIN",
         default: "10/m",
-        help: "console sign-in attempts per client address: N/s, N/m or off",
+        help: "console sign-in attempts and invitations per client address: N/s, N/m or off",
     },
     Variable {
         name: "HAUL_TRUST_FORWARDED_FOR",

@@ -840,6 +840,16 @@ async fn sign_in_attempts_are_limited_per_address() {
             StatusCode::TOO_MANY_REQUESTS
         ]
     );
+    // Invitations (emails to any address) draw from the same budget.
+    let mut o = owner(&app, "olga@shop.example").await;
+    let team = o.get("/console/team").await;
+    let a = o
+        .post(
+            "/console/team/invite",
+            &[("csrf", &team.csrf()), ("email", "x@y.example"), ("role", "host")],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS, "{}", a.body);
 }
 
 /// `haul seller create` prints the owner's first sign-in link, which makes

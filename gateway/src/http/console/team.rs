@@ -11,7 +11,7 @@ use serde::Deserialize;
 use streams::ids::SellerId;
 
 use super::{chrome, csrf_ok, csrf_refused, gate, html, message, unavailable, Chrome, Gate, Submitted, Words};
-use crate::http::extract::Language;
+use crate::http::extract::{ClientAddr, Language};
 use crate::people::{self, Area, LinkPurpose, Role, Session, ROLES};
 use crate::state::AppState;
 
@@ -150,6 +150,7 @@ struct InviteForm {
 
 async fn invite(
     State(s): State<AppState>,
+    ClientAddr(addr): ClientAddr,
     language: Language,
     headers: HeaderMap,
     form: Submitted<InviteForm>,
@@ -158,6 +159,19 @@ async fn invite(
         Ok(o) => o,
         Err(r) => return r,
     };
+    // Each invitation is an email to any address: limited like sign-in links.
+    if s.signin_limits.check(&addr).is_err() {
+        let text = t.get("console.slow_down").to_owned();
+        return render(
+            &s,
+            StatusCode::TOO_MANY_REQUESTS,
+            &session,
+            &account,
+            t,
+            Some(("error", text)),
+        )
+        .await;
+    }
     let Some(email) = people::normalize_email(&f.email) else {
         let text = t.get("console.bad_email").to_owned();
         return render(
